@@ -1,0 +1,12 @@
+// Shared gtest main: initialises MPI (singleton when not under mpirun) so communicator code can be
+// tested at world size 1 and 2 alike, and sets libtorch's thread count explicitly.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include "common/dist.h"
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  rlhf::DistRuntime rt(&argc, &argv);  // MPI_Init + per-rank thread count; finalizes on exit
+  return RUN_ALL_TESTS();
+}
