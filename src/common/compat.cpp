@@ -2,23 +2,32 @@
 
 #include <cmath>
 
+#include <ATen/autocast_mode.h>
+
 namespace rlhf::compat {
+
+// Combined "may attend" mask, or undefined when there is neither padding nor a causal offset
+// that needs one. Rows with no allowed key attend to everything (no NaN).
+static torch::Tensor allowed_mask(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& mask, bool causal) {
+  torch::Tensor allowed = mask;
+  if (causal) {
+    const int64_t tq = q.size(-2), tk = k.size(-2);
+    auto c = torch::ones({tq, tk}, torch::dtype(torch::kBool).device(q.device())).tril(tk - tq);
+    allowed = allowed.defined() ? allowed.logical_and(c) : c;  // [B|1, 1, Tq, Tk]
+  }
+  if (allowed.defined()) allowed = allowed.logical_or(allowed.any(-1, true).logical_not());
+  return allowed;
+}
 
 static torch::Tensor math_attention(const torch::Tensor& q, const torch::Tensor& k,
                                     const torch::Tensor& v, const torch::Tensor& mask, bool causal,
                                     double dropout_p, bool training) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto att = torch::matmul(q, k.transpose(-2, -1)) * scale;  // [B, H, Tq, Tk]
-  torch::Tensor allowed = mask;
-  if (causal) {
-    const int64_t tq = q.size(-2), tk = k.size(-2);
-    auto c = torch::ones({tq, tk}, torch::dtype(torch::kBool).device(q.device())).tril(tk - tq);
-    allowed = allowed.defined() ? allowed.logical_and(c) : c;
-  }
+  torch::Tensor allowed = allowed_mask(q, k, mask, causal);
   if (allowed.defined()) att = att.masked_fill(allowed.logical_not(), -INFINITY);
   att = torch::softmax(att.to(torch::kFloat), -1).to(q.scalar_type());
-  // A fully masked row (a pad query) gives NaN; zero it so pads never poison the batch.
-  att = torch::nan_to_num(att, 0.0);
   if (training && dropout_p > 0) att = torch::dropout(att, dropout_p, true);
   return torch::matmul(att, v);  // [B, H, Tq, D]
 }
@@ -28,21 +37,34 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                         bool force_math) {
 #if RLHF_HAS_SDPA
   if (!force_math) {
-    torch::Tensor m = mask;
-    if (causal && m.defined()) {
-      const int64_t tq = q.size(-2), tk = k.size(-2);
-      auto c = torch::ones({tq, tk}, torch::dtype(torch::kBool).device(q.device())).tril(tk - tq);
-      m = m.logical_and(c);
-      causal = false;
-    }
-    // Rows with no allowed key (left pads) would be NaN; let them attend to everything, their
-    // outputs are masked out downstream anyway.
-    if (m.defined()) m = m.logical_or(m.any(-1, true).logical_not());
-    return at::scaled_dot_product_attention(q, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt,
-                                            training ? dropout_p : 0.0, causal);
+    const double p = training ? dropout_p : 0.0;
+    // Pure causal with Tq == Tk and no padding: let SDPA pick the flash kernel.
+    if (causal && !mask.defined() && q.size(-2) == k.size(-2))
+      return at::scaled_dot_product_attention(q, k, v, c10::nullopt, p, true);
+    torch::Tensor m = allowed_mask(q, k, mask, causal);
+    return at::scaled_dot_product_attention(
+        q, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, p, false);
   }
 #endif
   return math_attention(q, k, v, mask, causal, dropout_p, training);
+}
+
+AutocastState autocast_state() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return {at::autocast::is_autocast_enabled(at::kCUDA), at::autocast::get_autocast_dtype(at::kCUDA)};
+#else
+  return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+#endif
+}
+
+void set_autocast_state(const AutocastState& s) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, s.enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, s.dtype);
+#else
+  at::autocast::set_enabled(s.enabled);
+  at::autocast::set_autocast_gpu_dtype(s.dtype);
+#endif
 }
 
 bool fused_adamw_available(const torch::Device& device) {

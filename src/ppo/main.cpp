@@ -1,1 +1,8 @@
-int main() { return 0; }  // placeholder, replaced by the stage
+// ppo_train — stage 3. Usage: ppo_train --config configs/tiny/ppo.yaml [--set k=v ...] [--resume]
+#include "common/dist.h"
+#include "ppo/ppo_trainer.h"
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&] { return rlhf::run_ppo(argc, argv); });
+}

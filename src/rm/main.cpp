@@ -1,1 +1,8 @@
-int main() { return 0; }  // placeholder, replaced by the stage
+// rm_train — stage 2. Usage: rm_train --config configs/tiny/rm.yaml [--set k=v ...] [--resume]
+#include "common/dist.h"
+#include "rm/rm_trainer.h"
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&] { return rlhf::run_rm(argc, argv); });
+}

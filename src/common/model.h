@@ -1,0 +1,122 @@
+// model.h — the decoder-only transformer shared by every stage (SFT policy, reward model, critic).
+//
+// Contract:
+// - Two families with Hugging Face parameter names, so safetensors import/export is a rename:
+//     gpt2 : learned positions, LayerNorm, GELU (tanh approximation, HF "gelu_new"), biases,
+//            fused c_attn, tied embeddings by default. n_kv_head must equal n_head.
+//     llama: RMSNorm, RoPE (HF rotate-half layout, rope_theta), SwiGLU MLP, no biases,
+//            grouped-query attention via n_kv_head (n_head % n_kv_head == 0), optional tie.
+// - Shapes: tokens/positions [B, T] int64; key_mask [B, Tk] bool (true = real token) with
+//   Tk = cache_pos + T; hidden [B, T, d_model]; logits [B, T, V] always float32.
+// - Left padding: pad tokens get position 0 (positions_from_mask) and are never attended to as
+//   keys. A pad *query* row (no real key visible) attends to every key instead of producing NaN;
+//   its output is garbage by design and must be masked out by the caller.
+// - KV cache: forward(..., cache, cache_pos) writes the new keys/values at [cache_pos, cache_pos+T)
+//   and attends over [0, cache_pos + T). No host synchronisation happens inside forward.
+// - Dropout (cfg.dropout) on embeddings, attention probabilities and residual branches; active
+//   only in train() mode.
+// - activation_checkpointing: each block runs without saving activations in forward and is
+//   recomputed in backward (reentrant, via a custom autograd function). Dropout RNG state is
+//   replayed on recompute for the CPU generator and the current CUDA device's default generator.
+// - Initialisation (constructor): normal(0, 0.02) weights, zero biases, unit norms, residual output
+//   projections normal(0, 0.02 / sqrt(2 * n_layer)). Seed with torch::manual_seed beforehand.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace rlhf {
+
+enum class Family { GPT2, Llama };
+std::string family_name(Family);          // "gpt2" | "llama"
+Family parse_family(const std::string&);  // throws rlhf::Error on unknown
+
+struct ModelConfig {
+  Family family = Family::GPT2;
+  int64_t vocab_size = 259, n_layer = 2, n_head = 4, n_kv_head = 4, d_model = 128, d_ff = 512,
+          max_seq_len = 256;
+  double norm_eps = 1e-5, rope_theta = 10000.0, dropout = 0.0;
+  bool tie_embeddings = true;
+  bool activation_checkpointing = false;  // recompute each block in backward
+  int64_t head_dim() const { return d_model / n_head; }
+  void validate() const;  // throws rlhf::Error naming the bad field
+  // Keys are the field names above; family as "gpt2"/"llama". from_json: missing keys keep their
+  // defaults, unknown keys and wrong types throw naming the key; the result is validated.
+  nlohmann::json to_json() const;
+  static ModelConfig from_json(const nlohmann::json&);
+};
+
+// Static KV cache, preallocated: per layer k, v: [B, n_kv_head, capacity, head_dim].
+struct KVCache {
+  std::vector<torch::Tensor> k, v;
+  int64_t capacity = 0;
+  static KVCache allocate(const ModelConfig&, int64_t batch, int64_t capacity,
+                          torch::TensorOptions);
+};
+
+// positions from a left-padded mask: cumsum(mask) - 1, clamped at 0. mask [B,T] bool -> [B,T] int64
+torch::Tensor positions_from_mask(const torch::Tensor& mask);
+// index of the last true entry per row; mask [B,T] bool -> [B] int64 (0 for an all-false row)
+torch::Tensor last_true_index(const torch::Tensor& mask);
+
+class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, blocks, final norm)
+ public:
+  explicit TransformerImpl(const ModelConfig& cfg);
+  // tokens [B,T] int64, positions [B,T] int64, key_mask [B, Tk] bool where Tk = cache_pos + T
+  // (true = real token; undefined tensor = no padding). Causal within the sequence.
+  // cache == nullptr: plain full pass. Otherwise new keys/values are written into the cache at
+  // [cache_pos, cache_pos + T) and attention covers cache[0, cache_pos + T).
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& key_mask, KVCache* cache = nullptr,
+                        int64_t cache_pos = 0);  // -> [B, T, d_model]
+  torch::Tensor token_embedding_weight();        // [V, C], for tied heads
+  ModelConfig cfg;
+
+ private:
+  // gpt2
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+  // llama
+  torch::nn::Embedding embed_tokens{nullptr};
+  std::shared_ptr<torch::nn::Module> norm_;  // RMSNorm
+  // blocks, registered as "h" (gpt2) or "layers" (llama)
+  torch::nn::ModuleList blocks{nullptr};
+  std::vector<std::shared_ptr<torch::nn::Module>> block_ptrs_;
+};
+TORCH_MODULE(Transformer);
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& key_mask, KVCache* cache = nullptr,
+                        int64_t cache_pos = 0);  // -> logits [B, T, V] (float32 under autocast too)
+  // Logits from trunk hidden states [B, T, C] -> [B, T, V] float32 (e.g. only the last position).
+  torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
+  ModelConfig cfg;
+  Transformer trunk{nullptr};          // registered as "transformer" (gpt2) or "model" (llama)
+  torch::nn::Linear lm_head{nullptr};  // registered as "lm_head" only when not tied
+};
+TORCH_MODULE(CausalLM);
+
+// Reward model / critic: trunk + Linear(d_model, 1) with bias, registered as "score".
+class ScalarModelImpl : public torch::nn::Module {
+ public:
+  explicit ScalarModelImpl(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& key_mask);  // -> [B, T] per-token scalar (float32)
+  // value at each row's last true mask position -> [B]
+  torch::Tensor score_last(const torch::Tensor& tokens, const torch::Tensor& mask);
+  ModelConfig cfg;
+  Transformer trunk{nullptr};
+  torch::nn::Linear score{nullptr};
+};
+TORCH_MODULE(ScalarModel);
+
+// Name of the trunk submodule for a family: "transformer" (gpt2) | "model" (llama).
+std::string trunk_name(Family);
+
+}  // namespace rlhf

@@ -1,0 +1,82 @@
+#include "common/run.h"
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+namespace rlhf {
+
+static volatile std::sig_atomic_t g_stop = 0;
+static void on_stop_signal(int) { g_stop = 1; }
+
+void install_stop_signals() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+}
+
+void request_stop_for_test() { g_stop = 1; }
+
+bool stop_requested(Communicator& comm) {
+  return comm.all_reduce_scalar(g_stop ? 1.0 : 0.0, ReduceOp::Max) > 0;
+}
+
+torch::Device select_run_device(const Config& cfg, Communicator& comm) {
+  if (cfg.train.device == DeviceKind::CPU) return torch::kCPU;
+  RLHF_CHECK(torch::cuda::is_available(),
+             "train.device = cuda but no CUDA device is visible (or libtorch was built without CUDA)");
+  const int n = static_cast<int>(torch::cuda::device_count());
+  torch::Device dev(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % n));
+  comm.init_nccl(dev);
+  return dev;
+}
+
+RunContext start_run(Stage stage, int argc, char** argv) {
+  const std::string exe = stage_name(stage) + "_train";
+  CLI::App app{exe + ": " + (stage == Stage::SFT  ? "supervised fine-tuning (stage 1)"
+                             : stage == Stage::RM ? "reward model training (stage 2)"
+                                                  : "PPO-ptx against the reward model (stage 3)")};
+  std::string config_file;
+  std::vector<std::string> sets;
+  bool resume = false;
+  std::string resume_from;
+  app.add_option("--config", config_file, "YAML config file");
+  app.add_option("--set", sets, "override a key: --set train.learning_rate=3e-4 (repeatable)");
+  app.add_flag("--resume", resume, "continue from run.dir/checkpoints/latest (fresh start if none)");
+  app.add_option("--resume-from", resume_from, "continue from this checkpoint directory");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+
+  RunContext ctx;
+  ctx.comm = &world();
+  ctx.cfg = load_config(stage, config_file, sets);
+  ctx.config_text = dump_config(ctx.cfg);
+  Communicator& comm = *ctx.comm;
+  check_consistency(comm, ctx.config_text, 0);
+  if (comm.is_root()) {
+    std::filesystem::create_directories(ctx.cfg.run.dir);
+    write_file_atomic(ctx.cfg.run.dir + "/config.yaml", ctx.config_text);
+    std::cerr << "# " << exe << " resolved config (" << comm.world_size() << " rank"
+              << (comm.world_size() > 1 ? "s" : "") << ")\n" << ctx.config_text << std::flush;
+  }
+  comm.barrier();
+  ctx.device = select_run_device(ctx.cfg, comm);
+  ctx.ckpt = std::make_unique<CheckpointManager>(ctx.cfg.run.dir, ctx.cfg.ckpt.keep_last, comm);
+  if (!resume_from.empty()) {
+    CheckpointManager::validate(resume_from);  // explicit: a bad one is an error
+    ctx.resume_dir = resume_from;
+  } else if (resume || ctx.cfg.ckpt.resume == ResumeMode::Auto) {
+    ctx.resume_dir = ctx.ckpt->find_latest();
+    if (comm.is_root())
+      std::cerr << (ctx.resume_dir.empty() ? "# no checkpoint to resume from; starting fresh\n"
+                                           : "# resuming from " + ctx.resume_dir + "\n");
+  }
+  install_stop_signals();
+  return ctx;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,43 @@
+// run.h — what every stage executable does before and around its training loop:
+// parse `--config FILE --set k=v ... [--resume | --resume-from DIR]`, load and validate the config,
+// create run.dir, print the resolved config (rank 0) and write run.dir/config.yaml, check that all
+// ranks agree (config hash), pick the device, find the checkpoint to resume from, and handle
+// preemption signals.
+// Contract: start_run() is collective (every rank calls it with the same arguments).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/ckpt.h"
+#include "common/config.h"
+#include "common/dist.h"
+#include "common/metrics.h"
+
+namespace rlhf {
+
+// Exit code after SIGTERM/SIGUSR1: the run checkpointed and can be resumed with --resume.
+constexpr int kExitPreempted = 75;
+
+struct RunContext {
+  Config cfg;
+  std::string config_text;  // dump_config(cfg)
+  Communicator* comm = nullptr;
+  torch::Device device = torch::kCPU;
+  std::unique_ptr<CheckpointManager> ckpt;
+  std::string resume_dir;   // "" = fresh start
+};
+
+RunContext start_run(Stage stage, int argc, char** argv);
+
+// Installs SIGTERM/SIGUSR1 handlers that only set a flag (the current step finishes).
+void install_stop_signals();
+// Collective: true on every rank when any rank received a stop signal.
+bool stop_requested(Communicator& comm);
+// For tests: raise the flag as a signal would.
+void request_stop_for_test();
+
+// torch::kCUDA:<local rank % device count> or CPU; initialises NCCL for CUDA.
+torch::Device select_run_device(const Config& cfg, Communicator& comm);
+
+}  // namespace rlhf

@@ -1,0 +1,242 @@
+#include "common/synth_task.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/check.h"
+
+namespace rlhf {
+
+const std::vector<SynthCategory>& synth_categories() {
+  static const std::vector<SynthCategory> cats = {
+      {"fruit", "fruits", {"apple", "pear", "plum", "grape", "lemon", "mango", "peach", "cherry"}},
+      {"color", "colors", {"red", "blue", "green", "yellow", "purple", "pink", "brown", "white"}},
+      {"animal", "animals", {"cat", "dog", "horse", "cow", "sheep", "goat", "mouse", "duck"}},
+      {"tool", "tools", {"hammer", "saw", "drill", "wrench", "axe", "shovel", "rake", "chisel"}},
+      {"vegetable", "vegetables", {"carrot", "onion", "potato", "pea", "leek", "bean", "kale", "radish"}},
+      {"drink", "drinks", {"tea", "coffee", "milk", "juice", "water", "soda", "cocoa", "cider"}},
+  };
+  return cats;
+}
+
+static const char* kVerbs[] = {"list", "name", "give me", "write"};
+constexpr int kNumVerbs = 4;
+constexpr int kMaxN = 4;
+
+// ---- rng ------------------------------------------------------------------------------
+uint64_t SynthRng::next_u64() {
+  uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+int64_t SynthRng::uniform(int64_t n) {
+  RLHF_CHECK(n > 0, "SynthRng::uniform: n = {} must be positive", n);
+  uint64_t bound = static_cast<uint64_t>(n);
+  uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
+  uint64_t r;
+  do r = next_u64(); while (r >= limit);
+  return static_cast<int64_t>(r % bound);
+}
+double SynthRng::uniform01() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+
+// ---- parsing & scoring ----------------------------------------------------------------
+static std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r\n");
+  if (a == std::string::npos) return "";
+  size_t b = s.find_last_not_of(" \t\r\n");
+  return s.substr(a, b - a + 1);
+}
+
+bool synth_prompt_parse(const std::string& prompt_in, SynthPrompt* out) {
+  std::string p = trim(prompt_in);
+  if (p.empty() || p.back() != ':') return false;
+  p.pop_back();
+  for (const char* verb : kVerbs) {
+    std::string v = std::string(verb) + " ";
+    if (p.compare(0, v.size(), v) != 0) continue;
+    std::string rest = p.substr(v.size());
+    size_t sp = rest.find(' ');
+    if (sp != 1 || rest[0] < '1' || rest[0] > '0' + kMaxN) return false;
+    std::string cat = rest.substr(2);
+    const auto& cats = synth_categories();
+    for (size_t c = 0; c < cats.size(); ++c) {
+      if (cat == cats[c].plural || cat == cats[c].singular) {
+        out->n = rest[0] - '0';
+        out->category = static_cast<int>(c);
+        return true;
+      }
+    }
+    return false;
+  }
+  return false;
+}
+
+double synth_hidden_score(const std::string& prompt, const std::string& response,
+                          bool ended_with_eos) {
+  SynthPrompt sp;
+  RLHF_CHECK(synth_prompt_parse(prompt, &sp),
+             "synth_hidden_score: '{}' is not a synth prompt (\"list 3 fruits:\" form)", prompt);
+  const auto& words = synth_categories()[sp.category].words;
+  std::string body = trim(response);
+  bool well_formed = true;
+  size_t dot = body.find('.');
+  std::string list = body;
+  if (dot == std::string::npos) {
+    well_formed = false;
+  } else {
+    list = body.substr(0, dot);
+    if (!trim(body.substr(dot + 1)).empty()) well_formed = false;  // rambling after the list
+  }
+  std::vector<std::string> items;
+  if (!trim(list).empty()) {
+    size_t start = 0;
+    while (true) {
+      size_t comma = list.find(',', start);
+      std::string item = trim(list.substr(start, comma == std::string::npos ? std::string::npos
+                                                                            : comma - start));
+      if (item.empty()) well_formed = false;
+      else items.push_back(item);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  const double n = sp.n;
+  double score = 0;
+  std::set<std::string> seen;
+  int correct = 0;
+  for (const auto& it : items) {
+    if (seen.count(it)) {
+      score -= 0.5 / n;  // repeat
+      continue;
+    }
+    seen.insert(it);
+    if (std::find(words.begin(), words.end(), it) != words.end()) ++correct;
+    else score -= 0.5 / n;  // wrong category or unknown
+  }
+  score += std::min(correct, sp.n) / n;
+  if (static_cast<int>(items.size()) > sp.n) score -= 0.25 * (static_cast<int>(items.size()) - sp.n);
+  if (!ended_with_eos || !well_formed) score -= 0.5;
+  return std::max(-1.0, std::min(1.0, score));
+}
+
+// ---- generation -----------------------------------------------------------------------
+std::string synth_format_prompt(const SynthPrompt& p, int phrasing) {
+  const auto& cats = synth_categories();
+  RLHF_CHECK(p.n >= 1 && p.n <= kMaxN && p.category >= 0 &&
+                 p.category < static_cast<int>(cats.size()) && phrasing >= 0 && phrasing < kNumVerbs,
+             "synth_format_prompt: bad prompt (n {}, category {}, phrasing {})", p.n, p.category,
+             phrasing);
+  const auto& c = cats[p.category];
+  return fmt::format("{} {} {}:", kVerbs[phrasing], p.n, p.n == 1 ? c.singular : c.plural);
+}
+
+SynthPrompt synth_random_prompt(SynthRng& rng) {
+  SynthPrompt p;
+  p.category = static_cast<int>(rng.uniform(synth_categories().size()));
+  p.n = 1 + static_cast<int>(rng.uniform(kMaxN));
+  return p;
+}
+
+std::string synth_random_prompt_text(SynthRng& rng) {
+  SynthPrompt p = synth_random_prompt(rng);
+  return synth_format_prompt(p, static_cast<int>(rng.uniform(kNumVerbs)));
+}
+
+// k distinct words of category c in random order.
+static std::vector<std::string> distinct_words(int c, int k, SynthRng& rng) {
+  std::vector<std::string> w = synth_categories()[c].words;
+  for (int i = 0; i < k; ++i) std::swap(w[i], w[i + rng.uniform(w.size() - i)]);
+  w.resize(k);
+  return w;
+}
+
+static std::string join_items(const std::vector<std::string>& items) {
+  std::string s = " ";
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + items[i];
+  return s;
+}
+
+std::string synth_make_response(const SynthPrompt& p, SynthQuality q, SynthRng& rng) {
+  const auto& cats = synth_categories();
+  std::vector<std::string> items = distinct_words(p.category, p.n, rng);
+  switch (q) {
+    case SynthQuality::Perfect: break;
+    case SynthQuality::Repeat: {
+      if (p.n == 1) {
+        items.push_back(items[0]);
+      } else {
+        int pos = 1 + static_cast<int>(rng.uniform(p.n - 1));
+        items[pos] = items[rng.uniform(pos)];
+      }
+      break;
+    }
+    case SynthQuality::WrongItem: {
+      int other = static_cast<int>(rng.uniform(cats.size() - 1));
+      if (other >= p.category) ++other;
+      items[rng.uniform(p.n)] = cats[other].words[rng.uniform(cats[other].words.size())];
+      break;
+    }
+    case SynthQuality::WrongCount: {
+      static const int deltas[] = {-1, 1, 2};
+      int k = p.n + deltas[rng.uniform(3)];
+      if (k < 1) k = p.n + 1;
+      items = distinct_words(p.category, k, rng);
+      break;
+    }
+    case SynthQuality::Rambling: {
+      const auto& c = cats[p.category];
+      const std::string& w = items[rng.uniform(items.size())];
+      return join_items(items) + ". " + fmt::format("{} {} is a {}.",
+                                                    rng.uniform(2) ? "the" : "a", w, c.singular);
+    }
+    case SynthQuality::NoPeriod: return join_items(items);
+  }
+  return join_items(items) + ".";
+}
+
+std::string synth_sample_response(const SynthPrompt& p, SynthRng& rng, SynthQuality* quality) {
+  double u = rng.uniform01();
+  SynthQuality q = u < 0.40   ? SynthQuality::Perfect
+                   : u < 0.55 ? SynthQuality::Repeat
+                   : u < 0.70 ? SynthQuality::WrongItem
+                   : u < 0.85 ? SynthQuality::WrongCount
+                   : u < 0.95 ? SynthQuality::Rambling
+                              : SynthQuality::NoPeriod;
+  if (quality) *quality = q;
+  return synth_make_response(p, q, rng);
+}
+
+static std::string article(const std::string& w) {
+  return std::string("aeiou").find(w[0]) != std::string::npos ? "an" : "a";
+}
+
+std::string synth_pretrain_document(SynthRng& rng) {
+  const auto& cats = synth_categories();
+  int n_sentences = 3 + static_cast<int>(rng.uniform(6));
+  std::string doc;
+  for (int s = 0; s < n_sentences; ++s) {
+    const auto& c = cats[rng.uniform(cats.size())];
+    const std::string& w = c.words[rng.uniform(c.words.size())];
+    std::string sent;
+    switch (rng.uniform(5)) {
+      case 0: sent = fmt::format("{} {} is {} {}.", article(w), w, article(c.singular), c.singular); break;
+      case 1: sent = fmt::format("the {} is {} {}.", w, article(c.singular), c.singular); break;
+      case 2: sent = fmt::format("{} is a kind of {}.", w, c.singular); break;
+      case 3: {
+        int ci = static_cast<int>(&c - cats.data());
+        auto ws = distinct_words(ci, 2 + static_cast<int>(rng.uniform(2)), rng);
+        std::string list;
+        for (size_t i = 0; i < ws.size(); ++i)
+          list += (i == 0 ? "" : (i + 1 == ws.size() ? " and " : ", ")) + ws[i];
+        sent = fmt::format("{} are {}.", list, c.plural);
+        break;
+      }
+      default: sent = fmt::format("i like {} {}.", c.singular == "color" ? "the color" : "the", w);
+    }
+    doc += (s ? " " : "") + sent;
+  }
+  return doc;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,173 @@
+#include "ppo/policy_eval.h"
+
+#include "common/dist.h"
+#include "common/synth_task.h"
+#include "common/train_common.h"
+#include "ppo/rollout.h"
+
+namespace rlhf {
+
+nlohmann::json PolicyEvalResult::to_json(const std::string& p) const {
+  nlohmann::json j = {{p + "prompts", prompts}, {p + "reward_mean", reward_mean}, {p + "reward_std", reward_std},
+                      {p + "length_mean", length_mean}, {p + "eos_rate", eos_rate}};
+  if (!std::isnan(kl_to_ref)) j[p + "kl_to_ref"] = kl_to_ref;
+  if (!std::isnan(hidden_mean)) j[p + "hidden_score"] = hidden_mean;
+  return j;
+}
+
+CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
+  ModelFile f = read_model_h5(resolve_model_path(ckpt));
+  RLHF_CHECK(f.kind == "causal_lm", "{}: expected a policy (causal_lm) checkpoint, found kind '{}'", ckpt, f.kind);
+  CausalLM m(f.cfg);
+  load_parameters(*m, f);
+  m->to(dev);
+  m->eval();
+  if (file_out) *file_out = std::move(f);
+  return m;
+}
+
+ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
+  ModelFile f = read_model_h5(resolve_model_path(ckpt));
+  RLHF_CHECK(f.kind == "scalar", "{}: expected a reward model (scalar) checkpoint, found kind '{}'", ckpt, f.kind);
+  ScalarModel m(f.cfg);
+  load_parameters(*m, f);
+  m->to(dev);
+  m->eval();
+  if (file_out) *file_out = std::move(f);
+  return m;
+}
+
+namespace {
+
+struct Sample {
+  std::vector<double> reward, hidden, kl, length;
+  std::vector<bool> eos;
+};
+
+// One batch of prompts -> per-row statistics for `policy`.
+Sample sample_batch(CausalLM& policy, CausalLM* reference, ScalarModel& rm, const PromptData& prompts,
+                    const std::vector<int64_t>& idx, const Tokenizer& tok, const SpecialIds& ids,
+                    int64_t max_len, const SamplingConfig& sc, uint64_t seed, bool synth,
+                    const torch::Device& dev) {
+  torch::NoGradGuard ng;
+  auto [pt, pm] = prompt_batch(prompts, idx, ids, max_len - sc.max_new_tokens);
+  Rollout r = generate_rollout(policy, pt.to(dev), pm.to(dev), sc, seed);
+  Sample s;
+  auto score = score_rollout(rm, r).to(torch::kCPU);
+  auto len = r.resp_mask.sum(1).to(torch::kCPU);
+  torch::Tensor kl;
+  if (reference) {
+    auto lp = response_logprobs(policy, r), rp = response_logprobs(*reference, r);
+    kl = (lp - rp).masked_fill(r.resp_mask.logical_not(), 0).sum(1).to(torch::kCPU);
+  }
+  std::vector<std::string> resp, pr;
+  if (synth) {
+    resp = decode_responses(r, tok);
+    pr = decode_prompts(prompts, idx, tok);
+  }
+  auto eos = r.has_eos.to(torch::kCPU);
+  for (int64_t b = 0; b < r.batch(); ++b) {
+    s.reward.push_back(score[b].item<double>());
+    s.length.push_back(len[b].item<double>());
+    s.eos.push_back(eos[b].item<bool>());
+    if (reference) s.kl.push_back(kl[b].item<double>());
+    if (synth) s.hidden.push_back(synth_hidden_score(pr[b], resp[b], s.eos.back()));
+  }
+  return s;
+}
+
+PolicyEvalResult summarise(const std::vector<Sample>& ss, bool have_ref, bool synth, Communicator& comm) {
+  double n = 0, r = 0, r2 = 0, kl = 0, len = 0, eos = 0, hid = 0;
+  for (const auto& s : ss) {
+    for (size_t i = 0; i < s.reward.size(); ++i) {
+      n += 1;
+      r += s.reward[i];
+      r2 += s.reward[i] * s.reward[i];
+      len += s.length[i];
+      eos += s.eos[i];
+      if (have_ref) kl += s.kl[i];
+      if (synth) hid += s.hidden[i];
+    }
+  }
+  auto g = [&](double v) { return comm.all_reduce_scalar(v); };
+  PolicyEvalResult out;
+  n = g(n);
+  const double N = std::max(1.0, n);
+  out.prompts = static_cast<int64_t>(n);
+  out.reward_mean = g(r) / N;
+  out.reward_std = std::sqrt(std::max(0.0, g(r2) / N - out.reward_mean * out.reward_mean));
+  out.length_mean = g(len) / N;
+  out.eos_rate = g(eos) / N;
+  const double klg = g(kl), hidg = g(hid);
+  if (have_ref) out.kl_to_ref = klg / N;
+  if (synth) out.hidden_mean = hidg / N;
+  return out;
+}
+
+std::vector<std::vector<int64_t>> shard_batches(int64_t n, int64_t micro, Communicator& comm) {
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t s = comm.rank() * micro; s < n; s += micro * comm.world_size()) {
+    std::vector<int64_t> idx;
+    for (int64_t i = s; i < std::min(n, s + micro); ++i) idx.push_back(i);
+    out.push_back(idx);
+  }
+  return out;
+}
+
+SamplingConfig with_ids(SamplingConfig sc, const SpecialIds& ids) {
+  sc.eos_id = ids.eos;
+  sc.pad_id = ids.pad;
+  return sc;
+}
+
+}  // namespace
+
+PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarModel& rm,
+                                 const PromptData& prompts, const Tokenizer& tok, int64_t max_len,
+                                 const PolicyEvalOptions& opt, Communicator& comm, const torch::Device& dev) {
+  const SpecialIds ids = special_ids(TokenizerInfo::of(tok));
+  const bool synth = prompts.meta.source == "synth";
+  const int64_t n = opt.max_prompts > 0 ? std::min(opt.max_prompts, prompts.size()) : prompts.size();
+  const SamplingConfig sc = with_ids(opt.sampling, ids);
+  std::vector<Sample> ss;
+  for (const auto& idx : shard_batches(n, opt.micro_batch, comm))
+    ss.push_back(sample_batch(policy, reference, rm, prompts, idx, tok, ids, max_len, sc,
+                              opt.seed * 7919 + static_cast<uint64_t>(idx.front()), synth, dev));
+  return summarise(ss, reference != nullptr, synth, comm);
+}
+
+CompareResult compare_policies(CausalLM& a, CausalLM& b, ScalarModel& rm, const PromptData& prompts,
+                               const Tokenizer& tok, int64_t max_len, const PolicyEvalOptions& opt,
+                               Communicator& comm, const torch::Device& dev) {
+  const SpecialIds ids = special_ids(TokenizerInfo::of(tok));
+  const bool synth = prompts.meta.source == "synth";
+  const int64_t n = opt.max_prompts > 0 ? std::min(opt.max_prompts, prompts.size()) : prompts.size();
+  const SamplingConfig sc = with_ids(opt.sampling, ids);
+  std::vector<Sample> sa, sb;
+  double wins = 0, wins_h = 0, count = 0;
+  for (const auto& idx : shard_batches(n, opt.micro_batch, comm)) {
+    const uint64_t seed = opt.seed * 7919 + static_cast<uint64_t>(idx.front());  // same for A and B
+    sa.push_back(sample_batch(a, nullptr, rm, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
+    sb.push_back(sample_batch(b, nullptr, rm, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
+    for (size_t i = 0; i < idx.size(); ++i) {
+      const double ra = sa.back().reward[i], rb = sb.back().reward[i];
+      wins += ra > rb ? 1.0 : (ra == rb ? 0.5 : 0.0);
+      if (synth) {
+        const double ha = sa.back().hidden[i], hb = sb.back().hidden[i];
+        wins_h += ha > hb ? 1.0 : (ha == hb ? 0.5 : 0.0);
+      }
+      count += 1;
+    }
+  }
+  CompareResult c;
+  c.a = summarise(sa, false, synth, comm);
+  c.b = summarise(sb, false, synth, comm);
+  count = comm.all_reduce_scalar(count);
+  c.prompts = static_cast<int64_t>(count);
+  c.win_rate_rm = comm.all_reduce_scalar(wins) / std::max(1.0, count);
+  const double wh = comm.all_reduce_scalar(wins_h);
+  if (synth) c.win_rate_hidden = wh / std::max(1.0, count);
+  return c;
+}
+
+}  // namespace rlhf

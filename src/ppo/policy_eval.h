@@ -1,0 +1,55 @@
+// policy_eval.h — evaluating policies on held-out prompts: mean reward under the reward model,
+// KL to a reference policy (per sequence, k1 on the policy's own samples: an unbiased estimate),
+// response length, EOS rate, and on the embedded task the hidden scorer's mean; plus A-vs-B win
+// rates on the same prompts with common random numbers (same sampling seed per batch).
+// Contract: collective; prompts are sharded over ranks; results are global.
+#pragma once
+#include <cmath>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/batch.h"
+#include "common/data.h"
+#include "common/generate.h"
+#include "common/model.h"
+#include "common/model_io.h"
+#include "common/tokenizer.h"
+
+namespace rlhf {
+
+class Communicator;
+
+struct PolicyEvalOptions {
+  SamplingConfig sampling;  // eos/pad ids are filled from the tokenizer
+  uint64_t seed = 1;
+  int64_t max_prompts = 0;  // 0 = all
+  int64_t micro_batch = 32;
+};
+
+struct PolicyEvalResult {
+  int64_t prompts = 0;
+  double reward_mean = 0, reward_std = 0, kl_to_ref = NAN, length_mean = 0, eos_rate = 0;
+  double hidden_mean = NAN;  // embedded task only
+  nlohmann::json to_json(const std::string& prefix = "") const;
+};
+
+struct CompareResult {
+  int64_t prompts = 0;
+  double win_rate_rm = 0;          // P(r_A > r_B) + ½ P(tie)
+  double win_rate_hidden = NAN;    // same under the hidden scorer (embedded task)
+  PolicyEvalResult a, b;
+};
+
+CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
+ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
+
+PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarModel& rm,
+                                 const PromptData& prompts, const Tokenizer& tok, int64_t max_len,
+                                 const PolicyEvalOptions& opt, Communicator& comm, const torch::Device& dev);
+
+CompareResult compare_policies(CausalLM& a, CausalLM& b, ScalarModel& rm, const PromptData& prompts,
+                               const Tokenizer& tok, int64_t max_len, const PolicyEvalOptions& opt,
+                               Communicator& comm, const torch::Device& dev);
+
+}  // namespace rlhf

@@ -1,0 +1,196 @@
+// ppo_loss.cpp — see ppo_loss.h for the contract and the formulas.
+#include "ppo/ppo_loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "common/check.h"
+
+namespace rlhf {
+namespace {
+
+std::string shape_str(const torch::Tensor& t) { return fmt::format("{}", fmt::join(t.sizes().vec(), "x")); }
+
+void check_same_shape(const char* fn, const char* name, const torch::Tensor& t,
+                      const torch::Tensor& ref) {
+  RLHF_CHECK(t.defined() && t.sizes() == ref.sizes(), "{}: {} must have shape {}, got {}", fn, name,
+             shape_str(ref), t.defined() ? shape_str(t) : std::string("undefined"));
+}
+
+torch::Tensor as_bool(const torch::Tensor& mask) {
+  return mask.scalar_type() == torch::kBool ? mask : mask.ne(0);
+}
+
+}  // namespace
+
+torch::Tensor kl_penalty(const torch::Tensor& logp, const torch::Tensor& ref_logp,
+                         KlEstimator estimator) {
+  check_same_shape("kl_penalty", "ref_logp", ref_logp, logp);
+  switch (estimator) {
+    case KlEstimator::K1:
+      return logp - ref_logp;                              // [B, T]
+    case KlEstimator::K3: {
+      const torch::Tensor log_ratio = ref_logp - logp;     // [B, T] log(p_ref / p)
+      return (log_ratio.exp() - 1.0) - log_ratio;          // [B, T] ≥ 0
+    }
+  }
+  RLHF_CHECK(false, "kl_penalty: unknown KlEstimator {}", static_cast<int>(estimator));
+  return {};
+}
+
+torch::Tensor compute_rewards(const torch::Tensor& kl, const torch::Tensor& score,
+                              const torch::Tensor& mask, double kl_coef) {
+  RLHF_CHECK(kl.dim() == 2, "compute_rewards: kl must be [B, T], got {}", shape_str(kl));
+  check_same_shape("compute_rewards", "mask", mask, kl);
+  RLHF_CHECK(score.dim() == 1 && score.size(0) == kl.size(0),
+             "compute_rewards: score must be [B] = [{}], got {}", kl.size(0), shape_str(score));
+  const torch::Tensor m = as_bool(mask);                                        // [B, T]
+  torch::Tensor rewards = torch::where(m, -kl_coef * kl, torch::zeros_like(kl));  // [B, T]
+
+  // Last response token per row: max over t of (t + 1)·mask, minus 1 (-1 for an empty row).
+  const int64_t T = kl.size(1);
+  const torch::Tensor pos =
+      torch::arange(1, T + 1, torch::TensorOptions().dtype(torch::kLong).device(kl.device()));
+  const torch::Tensor last_plus1 = (pos.unsqueeze(0) * m.to(torch::kLong)).amax(1);  // [B]
+  const torch::Tensor has_response = last_plus1 > 0;                               // [B]
+  const torch::Tensor last = (last_plus1 - 1).clamp_min(0);                        // [B]
+  const torch::Tensor s = torch::where(has_response, score.to(kl.scalar_type()),
+                                       torch::zeros_like(score, kl.options()));    // [B]
+  return rewards.scatter_add(1, last.unsqueeze(1), s.unsqueeze(1));                // [B, T]
+}
+
+GaeResult gae(const torch::Tensor& values, const torch::Tensor& rewards, const torch::Tensor& mask,
+              double gamma, double gae_lambda) {
+  RLHF_CHECK(values.dim() == 2, "gae: values must be [B, T], got {}", shape_str(values));
+  check_same_shape("gae", "rewards", rewards, values);
+  check_same_shape("gae", "mask", mask, values);
+  const torch::Tensor v = values.detach();                                  // [B, T]
+  const torch::Tensor r = rewards.detach().to(v.scalar_type());             // [B, T]
+  const torch::Tensor m = as_bool(mask);                                    // [B, T]
+  const int64_t B = v.size(0), T = v.size(1);
+
+  torch::Tensor next_value = torch::zeros({B}, v.options());  // V after the row's end = 0
+  torch::Tensor last_adv = torch::zeros({B}, v.options());
+  const torch::Tensor zero = torch::zeros({B}, v.options());
+  std::vector<torch::Tensor> adv_cols(static_cast<size_t>(T));
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const torch::Tensor m_t = m.select(1, t);                       // [B]
+    const torch::Tensor v_t = v.select(1, t);                       // [B]
+    const torch::Tensor delta = r.select(1, t) + gamma * next_value - v_t;  // [B]
+    const torch::Tensor a_t = delta + (gamma * gae_lambda) * last_adv;      // [B]
+    // Masked-out positions are skipped: the recursion state passes through unchanged.
+    last_adv = torch::where(m_t, a_t, last_adv);
+    next_value = torch::where(m_t, v_t, next_value);
+    adv_cols[static_cast<size_t>(t)] = torch::where(m_t, a_t, zero);
+  }
+  GaeResult out;
+  out.advantages = torch::stack(adv_cols, 1);                                     // [B, T]
+  out.returns = torch::where(m, out.advantages + v, torch::zeros_like(v));         // [B, T]
+  return out;
+}
+
+torch::Tensor masked_mean(const torch::Tensor& x, const torch::Tensor& mask) {
+  check_same_shape("masked_mean", "mask", mask, x);
+  const torch::Tensor m = as_bool(mask);
+  const torch::Tensor total = torch::where(m, x, torch::zeros_like(x)).sum();
+  return total / m.sum().clamp_min(1).to(total.scalar_type());
+}
+
+double MaskedStats::mean() const { return count > 0 ? sum / count : 0.0; }
+
+double MaskedStats::var() const {
+  if (count < 2) return 0.0;
+  const double mu = mean();
+  const double biased = std::max(sum_sq / count - mu * mu, 0.0);
+  return biased * count / (count - 1.0);
+}
+
+MaskedStats masked_stats(const torch::Tensor& x, const torch::Tensor& mask) {
+  check_same_shape("masked_stats", "mask", mask, x);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor m = as_bool(mask);
+  const torch::Tensor xd = torch::where(m, x.detach().to(torch::kDouble),
+                                        torch::zeros_like(x, torch::kDouble));
+  const torch::Tensor s =
+      torch::stack({xd.sum(), (xd * xd).sum(), m.sum().to(torch::kDouble)}).cpu();  // [3]
+  const double* p = s.data_ptr<double>();
+  return MaskedStats{p[0], p[1], p[2]};
+}
+
+torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, double mean,
+                                 double var, bool shift_mean) {
+  check_same_shape("masked_whiten_with", "mask", mask, x);
+  RLHF_CHECK(var >= 0.0 && std::isfinite(var) && std::isfinite(mean),
+             "masked_whiten_with: need finite mean and var >= 0, got mean {} var {}", mean, var);
+  torch::Tensor w = (x - mean) * (1.0 / std::sqrt(var + 1e-8));
+  if (!shift_mean) w = w + mean;
+  return torch::where(as_bool(mask), w, torch::zeros_like(w));
+}
+
+torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask, bool shift_mean) {
+  const MaskedStats st = masked_stats(x, mask);
+  return masked_whiten_with(x, mask, st.mean(), st.var(), shift_mean);
+}
+
+AdaptiveKlController::AdaptiveKlController(double init_kl_coef, double target_kl,
+                                           int64_t horizon_steps)
+    : value(init_kl_coef), target(target_kl), horizon(horizon_steps) {
+  RLHF_CHECK(init_kl_coef >= 0.0, "AdaptiveKlController: kl_coef must be >= 0, got {}",
+             init_kl_coef);
+  RLHF_CHECK(target_kl > 0.0, "AdaptiveKlController: target must be > 0, got {}", target_kl);
+  RLHF_CHECK(horizon_steps > 0, "AdaptiveKlController: horizon must be > 0, got {}",
+             horizon_steps);
+}
+
+void AdaptiveKlController::update(double current_kl, int64_t n_steps) {
+  const double proportional_error = std::clamp(current_kl / target - 1.0, -0.2, 0.2);
+  const double mult = 1.0 + proportional_error * static_cast<double>(n_steps) /
+                                static_cast<double>(horizon);
+  value *= mult;
+}
+
+PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
+                       const torch::Tensor& advantages, const torch::Tensor& mask,
+                       double clip_eps) {
+  check_same_shape("policy_loss", "old_logp", old_logp, logp);
+  check_same_shape("policy_loss", "advantages", advantages, logp);
+  check_same_shape("policy_loss", "mask", mask, logp);
+  RLHF_CHECK(clip_eps > 0.0, "policy_loss: clip_eps must be > 0, got {}", clip_eps);
+  const torch::Tensor log_ratio = logp - old_logp.detach();                           // [B, T]
+  const torch::Tensor ratio = log_ratio.exp();                                        // [B, T]
+  const torch::Tensor adv = advantages.detach();                                      // [B, T]
+  const torch::Tensor surr1 = ratio * adv;                                            // [B, T]
+  const torch::Tensor surr2 = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv;      // [B, T]
+  PolicyLoss out;
+  out.loss = masked_mean(-torch::min(surr1, surr2), mask);
+  torch::NoGradGuard no_grad;
+  out.clip_frac = masked_mean((surr2 < surr1).to(logp.scalar_type()), mask);
+  const torch::Tensor lr = log_ratio.detach();
+  out.approx_kl = masked_mean(0.5 * lr * lr, mask);
+  return out;
+}
+
+ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
+                     const torch::Tensor& returns, const torch::Tensor& mask, double value_clip) {
+  check_same_shape("value_loss", "old_values", old_values, values);
+  check_same_shape("value_loss", "returns", returns, values);
+  check_same_shape("value_loss", "mask", mask, values);
+  const torch::Tensor R = returns.detach();
+  const torch::Tensor err = (values - R).pow(2);                                    // [B, T]
+  ValueLoss out;
+  if (value_clip <= 0.0) {
+    out.loss = 0.5 * masked_mean(err, mask);
+    out.clip_frac = torch::zeros({}, values.options().requires_grad(false));
+    return out;
+  }
+  const torch::Tensor old_v = old_values.detach();
+  const torch::Tensor v_clipped = old_v + (values - old_v).clamp(-value_clip, value_clip);
+  const torch::Tensor err_clipped = (v_clipped - R).pow(2);                         // [B, T]
+  out.loss = 0.5 * masked_mean(torch::max(err, err_clipped), mask);
+  torch::NoGradGuard no_grad;
+  out.clip_frac = masked_mean((err_clipped > err).to(values.scalar_type()), mask);
+  return out;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,120 @@
+// ppo_loss.h — the RL math of PPO-ptx (InstructGPT stage 3) as free functions of (tensors, masks).
+//
+// Contract:
+// - Shapes: per-token tensors are [B, T] (T = full sequence or response window, the caller
+//   decides); mask [B, T] is true on response tokens (any dtype; nonzero = true). Scores [B].
+// - Masked entries never influence a result: reductions use only masked-in entries, and per-token
+//   outputs (rewards, advantages, returns, whitened values) are 0 outside the mask.
+// - Rollout-time math (kl_penalty, compute_rewards, gae, whitening) is called under NoGradGuard by
+//   the PPO trainer; gae() detaches its inputs regardless. policy_loss / value_loss are
+//   differentiable w.r.t. logp / values; their diagnostics are detached tensors (no host sync).
+// - Multi-rank: masked_stats() is local; the caller all-reduces {sum, sum_sq, count} and calls
+//   masked_whiten_with() with the global mean/variance so every rank whitens identically.
+#pragma once
+#include <cstdint>
+
+#include <torch/torch.h>
+
+namespace rlhf {
+
+enum class KlEstimator { K1, K3 };
+
+// Per-token KL estimate of KL(π_θ || π_ref) from samples of π_θ (Schulman 2020, "Approximating
+// KL divergence"):  k1 = logp - ref_logp;  k3 = (ρ - 1) - log ρ  with ρ = exp(ref_logp - logp).
+// k3 is unbiased and non-negative per token. logp, ref_logp [B, T] -> [B, T] (no masking).
+torch::Tensor kl_penalty(const torch::Tensor& logp, const torch::Tensor& ref_logp,
+                         KlEstimator estimator);
+
+// Per-token reward (Ziegler et al. 2019; Ouyang et al. 2022 §3.5):
+//   r_t = -kl_coef · kl_t  on response tokens (0 elsewhere),  + score_b at row b's last response
+//   token. Rows with no response token get all zeros. kl [B, T], score [B], mask [B, T] -> [B, T].
+torch::Tensor compute_rewards(const torch::Tensor& kl, const torch::Tensor& score,
+                              const torch::Tensor& mask, double kl_coef);
+
+struct GaeResult {
+  torch::Tensor advantages;  // [B, T], 0 outside the mask
+  torch::Tensor returns;     // [B, T] = advantages + values on the mask, 0 outside
+};
+
+// Generalized Advantage Estimation (Schulman et al. 2016, eq. 16), masked:
+//   δ_t = r_t + γ·V_{t'} - V_t,  A_t = δ_t + γλ·A_{t'}
+// where t' is the next masked-in position of the row (masked-out positions are skipped, so the
+// prompt head and pad tail take no part); after the last response token V = 0 and A = 0
+// (episode ends with the row, no bootstrapping). returns = A + V (the λ-return, the value target).
+// values, rewards, mask [B, T]; inputs are detached.
+GaeResult gae(const torch::Tensor& values, const torch::Tensor& rewards, const torch::Tensor& mask,
+              double gamma, double gae_lambda);
+
+// Σ_{mask} x / max(Σ mask, 1): scalar; 0 for an empty mask (not NaN). Differentiable w.r.t. x.
+torch::Tensor masked_mean(const torch::Tensor& x, const torch::Tensor& mask);
+
+// Local sufficient statistics over masked-in entries of x, in double precision. All-reduce
+// (sum) each field across ranks to get the global batch statistics.
+struct MaskedStats {
+  double sum = 0.0;
+  double sum_sq = 0.0;
+  double count = 0.0;
+  double mean() const;  // sum / count; 0 when count = 0
+  // Unbiased (Bessel-corrected) variance: (sum_sq/count - mean²) · count/(count-1), the usual
+  // choice in PPO implementations; 0 when count < 2 (and never negative from rounding).
+  double var() const;
+};
+MaskedStats masked_stats(const torch::Tensor& x, const torch::Tensor& mask);
+
+// Whitening with given statistics: (x - mean) / sqrt(var + 1e-8), plus mean again when
+// shift_mean is false (rescale only). Entries outside the mask are set to 0.
+torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, double mean,
+                                 double var, bool shift_mean = true);
+// Same with statistics of this x alone (local batch): masked_stats(x, mask) then _with.
+torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask,
+                            bool shift_mean = true);
+
+// Adaptive KL coefficient β (Ziegler et al. 2019, "Fine-Tuning Language Models from Human
+// Preferences", §2.2):  e = clip(KL/target - 1, -0.2, 0.2);  β ← β · (1 + e · n_steps / horizon).
+class AdaptiveKlController {
+ public:
+  AdaptiveKlController(double init_kl_coef, double target, int64_t horizon);
+  void update(double current_kl, int64_t n_steps);
+  double value;    // current β (kl_coef); saved in checkpoints
+  double target;   // target KL per sequence (nats)
+  int64_t horizon;
+};
+
+// Fixed β: same interface, update() leaves the value unchanged.
+class FixedKlController {
+ public:
+  explicit FixedKlController(double kl_coef) : value(kl_coef) {}
+  void update(double /*current_kl*/, int64_t /*n_steps*/) {}
+  double value;
+};
+
+struct PolicyLoss {
+  torch::Tensor loss;       // scalar, differentiable w.r.t. logp
+  torch::Tensor clip_frac;  // scalar (detached): fraction of masked tokens where the clip binds
+  torch::Tensor approx_kl;  // scalar (detached): masked mean of ½(logp - old_logp)²
+};
+
+// PPO-clip surrogate (Schulman et al. 2017, eq. 7), token-level masked mean:
+//   ρ = exp(logp - old_logp);  L = -mean_mask min(ρ·A, clip(ρ, 1-ε, 1+ε)·A),  ε = clip_eps.
+// clip_frac counts tokens where the clipped term is strictly smaller than the unclipped one (the
+// clipped branch is selected and has zero gradient). approx_kl uses ½(log ρ)², a second-order
+// estimate of KL(π_old || π_θ) that is ≥ 0 per token (as in TRL / OpenAI baselines).
+// logp, old_logp, advantages, mask [B, T].
+PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
+                       const torch::Tensor& advantages, const torch::Tensor& mask,
+                       double clip_eps);
+
+struct ValueLoss {
+  torch::Tensor loss;       // scalar, differentiable w.r.t. values
+  torch::Tensor clip_frac;  // scalar (detached): fraction of masked tokens where clipping binds
+};
+
+// Clipped value loss (PPO2 baselines; Ouyang et al. 2022 clip the value like the ratio):
+//   v_c = old_v + clip(v - old_v, -value_clip, value_clip)
+//   L = ½ · mean_mask max((v - R)², (v_c - R)²)
+// value_clip ≤ 0 disables clipping (plain ½ MSE, clip_frac 0). values, old_values, returns,
+// mask [B, T]. clip_frac counts tokens where the clipped error is strictly larger.
+ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
+                     const torch::Tensor& returns, const torch::Tensor& mask, double value_clip);
+
+}  // namespace rlhf

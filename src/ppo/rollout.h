@@ -1,0 +1,55 @@
+// rollout.h — PPO experience: generate responses with the KV-cache generator, score them with the
+// frozen reward model, and compute old/reference log-probs and values at the response positions.
+//
+// Layout: tokens [B, P + N] = left-padded prompt (P) then response (N). Response token t sits at
+// sequence position P + t and is predicted from position P + t - 1, so log-probs and values for
+// the response come from positions [P - 1, P + N - 1) of a full forward pass.
+// Contract: all functions run under NoGradGuard except the ones named *_train, which build graphs.
+#pragma once
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "common/batch.h"
+#include "common/data.h"
+#include "common/generate.h"
+#include "common/model.h"
+
+namespace rlhf {
+
+struct Rollout {
+  torch::Tensor tokens;     // [B, P+N] int64
+  torch::Tensor mask;       // [B, P+N] bool (real tokens)
+  torch::Tensor positions;  // [B, P+N] int64
+  torch::Tensor resp_mask;  // [B, N] bool
+  int64_t P = 0, N = 0;
+  torch::Tensor raw_score;  // [B] reward model output (with its fitted bias)
+  torch::Tensor score;      // [B] after the no-EOS penalty and clipping
+  torch::Tensor has_eos;    // [B] bool
+  torch::Tensor old_logp, ref_logp, old_values;  // [B, N]
+  torch::Tensor kl, rewards, advantages, returns;  // [B, N]
+  int64_t batch() const { return tokens.size(0); }
+  Rollout slice(int64_t begin, int64_t end) const;  // rows [begin, end)
+};
+
+// [BOS] + prompt rows, prompts truncated from the start to max_prompt tokens; left-padded.
+std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, const std::vector<int64_t>& idx,
+                                                     const SpecialIds& ids, int64_t max_prompt);
+
+// Generate and fill tokens/mask/positions/resp_mask/P/N/has_eos.
+Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
+                         const SamplingConfig& sc, uint64_t seed);
+
+// Log-probs (and optionally entropies) of the response tokens: [B, N]. Builds a graph when grad mode is on.
+torch::Tensor response_logprobs(CausalLM& m, const Rollout& r, torch::Tensor* entropy = nullptr);
+// Values V(s_t) for the response positions: [B, N]. Builds a graph when grad mode is on.
+torch::Tensor response_values(ScalarModel& v, const Rollout& r);
+// Reward-model score at each row's last real token: [B].
+torch::Tensor score_rollout(ScalarModel& rm, const Rollout& r);
+
+// Per-row decoded response text (up to, not including, EOS) for the hidden scorer and samples.
+std::vector<std::string> decode_responses(const Rollout& r, const class Tokenizer& tok);
+std::vector<std::string> decode_prompts(const PromptData& data, const std::vector<int64_t>& idx,
+                                        const class Tokenizer& tok);
+
+}  // namespace rlhf

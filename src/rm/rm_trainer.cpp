@@ -1,0 +1,231 @@
+#include "rm/rm_trainer.h"
+
+#include <cmath>
+
+#include "common/run.h"
+#include "common/train_common.h"
+#include "rm/rm_loss.h"
+
+namespace rlhf {
+
+// Forward every response of groups [g0, g1) once, as one batch. Returns rewards [R] in group order.
+static torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const std::vector<int64_t>& groups,
+                                   const SpecialIds& ids, int64_t max_len, const torch::Device& dev,
+                                   std::vector<int64_t>* offsets, std::vector<int32_t>* ranks) {
+  std::vector<PromptResponse> rows;
+  offsets->assign(1, 0);
+  ranks->clear();
+  for (int64_t g : groups) {
+    auto gr = group_rows(d, g);
+    rows.insert(rows.end(), gr.begin(), gr.end());
+    for (int64_t r = d.group_offsets[g]; r < d.group_offsets[g + 1]; ++r) ranks->push_back(d.ranks[r]);
+    offsets->push_back(static_cast<int64_t>(rows.size()));
+  }
+  SeqBatch b = build_seq_batch(rows, ids, max_len);
+  return rm->score_last(b.tokens.to(dev), b.mask.to(dev));  // [R]
+}
+
+RankEval evaluate_ranked(ScalarModel& rm, const RankedData& data, const SpecialIds& ids,
+                         int64_t max_len, int64_t micro_groups, int64_t max_groups,
+                         Communicator& comm, const torch::Device& device) {
+  torch::NoGradGuard ng;
+  const bool was_training = rm->is_training();
+  rm->eval();
+  const int64_t n = max_groups > 0 ? std::min(max_groups, data.size()) : data.size();
+  RankEval e;
+  double loss_sum = 0;
+  for (int64_t s = comm.rank() * micro_groups; s < n; s += micro_groups * comm.world_size()) {
+    std::vector<int64_t> groups;
+    for (int64_t g = s; g < std::min(n, s + micro_groups); ++g) groups.push_back(g);
+    std::vector<int64_t> off;
+    std::vector<int32_t> ranks;
+    torch::Tensor r = group_rewards(rm, data, groups, ids, max_len, device, &off, &ranks);
+    RankingLoss l = kwise_ranking_loss(r, off, ranks);
+    loss_sum += l.loss.item<double>() * l.groups;
+    e.pairs += l.pairs;
+    e.correct += l.correct;
+    e.margin_sum += l.margin_sum;
+    e.groups += l.groups;
+    e.forward_rows += r.size(0);
+  }
+  auto sum = [&](double v) { return comm.all_reduce_scalar(v); };
+  e.pairs = static_cast<int64_t>(sum(e.pairs));
+  e.correct = static_cast<int64_t>(sum(e.correct));
+  e.margin_sum = sum(e.margin_sum);
+  e.groups = static_cast<int64_t>(sum(e.groups));
+  e.forward_rows = static_cast<int64_t>(sum(e.forward_rows));
+  const double total_loss = sum(loss_sum);
+  e.loss = e.groups ? total_loss / e.groups : 0.0;
+  if (was_training) rm->train();
+  return e;
+}
+
+double mean_reward_on(ScalarModel& rm, const SftData& data, const SpecialIds& ids, int64_t max_len,
+                      int64_t micro_batch, int64_t max_rows, Communicator& comm,
+                      const torch::Device& device) {
+  torch::NoGradGuard ng;
+  const bool was_training = rm->is_training();
+  rm->eval();
+  const int64_t n = max_rows > 0 ? std::min(max_rows, data.size()) : data.size();
+  double total = 0;
+  for (int64_t s = comm.rank() * micro_batch; s < n; s += micro_batch * comm.world_size()) {
+    std::vector<PromptResponse> rows;
+    for (int64_t i = s; i < std::min(n, s + micro_batch); ++i)
+      rows.push_back({data.prompt.row_data(i), data.prompt.row_len(i), data.response.row_data(i),
+                      data.response.row_len(i)});
+    SeqBatch b = build_seq_batch(rows, ids, max_len);
+    total += rm->score_last(b.tokens.to(device), b.mask.to(device)).sum().item<double>();
+  }
+  if (was_training) rm->train();
+  return comm.all_reduce_scalar(total) / std::max<int64_t>(1, n);
+}
+
+int run_rm(int argc, char** argv) {
+  RunContext ctx = start_run(Stage::RM, argc, argv);
+  const Config& cfg = ctx.cfg;
+  Communicator& comm = *ctx.comm;
+  const torch::Device dev = ctx.device;
+
+  ModelSetup ms = resolve_model(cfg, cfg.init);
+  const SpecialIds ids = special_ids(ms.tok);
+  RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a ranked dataset from rlhf_prep");
+  RankedData train = RankedData::load(cfg.data.train, ms.tok.identity);
+  RankedData eval;
+  if (!cfg.data.eval.empty()) eval = RankedData::load(cfg.data.eval, ms.tok.identity);
+  const int64_t max_len = seq_len_limit(cfg, ms.cfg);
+
+  torch::manual_seed(cfg.run.seed);
+  ScalarModel rm(ms.cfg);
+  if (!ms.init_path.empty()) {
+    // Trunk from the SFT policy; the scalar head starts fresh (the LM head is not used).
+    ModelFile f = read_model_h5(ms.init_path);
+    if (f.kind == "scalar") load_parameters(*rm, f);
+    else load_parameters(*rm, f, {"score.weight", "score.bias"}, /*ignore_unexpected=*/true);
+  }
+  rm->to(dev);
+  auto params = named_params(*rm);
+  int64_t n_params = 0;
+  for (auto& p : params) n_params += p.param.numel();
+  check_consistency(comm, ctx.config_text, n_params);
+  broadcast_parameters(comm, tensors_of(params));
+  AdamW opt(params, cfg.train.beta1, cfg.train.beta2, cfg.train.adam_eps, cfg.train.weight_decay);
+  ShardedSampler sampler(train.size(), cfg.run.seed, comm.rank(), comm.world_size());
+  const int64_t accum = accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size,
+                                           comm.world_size());
+  torch::manual_seed(cfg.run.seed * 1000003ULL + comm.rank());
+
+  int64_t step = 0, skipped_total = 0;
+  nlohmann::json extra = {{"reward_model", true}, {"bias_fitted", false}};
+  std::vector<CkptModel> ck_models{{"model.h5", rm.get(), "scalar", extra}};
+  const std::vector<CkptOptim> ck_optims{{"rm", &opt}};
+  if (!ctx.resume_dir.empty()) {
+    auto st = load_training_checkpoint(ctx.resume_dir, comm, ck_models, ck_optims);
+    step = st.at("step").get<int64_t>();
+    skipped_total = st.value("skipped_steps", int64_t{0});
+    sampler.set_cursor(cursor_from_json(st.at("cursor")));
+  }
+  MetricsLogger metrics(cfg.run.dir, comm.is_root(), cfg.train.max_steps, cfg.run.log_every,
+                        !ctx.resume_dir.empty());
+  metrics.message(fmt::format("# rm: {} params, {} train groups ({} responses), {} ranks x {} groups x {} accum",
+                              n_params, train.size(), train.responses.size(), comm.world_size(),
+                              cfg.train.micro_batch_size, accum));
+  auto save = [&]() {
+    ck_models[0].extra = extra;
+    return save_training_checkpoint(*ctx.ckpt, comm, step, ck_models, ck_optims, ms.cfg, ms.tok,
+                                    {{"cursor", cursor_json(sampler.cursor())}, {"skipped_steps", skipped_total}},
+                                    ctx.config_text);
+  };
+  auto evaluate = [&]() -> nlohmann::json {
+    if (eval.size() == 0) return {};
+    RankEval e = evaluate_ranked(rm, eval, ids, max_len, cfg.train.micro_batch_size, 0, comm, dev);
+    return {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy()}, {"eval_margin", e.mean_margin()},
+            {"eval_pairs", e.pairs}};
+  };
+
+  rm->train();
+  int exit_code = 0;
+  double last_loss = NAN;
+  const int64_t end_step = cfg.train.stop_at_step > 0 ? std::min(cfg.train.stop_at_step, cfg.train.max_steps)
+                                                      : cfg.train.max_steps;
+  while (step < end_step) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<int64_t> idx = sampler.next(cfg.train.global_batch_size);  // prompt groups
+    // Loss = mean over the global batch's groups: each group's loss / G_global (x world: the
+    // gradient all-reduce averages over ranks). Every group has >= 1 pair (prep guarantees).
+    const double global_groups = static_cast<double>(cfg.train.global_batch_size);
+    double loss_sum = 0, margin_sum = 0;
+    int64_t pairs = 0, correct = 0, forward_rows = 0, tokens = 0;
+    for (int64_t a = 0; a < accum; ++a) {
+      std::vector<int64_t> groups(idx.begin() + a * cfg.train.micro_batch_size,
+                                  idx.begin() + (a + 1) * cfg.train.micro_batch_size);
+      std::vector<int64_t> off;
+      std::vector<int32_t> ranks;
+      torch::Tensor r = group_rewards(rm, train, groups, ids, max_len, dev, &off, &ranks);  // [R]
+      RankingLoss l = kwise_ranking_loss(r, off, ranks);
+      (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
+      loss_sum += l.loss.item<double>() * l.groups;
+      pairs += l.pairs;
+      correct += l.correct;
+      margin_sum += l.margin_sum;
+      forward_rows += r.size(0);  // each response exactly once per step
+      for (int64_t g : groups)
+        for (int64_t q = train.group_offsets[g]; q < train.group_offsets[g + 1]; ++q)
+          tokens += train.prompt.row_len(g) + train.responses.row_len(q) + 2;
+    }
+    const double loss = comm.all_reduce_scalar(loss_sum) / global_groups;
+    const double lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps,
+                            cfg.train.learning_rate, cfg.train.min_lr_ratio);
+    StepResult res = optimizer_step(opt, comm, lr, cfg.train.grad_clip, cfg.dist.bucket_mb, std::isfinite(loss));
+    ++step;
+    skipped_total += res.skipped;
+    last_loss = loss;
+    const double all_pairs = comm.all_reduce_scalar(static_cast<double>(pairs));
+    nlohmann::json row = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", res.grad_norm},
+                          {"tokens_per_s", comm.all_reduce_scalar(static_cast<double>(tokens)) / seconds_since(t0)},
+                          {"accuracy", comm.all_reduce_scalar(static_cast<double>(correct)) / std::max(1.0, all_pairs)},
+                          {"margin", comm.all_reduce_scalar(margin_sum) / std::max(1.0, all_pairs)},
+                          {"pairs", all_pairs},
+                          {"forward_rows", comm.all_reduce_scalar(static_cast<double>(forward_rows))},
+                          {"skipped", res.skipped}, {"skipped_total", skipped_total}};
+    if (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0) row.update(evaluate());
+    metrics.log(row);
+    if (cfg.ckpt.every > 0 && step % cfg.ckpt.every == 0 && step < end_step) save();
+    if (stop_requested(comm)) {
+      metrics.message(fmt::format("# stop signal: checkpointing at step {} and exiting with code {}",
+                                  step, kExitPreempted));
+      exit_code = kExitPreempted;
+      break;
+    }
+  }
+  // Fit the bias: shift score.bias so the demonstrations' mean reward is 0 (only once training is
+  // complete; an interrupted run keeps its raw head so resume stays exact).
+  if (exit_code == 0 && step >= cfg.train.max_steps && !cfg.data.bias_data.empty()) {
+    SftData demos = SftData::load(cfg.data.bias_data, ms.tok.identity);
+    const double mean = mean_reward_on(rm, demos, ids, max_len, cfg.train.micro_batch_size, 2048, comm, dev);
+    {
+      torch::NoGradGuard ng;
+      rm->score->bias.sub_(mean);
+    }
+    const double after = mean_reward_on(rm, demos, ids, max_len, cfg.train.micro_batch_size, 2048, comm, dev);
+    extra["bias_fitted"] = true;
+    extra["bias_shift"] = mean;
+    extra["bias_data"] = cfg.data.bias_data;
+    extra["demo_mean_reward_after_fit"] = after;
+    metrics.message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data, mean, after));
+  }
+  const std::string ckpt = save();
+  nlohmann::json final_eval = evaluate();
+  nlohmann::json summary = {{"stage", "rm"}, {"steps", step}, {"final_loss", last_loss},
+                            {"skipped_steps", skipped_total}, {"checkpoint", ckpt},
+                            {"complete", step >= cfg.train.max_steps}, {"bias", extra}};
+  summary.update(final_eval);
+  metrics.summary(summary);
+  metrics.message(fmt::format("# rm done: step {}, loss {:.4f}{}, checkpoint {}", step, last_loss,
+                              final_eval.contains("eval_accuracy")
+                                  ? fmt::format(", held-out accuracy {:.3f}", final_eval["eval_accuracy"].get<double>())
+                                  : std::string(),
+                              ckpt));
+  return exit_code;
+}
+
+}  // namespace rlhf

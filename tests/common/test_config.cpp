@@ -1,0 +1,139 @@
+// Config: every error class names the key/file, the bad value and what is expected.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/config.h"
+
+using rlhf::ConfigError;
+using rlhf::Stage;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+std::string temp_file(const std::string& name, const std::string& text) {
+  auto dir = std::filesystem::temp_directory_path() / "rlhf_test_config";
+  std::filesystem::create_directories(dir);
+  std::string p = (dir / name).string();
+  std::ofstream(p) << text;
+  return p;
+}
+
+}  // namespace
+
+TEST(Config, DefaultsAndCommonKeysInEveryStage) {
+  for (Stage s : {Stage::SFT, Stage::RM, Stage::PPO}) {
+    auto keys = rlhf::config_keys(s);
+    for (const char* k : {"run.dir", "run.seed", "train.max_steps", "train.learning_rate",
+                          "train.global_batch_size", "train.micro_batch_size"}) {
+      EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k << " in " << rlhf::stage_name(s);
+    }
+  }
+}
+
+TEST(Config, ParsesTypedValuesAndOverrides) {
+  auto cfg = rlhf::parse_config(Stage::SFT,
+                                "run: {dir: out/x, seed: 7}\n"
+                                "train: {max_steps: 12, learning_rate: 1e-3, global_batch_size: 16}\n"
+                                "model: {family: llama, n_kv_head: 2}\n",
+                                "t.yaml", {"train.micro_batch_size=4", "train.learning_rate=2e-4"});
+  EXPECT_EQ(cfg.run.dir, "out/x");
+  EXPECT_EQ(cfg.run.seed, 7);
+  EXPECT_EQ(cfg.train.max_steps, 12);
+  EXPECT_DOUBLE_EQ(cfg.train.learning_rate, 2e-4);  // --set wins over the file
+  EXPECT_EQ(cfg.train.micro_batch_size, 4);
+  EXPECT_EQ(cfg.model.family, rlhf::Family::Llama);
+  EXPECT_EQ(cfg.model.n_kv_head, 2);
+}
+
+TEST(Config, DumpRoundTrips) {
+  auto cfg = rlhf::parse_config(Stage::PPO, "ppo: {kl_coef: 0.125, kl_estimator: k3}\n", "t", {});
+  auto again = rlhf::parse_config(Stage::PPO, rlhf::dump_config(cfg), "dump", {});
+  EXPECT_EQ(rlhf::dump_config(cfg), rlhf::dump_config(again));
+  EXPECT_EQ(again.ppo.kl_estimator, rlhf::KlEstimatorKind::K3);
+  EXPECT_DOUBLE_EQ(again.ppo.kl_coef, 0.125);
+}
+
+TEST(Config, UnknownKeySuggestsClosest) {
+  auto msg = error_of([] { rlhf::parse_config(Stage::SFT, "train: {lerning_rate: 0.1}\n", "a.yaml"); });
+  EXPECT_NE(msg.find("a.yaml"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("train.lerning_rate"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'train.learning_rate'"), std::string::npos) << msg;
+  // Via --set too.
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "", "a.yaml", {"train.max_step=3"}); });
+  EXPECT_NE(msg.find("train.max_steps"), std::string::npos) << msg;
+  // A stage-specific key in the wrong stage is unknown.
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "ppo: {kl_coef: 0.1}\n", "a.yaml"); });
+  EXPECT_NE(msg.find("unknown key 'ppo.kl_coef'"), std::string::npos) << msg;
+}
+
+TEST(Config, WrongTypeNamesKeyValueAndExpectation) {
+  auto msg = error_of([] { rlhf::parse_config(Stage::SFT, "train: {max_steps: many}\n", "b.yaml"); });
+  EXPECT_NE(msg.find("train.max_steps = 'many'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("expected an integer"), std::string::npos) << msg;
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "train: {max_steps: 2.5}\n", "b.yaml"); });
+  EXPECT_NE(msg.find("expected an integer"), std::string::npos) << msg;
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "model: {family: bert}\n", "b.yaml"); });
+  EXPECT_NE(msg.find("one of gpt2 | llama"), std::string::npos) << msg;
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "model: {tie_embeddings: maybe}\n", "b.yaml"); });
+  EXPECT_NE(msg.find("true or false"), std::string::npos) << msg;
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "train: 3\n", "b.yaml"); });
+  EXPECT_NE(msg.find("'train' is a section"), std::string::npos) << msg;
+}
+
+TEST(Config, OutOfRangeNamesKeyValueAndRange) {
+  auto msg = error_of([] { rlhf::parse_config(Stage::SFT, "train: {learning_rate: -1}\n", "c.yaml"); });
+  EXPECT_NE(msg.find("train.learning_rate = '-1'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("expected a number > 0"), std::string::npos) << msg;
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "train: {micro_batch_size: 0}\n", "c.yaml"); });
+  EXPECT_NE(msg.find("integer >= 1"), std::string::npos) << msg;
+  msg = error_of([] { rlhf::parse_config(Stage::PPO, "ppo: {top_p: 1.5}\n", "c.yaml"); });
+  EXPECT_NE(msg.find("ppo.top_p = '1.5'"), std::string::npos) << msg;
+}
+
+TEST(Config, MissingFileNamesPath) {
+  auto msg = error_of([] { rlhf::load_config(Stage::SFT, "/nonexistent/dir/sft.yaml", {}); });
+  EXPECT_NE(msg.find("/nonexistent/dir/sft.yaml"), std::string::npos) << msg;
+}
+
+TEST(Config, MalformedYamlGivesFileLineColumn) {
+  std::string p = temp_file("bad.yaml", "run:\n  dir: x\ntrain: {max_steps: 3\n");
+  auto msg = error_of([&] { rlhf::load_config(Stage::SFT, p, {}); });
+  EXPECT_NE(msg.find(p + ":"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("malformed YAML"), std::string::npos) << msg;
+  // line 3 or 4 depending on where the parser notices the missing brace; a column is present
+  EXPECT_TRUE(msg.find(p + ":3:") != std::string::npos || msg.find(p + ":4:") != std::string::npos) << msg;
+}
+
+TEST(Config, BadSetSyntaxAndEnvExpansion) {
+  auto msg = error_of([] { rlhf::parse_config(Stage::SFT, "", "x", {"train.max_steps"}); });
+  EXPECT_NE(msg.find("expected KEY=VALUE"), std::string::npos) << msg;
+  setenv("RLHF_TEST_DIR", "/tmp/zz", 1);
+  auto cfg = rlhf::parse_config(Stage::SFT, "run: {dir: '${RLHF_TEST_DIR}/sft'}\ndata: {train: '${RLHF_NOPE:-d.h5}'}\n", "x");
+  EXPECT_EQ(cfg.run.dir, "/tmp/zz/sft");
+  EXPECT_EQ(cfg.data.train, "d.h5");
+  msg = error_of([] { rlhf::parse_config(Stage::SFT, "data: {train: '${RLHF_NOPE_UNSET}'}\n", "x"); });
+  EXPECT_NE(msg.find("RLHF_NOPE_UNSET is not set"), std::string::npos) << msg;
+}
+
+TEST(Config, ModelValidationIsReported) {
+  auto msg = error_of([] { rlhf::parse_config(Stage::SFT, "model: {d_model: 130, n_head: 4}\n", "m.yaml"); });
+  EXPECT_NE(msg.find("m.yaml"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model"), std::string::npos) << msg;
+}
+
+TEST(Config, EditDistance) {
+  EXPECT_EQ(rlhf::edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(rlhf::edit_distance("", "abc"), 3u);
+  EXPECT_EQ(rlhf::edit_distance("same", "same"), 0u);
+}
