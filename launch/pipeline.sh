@@ -14,6 +14,7 @@ RUN_DIR=$(cd "$2" && pwd)
 BIN=${BIN:-$ROOT/build/bin}
 NP=${NP:-1}
 export RLHF_RUN=$RUN_DIR RLHF_DATA=$RUN_DIR/data RLHF_BIN=$BIN RLHF_ROOT=$ROOT
+export RLHF_SHARED_DATA=${RLHF_SHARED_DATA:-$(cd "$ROOT/.." && pwd)/shared/data}
 mkdir -p "$RLHF_DATA"
 for f in sft.yaml rm.yaml ppo.yaml prep.sh; do
   [ -f "$CONFIG_DIR/$f" ] || { echo "pipeline.sh: $CONFIG_DIR/$f is missing" >&2; exit 2; }

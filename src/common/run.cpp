@@ -16,7 +16,7 @@ void install_stop_signals() {
   std::signal(SIGUSR1, on_stop_signal);
 }
 
-void request_stop_for_test() { g_stop = 1; }
+void set_stop_flag_for_test(bool on) { g_stop = on ? 1 : 0; }
 
 bool stop_requested(Communicator& comm) {
   return comm.all_reduce_scalar(g_stop ? 1.0 : 0.0, ReduceOp::Max) > 0;

@@ -34,8 +34,8 @@ RunContext start_run(Stage stage, int argc, char** argv);
 void install_stop_signals();
 // Collective: true on every rank when any rank received a stop signal.
 bool stop_requested(Communicator& comm);
-// For tests: raise the flag as a signal would.
-void request_stop_for_test();
+// For tests: set or clear the flag as a signal would.
+void set_stop_flag_for_test(bool on);
 
 // torch::kCUDA:<local rank % device count> or CPU; initialises NCCL for CUDA.
 torch::Device select_run_device(const Config& cfg, Communicator& comm);

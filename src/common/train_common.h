@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/batch.h"
+#include "common/ckpt.h"
 #include "common/config.h"
 #include "common/data.h"
 #include "common/dist.h"

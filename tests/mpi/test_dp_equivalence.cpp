@@ -105,19 +105,17 @@ void run_equivalence(const ModelConfig& cfg) {
     clipped_steps += ref_norm > kClip;
     ref_opt->step();
 
-    if (step == 0 && W > 1) {
-      // The data is ragged enough that the naive average of per-shard means is visibly wrong.
-      torch::NoGradGuard ng;
-      double naive = 0;
-      int64_t off = 0;
+    if (W > 1) {
+      // The shards hold very different token counts, so the mean of per-rank means would weight
+      // rank 1's tokens several times more than rank 0's (at initialisation every token's loss
+      // is close to ln V, so the loss *values* alone would not reveal that; the final weights
+      // would).
+      std::vector<int64_t> n(W);
       for (int r = 0; r < W; ++r) {
         torch::Tensor v = shard(gb, r, W).mask;  // [G/W, T]
-        int64_t n = ((v.narrow(1, 0, kT - 1) & v.narrow(1, 1, kT - 1)).sum().item<int64_t>());
-        naive += ref_tok.narrow(0, off, n).mean().item<double>() / W;
-        off += n;
+        n[r] = (v.narrow(1, 0, kT - 1) & v.narrow(1, 1, kT - 1)).sum().item<int64_t>();
       }
-      EXPECT_GT(std::abs(naive / ref_loss.item<double>() - 1), 1e-3)
-          << "test data should make the mean of per-rank means differ from the global mean";
+      EXPECT_GE(n[0], 2 * n[W - 1]) << "step " << step << ": shards should be ragged";
     }
 
     // (b) data-parallel: this rank's half; global token count first, then sum * W / N.

@@ -1,0 +1,201 @@
+// bench_ppo — wall time of one PPO iteration with random models (same code path as ppo_train's
+// step, without data loading, logging or the ptx term):
+//   generate  (rlhf::generate_rollout: B prompts of P random tokens, N sampled tokens, no EOS)
+//   score     (reward model score, old-policy / reference log-probs, critic values, k1 KL,
+//              per-token rewards, GAE, advantage whitening — all under NoGradGuard)
+//   train     (1 epoch over minibatches: PPO-clip policy loss + vf_coef · clipped value loss,
+//              backward, optimizer_step for actor and critic)
+// The actor and the reference share initial weights (same seed), as do the reward model and the
+// critic (the critic is initialised from the RM in ppo_train).
+//
+// Prints one JSON object on stdout: time_generate_s, time_score_s, time_train_s, total_s (means
+// over --iters iterations) and tokens_per_s = B·N / total_s (response tokens per second of whole
+// iterations). --dtype bf16: CUDA autocast to bfloat16 around every forward, fp32 master
+// weights; refused on CPU. Run with no flags for a small CPU case.
+#include <cmath>
+#include <iostream>
+
+#include <ATen/autocast_mode.h>
+
+#include "bench_common.h"
+#include "common/compat.h"
+#include "common/dist.h"
+#include "common/optim.h"
+#include "ppo/ppo_loss.h"
+#include "ppo/rollout.h"
+
+namespace rlhf::bench {
+
+struct PpoArgs {
+  int64_t batch = 8, prompt_len = 16, new_tokens = 32, minibatch = 4, top_k = 50;
+  double kl_coef = 0.05, gamma = 1.0, lam = 0.95, clip_eps = 0.2, value_clip = 0.2, vf_coef = 0.1,
+         lr = 1e-5, grad_clip = 1.0;
+};
+
+static int run(int argc, char** argv) {
+  CLI::App app{"bench_ppo: one PPO iteration's phase times (one JSON object on stdout)"};
+  CommonArgs a;
+  PpoArgs p;
+  add_common_flags(app, a);
+  app.add_option("--batch", p.batch, "rollout batch (prompts per iteration)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--prompt-len", p.prompt_len, "prompt tokens per row")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--new-tokens", p.new_tokens, "response tokens per row")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--minibatch", p.minibatch, "rows per PPO optimisation step")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--top-k", p.top_k, "top-k sampling filter (0 = off)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--lr", p.lr, "AdamW learning rate (actor and critic)")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  const int threads = set_threads(a.threads);
+  const torch::Device dev = resolve_device(a.device);
+  const Dtype dtype = parse_dtype(a.dtype);
+  RLHF_CHECK(dtype == Dtype::FP32 || dev.is_cuda(),
+             "bench_ppo: --dtype bf16 means CUDA autocast (fp32 master weights); on --device cpu "
+             "use --dtype fp32");
+  const ModelConfig mc = model_config(a);
+  RLHF_CHECK(p.prompt_len + p.new_tokens <= mc.max_seq_len,
+             "--prompt-len {} + --new-tokens {} exceeds the model's max_seq_len {}", p.prompt_len,
+             p.new_tokens, mc.max_seq_len);
+  RLHF_CHECK(p.batch % p.minibatch == 0, "--batch {} must be a multiple of --minibatch {}",
+             p.batch, p.minibatch);
+
+  auto make_lm = [&](uint64_t s) {
+    torch::manual_seed(s);
+    CausalLM m(mc);
+    m->to(dev);
+    return m;
+  };
+  auto make_scalar = [&](uint64_t s) {
+    torch::manual_seed(s);
+    ScalarModel m(mc);
+    m->to(dev);
+    return m;
+  };
+  CausalLM actor = make_lm(a.seed), ref = make_lm(a.seed);
+  ScalarModel rm = make_scalar(a.seed + 7), critic = make_scalar(a.seed + 7);
+  ref->eval();
+  rm->eval();
+  for (auto& q : ref->parameters()) q.set_requires_grad(false);
+  for (auto& q : rm->parameters()) q.set_requires_grad(false);
+  AdamW actor_opt(named_params(*actor), 0.9, 0.95, 1e-8, 0.0);
+  AdamW critic_opt(named_params(*critic), 0.9, 0.95, 1e-8, 0.0);
+  Communicator& comm = world();
+  const int64_t n_params = count_params(*actor);
+
+  auto prompts = random_tokens(p.batch, p.prompt_len, mc.vocab_size, a.seed + 1, dev);  // [B, P]
+  auto pmask = torch::ones({p.batch, p.prompt_len}, torch::dtype(torch::kBool).device(dev));
+  SamplingConfig sc;
+  sc.max_new_tokens = p.new_tokens;
+  sc.temperature = 1.0;
+  sc.top_k = p.top_k;
+  sc.eos_id = -1;
+  sc.stop_at_eos = false;
+  const bool autocast = dtype == Dtype::BF16;
+  auto ac_on = [&] { if (autocast) compat::set_autocast_state({true, at::kBFloat16}); };
+  auto ac_off = [&] {
+    if (autocast) compat::set_autocast_state({false, at::kBFloat16});
+  };
+
+  double t_gen = 0, t_score = 0, t_train = 0;
+  double last_pl = 0, last_vl = 0;
+  auto iteration = [&](uint64_t seed, bool timed) {
+    Timer t(dev);
+    ac_on();
+    Rollout r = generate_rollout(actor, prompts, pmask, sc, seed);
+    ac_off();
+    const double g = t.seconds();
+
+    t.reset();
+    {
+      torch::NoGradGuard ng;
+      ac_on();
+      actor->eval();
+      critic->eval();
+      r.raw_score = score_rollout(rm, r);                  // [B]
+      r.score = r.raw_score;
+      r.old_logp = response_logprobs(actor, r);            // [B, N]
+      r.ref_logp = response_logprobs(ref, r);              // [B, N]
+      r.old_values = response_values(critic, r);           // [B, N]
+      ac_off();
+      r.kl = kl_penalty(r.old_logp, r.ref_logp, KlEstimator::K1);               // [B, N]
+      r.rewards = compute_rewards(r.kl, r.score, r.resp_mask, p.kl_coef);       // [B, N]
+      GaeResult ga = gae(r.old_values, r.rewards, r.resp_mask, p.gamma, p.lam);
+      r.advantages = masked_whiten(ga.advantages, r.resp_mask);                  // [B, N]
+      r.returns = ga.returns;                                                    // [B, N]
+    }
+    const double s = t.seconds();
+
+    t.reset();
+    actor->train();
+    critic->train();
+    for (int64_t b = 0; b < p.batch; b += p.minibatch) {
+      Rollout mb = r.slice(b, b + p.minibatch);
+      ac_on();
+      auto logp = response_logprobs(actor, mb);                         // [mb, N]
+      auto values = response_values(critic, mb);                        // [mb, N]
+      ac_off();
+      PolicyLoss pl = policy_loss(logp, mb.old_logp, mb.advantages, mb.resp_mask, p.clip_eps);
+      ValueLoss vl = value_loss(values, mb.old_values, mb.returns, mb.resp_mask, p.value_clip);
+      auto loss = pl.loss + p.vf_coef * vl.loss;
+      loss.backward();
+      if (autocast) at::autocast::clear_cache();
+      last_pl = pl.loss.item<double>();
+      last_vl = vl.loss.item<double>();
+      const bool finite = std::isfinite(last_pl) && std::isfinite(last_vl);
+      optimizer_step(actor_opt, comm, p.lr, p.grad_clip, 25.0, finite);
+      optimizer_step(critic_opt, comm, p.lr, p.grad_clip, 25.0, finite);
+    }
+    const double tr = t.seconds();
+    if (timed) {
+      t_gen += g;
+      t_score += s;
+      t_train += tr;
+    }
+  };
+
+  uint64_t seed = a.seed;
+  for (int64_t i = 0; i < a.warmup; ++i) iteration(++seed, false);
+  reset_peak_memory(dev);
+  for (int64_t i = 0; i < a.iters; ++i) iteration(++seed, true);
+  const double n = static_cast<double>(a.iters);
+  t_gen /= n;
+  t_score /= n;
+  t_train /= n;
+  const double total = t_gen + t_score + t_train;
+
+  nlohmann::json out;
+  out["bench"] = "ppo";
+  out["params"] = common_json(a, dev, threads);
+  out["params"]["batch"] = p.batch;
+  out["params"]["prompt_len"] = p.prompt_len;
+  out["params"]["new_tokens"] = p.new_tokens;
+  out["params"]["minibatch"] = p.minibatch;
+  out["params"]["top_k"] = p.top_k;
+  out["params"]["ppo_epochs"] = 1;
+  out["model"] = model_json(mc, a, n_params);
+  out["tokens_per_s"] = static_cast<double>(p.batch * p.new_tokens) / total;
+  out["time_generate_s"] = t_gen;
+  out["time_score_s"] = t_score;
+  out["time_train_s"] = t_train;
+  out["total_s"] = total;
+  out["last_policy_loss"] = last_pl;
+  out["last_value_loss"] = last_vl;
+  out["peak_memory_bytes"] = peak_memory_bytes(dev);
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace rlhf::bench
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&] { return rlhf::bench::run(argc, argv); });
+}

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# bench/gpu/run.sh — everything the GPU machine has to do, in one call of about 8 minutes:
+#   1. record the environment (GPU, torch, transformers, build dependencies present or not)
+#   2. build the CUDA variant: RLHF_CUDA=1 BUILD_DIR=build-cuda bash launch/setup.sh
+#   3. run the CUDA-only tests (rlhf_tests / rlhf_mpi_tests filtered to '*Cuda*:*Nccl*', 1 rank)
+#   4. ours (build-cuda/bin/bench_*) vs Hugging Face transformers (bench/gpu/hf_bench.py) on the
+#      same GPU, same configs, random init, bf16:
+#        train    GPT-2 124M batch 16 x 1024;  GPT-2 1.5B batch 4 x 1024
+#        generate batch 64, prompt 128, 256 new tokens, top-k 50 sampling; 124M and 1.5B
+#   5. print a table: tokens/s ours and HF, ratio ours/HF, MFU, peak GPU memory.
+#
+# Every step runs under `timeout`, inside one overall deadline (RLHF_GPU_BUDGET_S, default 480 s),
+# so one hang cannot eat the budget; a step that would start with too little time left is
+# recorded as skipped. A failed build still leaves the HF baseline running.
+#
+# Results go to $OUT (when set, e.g. on the device machine), else $BUILD_DIR/bench-results:
+#   env.log build.log tests.log bench_stderr.log results.jsonl summary.json summary.txt
+# results.jsonl: one line per case {"case", "impl", "rc", "seconds", "result": <the bench JSON>};
+# rc -1 = skipped for lack of time, -2 = our binary missing (build failed), 124/137 = timed out.
+#
+# Variables: BUILD_DIR (build-cuda), PYTHON (python3), RLHF_GPU_BUDGET_S (480),
+#   SKIP_BUILD=1 (use the binaries already in BUILD_DIR), SKIP_HF=1, SKIP_TESTS=1,
+#   BENCH_DEVICE (cuda; "cpu" + BENCH_SMALL=1 is a smoke test of this script on a CPU machine).
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-cuda}
+case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
+PY=${PYTHON:-python3}
+BUDGET=${RLHF_GPU_BUDGET_S:-480}
+DEVICE=${BENCH_DEVICE:-cuda}
+SMALL=${BENCH_SMALL:-0}
+RES=${OUT:-$BUILD_DIR/bench-results}
+mkdir -p "$RES"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+T0=$(date +%s)
+DEADLINE=$((T0 + BUDGET))
+: >"$RES/results.jsonl"
+: >"$RES/bench_stderr.log"
+: >"$RES/tests.log"
+
+log() { echo "[gpu-bench +$(($(date +%s) - T0))s] $*" >&2; }
+
+# limit NAME SECONDS -> the timeout to use now (0 = not enough time left)
+limit() {
+  local want=$2 left=$((DEADLINE - $(date +%s) - 5))
+  if [ "$left" -lt 15 ]; then echo 0; elif [ "$want" -lt "$left" ]; then echo "$want"; else echo "$left"; fi
+}
+
+# case NAME IMPL SECONDS CMD... : run one benchmark, append its JSON to results.jsonl
+run_case() {
+  local name=$1 impl=$2 want=$3; shift 3
+  local lim rc start secs
+  lim=$(limit "$name" "$want")
+  if [ "$want" = 0 ]; then
+    log "$name/$impl: not run (binary missing: see build.log)"
+    rc=-2; secs=0; : >"$TMP/out"
+  elif [ "$lim" = 0 ]; then
+    log "$name/$impl: skipped (deadline)"
+    rc=-1; secs=0; : >"$TMP/out"
+  else
+    log "$name/$impl: $* (timeout ${lim}s)"
+    start=$(date +%s)
+    timeout -k 10 "$lim" "$@" >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    secs=$(($(date +%s) - start))
+    { echo "===== $name/$impl rc=$rc ${secs}s: $*"; tail -c 4000 "$TMP/err"; } >>"$RES/bench_stderr.log"
+    log "$name/$impl: rc=$rc in ${secs}s"
+  fi
+  "$PY" - "$name" "$impl" "$rc" "$secs" "$TMP/out" >>"$RES/results.jsonl" <<'EOF'
+import json, sys
+name, impl, rc, secs, path = sys.argv[1:6]
+result = None
+for line in reversed(open(path, errors="replace").read().splitlines()):
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            result = json.loads(line)
+            break
+        except ValueError:
+            pass
+print(json.dumps({"case": name, "impl": impl, "rc": int(rc), "seconds": int(secs), "result": result}))
+EOF
+}
+
+# ---- 1. environment ----------------------------------------------------------------------
+{
+  echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1
+  "$PY" -c 'import transformers; print("transformers", transformers.__version__)' 2>&1
+  "$PY" -c 'import nvidia.nccl as n; print("nccl package", n.__path__[0])' 2>&1
+  echo "build tools/deps (missing ones make the CUDA build fail):"
+  for t in cmake g++ make mpicxx mpirun pkg-config nvcc; do printf '  %-10s %s\n' "$t" "$(command -v $t || echo MISSING)"; done
+  for h in hdf5.h H5Cpp.h yaml-cpp/yaml.h gtest/gtest.h nlohmann/json.hpp CLI/CLI.hpp fmt/format.h pcre2.h zlib.h; do
+    f=$(ls /usr/include/$h /usr/include/*/$h /usr/local/include/$h 2>/dev/null | head -1)
+    printf '  %-20s %s\n' "$h" "${f:-MISSING}"
+  done
+} >"$RES/env.log" 2>&1
+cat "$RES/env.log" >&2
+
+# ---- 2. build ----------------------------------------------------------------------------
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  lim=$(limit build 300)
+  log "build: RLHF_CUDA=1 BUILD_DIR=$BUILD_DIR bash launch/setup.sh (timeout ${lim}s)"
+  if [ "$lim" != 0 ]; then
+    RLHF_CUDA=1 BUILD_DIR="$BUILD_DIR" JOBS=$(nproc) timeout -k 10 "$lim" bash launch/setup.sh >"$RES/build.log" 2>&1
+    rc=$?
+    log "build: rc=$rc"
+    [ $rc = 0 ] || tail -n 40 "$RES/build.log" >&2
+  fi
+else
+  echo "SKIP_BUILD=1: using $BUILD_DIR/bin as it is" >"$RES/build.log"
+fi
+BIN=$BUILD_DIR/bin
+
+# ---- 3. CUDA-only tests ------------------------------------------------------------------
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  for t in rlhf_tests rlhf_mpi_tests; do
+    lim=$(limit "$t" 90)
+    if [ -x "$BIN/$t" ] && [ "$lim" != 0 ]; then
+      log "tests: $t --gtest_filter='*Cuda*:*Nccl*' (timeout ${lim}s)"
+      timeout -k 10 "$lim" "$BIN/$t" --gtest_filter='*Cuda*:*Nccl*' >>"$RES/tests.log" 2>&1
+      rc=$?
+      echo "===== $t rc=$rc" >>"$RES/tests.log"
+      log "tests: $t rc=$rc ($(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$RES/tests.log" | tail -n 3 | tr '\n' ' '))"
+    else
+      echo "===== $t not run (binary missing or no time left)" >>"$RES/tests.log"
+    fi
+  done
+fi
+
+# ---- 4. benchmarks: ours vs HF, case by case ---------------------------------------------
+# name preset batch seq/prompt new_tokens iters timeout
+if [ "$SMALL" = 1 ]; then
+  TRAIN_CASES=("train_tiny tiny 4 64 - 2 60")
+  GEN_CASES=("gen_tiny tiny 4 16 16 1 60")
+else
+  TRAIN_CASES=("train_gpt2_124m gpt2-124m 16 1024 - 5 75" "train_gpt2_1.5b gpt2-1.5b 4 1024 - 3 100")
+  GEN_CASES=("gen_gpt2_124m gpt2-124m 64 128 256 2 75" "gen_gpt2_1.5b gpt2-1.5b 64 128 256 1 100")
+fi
+DT=bf16
+[ "$DEVICE" = cpu ] && DT=fp32  # ours refuses bf16 training on CPU (autocast is CUDA-only)
+
+for c in "${TRAIN_CASES[@]}"; do
+  read -r name preset b t _ iters to <<<"$c"
+  if [ -x "$BIN/bench_train" ]; then
+    run_case "$name" ours "$to" "$BIN/bench_train" --preset "$preset" --device "$DEVICE" --dtype $DT \
+      --batch "$b" --seq-len "$t" --warmup 2 --iters "$iters"
+  else
+    run_case "$name" ours 0 false
+  fi
+  [ "${SKIP_HF:-0}" = 1 ] || run_case "$name" hf "$to" "$PY" bench/gpu/hf_bench.py --mode train \
+    --preset "$preset" --device "$DEVICE" --dtype $DT --batch "$b" --seq-len "$t" --warmup 2 --iters "$iters"
+done
+for c in "${GEN_CASES[@]}"; do
+  read -r name preset b p n iters to <<<"$c"
+  if [ -x "$BIN/bench_generate" ]; then
+    run_case "$name" ours "$to" "$BIN/bench_generate" --preset "$preset" --device "$DEVICE" --dtype $DT \
+      --batch "$b" --prompt-len "$p" --new-tokens "$n" --top-k 50 --warmup 1 --iters "$iters"
+  else
+    run_case "$name" ours 0 false
+  fi
+  [ "${SKIP_HF:-0}" = 1 ] || run_case "$name" hf "$to" "$PY" bench/gpu/hf_bench.py --mode generate \
+    --preset "$preset" --device "$DEVICE" --dtype $DT --batch "$b" --prompt-len "$p" --new-tokens "$n" \
+    --top-k 50 --warmup 1 --iters "$iters"
+done
+if [ -x "$BIN/bench_ppo" ]; then
+  run_case ppo_tiny ours 60 "$BIN/bench_ppo" --device "$DEVICE" --dtype $DT --warmup 1 --iters 2
+fi
+
+# ---- 5. summary --------------------------------------------------------------------------
+"$PY" - "$RES" <<'EOF'
+import json, os, sys
+res = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(res, "results.jsonl")) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r["case"], {})[r["impl"]] = r
+def get(r, k):
+    return (r or {}).get("result") and r["result"].get(k)
+def fmt(v, scale=1.0, nd=1):
+    return "-" if v is None else f"{v / scale:.{nd}f}"
+lines = ["case                 ours tok/s    HF tok/s  ours/HF  ours MFU  HF MFU  ours GiB  HF GiB  rc(ours,hf)",
+         "-" * 104]
+summary = {}
+for case, d in by.items():
+    o, h = d.get("ours"), d.get("hf")
+    ot, ht = get(o, "tokens_per_s"), get(h, "tokens_per_s")
+    ratio = ot / ht if ot and ht else None
+    summary[case] = {"ours": (o or {}).get("result"), "hf": (h or {}).get("result"), "ratio_tokens_per_s": ratio,
+                     "rc": {"ours": (o or {}).get("rc"), "hf": (h or {}).get("rc")}}
+    lines.append(f"{case:20s} {fmt(ot):>11s} {fmt(ht):>11s} {fmt(ratio, nd=3):>8s} {fmt(get(o, 'mfu'), nd=3):>9s}"
+                 f" {fmt(get(h, 'mfu'), nd=3):>7s} {fmt(get(o, 'peak_memory_bytes'), 2**30, 2):>9s}"
+                 f" {fmt(get(h, 'peak_memory_bytes'), 2**30, 2):>7s}  {(o or {}).get('rc')},{(h or {}).get('rc')}")
+text = "\n".join(lines)
+open(os.path.join(res, "summary.txt"), "w").write(text + "\n")
+json.dump(summary, open(os.path.join(res, "summary.json"), "w"), indent=1)
+print(text)
+EOF
+log "done; results in $RES"

@@ -1,0 +1,262 @@
+// Stage trainers run in-process on a small embedded-task dataset: exact resume (stop_at_step and
+// SIGTERM), K forward rows per K-response group, SFT learning, PPO resume.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/h5.h"
+#include "common/run.h"
+#include "ppo/ppo_trainer.h"
+#include "rm/rm_trainer.h"
+#include "sft/sft_trainer.h"
+#include "tools/prep_synth.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string g_root;  // temp dir with data/ and a trained sft/ + rm/ for the later stages
+
+int run_stage(int (*fn)(int, char**), std::vector<std::string> args) {
+  args.insert(args.begin(), "stage");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  rlhf::set_stop_flag_for_test(false);
+  return fn(static_cast<int>(args.size()), argv.data());
+}
+
+std::vector<nlohmann::json> metrics_of(const std::string& run_dir) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+std::string latest_ckpt(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/checkpoints/latest");
+  std::string name;
+  std::getline(in, name);
+  return run_dir + "/checkpoints/" + name;
+}
+
+// Max |Δ| over all tensors of two HDF5 files with the same datasets (exact = 0).
+double max_abs_diff(const std::string& a, const std::string& b) {
+  auto fa = rlhf::H5File::open_read(a), fb = rlhf::H5File::open_read(b);
+  auto names = fa.datasets();
+  EXPECT_EQ(names, fb.datasets());
+  double m = 0;
+  for (const auto& n : names) {
+    auto ta = fa.read_tensor(n).to(torch::kDouble), tb = fb.read_tensor(n).to(torch::kDouble);
+    m = std::max(m, (ta - tb).abs().max().item<double>());
+  }
+  return m;
+}
+
+std::vector<std::string> common_args(const std::string& run_dir) {
+  return {"--set", "run.dir=" + run_dir, "--set", "run.log_every=100"};
+}
+
+std::vector<std::string> sft_args(const std::string& run_dir, int steps) {
+  auto a = common_args(run_dir);
+  for (std::string s : {"model.n_layer=1", "model.d_model=32", "model.n_head=2", "model.n_kv_head=2",
+                        "model.d_ff=64", "model.max_seq_len=64", "model.dropout=0.1",
+                        "train.global_batch_size=8", "train.micro_batch_size=4", "train.warmup_steps=2",
+                        "train.learning_rate=3e-3", "train.eval_every=3", "train.eval_batches=1"}) {
+    a.push_back("--set");
+    a.push_back(s);
+  }
+  a.insert(a.end(), {"--set", "data.train=" + g_root + "/data/sft.h5", "--set", "data.eval=" + g_root + "/data/sft_eval.h5",
+                     "--set", "train.max_steps=" + std::to_string(steps)});
+  return a;
+}
+
+std::vector<std::string> rm_args(const std::string& run_dir, int steps) {
+  auto a = common_args(run_dir);
+  a.insert(a.end(), {"--set", "init=" + g_root + "/sft", "--set", "data.train=" + g_root + "/data/ranked.h5",
+                     "--set", "data.eval=" + g_root + "/data/ranked_eval.h5", "--set", "train.global_batch_size=4",
+                     "--set", "train.micro_batch_size=2", "--set", "model.dropout=0.1",
+                     "--set", "data.bias_data=" + g_root + "/data/sft_eval.h5",
+                     "--set", "train.max_steps=" + std::to_string(steps)});
+  return a;
+}
+
+std::vector<std::string> ppo_args(const std::string& run_dir, int steps) {
+  auto a = common_args(run_dir);
+  a.insert(a.end(), {"--set", "init=" + g_root + "/sft", "--set", "ppo.reward_model=" + g_root + "/rm",
+                     "--set", "data.train=" + g_root + "/data/prompts.h5",
+                     "--set", "data.pretrain=" + g_root + "/data/pretrain.h5",
+                     "--set", "data.pretrain_eval=" + g_root + "/data/pretrain_eval.h5",
+                     "--set", "train.global_batch_size=4", "--set", "train.micro_batch_size=2",
+                     "--set", "ppo.max_new_tokens=12", "--set", "ppo.ptx_coef=0.5", "--set", "ppo.ptx_batch_size=2",
+                     "--set", "ppo.ptx_seq_len=16", "--set", "ppo.adaptive_kl=true", "--set", "ppo.kl_target=0.5",
+                     "--set", "ppo.kl_horizon=10", "--set", "model.dropout=0.1",
+                     "--set", "train.max_steps=" + std::to_string(steps)});
+  return a;
+}
+
+class Trainers : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_root = (fs::temp_directory_path() / ("rlhf_trainers_" + std::to_string(getpid()))).string();
+    fs::remove_all(g_root);
+    rlhf::SynthSizes sz;
+    sz.sft = 256;
+    sz.sft_eval = 32;
+    sz.ranked = 64;
+    sz.ranked_eval = 16;
+    sz.prompts = 64;
+    sz.prompts_eval = 16;
+    sz.pretrain_bytes = 20000;
+    sz.pretrain_eval_bytes = 4000;
+    rlhf::write_synth_task(g_root + "/data", 11, sz);
+    ASSERT_EQ(run_stage(rlhf::run_sft, sft_args(g_root + "/sft", 6)), 0);
+    ASSERT_EQ(run_stage(rlhf::run_rm, rm_args(g_root + "/rm", 4)), 0);
+  }
+  static void TearDownTestSuite() { fs::remove_all(g_root); }
+};
+
+void expect_same_run(const std::string& straight, const std::string& resumed, const std::string& key,
+                     const std::string& model_file = "model.h5") {
+  auto a = metrics_of(straight), b = metrics_of(resumed);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["step"], b[i]["step"]);
+    EXPECT_EQ(a[i][key].get<double>(), b[i][key].get<double>()) << "step " << a[i]["step"];  // bit-exact
+  }
+  EXPECT_EQ(max_abs_diff(latest_ckpt(straight) + "/" + model_file, latest_ckpt(resumed) + "/" + model_file), 0.0);
+}
+
+}  // namespace
+
+TEST_F(Trainers, SftLossFallsAndCheckpointIsComplete) {
+  auto m = metrics_of(g_root + "/sft");
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_LT(m.back()["loss"].get<double>(), m.front()["loss"].get<double>());
+  for (const char* f : {"model.h5", "optim.h5", "state.yaml"}) EXPECT_TRUE(fs::exists(latest_ckpt(g_root + "/sft") + "/" + f)) << f;
+  EXPECT_TRUE(fs::exists(g_root + "/sft/config.yaml"));
+  EXPECT_TRUE(fs::exists(g_root + "/sft/summary.json"));
+  EXPECT_TRUE(m[2].contains("eval_ppl"));
+}
+
+TEST_F(Trainers, SftResumeIsBitExact) {
+  const std::string a = g_root + "/sft_a", b = g_root + "/sft_b";
+  ASSERT_EQ(run_stage(rlhf::run_sft, sft_args(a, 6)), 0);
+  auto half = sft_args(b, 6);
+  half.insert(half.end(), {"--set", "train.stop_at_step=3"});
+  ASSERT_EQ(run_stage(rlhf::run_sft, half), 0);
+  EXPECT_EQ(metrics_of(b).size(), 3u);
+  auto rest = sft_args(b, 6);
+  rest.push_back("--resume");
+  ASSERT_EQ(run_stage(rlhf::run_sft, rest), 0);
+  expect_same_run(a, b, "loss");
+}
+
+TEST_F(Trainers, SftSigtermCheckpointsAndResumesExactly) {
+  const std::string a = g_root + "/sft_sig_a", b = g_root + "/sft_sig_b";
+  ASSERT_EQ(run_stage(rlhf::run_sft, sft_args(a, 8)), 0);
+  std::atomic<bool> done{false};
+  std::thread killer([&] {  // SIGTERM once two steps are logged
+    while (!done && metrics_of(b).size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!done) kill(getpid(), SIGTERM);
+  });
+  int rc = run_stage(rlhf::run_sft, sft_args(b, 8));
+  done = true;
+  killer.join();
+  ASSERT_EQ(rc, rlhf::kExitPreempted);
+  const size_t stopped_at = metrics_of(b).size();
+  EXPECT_LT(stopped_at, 8u);
+  auto rest = sft_args(b, 8);
+  rest.push_back("--resume");
+  ASSERT_EQ(run_stage(rlhf::run_sft, rest), 0);
+  expect_same_run(a, b, "loss");
+}
+
+TEST_F(Trainers, RmResumeIsBitExactAndForwardsEachResponseOnce) {
+  const std::string a = g_root + "/rm_a", b = g_root + "/rm_b";
+  ASSERT_EQ(run_stage(rlhf::run_rm, rm_args(a, 4)), 0);
+  auto half = rm_args(b, 4);
+  half.insert(half.end(), {"--set", "train.stop_at_step=2"});
+  ASSERT_EQ(run_stage(rlhf::run_rm, half), 0);
+  auto rest = rm_args(b, 4);
+  rest.push_back("--resume");
+  ASSERT_EQ(run_stage(rlhf::run_rm, rest), 0);
+  expect_same_run(a, b, "loss");
+
+  // One step over every group: forward rows == total responses (sum of K), counted by the trainer.
+  const std::string c = g_root + "/rm_all";
+  auto ranked = rlhf::RankedData::load(g_root + "/data/ranked.h5");
+  auto args = rm_args(c, 1);
+  args.insert(args.end(), {"--set", "train.global_batch_size=" + std::to_string(ranked.size()),
+                           "--set", "train.micro_batch_size=" + std::to_string(ranked.size())});
+  ASSERT_EQ(run_stage(rlhf::run_rm, args), 0);
+  auto m = metrics_of(c);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0]["forward_rows"].get<double>(), static_cast<double>(ranked.responses.size()));
+  int64_t pairs = 0;
+  for (int64_t g = 0; g < ranked.size(); ++g)
+    for (int64_t i = ranked.group_offsets[g]; i < ranked.group_offsets[g + 1]; ++i)
+      for (int64_t j = ranked.group_offsets[g]; j < ranked.group_offsets[g + 1]; ++j)
+        pairs += ranked.ranks[i] < ranked.ranks[j];
+  EXPECT_EQ(m[0]["pairs"].get<double>(), static_cast<double>(pairs));
+}
+
+TEST_F(Trainers, RmBiasFitGivesDemonstrationsMeanZero) {
+  std::ifstream in(g_root + "/rm/summary.json");
+  auto s = nlohmann::json::parse(in);
+  ASSERT_TRUE(s["bias"]["bias_fitted"].get<bool>());
+  EXPECT_LT(std::abs(s["bias"]["demo_mean_reward_after_fit"].get<double>()), 1e-4);
+}
+
+TEST_F(Trainers, PpoResumeIsBitExactIncludingBetaAndCursor) {
+  const std::string a = g_root + "/ppo_a", b = g_root + "/ppo_b";
+  ASSERT_EQ(run_stage(rlhf::run_ppo, ppo_args(a, 4)), 0);
+  auto half = ppo_args(b, 4);
+  half.insert(half.end(), {"--set", "train.stop_at_step=2"});
+  ASSERT_EQ(run_stage(rlhf::run_ppo, half), 0);
+  auto rest = ppo_args(b, 4);
+  rest.push_back("--resume");
+  ASSERT_EQ(run_stage(rlhf::run_ppo, rest), 0);
+  expect_same_run(a, b, "reward_mean");
+  expect_same_run(a, b, "beta");
+  expect_same_run(a, b, "loss", "critic.h5");
+  auto m = metrics_of(a);
+  for (const char* k : {"reward_mean", "reward_std", "rm_score_raw", "kl_to_ref", "beta", "policy_loss",
+                        "value_loss", "clip_frac", "approx_kl", "entropy", "ptx_loss", "response_length",
+                        "eos_rate", "gen_tokens_per_s", "time_generate_s", "time_score_s", "time_train_s"}) {
+    ASSERT_TRUE(m.back().contains(k)) << k;
+    EXPECT_TRUE(std::isfinite(m.back()[k].get<double>())) << k;
+  }
+  EXPECT_NE(m.front()["beta"].get<double>(), m.back()["beta"].get<double>());  // adaptive β moved
+}
+
+TEST_F(Trainers, ExplicitCorruptCheckpointIsAClearError) {
+  const std::string bad = g_root + "/bad_ckpt";
+  fs::create_directories(bad);
+  std::ofstream(bad + "/model.h5") << "not hdf5";
+  std::ofstream(bad + "/optim.h5") << "not hdf5";
+  std::ofstream(bad + "/state.yaml") << "step: 3\n";
+  auto args = sft_args(g_root + "/sft_bad", 4);
+  args.insert(args.end(), {"--resume-from", bad});
+  try {
+    run_stage(rlhf::run_sft, args);
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(bad + "/model.h5"), std::string::npos) << e.what();
+  }
+  // A half-written (temporary) checkpoint next to a good one is never picked by --resume.
+  const std::string run = g_root + "/sft";
+  fs::create_directories(run + "/checkpoints/.tmp-step_00000099");
+  fs::create_directories(run + "/checkpoints/step_00000098");  // incomplete: no files
+  rlhf::CheckpointManager mgr(run, 2, rlhf::world());
+  EXPECT_EQ(mgr.find_latest(), latest_ckpt(run));
+}
