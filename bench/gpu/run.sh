@@ -94,7 +94,10 @@ EOF
   echo "build tools/deps (missing ones make the CUDA build fail):"
   for t in cmake g++ make mpicxx mpirun pkg-config nvcc; do printf '  %-10s %s\n' "$t" "$(command -v $t || echo MISSING)"; done
   for h in hdf5.h H5Cpp.h yaml-cpp/yaml.h gtest/gtest.h nlohmann/json.hpp CLI/CLI.hpp fmt/format.h pcre2.h zlib.h; do
-    f=$(ls /usr/include/$h /usr/include/*/$h /usr/local/include/$h 2>/dev/null | head -1)
+    f=""
+    for pat in "/usr/include/$h" "/usr/local/include/$h" "/usr/include/*/$h" "/usr/include/*/*/$h"; do
+      for g in $pat; do [ -e "$g" ] && { f=$g; break 2; }; done
+    done
     printf '  %-20s %s\n' "$h" "${f:-MISSING}"
   done
 } >"$RES/env.log" 2>&1

@@ -96,7 +96,10 @@ static void ensure_groups(hid_t file, const std::string& name) {
   while ((pos = name.find('/', pos)) != std::string::npos) {
     std::string g = name.substr(0, pos);
     if (!g.empty() && H5Lexists(file, g.c_str(), H5P_DEFAULT) <= 0) {
-      hid_t gid = H5Gcreate2(file, g.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+      H5Pset_obj_track_times(gcpl, 0);  // no timestamps: same content -> same bytes
+      hid_t gid = H5Gcreate2(file, g.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT);
+      H5Pclose(gcpl);
       RLHF_CHECK(gid >= 0, "HDF5: cannot create group '{}'", g);
       H5Gclose(gid);
     }
@@ -113,7 +116,10 @@ void H5File::write_tensor(const std::string& name, const torch::Tensor& t_in) {
   std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
   hid_t space = dims.empty() ? H5Screate(H5S_SCALAR)
                              : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
-  hid_t ds = H5Dcreate2(id_, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_obj_track_times(dcpl, 0);  // no timestamps: same content -> same bytes
+  hid_t ds = H5Dcreate2(id_, name.c_str(), type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Pclose(dcpl);
   H5Sclose(space);
   RLHF_CHECK(ds >= 0, "{}: cannot create dataset '{}'", path_, name);
   herr_t st = t.numel() ? H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) : 0;

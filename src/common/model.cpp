@@ -154,13 +154,21 @@ torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, c
     k = ck.narrow(2, 0, c.cache_pos + T);  // [B, Hkv, Tk, D]
     v = cv.narrow(2, 0, c.cache_pos + T);
   }
+  const bool causal = !c.mask.defined();  // else the trunk folded causality into the mask
+  if (Hkv != H && T == 1) {
+    // Decode step with GQA: fold the query heads sharing a kv head into the query axis, so the
+    // cache is read in place instead of being repeated. One query row sees every unmasked key.
+    auto qg = q.view({B, Hkv, H / Hkv, D});                                   // [B, Hkv, rep, D]
+    auto y = compat::attention(qg, k, v, c.mask, false, dropout, training);  // [B, Hkv, rep, D]
+    return y.reshape({B, 1, H * D});                                         // [B, 1, C]
+  }
   if (Hkv != H) {  // GQA: query head h uses kv head h / (H / Hkv), as HF repeat_kv
     const int64_t Tk = k.size(2), rep = H / Hkv;
     k = k.unsqueeze(2).expand({B, Hkv, rep, Tk, D}).reshape({B, H, Tk, D});
     v = v.unsqueeze(2).expand({B, Hkv, rep, Tk, D}).reshape({B, H, Tk, D});
   }
-  auto y = compat::attention(q, k, v, c.mask, /*causal=*/true, dropout, training);  // [B,H,T,D]
-  return y.transpose(1, 2).reshape({B, T, H * D});                                 // [B,T,C]
+  auto y = compat::attention(q, k, v, c.mask, causal, dropout, training);  // [B,H,T,D]
+  return y.transpose(1, 2).reshape({B, T, H * D});                        // [B,T,C]
 }
 
 torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
@@ -423,6 +431,8 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch:
   } else {
     RLHF_CHECK(cache_pos == 0, "Transformer::forward: cache_pos {} without a cache", cache_pos);
   }
+  // One combined "may attend" mask for all layers (padding + causal, bottom-right aligned, rows
+  // without any visible key see everything); undefined = plain causal (flash-eligible).
   if (key_mask.defined()) {
     RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == Tk,
                "Transformer::forward: key_mask must be [B={}, cache_pos+T={}], got {}", B, Tk,
@@ -430,6 +440,13 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch:
     c.mask = key_mask.to(torch::kBool).view({B, 1, 1, Tk});  // [B, 1, 1, Tk]
   } else if (cache) {
     c.mask = torch::ones({1, 1, 1, Tk}, torch::dtype(torch::kBool).device(dev));
+  }
+  if (c.mask.defined()) {
+    if (T > 1) {
+      auto causal = torch::ones({T, Tk}, torch::dtype(torch::kBool).device(dev)).tril(cache_pos);
+      c.mask = c.mask.logical_and(causal);  // [B|1, 1, T, Tk]
+    }
+    c.mask = c.mask.logical_or(c.mask.any(-1, true).logical_not());
   }
   const bool training = is_training();
   torch::Tensor x;  // [B, T, C]

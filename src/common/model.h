@@ -11,10 +11,14 @@
 // - Left padding: pad tokens get position 0 (positions_from_mask) and are never attended to as
 //   keys. A pad *query* row (no real key visible) attends to every key instead of producing NaN;
 //   its output is garbage by design and must be masked out by the caller.
+// - Attention goes through compat::attention: with no key_mask and no cache, plain causal (SDPA's
+//   flash path on libtorch 2.x); otherwise one [B, 1, T, Tk] "may attend" mask built once per
+//   forward (padding + causal, bottom-right aligned). GQA decode steps (T == 1) read the cache in
+//   place; longer GQA passes repeat k/v per query head (as HF's repeat_kv).
 // - KV cache: forward(..., cache, cache_pos) writes the new keys/values at [cache_pos, cache_pos+T)
 //   and attends over [0, cache_pos + T). No host synchronisation happens inside forward.
-// - Dropout (cfg.dropout) on embeddings, attention probabilities and residual branches; active
-//   only in train() mode.
+// - Dropout (cfg.dropout), active only in train() mode: gpt2 on embeddings, attention
+//   probabilities and residual branches; llama on attention probabilities and residual branches.
 // - activation_checkpointing: each block runs without saving activations in forward and is
 //   recomputed in backward (reentrant, via a custom autograd function). Dropout RNG state is
 //   replayed on recompute for the CPU generator and the current CUDA device's default generator.

@@ -26,9 +26,8 @@ torch::Device select_run_device(const Config& cfg, Communicator& comm) {
   if (cfg.train.device == DeviceKind::CPU) return torch::kCPU;
   RLHF_CHECK(torch::cuda::is_available(),
              "train.device = cuda but no CUDA device is visible (or libtorch was built without CUDA)");
-  const int n = static_cast<int>(torch::cuda::device_count());
-  torch::Device dev(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % n));
-  comm.init_nccl(dev);
+  torch::Device dev = select_device(comm, true);
+  if (dev.is_cuda()) comm.init_nccl(dev);
   return dev;
 }
 
