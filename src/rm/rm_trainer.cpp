@@ -136,7 +136,7 @@ int run_rm(int argc, char** argv) {
                                     ctx.config_text);
   };
   auto evaluate = [&]() -> nlohmann::json {
-    if (eval.size() == 0) return {};
+    if (eval.size() == 0) return nlohmann::json::object();
     RankEval e = evaluate_ranked(rm, eval, ids, max_len, cfg.train.micro_batch_size, 0, comm, dev);
     return {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy()}, {"eval_margin", e.mean_margin()},
             {"eval_pairs", e.pairs}};

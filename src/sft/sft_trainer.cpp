@@ -59,7 +59,7 @@ int run_sft(int argc, char** argv) {
                                     ctx.config_text);
   };
   auto evaluate = [&]() -> nlohmann::json {
-    if (eval.size() == 0) return {};
+    if (eval.size() == 0) return nlohmann::json::object();
     const int64_t rows = cfg.train.eval_batches * cfg.train.micro_batch_size * comm.world_size();
     auto [loss, tokens] = eval_lm_loss(model, eval, ids, max_len, cfg.train.micro_batch_size, rows, comm, dev);
     return {{"eval_loss", loss}, {"eval_ppl", std::exp(loss)}, {"eval_tokens", tokens}};

@@ -146,6 +146,24 @@ int report(const EvalOpts& o) {
   return 0;
 }
 
+// Max |Δ| between the tensors of two model files with the same parameter names and shapes.
+int weights_diff(const EvalOpts& o) {
+  ModelFile a = read_model_h5(resolve_model_path(o.a)), b = read_model_h5(resolve_model_path(o.b));
+  RLHF_CHECK(a.tensors.size() == b.tensors.size(), "{} has {} tensors, {} has {}", o.a, a.tensors.size(), o.b, b.tensors.size());
+  double max_diff = 0, max_abs = 0;
+  std::string worst;
+  for (const auto& [name, ta] : a.tensors) {
+    auto it = b.tensors.find(name);
+    RLHF_CHECK(it != b.tensors.end(), "tensor '{}' of {} is missing from {}", name, o.a, o.b);
+    RLHF_CHECK(ta.sizes() == it->second.sizes(), "tensor '{}': shapes differ", name);
+    const double d = (ta.to(torch::kDouble) - it->second.to(torch::kDouble)).abs().max().item<double>();
+    if (d > max_diff) { max_diff = d; worst = name; }
+    max_abs = std::max(max_abs, ta.abs().max().item<double>());
+  }
+  emit({{"max_abs_diff", max_diff}, {"worst_tensor", worst}, {"tensors", a.tensors.size()}, {"max_abs_value", max_abs}});
+  return 0;
+}
+
 void sampling_flags(CLI::App* c, EvalOpts& o) {
   c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to sample per prompt")->capture_default_str();
   c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
@@ -191,6 +209,11 @@ void register_stage_eval_commands(CLI::App& app, int* exit_code) {
   c->add_option("--prompts", o.prompts, "prompts dataset (.h5)")->required();
   sampling_flags(c, o);
   c->callback([=] { *exit_code = compare(o); });
+
+  c = app.add_subcommand("weights-diff", "max |difference| between two checkpoints' parameters");
+  c->add_option("--a", o.a, "first checkpoint")->required();
+  c->add_option("--b", o.b, "second checkpoint")->required();
+  c->callback([=] { *exit_code = weights_diff(o); });
 
   c = app.add_subcommand("report", "the pipeline's evaluation (RUN/eval.json): RM accuracy, SFT vs PPO");
   c->add_option("--run-dir", o.run_dir, "pipeline run directory (with sft/, rm/, ppo/)")->required();
