@@ -103,6 +103,12 @@ int run_rm(int argc, char** argv) {
     else load_parameters(*rm, f, {"score.weight", "score.bias"}, /*ignore_unexpected=*/true);
   }
   rm->to(dev);
+  // The ranking loss depends only on reward differences. Parameters that shift every reward by
+  // the same amount — score.bias, and the final LayerNorm's bias (the head is linear in its
+  // output) — get an exactly-zero gradient; left trainable, Adam would amplify round-off into
+  // lr-sized steps that differ with the rank count. They stay fixed; the bias fit sets the shift.
+  for (auto& kv : rm->named_parameters(true))
+    if (kv.key() == "score.bias" || kv.key() == "transformer.ln_f.bias") kv.value().set_requires_grad(false);
   auto params = named_params(*rm);
   int64_t n_params = 0;
   for (auto& p : params) n_params += p.param.numel();

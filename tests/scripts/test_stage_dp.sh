@@ -28,7 +28,8 @@ for s in sft rm; do
   [ "$n1" = "$n2" ] || { echo "FAIL $s: $n1 vs $n2 steps"; fail=1; }
   worst=$(paste -d' ' <(jq '.loss' "$W/${s}1/metrics.jsonl") <(jq '.loss' "$W/${s}2/metrics.jsonl") \
           | awk '{d=($1-$2); if (d<0) d=-d; r=d/($1<0?-$1:$1); if (r>m) m=r} END {printf "%.3g", m+0}')
-  diff=$("$BIN/rlhf_eval" weights-diff --a "$W/${s}1" --b "$W/${s}2" 2>/dev/null | tail -n 1 | jq '.max_abs_diff')
+  wd=$("$BIN/rlhf_eval" weights-diff --a "$W/${s}1" --b "$W/${s}2" 2>/dev/null | tail -n 1)
+  diff=$(echo "$wd" | jq '.max_abs_diff'); echo "$s weights: $wd"
   echo "$s: max relative loss difference $worst, max |dw| $diff"
   awk -v r="$worst" -v d="$diff" 'BEGIN {exit !(r < 1e-5 && d < 1e-5)}' || { echo "FAIL $s beyond tolerance"; fail=1; }
 done
