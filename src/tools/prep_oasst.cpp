@@ -71,21 +71,7 @@ struct Walker {
 
 void oasst_rows(const std::string& file, PrepReport& rep, std::vector<TextPair>* sft,
                 std::vector<TextGroup>* ranked) {
-  for_each_line(file, [&](int64_t line, const std::string& text) {
-    if (text.find_first_not_of(" \t") == std::string::npos) return;
-    rep.add("rows_read");
-    std::string w = where(file, line);
-    if (!valid_utf8(text)) {  // checked before JSON parsing, which would also reject it
-      rep.skip("invalid_utf8", w, "line is not valid UTF-8");
-      return;
-    }
-    json tree;
-    try {
-      tree = json::parse(text);
-    } catch (const json::exception& e) {
-      rep.skip("malformed_json", w, fmt::format("malformed JSON: {}", e.what()));
-      return;
-    }
+  for_each_json(file, rep, [&](const std::string& w, const json& tree) {
     if (!tree.is_object() || !tree.contains("prompt") || !tree["prompt"].is_object()) {
       rep.skip("missing_field", w, "message tree without a 'prompt' object");
       return;

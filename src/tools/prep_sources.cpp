@@ -6,13 +6,8 @@
 
 namespace rlhf {
 
-namespace {
-
-using nlohmann::json;
-
-// Calls fn(where, json) for each non-blank line that parses; malformed lines are skipped.
 void for_each_json(const std::string& file, PrepReport& rep,
-                   const std::function<void(const std::string&, const json&)>& fn) {
+                   const std::function<void(const std::string&, const nlohmann::json&)>& fn) {
   for_each_line(file, [&](int64_t line, const std::string& text) {
     if (text.find_first_not_of(" \t") == std::string::npos) return;
     rep.add("rows_read");
@@ -21,16 +16,21 @@ void for_each_json(const std::string& file, PrepReport& rep,
       rep.skip("invalid_utf8", w, "line is not valid UTF-8");
       return;
     }
-    json j;
+    nlohmann::json j;
     try {
-      j = json::parse(text);
-    } catch (const json::exception& e) {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
       rep.skip("malformed_json", w, fmt::format("malformed JSON: {}", e.what()));
       return;
     }
     fn(w, j);
   });
 }
+
+namespace {
+
+using nlohmann::json;
+
 
 // Reads a string field; false (row skipped and counted) if missing or not a string.
 bool get_string(const json& j, const char* key, PrepReport& rep, const std::string& w,

@@ -20,12 +20,20 @@
 //              (prompt_mismatch). sft uses chosen; prompts uses the chosen prompt.
 // Blank lines are ignored. rows_read counts non-blank lines (trees for oasst-tree).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "tools/prep_common.h"
 
 namespace rlhf {
+
+// Calls fn(where, json) for each non-blank line of a JSONL file that is valid UTF-8 and parses;
+// other lines are counted (rows_read) and skipped by reason (invalid_utf8, malformed_json).
+void for_each_json(const std::string& file, PrepReport& rep,
+                   const std::function<void(const std::string&, const nlohmann::json&)>& fn);
 
 std::vector<TextPair> read_sft_rows(const PrepOptions& o, PrepReport& rep);
 std::vector<TextGroup> read_ranked_rows(const PrepOptions& o, PrepReport& rep);
