@@ -52,6 +52,8 @@ struct CommonArgs {
   int64_t warmup = 1, iters = 3;
   uint64_t seed = 1234;
   int threads = 0;  // 0 = every core this process may use
+  bool checkpointing = false;  // activation checkpointing (recompute blocks in backward)
+  int cuda_graph = 1;          // generation: CUDA-graph decode on CUDA (0 = eager)
 };
 
 inline void add_common_flags(CLI::App& app, CommonArgs& a) {
@@ -84,6 +86,11 @@ inline void add_common_flags(CLI::App& app, CommonArgs& a) {
   app.add_option("--threads", a.threads, "torch intra-op threads (0 = all usable cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--checkpointing", a.checkpointing,
+               "activation checkpointing: recompute each block in backward");
+  app.add_option("--cuda-graph", a.cuda_graph, "generation on CUDA: 1 = CUDA-graph decode, 0 = eager")
+      ->check(CLI::Range(0, 1))
+      ->capture_default_str();
 }
 
 // The preset's config, then every explicitly given field on top; validated.
@@ -111,6 +118,7 @@ inline ModelConfig model_config(const CommonArgs& a) {
   set(a.max_seq_len, c.max_seq_len);
   c.n_kv_head = a.n_kv_head > 0 ? a.n_kv_head : c.n_head;
   c.dropout = 0.0;
+  c.activation_checkpointing = a.checkpointing;
   c.validate();
   return c;
 }
@@ -232,7 +240,8 @@ inline nlohmann::json load_average() {
 inline nlohmann::json common_json(const CommonArgs& a, const torch::Device& dev, int threads) {
   return {{"device", dev.str()},    {"dtype", a.dtype},        {"warmup", a.warmup},
           {"iters", a.iters},       {"seed", a.seed},          {"threads", threads},
-          {"torch_version", TORCH_VERSION}, {"load_avg_1m_at_end", load_average()}};
+          {"torch_version", TORCH_VERSION}, {"load_avg_1m_at_end", load_average()},
+          {"checkpointing", a.checkpointing}, {"cuda_graph", a.cuda_graph == 1 && dev.is_cuda()}};
 }
 
 // Random token ids in [0, vocab): [B, T] int64 on `dev` from a seeded CPU generator.

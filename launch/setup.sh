@@ -4,7 +4,9 @@
 #   bash launch/setup.sh            CPU build against Debian/Ubuntu libtorch-dev (this machine, CI)
 #   RLHF_CUDA=1 bash launch/setup.sh   CUDA build against the pip PyTorch found by python3 (+ NCCL
 #                                      from the nvidia-nccl pip package); the GPU machine
-# Variables: BUILD_DIR (default build), BUILD_TYPE (Release), JOBS (nproc).
+# Variables: BUILD_DIR (default build), BUILD_TYPE (Release), JOBS (nproc), PCRE2_ROOT (a prefix
+# holding include/pcre2.h when libpcre2-dev cannot be installed), RLHF_CXX_STANDARD (17; 20 for
+# libtorch >= 2.13).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
@@ -33,11 +35,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     command -v sudo >/dev/null || die "packages missing (${missing[*]}) and not root: run as root or install them"
     SUDO=sudo
   fi
-  command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} with your package manager"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq || die "apt-get update failed (no access to the package mirror?)"
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install failed for: ${missing[*]}"
+  # A machine without a package mirror (or with some tools installed outside dpkg, e.g. cmake
+  # from pip) may still build: on failure, warn and let cmake be the judge.
+  if ! command -v apt-get >/dev/null; then
+    unresolved="${missing[*]} (apt-get not found)"
+  elif ! $SUDO apt-get update -qq; then
+    unresolved="${missing[*]} (apt-get update failed: no access to the package mirror?)"
+  elif ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    unresolved="${missing[*]} (apt-get install failed)"
+  fi
+  [ -z "${unresolved:-}" ] || echo "setup.sh: warning: could not install: $unresolved; trying to build with what is present" >&2
 fi
 
 CMAKE_ARGS=(-S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE")
@@ -53,6 +61,14 @@ if [ "$CUDA" != "0" ]; then
   command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] && CMAKE_ARGS+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
 fi
 
-cmake "${CMAKE_ARGS[@]}" >/dev/null || die "cmake configure failed (see the messages above)"
-cmake --build "$BUILD_DIR" -j "$JOBS" || die "build failed"
+# A fresh build directory uses make, or ninja where make is absent (e.g. an image with pip's ninja).
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && ! command -v make >/dev/null && command -v ninja >/dev/null; then
+  CMAKE_ARGS+=(-G Ninja)
+fi
+[ -n "${PCRE2_ROOT:-}" ] && CMAKE_ARGS+=(-DPCRE2_ROOT="$PCRE2_ROOT")
+[ -n "${RLHF_CXX_STANDARD:-}" ] && CMAKE_ARGS+=(-DRLHF_CXX_STANDARD="$RLHF_CXX_STANDARD")
+cmake "${CMAKE_ARGS[@]}" >/dev/null \
+  || die "cmake configure failed (see the messages above)${unresolved:+; packages not installed: $unresolved}"
+cmake --build "$BUILD_DIR" -j "$JOBS" \
+  || die "build failed${unresolved:+ (packages not installed: $unresolved)}"
 echo "setup.sh: built into $BUILD_DIR/bin" >&2

@@ -20,6 +20,8 @@
 #
 # Variables: BUILD_DIR (build-cuda), PYTHON (python3), RLHF_GPU_BUDGET_S (480),
 #   SKIP_BUILD=1 (use the binaries already in BUILD_DIR), SKIP_HF=1, SKIP_TESTS=1,
+#   BENCH_SET (all | 124m | 1.5b), SAVE_BIN=1 (stripped binaries as $OUT/bin.tar.gz, to carry
+#   into a later call with SKIP_BUILD=1), PCRE2_ROOT (else .gpu-deps/pcre2 when present),
 #   BENCH_DEVICE (cuda; "cpu" + BENCH_SMALL=1 is a smoke test of this script on a CPU machine).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,6 +32,7 @@ PY=${PYTHON:-python3}
 BUDGET=${RLHF_GPU_BUDGET_S:-480}
 DEVICE=${BENCH_DEVICE:-cuda}
 SMALL=${BENCH_SMALL:-0}
+SET=${BENCH_SET:-all}  # all | 124m | 1.5b: which model sizes to benchmark
 RES=${OUT:-$BUILD_DIR/bench-results}
 mkdir -p "$RES"
 TMP=$(mktemp -d)
@@ -108,9 +111,22 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   lim=$(limit build 300)
   log "build: RLHF_CUDA=1 BUILD_DIR=$BUILD_DIR bash launch/setup.sh (timeout ${lim}s)"
   if [ "$lim" != 0 ]; then
+    # No libpcre2-dev on the machine: the header alone can travel in .gpu-deps/pcre2/include.
+    if [ -z "${PCRE2_ROOT:-}" ] && ! [ -e /usr/include/pcre2.h ] && [ -e "$ROOT/.gpu-deps/pcre2/include/pcre2.h" ]; then
+      export PCRE2_ROOT=$ROOT/.gpu-deps/pcre2
+    fi
+    bstart=$(date +%s)
     RLHF_CUDA=1 BUILD_DIR="$BUILD_DIR" JOBS=$(nproc) timeout -k 10 "$lim" bash launch/setup.sh >"$RES/build.log" 2>&1
     rc=$?
-    log "build: rc=$rc"
+    log "build: rc=$rc in $(($(date +%s) - bstart))s"
+    if [ $rc != 0 ] && [ -f "$BUILD_DIR/CMakeCache.txt" ]; then
+      # Keep going past failing files: every compile error in one log, and whatever binaries
+      # do build are still benchmarked.
+      lim=$(limit build-k 150)
+      keep=(-k); [ -f "$BUILD_DIR/build.ninja" ] && keep=(-k 0)
+      [ "$lim" != 0 ] && timeout -k 10 "$lim" cmake --build "$BUILD_DIR" -j "$(nproc)" -- "${keep[@]}" >>"$RES/build.log" 2>&1
+      grep -E "error|Error" "$RES/build.log" | grep -v "^make.*Error [0-9]" | head -n 60 >&2
+    fi
     [ $rc = 0 ] || tail -n 40 "$RES/build.log" >&2
   fi
 else
@@ -123,8 +139,8 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   for t in rlhf_tests rlhf_mpi_tests; do
     lim=$(limit "$t" 90)
     if [ -x "$BIN/$t" ] && [ "$lim" != 0 ]; then
-      log "tests: $t --gtest_filter='*Cuda*:*Nccl*' (timeout ${lim}s)"
-      timeout -k 10 "$lim" "$BIN/$t" --gtest_filter='*Cuda*:*Nccl*' >>"$RES/tests.log" 2>&1
+      log "tests: $t --gtest_filter='*Cuda*:*Nccl*:*GpuFamily*' (timeout ${lim}s)"
+      timeout -k 10 "$lim" "$BIN/$t" --gtest_filter='*Cuda*:*Nccl*:*GpuFamily*' >>"$RES/tests.log" 2>&1
       rc=$?
       echo "===== $t rc=$rc" >>"$RES/tests.log"
       log "tests: $t rc=$rc ($(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$RES/tests.log" | tail -n 3 | tr '\n' ' '))"
@@ -140,8 +156,15 @@ if [ "$SMALL" = 1 ]; then
   TRAIN_CASES=("train_tiny tiny 4 64 - 2 60")
   GEN_CASES=("gen_tiny tiny 4 16 16 1 60")
 else
-  TRAIN_CASES=("train_gpt2_124m gpt2-124m 16 1024 - 5 75" "train_gpt2_1.5b gpt2-1.5b 4 1024 - 3 100")
-  GEN_CASES=("gen_gpt2_124m gpt2-124m 64 128 256 2 75" "gen_gpt2_1.5b gpt2-1.5b 64 128 256 1 100")
+  TRAIN_CASES=() GEN_CASES=()
+  if [ "$SET" != 1.5b ]; then
+    TRAIN_CASES+=("train_gpt2_124m gpt2-124m 16 1024 - 5 75")
+    GEN_CASES+=("gen_gpt2_124m gpt2-124m 64 128 256 2 75")
+  fi
+  if [ "$SET" != 124m ]; then
+    TRAIN_CASES+=("train_gpt2_1.5b gpt2-1.5b 4 1024 - 3 100")
+    GEN_CASES+=("gen_gpt2_1.5b gpt2-1.5b 64 128 256 1 100")
+  fi
 fi
 DT=bf16
 [ "$DEVICE" = cpu ] && DT=fp32  # ours refuses bf16 training on CPU (autocast is CUDA-only)
@@ -169,8 +192,23 @@ for c in "${GEN_CASES[@]}"; do
     --preset "$preset" --device "$DEVICE" --dtype $DT --batch "$b" --prompt-len "$p" --new-tokens "$n" \
     --top-k 50 --warmup 1 --iters "$iters"
 done
+# Attribution: the same generation without the CUDA-graph decode (eager decode steps).
+if [ "$SMALL" != 1 ] && [ "$SET" != 1.5b ] && [ -x "$BIN/bench_generate" ]; then
+  run_case gen_gpt2_124m ours_eager 75 "$BIN/bench_generate" --preset gpt2-124m --device "$DEVICE" \
+    --dtype $DT --batch 64 --prompt-len 128 --new-tokens 256 --top-k 50 --warmup 1 --iters 2 --cuda-graph 0
+fi
 if [ -x "$BIN/bench_ppo" ]; then
-  run_case ppo_tiny ours 60 "$BIN/bench_ppo" --device "$DEVICE" --dtype $DT --warmup 1 --iters 2
+  if [ "$SMALL" = 1 ]; then
+    run_case ppo_tiny ours 60 "$BIN/bench_ppo" --device "$DEVICE" --dtype $DT --warmup 1 --iters 2
+  else
+    [ "$SET" != 1.5b ] && run_case ppo_gpt2_124m ours 90 "$BIN/bench_ppo" --preset gpt2-124m \
+      --device "$DEVICE" --dtype $DT --batch 64 --prompt-len 128 --new-tokens 128 --minibatch 16 \
+      --warmup 1 --iters 2
+    # InstructGPT-style memory case: 1.5B actor, critic, reference and reward model on one GPU.
+    [ "$SET" != 124m ] && run_case ppo_gpt2_1.5b ours 150 "$BIN/bench_ppo" --preset gpt2-1.5b \
+      --device "$DEVICE" --dtype $DT --batch 32 --prompt-len 128 --new-tokens 128 --minibatch 8 \
+      --checkpointing --warmup 1 --iters 1
+  fi
 fi
 
 # ---- 5. summary --------------------------------------------------------------------------
@@ -197,9 +235,22 @@ for case, d in by.items():
     lines.append(f"{case:20s} {fmt(ot):>11s} {fmt(ht):>11s} {fmt(ratio, nd=3):>8s} {fmt(get(o, 'mfu'), nd=3):>9s}"
                  f" {fmt(get(h, 'mfu'), nd=3):>7s} {fmt(get(o, 'peak_memory_bytes'), 2**30, 2):>9s}"
                  f" {fmt(get(h, 'peak_memory_bytes'), 2**30, 2):>7s}  {(o or {}).get('rc')},{(h or {}).get('rc')}")
+for case, d in by.items():
+    for impl, r in d.items():
+        if impl in ("ours", "hf"):
+            continue
+        t = get(r, "tokens_per_s")
+        summary[case][impl] = r.get("result")
+        lines.append(f"{case:20s} {impl}: {fmt(t)} tok/s, ms/decode step {fmt(get(r, 'ms_per_decode_step'), nd=2)},"
+                     f" rc {r.get('rc')}")
 text = "\n".join(lines)
 open(os.path.join(res, "summary.txt"), "w").write(text + "\n")
 json.dump(summary, open(os.path.join(res, "summary.json"), "w"), indent=1)
 print(text)
 EOF
+if [ "${SAVE_BIN:-0}" = 1 ] && [ -d "$BIN" ]; then
+  mkdir -p "$TMP/bin"
+  for b in "$BIN"/*; do [ -x "$b" ] && strip -o "$TMP/bin/$(basename "$b")" "$b" 2>/dev/null; done
+  tar -C "$TMP" -czf "$RES/bin.tar.gz" bin && log "saved $(du -h "$RES/bin.tar.gz" | cut -f1) of binaries"
+fi
 log "done; results in $RES"

@@ -40,10 +40,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     const double p = training ? dropout_p : 0.0;
     // Pure causal with Tq == Tk and no padding: let SDPA pick the flash kernel.
     if (causal && !mask.defined() && q.size(-2) == k.size(-2))
-      return at::scaled_dot_product_attention(q, k, v, c10::nullopt, p, true);
+      return at::scaled_dot_product_attention(q, k, v, {}, p, true);
     torch::Tensor m = allowed_mask(q, k, mask, causal);
-    return at::scaled_dot_product_attention(
-        q, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::nullopt, p, false);
+    if (!m.defined()) return at::scaled_dot_product_attention(q, k, v, {}, p, false);
+    return at::scaled_dot_product_attention(q, k, v, m, p, false);
   }
 #endif
   return math_attention(q, k, v, mask, causal, dropout_p, training);
@@ -67,11 +67,34 @@ void set_autocast_state(const AutocastState& s) {
 #endif
 }
 
-bool fused_adamw_available(const torch::Device& device) {
+AutocastScope::AutocastScope(bool enabled, at::ScalarType dtype) : active_(enabled) {
+  if (!active_) return;
+  prev_ = autocast_state();
+  set_autocast_state({true, dtype});
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  set_autocast_state(prev_);
+  at::autocast::clear_cache();
+}
+
+void clear_autocast_cache() { at::autocast::clear_cache(); }
+
+bool fused_adamw_step(const std::vector<torch::Tensor>& params,
+                      const std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>& m,
+                      const std::vector<torch::Tensor>& v, const torch::Tensor& step, double lr,
+                      double beta1, double beta2, double weight_decay, double eps) {
 #if TORCH_VERSION_MAJOR >= 2
-  return device.is_cuda();
+  if (params.empty()) return true;
+  if (!params[0].is_cuda()) return false;
+  std::vector<torch::Tensor> steps(params.size(), step);  // the kernel only reads the step count
+  at::_fused_adamw_(params, grads, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+  return true;
 #else
-  (void)device;
+  (void)params, (void)grads, (void)m, (void)v, (void)step, (void)lr, (void)beta1, (void)beta2,
+      (void)weight_decay, (void)eps;
   return false;
 #endif
 }

@@ -31,7 +31,31 @@ struct AutocastState {
 AutocastState autocast_state();
 void set_autocast_state(const AutocastState& s);
 
-// Stand-in for at::_fused_adamw on versions that have it; returns false when not available.
-bool fused_adamw_available(const torch::Device& device);
+// RAII: CUDA autocast to `dtype` for the scope (no-op when !enabled); restores the previous
+// state and clears autocast's weight-cast cache on exit.
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enabled, at::ScalarType dtype = at::kBFloat16);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_;
+  AutocastState prev_;
+};
+
+// Autocast keeps low-precision copies of the weights until cleared: call after every optimizer
+// step (stale copies would otherwise be used by the next forward).
+void clear_autocast_cache();
+
+// One AdamW step (PyTorch semantics: decoupled decay p *= 1 - lr*wd; denom = sqrt(v)/sqrt(bc2)
+// + eps; p -= lr/bc1 * m/denom) over CUDA tensors with at::_fused_adamw_ (libtorch >= 2).
+// `step` is a float32 tensor on the params' device holding the (already incremented) step
+// count. Returns false (nothing done) when the fused kernel is unavailable or params are on CPU.
+bool fused_adamw_step(const std::vector<torch::Tensor>& params,
+                      const std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>& m,
+                      const std::vector<torch::Tensor>& v, const torch::Tensor& step, double lr,
+                      double beta1, double beta2, double weight_decay, double eps);
 
 }  // namespace rlhf::compat

@@ -38,6 +38,10 @@ struct SamplingConfig {
   int64_t pad_id = 0;
   bool stop_at_eos = true;
   int64_t eos_check_every = 8;
+  // CUDA builds on a CUDA device: capture the decode step in a CUDA graph once per call and
+  // replay it per token (attention then reads the whole static cache, masked). The environment
+  // variable RLHF_CUDA_GRAPH=0 turns it off everywhere. No effect on CPU.
+  bool cuda_graph = true;
 };
 
 struct GenerateOutput {
@@ -56,6 +60,9 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
 // left-pad ragged prompts: returns {tokens [B,P] int64, mask [B,P] bool} (CPU), P = longest row.
 std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int32_t>>& rows,
                                                  int64_t pad_id);
+
+// Whether generate() will use the CUDA-graph decode for this config and device.
+bool cuda_graph_enabled(const SamplingConfig& cfg, const torch::Device& dev);
 
 // The sampling transform alone (exposed for tests): logits [B, V] float -> token ids [B] int64.
 torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,

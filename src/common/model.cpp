@@ -126,14 +126,18 @@ torch::Tensor last_true_index(const torch::Tensor& mask) {
 }
 
 // ---- blocks --------------------------------------------------------------------------------
-namespace {
-
+namespace detail {
 struct AttnCtx {
   torch::Tensor mask;      // [B|1, 1, 1, Tk] bool or undefined (pure causal)
   torch::Tensor cos, sin;  // [B, 1, T, D] (llama)
   KVCache* cache = nullptr;
   int64_t cache_pos = 0;
+  torch::Tensor cache_index;  // [1] int64: decode_static's write slot (whole cache attended)
 };
+}  // namespace detail
+using detail::AttnCtx;
+
+namespace {
 
 class BlockBase : public torch::nn::Module {
  public:
@@ -146,7 +150,14 @@ class BlockBase : public torch::nn::Module {
 torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttnCtx& c,
                      int64_t layer, double dropout, bool training) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
-  if (c.cache) {
+  if (c.cache && c.cache_index.defined()) {
+    auto& ck = c.cache->k[layer];
+    auto& cv = c.cache->v[layer];
+    ck.index_copy_(2, c.cache_index, k.to(ck.scalar_type()));
+    cv.index_copy_(2, c.cache_index, v.to(cv.scalar_type()));
+    k = ck;  // [B, Hkv, capacity, D]
+    v = cv;
+  } else if (c.cache) {
     auto& ck = c.cache->k[layer];
     auto& cv = c.cache->v[layer];
     ck.narrow(2, c.cache_pos, T).copy_(k);
@@ -448,6 +459,34 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch:
     }
     c.mask = c.mask.logical_or(c.mask.any(-1, true).logical_not());
   }
+  const bool ckpt = cfg.activation_checkpointing && is_training() && cache == nullptr &&
+                    torch::GradMode::is_enabled();
+  return run_layers(tokens, positions, c, ckpt);
+}
+
+torch::Tensor TransformerImpl::decode_static(const torch::Tensor& tokens,
+                                             const torch::Tensor& positions,
+                                             const torch::Tensor& key_mask, KVCache& cache,
+                                             const torch::Tensor& cache_index) {
+  const int64_t B = tokens.size(0);
+  RLHF_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && positions.sizes() == tokens.sizes(),
+             "decode_static: tokens and positions must be [B, 1]");
+  RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == cache.capacity,
+             "decode_static: key_mask must be [B={}, capacity={}]", B, cache.capacity);
+  RLHF_CHECK(cache_index.numel() == 1 && cache_index.scalar_type() == torch::kLong,
+             "decode_static: cache_index must be one int64");
+  AttnCtx c;
+  c.cache = &cache;
+  c.cache_index = cache_index;
+  auto m = key_mask.view({B, 1, 1, cache.capacity});        // [B, 1, 1, capacity]
+  c.mask = m.logical_or(m.any(-1, true).logical_not());
+  return run_layers(tokens, positions, c, false);
+}
+
+torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
+                                          const torch::Tensor& positions, detail::AttnCtx& c,
+                                          bool ckpt) {
+  const auto dev = tokens.device();
   const bool training = is_training();
   torch::Tensor x;  // [B, T, C]
   if (cfg.family == Family::GPT2) {
@@ -463,8 +502,6 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch:
     c.cos = emb.cos();
     c.sin = emb.sin();
   }
-  const bool ckpt = cfg.activation_checkpointing && training && cache == nullptr &&
-                    torch::GradMode::is_enabled();
   for (auto& bp : block_ptrs_) {
     auto* b = static_cast<BlockBase*>(bp.get());
     x = ckpt ? CheckpointFn::apply(x, b, &c) : b->run(x, c);

@@ -66,6 +66,10 @@ torch::Tensor positions_from_mask(const torch::Tensor& mask);
 // index of the last true entry per row; mask [B,T] bool -> [B] int64 (0 for an all-false row)
 torch::Tensor last_true_index(const torch::Tensor& mask);
 
+namespace detail {
+struct AttnCtx;  // per-forward attention state (masks, rotary tables, cache), model.cpp
+}
+
 class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, blocks, final norm)
  public:
   explicit TransformerImpl(const ModelConfig& cfg);
@@ -76,10 +80,20 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
                         const torch::Tensor& key_mask, KVCache* cache = nullptr,
                         int64_t cache_pos = 0);  // -> [B, T, d_model]
+  // A decode step whose shapes and host arguments do not change from step to step (so it can be
+  // captured once in a CUDA graph and replayed): tokens/positions [B,1] int64; key_mask
+  // [B, capacity] bool, true = attend (the caller masks the slots not written yet);
+  // cache_index [1] int64 on the device = the slot the new key/value goes to. Attention reads
+  // the whole cache. -> [B, 1, d_model]
+  torch::Tensor decode_static(const torch::Tensor& tokens, const torch::Tensor& positions,
+                              const torch::Tensor& key_mask, KVCache& cache,
+                              const torch::Tensor& cache_index);
   torch::Tensor token_embedding_weight();        // [V, C], for tied heads
   ModelConfig cfg;
 
  private:
+  torch::Tensor run_layers(const torch::Tensor& tokens, const torch::Tensor& positions,
+                           detail::AttnCtx& c, bool checkpoint);
   // gpt2
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::LayerNorm ln_f{nullptr};

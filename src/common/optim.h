@@ -30,6 +30,9 @@ class AdamW {
   void zero_grad();
   int64_t steps() const { return step_; }
   const std::vector<NamedParam>& params() const { return params_; }
+  // CUDA fp32 parameters take at::_fused_adamw_ (libtorch >= 2) unless this is false (tests
+  // compare both paths).
+  bool allow_fused = true;
   // Writes/reads <prefix>/<name>/exp_avg, exp_avg_sq and the attribute <prefix>_step.
   void save(H5File& f, const std::string& prefix) const;
   void load(const H5File& f, const std::string& prefix);
@@ -40,6 +43,8 @@ class AdamW {
   std::vector<bool> decay_;
   double b1_, b2_, eps_, wd_;
   int64_t step_ = 0;
+  torch::Tensor step_t_;  // CUDA fused path: the step count as a device scalar
+  bool step_fused(double lr);
 };
 
 // Learning rate for optimizer step `step` (0-based): linear warmup over warmup_steps, then cosine

@@ -64,6 +64,12 @@ RunContext start_run(Stage stage, int argc, char** argv) {
   }
   comm.barrier();
   ctx.device = select_run_device(ctx.cfg, comm);
+  if (ctx.cfg.train.precision == Precision::BF16) {
+    if (ctx.device.is_cuda())
+      ctx.autocast = std::make_unique<compat::AutocastScope>(true, at::kBFloat16);
+    else if (comm.is_root())
+      std::cerr << "# train.precision: bf16 is CUDA autocast; on CPU this run computes in fp32\n";
+  }
   ctx.ckpt = std::make_unique<CheckpointManager>(ctx.cfg.run.dir, ctx.cfg.ckpt.keep_last, comm);
   if (!resume_from.empty()) {
     CheckpointManager::validate(resume_from);  // explicit: a bad one is an error

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/ckpt.h"
+#include "common/compat.h"
 #include "common/config.h"
 #include "common/dist.h"
 #include "common/metrics.h"
@@ -26,6 +27,9 @@ struct RunContext {
   torch::Device device = torch::kCPU;
   std::unique_ptr<CheckpointManager> ckpt;
   std::string resume_dir;   // "" = fresh start
+  // train.precision = bf16 on CUDA: autocast to bfloat16 for the whole run (forward passes,
+  // losses, rollouts), fp32 master weights and optimizer state. Null on CPU (fp32 there).
+  std::unique_ptr<compat::AutocastScope> autocast;
 };
 
 RunContext start_run(Stage stage, int argc, char** argv);
