@@ -149,7 +149,7 @@ std::string resolve_model_path(const std::string& ckpt) {
   if (fs::is_regular_file(ckpt)) return ckpt;
   const fs::path d(ckpt);
   if (fs::is_regular_file(d / "model.h5")) return (d / "model.h5").string();
-  for (const fs::path root : {d / "checkpoints", d}) {
+  for (const fs::path& root : {d / "checkpoints", d}) {
     const fs::path latest = root / "latest";
     if (!fs::is_regular_file(latest)) continue;
     std::ifstream in(latest);

@@ -1,6 +1,7 @@
 // ppo_loss.cpp — see ppo_loss.h for the contract and the formulas.
 #include "ppo/ppo_loss.h"
 
+#include <fmt/ranges.h>
 #include <algorithm>
 #include <cmath>
 #include <string>

@@ -1,4 +1,6 @@
 // sft_loss.cpp — see sft_loss.h for the contract.
+
+#include <fmt/ranges.h>
 #include "sft/sft_loss.h"
 
 #include "common/check.h"
