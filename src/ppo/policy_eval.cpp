@@ -15,26 +15,29 @@ nlohmann::json PolicyEvalResult::to_json(const std::string& p) const {
   return j;
 }
 
-CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
+namespace {
+// A checkpoint of the given kind, loaded onto `dev` in eval mode.
+template <class Model>
+Model load_model_of_kind(const std::string& ckpt, const char* kind, const char* what,
+                         const torch::Device& dev, ModelFile* file_out) {
   ModelFile f = read_model_h5(resolve_model_path(ckpt));
-  RLHF_CHECK(f.kind == "causal_lm", "{}: expected a policy (causal_lm) checkpoint, found kind '{}'", ckpt, f.kind);
-  CausalLM m(f.cfg);
+  RLHF_CHECK(f.kind == kind, "{}: expected a {} ({}) checkpoint, found kind '{}'", ckpt, what, kind,
+             f.kind);
+  Model m(f.cfg);
   load_parameters(*m, f);
   m->to(dev);
   m->eval();
   if (file_out) *file_out = std::move(f);
   return m;
 }
+}  // namespace
+
+CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
+  return load_model_of_kind<CausalLM>(ckpt, "causal_lm", "policy", dev, file_out);
+}
 
 ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
-  ModelFile f = read_model_h5(resolve_model_path(ckpt));
-  RLHF_CHECK(f.kind == "scalar", "{}: expected a reward model (scalar) checkpoint, found kind '{}'", ckpt, f.kind);
-  ScalarModel m(f.cfg);
-  load_parameters(*m, f);
-  m->to(dev);
-  m->eval();
-  if (file_out) *file_out = std::move(f);
-  return m;
+  return load_model_of_kind<ScalarModel>(ckpt, "scalar", "reward model", dev, file_out);
 }
 
 namespace {

@@ -8,28 +8,15 @@
 #include "common/dist.h"
 #include "common/generate.h"
 #include "common/optim.h"
+#include "test_models.h"
 
 namespace rlhf {
 namespace {
 
-ModelConfig small_cfg(Family f, int64_t kv) {
-  ModelConfig c;
-  c.family = f;
-  c.vocab_size = 41;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_kv_head = kv;
-  c.d_model = 32;
-  c.d_ff = 64;
-  c.max_seq_len = 64;
-  return c;
-}
+ModelConfig small_cfg(Family f, int64_t kv) { return testing::small_gen_cfg(f, kv); }
 
 CausalLM sharp_model(Family f, int64_t kv, uint64_t seed) {
-  torch::manual_seed(seed);
-  CausalLM m(small_cfg(f, kv));
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) p.mul_(8.0);  // sharper distributions than the 0.02 init
+  CausalLM m = testing::sharp_model(f, kv, seed);
   m->eval();
   return m;
 }

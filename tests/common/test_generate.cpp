@@ -13,30 +13,12 @@
 #include "common/llama2c.h"
 #include "common/model_io.h"
 #include "common/tokenizer.h"
+#include "test_models.h"
 
 namespace rlhf {
 namespace {
 
-ModelConfig gen_cfg(Family f, int64_t kv) {
-  ModelConfig c;
-  c.family = f;
-  c.vocab_size = 41;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_kv_head = kv;
-  c.d_model = 32;
-  c.d_ff = 64;
-  c.max_seq_len = 64;
-  return c;
-}
-
-CausalLM make_model(Family f, int64_t kv, uint64_t seed) {
-  torch::manual_seed(seed);
-  CausalLM m(gen_cfg(f, kv));
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) p.mul_(8.0);  // sharper distributions than the 0.02 init
-  return m;
-}
+CausalLM make_model(Family f, int64_t kv, uint64_t seed) { return testing::sharp_model(f, kv, seed); }
 
 class GenFamily : public ::testing::TestWithParam<std::pair<Family, int64_t>> {};
 
