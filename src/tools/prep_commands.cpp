@@ -22,121 +22,112 @@ void check_out(const PrepOptions& o) {
   RLHF_CHECK(!o.out.empty(), "rlhf_prep: --out FILE.h5 is required");
 }
 
+// The frame of every prep command: tokenizer and report, `fill(tok, rep, data)`, metadata, the
+// "some row survived" check, save.
+template <class Data, class Fill>
+PrepReport write_prep(const PrepOptions& o, const char* cmd, const std::string& source, Fill fill) {
+  check_out(o);
+  auto tok = load_tokenizer(o.tokenizer);
+  PrepReport rep(o.strict);
+  Data d;
+  fill(*tok, rep, d);
+  d.meta = make_meta(*tok, source, rep);
+  finish(cmd, o, rep);
+  d.save(o.out);
+  return rep;
+}
+
 }  // namespace
 
 PrepReport run_prep_sft(const PrepOptions& o) {
-  check_out(o);
-  auto tok = load_tokenizer(o.tokenizer);
-  PrepReport rep(o.strict);
-  SftData d;
-  for (const auto& row : read_sft_rows(o, rep)) {
-    std::vector<int32_t> p, r;
-    if (!tokenize_prompt(*tok, o, rep, row.prompt, row.where, &p)) continue;
-    if (!tokenize_response(*tok, o, rep, row.response, row.where, false, &r)) continue;
-    d.prompt.push(p);
-    d.response.push(r);
-    rep.add("rows_written");
-  }
-  d.meta = make_meta(*tok, source_name(o), rep);
-  finish("sft", o, rep);
-  d.save(o.out);
-  return rep;
+  return write_prep<SftData>(o, "sft", source_name(o), [&](const Tokenizer& tok, PrepReport& rep, SftData& d) {
+    for (const auto& row : read_sft_rows(o, rep)) {
+      std::vector<int32_t> p, r;
+      if (!tokenize_prompt(tok, o, rep, row.prompt, row.where, &p)) continue;
+      if (!tokenize_response(tok, o, rep, row.response, row.where, false, &r)) continue;
+      d.prompt.push(p);
+      d.response.push(r);
+      rep.add("rows_written");
+    }
+  });
 }
 
 PrepReport run_prep_ranked(const PrepOptions& o) {
-  check_out(o);
-  auto tok = load_tokenizer(o.tokenizer);
-  PrepReport rep(o.strict);
-  RankedData d;
-  for (const auto& g : read_ranked_rows(o, rep)) {
-    std::vector<int32_t> p;
-    if (!tokenize_prompt(*tok, o, rep, g.prompt, g.where, &p)) continue;
-    std::vector<std::vector<int32_t>> rs;
-    std::vector<int32_t> ranks;
-    for (size_t j = 0; j < g.responses.size(); ++j) {
-      std::vector<int32_t> r;
-      if (!tokenize_response(*tok, o, rep, g.responses[j], g.where, true, &r)) continue;
-      rs.push_back(std::move(r));
-      ranks.push_back(g.ranks[j]);
+  return write_prep<RankedData>(o, "ranked", source_name(o), [&](const Tokenizer& tok, PrepReport& rep, RankedData& d) {
+    for (const auto& g : read_ranked_rows(o, rep)) {
+      std::vector<int32_t> p;
+      if (!tokenize_prompt(tok, o, rep, g.prompt, g.where, &p)) continue;
+      std::vector<std::vector<int32_t>> rs;
+      std::vector<int32_t> ranks;
+      for (size_t j = 0; j < g.responses.size(); ++j) {
+        std::vector<int32_t> r;
+        if (!tokenize_response(tok, o, rep, g.responses[j], g.where, true, &r)) continue;
+        rs.push_back(std::move(r));
+        ranks.push_back(g.ranks[j]);
+      }
+      if (rs.size() < 2) {
+        rep.skip("too_few_responses", g.where,
+                 fmt::format("K = {} usable responses (need >= 2)", rs.size()));
+        continue;
+      }
+      if (std::all_of(ranks.begin(), ranks.end(), [&](int32_t r) { return r == ranks[0]; })) {
+        rep.skip("all_ranks_tied", g.where,
+                 fmt::format("all {} responses have rank {} (nothing to learn)", rs.size(), ranks[0]));
+        continue;
+      }
+      d.push_group(p, rs, ranks);
+      rep.add("rows_written");
     }
-    if (rs.size() < 2) {
-      rep.skip("too_few_responses", g.where,
-               fmt::format("K = {} usable responses (need >= 2)", rs.size()));
-      continue;
-    }
-    if (std::all_of(ranks.begin(), ranks.end(), [&](int32_t r) { return r == ranks[0]; })) {
-      rep.skip("all_ranks_tied", g.where,
-               fmt::format("all {} responses have rank {} (nothing to learn)", rs.size(), ranks[0]));
-      continue;
-    }
-    d.push_group(p, rs, ranks);
-    rep.add("rows_written");
-  }
-  d.meta = make_meta(*tok, source_name(o), rep);
-  finish("ranked", o, rep);
-  d.save(o.out);
-  return rep;
+  });
 }
 
 PrepReport run_prep_prompts(const PrepOptions& o) {
-  check_out(o);
-  auto tok = load_tokenizer(o.tokenizer);
-  PrepReport rep(o.strict);
-  PromptData d;
-  std::vector<std::string> wheres;
-  auto rows = read_prompt_rows(o, rep, &wheres);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::vector<int32_t> p;
-    if (!tokenize_prompt(*tok, o, rep, rows[i], wheres[i], &p)) continue;
-    d.prompt.push(p);
-    rep.add("rows_written");
-  }
-  d.meta = make_meta(*tok, source_name(o), rep);
-  finish("prompts", o, rep);
-  d.save(o.out);
-  return rep;
+  return write_prep<PromptData>(o, "prompts", source_name(o), [&](const Tokenizer& tok, PrepReport& rep, PromptData& d) {
+    std::vector<std::string> wheres;
+    auto rows = read_prompt_rows(o, rep, &wheres);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::vector<int32_t> p;
+      if (!tokenize_prompt(tok, o, rep, rows[i], wheres[i], &p)) continue;
+      d.prompt.push(p);
+      rep.add("rows_written");
+    }
+  });
 }
 
 PrepReport run_prep_pretrain(const PrepOptions& o) {
-  check_out(o);
   RLHF_CHECK(!o.inputs.empty(), "rlhf_prep pretrain: no input files (--in FILE, repeatable)");
-  auto tok = load_tokenizer(o.tokenizer);
-  PrepReport rep(o.strict);
-  PretrainData d;
-  auto add_doc = [&](const std::string& doc, const std::string& w) {
-    if (doc.find_first_not_of(" \t\r\n") == std::string::npos) return;  // nothing to learn
-    rep.add("rows_read");
-    if (!valid_utf8(doc)) {
-      rep.skip("invalid_utf8", w, "document is not valid UTF-8");
-      return;
-    }
-    auto ids = tok->encode(doc);
-    d.tokens.insert(d.tokens.end(), ids.begin(), ids.end());
-    d.tokens.push_back(tok->eos_id());
-    rep.add("rows_written");
-  };
-  for (const auto& file : o.inputs) {
-    if (!o.paragraphs) {
-      add_doc(read_input_file(file), where(file, 1));
-      continue;
-    }
-    std::string para;
-    int64_t start = 0;
-    for_each_line(file, [&](int64_t line, const std::string& l) {
-      if (l.find_first_not_of(" \t") == std::string::npos) {
-        add_doc(para, where(file, start));
-        para.clear();
+  return write_prep<PretrainData>(o, "pretrain", "text", [&](const Tokenizer& tok, PrepReport& rep, PretrainData& d) {
+    auto add_doc = [&](const std::string& doc, const std::string& w) {
+      if (doc.find_first_not_of(" \t\r\n") == std::string::npos) return;  // nothing to learn
+      rep.add("rows_read");
+      if (!valid_utf8(doc)) {
+        rep.skip("invalid_utf8", w, "document is not valid UTF-8");
         return;
       }
-      if (para.empty()) start = line;
-      para += l + "\n";
-    });
-    add_doc(para, where(file, start));
-  }
-  d.meta = make_meta(*tok, "text", rep);
-  finish("pretrain", o, rep);
-  d.save(o.out);
-  return rep;
+      auto ids = tok.encode(doc);
+      d.tokens.insert(d.tokens.end(), ids.begin(), ids.end());
+      d.tokens.push_back(tok.eos_id());
+      rep.add("rows_written");
+    };
+    for (const auto& file : o.inputs) {
+      if (!o.paragraphs) {
+        add_doc(read_input_file(file), where(file, 1));
+        continue;
+      }
+      std::string para;
+      int64_t start = 0;
+      for_each_line(file, [&](int64_t line, const std::string& l) {
+        if (l.find_first_not_of(" \t") == std::string::npos) {
+          add_doc(para, where(file, start));
+          para.clear();
+          return;
+        }
+        if (para.empty()) start = line;
+        para += l + "\n";
+      });
+      add_doc(para, where(file, start));
+    }
+  });
 }
 
 // ---- inspect --------------------------------------------------------------------------
