@@ -4,6 +4,7 @@
 
 #include "common/run.h"
 #include "common/train_common.h"
+#include "common/train_loop.h"
 #include "rm/rm_loss.h"
 
 namespace rlhf {
@@ -109,38 +110,13 @@ int run_rm(int argc, char** argv) {
   // lr-sized steps that differ with the rank count. They stay fixed; the bias fit sets the shift.
   for (auto& kv : rm->named_parameters(true))
     if (kv.key() == "score.bias" || kv.key() == "transformer.ln_f.bias") kv.value().set_requires_grad(false);
-  auto params = named_params(*rm);
-  int64_t n_params = 0;
-  for (auto& p : params) n_params += p.param.numel();
-  check_consistency(comm, ctx.config_text, n_params);
-  broadcast_parameters(comm, tensors_of(params));
-  AdamW opt(params, cfg.train.beta1, cfg.train.beta2, cfg.train.adam_eps, cfg.train.weight_decay);
-  ShardedSampler sampler(train.size(), cfg.run.seed, comm.rank(), comm.world_size());
-  const int64_t accum = accumulation_steps(cfg.train.global_batch_size, cfg.train.micro_batch_size,
-                                           comm.world_size());
-  torch::manual_seed(cfg.run.seed * 1000003ULL + comm.rank());
-
-  int64_t step = 0, skipped_total = 0;
-  nlohmann::json extra = {{"reward_model", true}, {"bias_fitted", false}};
-  std::vector<CkptModel> ck_models{{"model.h5", rm.get(), "scalar", extra}};
-  const std::vector<CkptOptim> ck_optims{{"rm", &opt}};
-  if (!ctx.resume_dir.empty()) {
-    auto st = load_training_checkpoint(ctx.resume_dir, comm, ck_models, ck_optims);
-    step = st.at("step").get<int64_t>();
-    skipped_total = st.value("skipped_steps", int64_t{0});
-    sampler.set_cursor(cursor_from_json(st.at("cursor")));
-  }
-  MetricsLogger metrics(cfg.run.dir, comm.is_root(), cfg.train.max_steps, cfg.run.log_every,
-                        !ctx.resume_dir.empty());
-  metrics.message(fmt::format("# rm: {} params, {} train groups ({} responses), {} ranks x {} groups x {} accum",
-                              n_params, train.size(), train.responses.size(), comm.world_size(),
-                              cfg.train.micro_batch_size, accum));
-  auto save = [&]() {
-    ck_models[0].extra = extra;
-    return save_training_checkpoint(*ctx.ckpt, comm, step, ck_models, ck_optims, ms.cfg, ms.tok,
-                                    {{"cursor", cursor_json(sampler.cursor())}, {"skipped_steps", skipped_total}},
-                                    ctx.config_text);
-  };
+  SingleModelLoop loop(ctx, *rm, ms,
+                       {"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}},
+                       "rm", train.size());
+  const int64_t accum = loop.accum();
+  loop.metrics().message(fmt::format("# rm: {} params, {} train groups ({} responses), {} ranks x {} groups x {} accum",
+                                     loop.n_params(), train.size(), train.responses.size(), comm.world_size(),
+                                     cfg.train.micro_batch_size, accum));
   auto evaluate = [&]() -> nlohmann::json {
     if (eval.size() == 0) return nlohmann::json::object();
     RankEval e = evaluate_ranked(rm, eval, ids, max_len, cfg.train.micro_batch_size, 0, comm, dev);
@@ -149,13 +125,8 @@ int run_rm(int argc, char** argv) {
   };
 
   rm->train();
-  int exit_code = 0;
-  double last_loss = NAN;
-  const int64_t end_step = cfg.train.stop_at_step > 0 ? std::min(cfg.train.stop_at_step, cfg.train.max_steps)
-                                                      : cfg.train.max_steps;
-  while (step < end_step) {
-    auto t0 = std::chrono::steady_clock::now();
-    std::vector<int64_t> idx = sampler.next(cfg.train.global_batch_size);  // prompt groups
+  const int exit_code = loop.run([&]() -> StepStats {
+    std::vector<int64_t> idx = loop.sampler().next(cfg.train.global_batch_size);  // prompt groups
     // Loss = mean over the global batch's groups: each group's loss / G_global (x world: the
     // gradient all-reduce averages over ranks). Every group has >= 1 pair (prep guarantees).
     const double global_groups = static_cast<double>(cfg.train.global_batch_size);
@@ -178,34 +149,20 @@ int run_rm(int argc, char** argv) {
         for (int64_t q = train.group_offsets[g]; q < train.group_offsets[g + 1]; ++q)
           tokens += train.prompt.row_len(g) + train.responses.row_len(q) + 2;
     }
-    const double loss = comm.all_reduce_scalar(loss_sum) / global_groups;
-    const double lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps,
-                            cfg.train.learning_rate, cfg.train.min_lr_ratio);
-    StepResult res = optimizer_step(opt, comm, lr, cfg.train.grad_clip, cfg.dist.bucket_mb, std::isfinite(loss));
-    ++step;
-    skipped_total += res.skipped;
-    last_loss = loss;
+    StepStats st;
+    st.loss = comm.all_reduce_scalar(loss_sum) / global_groups;
+    st.tokens = static_cast<double>(tokens);
     const double all_pairs = comm.all_reduce_scalar(static_cast<double>(pairs));
-    nlohmann::json row = {{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", res.grad_norm},
-                          {"tokens_per_s", comm.all_reduce_scalar(static_cast<double>(tokens)) / seconds_since(t0)},
-                          {"accuracy", comm.all_reduce_scalar(static_cast<double>(correct)) / std::max(1.0, all_pairs)},
-                          {"margin", comm.all_reduce_scalar(margin_sum) / std::max(1.0, all_pairs)},
-                          {"pairs", all_pairs},
-                          {"forward_rows", comm.all_reduce_scalar(static_cast<double>(forward_rows))},
-                          {"skipped", res.skipped}, {"skipped_total", skipped_total}};
-    if (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0) row.update(evaluate());
-    metrics.log(row);
-    if (cfg.ckpt.every > 0 && step % cfg.ckpt.every == 0 && step < end_step) save();
-    if (stop_requested(comm)) {
-      metrics.message(fmt::format("# stop signal: checkpointing at step {} and exiting with code {}",
-                                  step, kExitPreempted));
-      exit_code = kExitPreempted;
-      break;
-    }
-  }
+    st.fields = {{"accuracy", comm.all_reduce_scalar(static_cast<double>(correct)) / std::max(1.0, all_pairs)},
+                 {"margin", comm.all_reduce_scalar(margin_sum) / std::max(1.0, all_pairs)},
+                 {"pairs", all_pairs},
+                 {"forward_rows", comm.all_reduce_scalar(static_cast<double>(forward_rows))}};
+    return st;
+  }, evaluate);
   // Fit the bias: shift score.bias so the demonstrations' mean reward is 0 (only once training is
   // complete; an interrupted run keeps its raw head so resume stays exact).
-  if (exit_code == 0 && step >= cfg.train.max_steps && !cfg.data.bias_data.empty()) {
+  nlohmann::json& extra = loop.model_extra();
+  if (exit_code == 0 && loop.complete() && !cfg.data.bias_data.empty()) {
     SftData demos = SftData::load(cfg.data.bias_data, ms.tok.identity);
     const double mean = mean_reward_on(rm, demos, ids, max_len, cfg.train.micro_batch_size, 2048, comm, dev);
     {
@@ -217,20 +174,16 @@ int run_rm(int argc, char** argv) {
     extra["bias_shift"] = mean;
     extra["bias_data"] = cfg.data.bias_data;
     extra["demo_mean_reward_after_fit"] = after;
-    metrics.message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data, mean, after));
+    loop.metrics().message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data, mean, after));
   }
-  const std::string ckpt = save();
-  nlohmann::json final_eval = evaluate();
-  nlohmann::json summary = {{"stage", "rm"}, {"steps", step}, {"final_loss", last_loss},
-                            {"skipped_steps", skipped_total}, {"checkpoint", ckpt},
-                            {"complete", step >= cfg.train.max_steps}, {"bias", extra}};
-  summary.update(final_eval);
-  metrics.summary(summary);
-  metrics.message(fmt::format("# rm done: step {}, loss {:.4f}{}, checkpoint {}", step, last_loss,
-                              final_eval.contains("eval_accuracy")
-                                  ? fmt::format(", held-out accuracy {:.3f}", final_eval["eval_accuracy"].get<double>())
-                                  : std::string(),
-                              ckpt));
+  nlohmann::json summary = loop.finish("rm", {{"bias", extra}}, evaluate);
+  loop.metrics().message(fmt::format(
+      "# rm done: step {}, loss {:.4f}{}, checkpoint {}", loop.step(),
+      summary["final_loss"].get<double>(),
+      summary.contains("eval_accuracy")
+          ? fmt::format(", held-out accuracy {:.3f}", summary["eval_accuracy"].get<double>())
+          : std::string(),
+      summary["checkpoint"].get<std::string>()));
   return exit_code;
 }
 
