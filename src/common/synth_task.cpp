@@ -195,16 +195,74 @@ std::string synth_make_response(const SynthPrompt& p, SynthQuality q, SynthRng& 
   return join_items(items) + ".";
 }
 
-std::string synth_sample_response(const SynthPrompt& p, SynthRng& rng, SynthQuality* quality) {
+SynthQuality synth_sample_quality(SynthRng& rng) {
   double u = rng.uniform01();
-  SynthQuality q = u < 0.40   ? SynthQuality::Perfect
-                   : u < 0.55 ? SynthQuality::Repeat
-                   : u < 0.70 ? SynthQuality::WrongItem
-                   : u < 0.85 ? SynthQuality::WrongCount
-                   : u < 0.95 ? SynthQuality::Rambling
-                              : SynthQuality::NoPeriod;
+  return u < 0.40   ? SynthQuality::Perfect
+         : u < 0.55 ? SynthQuality::Repeat
+         : u < 0.70 ? SynthQuality::WrongItem
+         : u < 0.85 ? SynthQuality::WrongCount
+         : u < 0.95 ? SynthQuality::Rambling
+                    : SynthQuality::NoPeriod;
+}
+
+std::string synth_sample_response(const SynthPrompt& p, SynthRng& rng, SynthQuality* quality) {
+  SynthQuality q = synth_sample_quality(rng);
   if (quality) *quality = q;
   return synth_make_response(p, q, rng);
+}
+
+std::vector<std::string> synth_distinct_items(int category, int k, SynthRng& rng) {
+  RLHF_CHECK(category >= 0 && category < static_cast<int>(synth_categories().size()) && k >= 0 &&
+                 k <= static_cast<int>(synth_categories()[category].words.size()),
+             "synth_distinct_items: bad category {} or count {}", category, k);
+  return distinct_words(category, k, rng);
+}
+
+std::string synth_make_variant(const SynthPrompt& p, const std::vector<std::string>& base,
+                               SynthQuality q, SynthRng& rng) {
+  const auto& cats = synth_categories();
+  RLHF_CHECK(static_cast<int>(base.size()) == p.n, "synth_make_variant: base has {} items, N = {}",
+             base.size(), p.n);
+  std::vector<std::string> items = base;
+  switch (q) {
+    case SynthQuality::Perfect: break;
+    case SynthQuality::Repeat: {
+      if (p.n == 1) {
+        items.push_back(items[0]);
+      } else {
+        int pos = 1 + static_cast<int>(rng.uniform(p.n - 1));
+        items[pos] = items[rng.uniform(pos)];
+      }
+      break;
+    }
+    case SynthQuality::WrongItem: {
+      int other = static_cast<int>(rng.uniform(cats.size() - 1));
+      if (other >= p.category) ++other;
+      items[rng.uniform(p.n)] = cats[other].words[rng.uniform(cats[other].words.size())];
+      break;
+    }
+    case SynthQuality::WrongCount: {
+      static const int deltas[] = {-1, 1, 2};
+      int k = p.n + deltas[rng.uniform(3)];
+      if (k < 1) k = p.n + 1;
+      if (k < p.n) {
+        items.erase(items.begin() + rng.uniform(p.n));
+      } else {
+        std::vector<std::string> rest;  // category words not in the base, random order
+        for (const auto& w : distinct_words(p.category, static_cast<int>(cats[p.category].words.size()), rng))
+          if (std::find(base.begin(), base.end(), w) == base.end()) rest.push_back(w);
+        items.insert(items.end(), rest.begin(), rest.begin() + (k - p.n));
+      }
+      break;
+    }
+    case SynthQuality::Rambling: {
+      const std::string& w = items[rng.uniform(items.size())];
+      return join_items(items) + ". " + fmt::format("{} {} is a {}.", rng.uniform(2) ? "the" : "a",
+                                                    w, cats[p.category].singular);
+    }
+    case SynthQuality::NoPeriod: return join_items(items);
+  }
+  return join_items(items) + ".";
 }
 
 static std::string article(const std::string& w) {

@@ -60,10 +60,22 @@ std::string synth_format_prompt(const SynthPrompt& p, int phrasing);  // phrasin
 SynthPrompt synth_random_prompt(SynthRng& rng);
 std::string synth_random_prompt_text(SynthRng& rng);
 std::string synth_make_response(const SynthPrompt& p, SynthQuality q, SynthRng& rng);
-// Mixed-quality demonstration: 40% perfect, 15% repeat, 15% wrong item, 15% wrong count,
-// 10% rambling, 5% no period.
+// The demonstrator's quality mix: 40% perfect, 15% repeat, 15% wrong item, 15% wrong count,
+// 10% rambling, 5% no period (one uniform01 draw).
+SynthQuality synth_sample_quality(SynthRng& rng);
+// Mixed-quality demonstration: synth_sample_quality, then synth_make_response.
 std::string synth_sample_response(const SynthPrompt& p, SynthRng& rng,
                                   SynthQuality* quality = nullptr);
+// k distinct words of the category, in random order (k <= 8).
+std::vector<std::string> synth_distinct_items(int category, int k, SynthRng& rng);
+// Quality q applied to a given list `base` of p.n distinct correct items, changing only what the
+// error needs: repeat = one later item replaced by an earlier one (N = 1: the item twice); wrong
+// item = one item replaced by a word of another category; wrong count = one item removed, or 1-2
+// new distinct items appended; rambling / no period = base with a sentence after it / without
+// the ".". The ranked data draws one base per prompt and K variants of it, so the responses of a
+// group differ only by their errors (minimal pairs; see docs/TASK.md).
+std::string synth_make_variant(const SynthPrompt& p, const std::vector<std::string>& base,
+                               SynthQuality q, SynthRng& rng);
 // A pretraining document: a few simple sentences about the categories ("a pear is a fruit.").
 std::string synth_pretrain_document(SynthRng& rng);
 

@@ -84,10 +84,13 @@ void write_ranked(const std::string& path, SynthRng rng, int64_t n, const Tokeni
     std::vector<std::string> texts;
     std::vector<int32_t> ranks;
     while (true) {
+      // One base list per group, K variants of it (minimal pairs: responses differ only by their
+      // errors, so each comparison isolates what the scorer penalises).
       texts.clear();
       std::vector<double> scores;
+      const std::vector<std::string> base = synth_distinct_items(p.category, p.n, rng);
       for (int j = 0; j < k; ++j) {
-        texts.push_back(synth_sample_response(p, rng));
+        texts.push_back(synth_make_variant(p, base, synth_sample_quality(rng), rng));
         scores.push_back(synth_hidden_score(prompt, texts.back(), /*ended_with_eos=*/true));
       }
       ranks = dense_ranks(scores);

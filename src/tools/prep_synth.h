@@ -1,8 +1,9 @@
 // prep_synth.h — `rlhf_prep synth --out DIR [--seed S]`: writes the embedded task's datasets
 // (byte tokenizer, source = "synth"; see docs/TASK.md and common/synth_task.h):
 //   DIR/sft.h5, sft_eval.h5            demonstrations of mixed quality (synth_sample_response)
-//   DIR/ranked.h5, ranked_eval.h5      K in 4..9 sampled responses per prompt, ranked by the
-//                                      hidden score (ties share a rank; all-tied groups resampled)
+//   DIR/ranked.h5, ranked_eval.h5      K in 4..9 responses per prompt: one base list, K variants
+//                                      with demonstrator-mix errors (synth_make_variant), ranked by
+//                                      the hidden score (ties share a rank; all-tied groups resampled)
 //   DIR/prompts.h5, prompts_eval.h5    PPO prompts / held-out prompts
 //   DIR/pretrain.h5, pretrain_eval.h5  simple sentences about the categories, EOS after each doc
 // Deterministic: the same seed and sizes give the same token arrays and attributes. Each file

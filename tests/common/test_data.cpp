@@ -340,3 +340,50 @@ TEST(SynthScore, GeneratorQualitiesScoreAsDesigned) {
     EXPECT_DOUBLE_EQ(score(rlhf::SynthQuality::NoPeriod), 0.5);
   }
 }
+
+// Variants of one base list (the ranked data's groups): each quality scores as designed and
+// keeps the base items it does not have to change.
+TEST(SynthScore, VariantsOfABaseList) {
+  rlhf::SynthRng rng(12);
+  auto items_of = [](const std::string& r) {  // text before the first ".", split at ", "
+    std::string body = r.substr(1, r.find('.') == std::string::npos ? std::string::npos : r.find('.') - 1);
+    std::vector<std::string> out;
+    for (size_t s = 0;;) {
+      size_t c = body.find(", ", s);
+      out.push_back(body.substr(s, c == std::string::npos ? std::string::npos : c - s));
+      if (c == std::string::npos) break;
+      s = c + 2;
+    }
+    return out;
+  };
+  for (int i = 0; i < 300; ++i) {
+    rlhf::SynthPrompt p = rlhf::synth_random_prompt(rng);
+    std::string prompt = rlhf::synth_format_prompt(p, 1);
+    const auto base = rlhf::synth_distinct_items(p.category, p.n, rng);
+    auto variant = [&](rlhf::SynthQuality q) { return rlhf::synth_make_variant(p, base, q, rng); };
+    auto score = [&](const std::string& r) { return rlhf::synth_hidden_score(prompt, r, true); };
+    auto shared = [&](const std::string& r) {  // base items still present
+      auto it = items_of(r);
+      int n = 0;
+      for (const auto& b : base) n += std::count(it.begin(), it.end(), b) > 0;
+      return n;
+    };
+    const std::string perfect = variant(rlhf::SynthQuality::Perfect);
+    EXPECT_DOUBLE_EQ(score(perfect), 1.0);
+    EXPECT_EQ(shared(perfect), p.n);
+    const std::string rep = variant(rlhf::SynthQuality::Repeat);
+    EXPECT_LT(score(rep), 1.0);
+    EXPECT_EQ(shared(rep), p.n == 1 ? 1 : p.n - 1);
+    const std::string wrong = variant(rlhf::SynthQuality::WrongItem);
+    EXPECT_LT(score(wrong), 1.0);
+    EXPECT_EQ(shared(wrong), p.n - 1);
+    const std::string count = variant(rlhf::SynthQuality::WrongCount);
+    EXPECT_LT(score(count), 1.0);
+    EXPECT_GE(shared(count), p.n - 1);
+    EXPECT_NE(static_cast<int>(items_of(count).size()), p.n);
+    EXPECT_DOUBLE_EQ(score(variant(rlhf::SynthQuality::Rambling)), 0.5);
+    const std::string nop = variant(rlhf::SynthQuality::NoPeriod);
+    EXPECT_DOUBLE_EQ(score(nop), 0.5);
+    EXPECT_EQ(nop + ".", perfect);
+  }
+}

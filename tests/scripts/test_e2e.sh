@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # End-to-end (ctest label e2e): the whole pipeline on the embedded task, then the same PPO stage
-# with ptx off, asserting on held-out prompts:
-#   - RM pairwise accuracy on held-out comparisons >= RM_MIN (0.60; chance is 0.5. The issue's
-#     target is 0.85, which this tiny RM does not reach yet: it learns the format errors but not
-#     repeats / wrong categories / counts — see docs/TASK.md)
+# with ptx off, asserting the issue's targets on held-out data (docs/TASK.md):
+#   - RM pairwise accuracy on held-out comparisons >= RM_MIN (0.85)
+#   - PPO's hidden score (the scorer the RM never sees) >= SFT's + HIDDEN_MARGIN (0.10: about
+#     3 standard errors of the difference of two 200-prompt means, see docs/TASK.md)
 #   - PPO's mean reward under the RM above SFT's
-#   - the hidden scores of SFT and PPO are printed (not asserted yet: see docs/TASK.md)
 #   - KL(PPO || SFT) per sequence below ppo.kl_target of configs/tiny/ppo.yaml
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
 #   - the pipeline (everything after the build) takes <= 600 s
 # Usage: test_e2e.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
-RM_MIN=${E2E_RM_MIN:-0.60}
+RM_MIN=0.85
+HIDDEN_MARGIN=0.10
 command -v jq >/dev/null || { echo "jq missing (launch/setup.sh installs it)"; exit 1; }
 RUN=$(mktemp -d /tmp/rlhf_e2e.XXXXXX)
 trap 'rm -rf "$RUN"' EXIT
@@ -38,7 +38,7 @@ check() {  # check NAME JQ_EXPR
   if jq -e "$2" "$E" >/dev/null; then echo "ok   $1"; else echo "FAIL $1 ($2)"; fail=1; fi
 }
 check "rm held-out accuracy >= $RM_MIN" ".rm_heldout_accuracy >= $RM_MIN"
-echo "info hidden score: sft $(jq .sft_hidden_score "$E"), ppo $(jq .ppo_hidden_score "$E") (not asserted)"
+check "ppo hidden score >= sft hidden score + $HIDDEN_MARGIN" ".ppo_hidden_score >= .sft_hidden_score + $HIDDEN_MARGIN"
 check "ppo KL to sft < $kl_target" ".ppo_kl_to_sft < $kl_target"
 check "ppo reward > sft reward" '.ppo_reward_mean > .sft_reward_mean'
 if jq -n -e "$rise_on < $rise_off" >/dev/null; then echo "ok   ptx limits the pretraining-loss rise"; else echo "FAIL ptx: $rise_on !< $rise_off"; fail=1; fi
