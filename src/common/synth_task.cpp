@@ -157,11 +157,15 @@ static std::string join_items(const std::vector<std::string>& items) {
   return s;
 }
 
-std::string synth_make_response(const SynthPrompt& p, SynthQuality q, SynthRng& rng) {
+// The edits every quality but WrongCount makes to a correct list, and the rendering:
+// " a, b, c." (+ a rambling sentence, or without the period). `items` holds N correct words, or
+// the caller's wrong-count list for WrongCount.
+static std::string render_quality(const SynthPrompt& p, SynthQuality q,
+                                  std::vector<std::string> items, SynthRng& rng) {
   const auto& cats = synth_categories();
-  std::vector<std::string> items = distinct_words(p.category, p.n, rng);
   switch (q) {
-    case SynthQuality::Perfect: break;
+    case SynthQuality::Perfect:
+    case SynthQuality::WrongCount: break;
     case SynthQuality::Repeat: {
       if (p.n == 1) {
         items.push_back(items[0]);
@@ -177,22 +181,25 @@ std::string synth_make_response(const SynthPrompt& p, SynthQuality q, SynthRng& 
       items[rng.uniform(p.n)] = cats[other].words[rng.uniform(cats[other].words.size())];
       break;
     }
-    case SynthQuality::WrongCount: {
-      static const int deltas[] = {-1, 1, 2};
-      int k = p.n + deltas[rng.uniform(3)];
-      if (k < 1) k = p.n + 1;
-      items = distinct_words(p.category, k, rng);
-      break;
-    }
     case SynthQuality::Rambling: {
-      const auto& c = cats[p.category];
       const std::string& w = items[rng.uniform(items.size())];
-      return join_items(items) + ". " + fmt::format("{} {} is a {}.",
-                                                    rng.uniform(2) ? "the" : "a", w, c.singular);
+      return join_items(items) + ". " + fmt::format("{} {} is a {}.", rng.uniform(2) ? "the" : "a",
+                                                    w, cats[p.category].singular);
     }
     case SynthQuality::NoPeriod: return join_items(items);
   }
   return join_items(items) + ".";
+}
+
+std::string synth_make_response(const SynthPrompt& p, SynthQuality q, SynthRng& rng) {
+  std::vector<std::string> items = distinct_words(p.category, p.n, rng);
+  if (q == SynthQuality::WrongCount) {
+    static const int deltas[] = {-1, 1, 2};
+    int k = p.n + deltas[rng.uniform(3)];
+    if (k < 1) k = p.n + 1;
+    items = distinct_words(p.category, k, rng);
+  }
+  return render_quality(p, q, std::move(items), rng);
 }
 
 SynthQuality synth_sample_quality(SynthRng& rng) {
@@ -224,45 +231,20 @@ std::string synth_make_variant(const SynthPrompt& p, const std::vector<std::stri
   RLHF_CHECK(static_cast<int>(base.size()) == p.n, "synth_make_variant: base has {} items, N = {}",
              base.size(), p.n);
   std::vector<std::string> items = base;
-  switch (q) {
-    case SynthQuality::Perfect: break;
-    case SynthQuality::Repeat: {
-      if (p.n == 1) {
-        items.push_back(items[0]);
-      } else {
-        int pos = 1 + static_cast<int>(rng.uniform(p.n - 1));
-        items[pos] = items[rng.uniform(pos)];
-      }
-      break;
+  if (q == SynthQuality::WrongCount) {
+    static const int deltas[] = {-1, 1, 2};
+    int k = p.n + deltas[rng.uniform(3)];
+    if (k < 1) k = p.n + 1;
+    if (k < p.n) {
+      items.erase(items.begin() + rng.uniform(p.n));
+    } else {
+      std::vector<std::string> rest;  // category words not in the base, random order
+      for (const auto& w : distinct_words(p.category, static_cast<int>(cats[p.category].words.size()), rng))
+        if (std::find(base.begin(), base.end(), w) == base.end()) rest.push_back(w);
+      items.insert(items.end(), rest.begin(), rest.begin() + (k - p.n));
     }
-    case SynthQuality::WrongItem: {
-      int other = static_cast<int>(rng.uniform(cats.size() - 1));
-      if (other >= p.category) ++other;
-      items[rng.uniform(p.n)] = cats[other].words[rng.uniform(cats[other].words.size())];
-      break;
-    }
-    case SynthQuality::WrongCount: {
-      static const int deltas[] = {-1, 1, 2};
-      int k = p.n + deltas[rng.uniform(3)];
-      if (k < 1) k = p.n + 1;
-      if (k < p.n) {
-        items.erase(items.begin() + rng.uniform(p.n));
-      } else {
-        std::vector<std::string> rest;  // category words not in the base, random order
-        for (const auto& w : distinct_words(p.category, static_cast<int>(cats[p.category].words.size()), rng))
-          if (std::find(base.begin(), base.end(), w) == base.end()) rest.push_back(w);
-        items.insert(items.end(), rest.begin(), rest.begin() + (k - p.n));
-      }
-      break;
-    }
-    case SynthQuality::Rambling: {
-      const std::string& w = items[rng.uniform(items.size())];
-      return join_items(items) + ". " + fmt::format("{} {} is a {}.", rng.uniform(2) ? "the" : "a",
-                                                    w, cats[p.category].singular);
-    }
-    case SynthQuality::NoPeriod: return join_items(items);
   }
-  return join_items(items) + ".";
+  return render_quality(p, q, std::move(items), rng);
 }
 
 static std::string article(const std::string& w) {
