@@ -72,35 +72,79 @@ bool synth_prompt_parse(const std::string& prompt_in, SynthPrompt* out) {
   return false;
 }
 
-double synth_hidden_score(const std::string& prompt, const std::string& response,
-                          bool ended_with_eos) {
-  SynthPrompt sp;
-  RLHF_CHECK(synth_prompt_parse(prompt, &sp),
-             "synth_hidden_score: '{}' is not a synth prompt (\"list 3 fruits:\" form)", prompt);
-  const auto& words = synth_categories()[sp.category].words;
+namespace {
+// A response split the scorer's way: the items are the text before the first "." split at ","
+// and trimmed.
+struct ParsedResponse {
+  bool has_dot = false, text_after_dot = false, empty_item = false;
+  std::vector<std::string> items;
+};
+
+ParsedResponse parse_response(const std::string& response) {
+  ParsedResponse r;
   std::string body = trim(response);
-  bool well_formed = true;
   size_t dot = body.find('.');
   std::string list = body;
-  if (dot == std::string::npos) {
-    well_formed = false;
-  } else {
+  if (dot != std::string::npos) {
+    r.has_dot = true;
     list = body.substr(0, dot);
-    if (!trim(body.substr(dot + 1)).empty()) well_formed = false;  // rambling after the list
+    r.text_after_dot = !trim(body.substr(dot + 1)).empty();
   }
-  std::vector<std::string> items;
   if (!trim(list).empty()) {
     size_t start = 0;
     while (true) {
       size_t comma = list.find(',', start);
       std::string item = trim(list.substr(start, comma == std::string::npos ? std::string::npos
                                                                             : comma - start));
-      if (item.empty()) well_formed = false;
-      else items.push_back(item);
+      if (item.empty()) r.empty_item = true;
+      else r.items.push_back(item);
       if (comma == std::string::npos) break;
       start = comma + 1;
     }
   }
+  return r;
+}
+
+SynthPrompt parse_prompt_or_throw(const std::string& prompt, const char* who) {
+  SynthPrompt sp;
+  RLHF_CHECK(synth_prompt_parse(prompt, &sp),
+             "{}: '{}' is not a synth prompt (\"list 3 fruits:\" form)", who, prompt);
+  return sp;
+}
+}  // namespace
+
+std::string synth_error_kind(const std::string& prompt, const std::string& response) {
+  const SynthPrompt sp = parse_prompt_or_throw(prompt, "synth_error_kind");
+  const auto& words = synth_categories()[sp.category].words;
+  const ParsedResponse r = parse_response(response);
+  std::vector<std::string> kinds;
+  if (!r.has_dot) kinds.push_back("no_period");
+  if (r.text_after_dot) kinds.push_back("rambling");
+  if (r.empty_item) kinds.push_back("empty_item");
+  const int n_items = static_cast<int>(r.items.size());
+  if (n_items < sp.n) kinds.push_back("too_few");
+  if (n_items > sp.n) kinds.push_back("too_many");
+  std::set<std::string> seen;
+  bool repeat = false, wrong = false;
+  for (const auto& it : r.items) {
+    if (!seen.insert(it).second) repeat = true;
+    else if (std::find(words.begin(), words.end(), it) == words.end()) wrong = true;
+  }
+  if (repeat) kinds.push_back("repeat");
+  if (wrong) kinds.push_back("wrong_item");
+  if (kinds.empty()) return "perfect";
+  std::string out = kinds[0];
+  for (size_t i = 1; i < kinds.size(); ++i) out += "+" + kinds[i];
+  return out;
+}
+
+double synth_hidden_score(const std::string& prompt, const std::string& response,
+                          bool ended_with_eos) {
+  const SynthPrompt sp = parse_prompt_or_throw(prompt, "synth_hidden_score");
+  const auto& words = synth_categories()[sp.category].words;
+  const ParsedResponse r = parse_response(response);
+  const bool well_formed = r.has_dot && !r.text_after_dot && !r.empty_item;
+  const std::vector<std::string>& items = r.items;
   const double n = sp.n;
   double score = 0;
   std::set<std::string> seen;

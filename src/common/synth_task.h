@@ -41,6 +41,13 @@ bool synth_prompt_parse(const std::string& prompt, SynthPrompt* out);
 double synth_hidden_score(const std::string& prompt, const std::string& response,
                           bool ended_with_eos);
 
+// What is wrong with a response, in the scorer's terms (for diagnostics: per-kind accuracy of a
+// reward model). One name, or several joined by "+" in this order: "no_period" (no "."),
+// "rambling" (text after the first "."), "empty_item", "too_few" / "too_many" (item count vs N),
+// "repeat", "wrong_item" (another category or unknown word); "perfect" when none applies.
+// Throws rlhf::Error if the prompt is not a synth prompt.
+std::string synth_error_kind(const std::string& prompt, const std::string& response);
+
 // Deterministic, platform-independent generator (splitmix64).
 class SynthRng {
  public:

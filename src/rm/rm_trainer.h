@@ -26,10 +26,13 @@ struct RankEval {
 };
 
 // Pairwise accuracy / loss / margin of `rm` on the first max_groups groups (all when <= 0),
-// sharded over ranks, `micro_groups` groups per forward. Collective.
+// sharded over ranks, `micro_groups` groups per forward. Collective. If `rewards` is given it
+// receives every evaluated response's reward (all ranks' shards, in file order; responses of groups
+// beyond max_groups are 0).
 RankEval evaluate_ranked(ScalarModel& rm, const RankedData& data, const SpecialIds& ids,
                          int64_t max_len, int64_t micro_groups, int64_t max_groups,
-                         Communicator& comm, const torch::Device& device);
+                         Communicator& comm, const torch::Device& device,
+                         std::vector<float>* rewards = nullptr);
 
 // Mean reward of `rm` on the (prompt, response) rows of an SFT dataset (first max_rows). Collective.
 double mean_reward_on(ScalarModel& rm, const SftData& data, const SpecialIds& ids, int64_t max_len,

@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "common/dist.h"
+#include "common/synth_task.h"
 #include "common/train_common.h"
 #include "ppo/policy_eval.h"
 #include "rm/rm_trainer.h"
@@ -54,13 +56,42 @@ int ppl(const EvalOpts& o) {
   return 0;
 }
 
+// On the embedded task: accuracy per pair kind ("perfect>wrong_item": the better response's
+// error kind > the worse one's; see synth_error_kind), from the per-response rewards.
+nlohmann::json synth_pair_kinds(const RankedData& d, const Tokenizer& tok, const std::vector<float>& r) {
+  struct Count { int64_t pairs = 0, correct = 0; };
+  std::map<std::string, Count> by_kind;
+  for (int64_t g = 0; g < d.size(); ++g) {
+    const std::string prompt = tok.decode(d.prompt.row(g));
+    std::vector<std::string> kinds;
+    for (int64_t q = d.group_offsets[g]; q < d.group_offsets[g + 1]; ++q)
+      kinds.push_back(synth_error_kind(prompt, tok.decode(d.responses.row(q))));
+    for (int64_t i = d.group_offsets[g]; i < d.group_offsets[g + 1]; ++i)
+      for (int64_t j = d.group_offsets[g]; j < d.group_offsets[g + 1]; ++j) {
+        if (d.ranks[i] >= d.ranks[j]) continue;  // i strictly better than j
+        Count& c = by_kind[kinds[i - d.group_offsets[g]] + ">" + kinds[j - d.group_offsets[g]]];
+        ++c.pairs;
+        if (r[i] > r[j]) ++c.correct;
+      }
+  }
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [k, c] : by_kind)
+    out[k] = {{"pairs", c.pairs}, {"accuracy", static_cast<double>(c.correct) / c.pairs}};
+  return out;
+}
+
 nlohmann::json rm_accuracy(const std::string& ckpt, const std::string& data, const torch::Device& dev, int64_t micro) {
   ModelFile f;
   ScalarModel rm = load_scalar_model(ckpt, dev, &f);
   RankedData d = RankedData::load(data, f.tok.identity);
-  RankEval e = evaluate_ranked(rm, d, special_ids(f.tok), f.cfg.max_seq_len, std::max<int64_t>(1, micro / 8), 0, world(), dev);
-  return {{"accuracy", e.accuracy()}, {"pairs", e.pairs}, {"mean_margin", e.mean_margin()},
-          {"loss", e.loss}, {"groups", e.groups}};
+  const bool synth = d.meta.source == "synth";
+  std::vector<float> rewards;
+  RankEval e = evaluate_ranked(rm, d, special_ids(f.tok), f.cfg.max_seq_len, std::max<int64_t>(1, micro / 8), 0, world(), dev,
+                               synth ? &rewards : nullptr);
+  nlohmann::json j = {{"accuracy", e.accuracy()}, {"pairs", e.pairs}, {"mean_margin", e.mean_margin()},
+                      {"loss", e.loss}, {"groups", e.groups}};
+  if (synth) j["by_pair_kind"] = synth_pair_kinds(d, *load_tokenizer(f.tok.spec), rewards);
+  return j;
 }
 
 int reward(const EvalOpts& o) {
@@ -114,6 +145,7 @@ int report(const EvalOpts& o) {
   out["rm_heldout_accuracy"] = acc["accuracy"];
   out["rm_heldout_pairs"] = acc["pairs"];
   out["rm_heldout_margin"] = acc["mean_margin"];
+  if (acc.contains("by_pair_kind")) out["rm_heldout_by_pair_kind"] = acc["by_pair_kind"];
   ModelFile sf;
   CausalLM sft_m = load_causal_lm(sft, dev, &sf);
   CausalLM ppo_m = load_causal_lm(ppo, dev);

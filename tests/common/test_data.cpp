@@ -300,6 +300,23 @@ TEST(SynthScore, HandChecked) {
   EXPECT_THROW(synth_hidden_score("what is 2+2?", " 4.", true), rlhf::Error);
 }
 
+TEST(SynthScore, ErrorKind) {
+  using rlhf::synth_error_kind;
+  EXPECT_EQ(synth_error_kind("list 3 fruits:", " apple, pear, plum."), "perfect");
+  EXPECT_EQ(synth_error_kind("list 3 fruits:", " apple, apple, pear."), "repeat");
+  EXPECT_EQ(synth_error_kind("list 3 fruits:", " apple, red, pear."), "wrong_item");
+  EXPECT_EQ(synth_error_kind("name 1 animal:", " lion."), "wrong_item");
+  EXPECT_EQ(synth_error_kind("give me 4 tools:", " hammer, saw."), "too_few");
+  EXPECT_EQ(synth_error_kind("name 2 colors:", " red, blue, green."), "too_many");
+  EXPECT_EQ(synth_error_kind("list 3 fruits:", " apple, pear, plum"), "no_period");
+  EXPECT_EQ(synth_error_kind("list 3 fruits:", " apple, pear, plum. a pear is a fruit."), "rambling");
+  EXPECT_EQ(synth_error_kind("list 2 drinks:", " tea,, milk."), "empty_item");
+  // several at once, in the documented order; a repeated wrong word counts as a repeat and wrong
+  EXPECT_EQ(synth_error_kind("list 1 fruit:", " red, red"), "no_period+too_many+repeat+wrong_item");
+  EXPECT_EQ(synth_error_kind("list 2 drinks:", ""), "no_period+too_few");
+  EXPECT_THROW(synth_error_kind("what is 2+2?", " 4."), rlhf::Error);
+}
+
 TEST(SynthScore, PromptParse) {
   rlhf::SynthPrompt p;
   ASSERT_TRUE(rlhf::synth_prompt_parse("list 3 fruits:", &p));
