@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# pipeline.sh CONFIG_DIR RUN_DIR — prep -> SFT -> RM -> PPO -> eval.
-#   CONFIG_DIR holds sft.yaml, rm.yaml, ppo.yaml and prep.sh (makes the datasets into $RLHF_DATA).
-#   Stage run directories: RUN_DIR/sft, RUN_DIR/rm, RUN_DIR/ppo (each with its config.yaml);
+# pipeline.sh CONFIG_DIR RUN_DIR — prep -> [pretrain] -> SFT -> RM -> PPO -> eval.
+#   CONFIG_DIR holds sft.yaml, rm.yaml, ppo.yaml and prep.sh (makes the datasets into $RLHF_DATA);
+#   with a pretrain.yaml too, a pretraining stage (sft_train on a token stream) runs first and the
+#   SFT stage starts from it (InstructGPT's base model).
+#   Stage run directories: RUN_DIR/pretrain, RUN_DIR/sft, RUN_DIR/rm, RUN_DIR/ppo (each with its config.yaml);
 #   datasets in RUN_DIR/data; the evaluation in RUN_DIR/eval.json.
-# Variables: NP (MPI ranks per stage, default 1), BIN (default build/bin), EXTRA_SFT / EXTRA_RM /
-# EXTRA_PPO (extra "--set k=v" arguments per stage), RESUME=1 (continue interrupted stages).
+# Variables: NP (MPI ranks per stage, default 1), BIN (default build/bin), EXTRA_PRETRAIN /
+# EXTRA_SFT / EXTRA_RM / EXTRA_PPO (extra "--set k=v" arguments per stage), RESUME=1 (continue interrupted stages).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ $# -eq 2 ] || { echo "usage: $0 CONFIG_DIR RUN_DIR" >&2; exit 2; }
@@ -33,8 +35,14 @@ stamp() { echo "[pipeline $(( $(date +%s) - t0 ))s] $*" >&2; }
 
 stamp "prep: $CONFIG_DIR/prep.sh -> $RLHF_DATA"
 bash "$CONFIG_DIR/prep.sh"
+SFT_INIT=()
+if [ -f "$CONFIG_DIR/pretrain.yaml" ]; then
+  stamp "stage 0: pretrain"
+  run "$BIN/sft_train" --config "$CONFIG_DIR/pretrain.yaml" --set run.dir="$RUN_DIR/pretrain" ${EXTRA_PRETRAIN:-} "${RESUME_FLAG[@]}"
+  SFT_INIT=(--set init="$RUN_DIR/pretrain")
+fi
 stamp "stage 1: sft"
-run "$BIN/sft_train" --config "$CONFIG_DIR/sft.yaml" --set run.dir="$RUN_DIR/sft" ${EXTRA_SFT:-} "${RESUME_FLAG[@]}"
+run "$BIN/sft_train" --config "$CONFIG_DIR/sft.yaml" --set run.dir="$RUN_DIR/sft" "${SFT_INIT[@]}" ${EXTRA_SFT:-} "${RESUME_FLAG[@]}"
 stamp "stage 2: rm"
 run "$BIN/rm_train" --config "$CONFIG_DIR/rm.yaml" --set run.dir="$RUN_DIR/rm" --set init="$RUN_DIR/sft" ${EXTRA_RM:-} "${RESUME_FLAG[@]}"
 stamp "stage 3: ppo"

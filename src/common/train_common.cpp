@@ -107,6 +107,25 @@ std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, co
   return {tokens > 0 ? nll / tokens : 0.0, tokens};
 }
 
+double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_len, int64_t windows,
+                        Communicator& comm, const torch::Device& dev) {
+  torch::NoGradGuard ng;
+  const bool was = model->is_training();
+  model->eval();
+  std::vector<int64_t> starts;
+  for (int64_t w = comm.rank(); w < windows; w += comm.world_size()) starts.push_back(w * seq_len);
+  double nll = 0, tokens = 0;
+  if (!starts.empty()) {
+    SeqBatch b = build_stream_batch(data.tokens, starts, seq_len);
+    auto logits = model->forward(b.tokens.to(dev), b.positions.to(dev), b.mask.to(dev));
+    LmLoss l = masked_lm_loss(logits, b.tokens.to(dev), b.target_mask.to(dev));
+    nll = l.sum_nll.item<double>();
+    tokens = static_cast<double>(l.tokens);
+  }
+  if (was) model->train();
+  return comm.all_reduce_scalar(nll) / std::max(1.0, comm.all_reduce_scalar(tokens));
+}
+
 std::vector<PromptResponse> group_rows(const RankedData& d, int64_t g) {
   std::vector<PromptResponse> rows;
   for (int64_t r = d.group_offsets[g]; r < d.group_offsets[g + 1]; ++r)

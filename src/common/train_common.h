@@ -66,6 +66,11 @@ std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, co
                                         int64_t max_len, int64_t micro_batch, int64_t max_rows,
                                         Communicator& comm, const torch::Device& device);
 
+// Held-out LM loss of a token stream: the first `windows` non-overlapping windows of seq_len tokens
+// (the same every call; sharded over ranks; every token but each window's first is a target).
+double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_len, int64_t windows,
+                        Communicator& comm, const torch::Device& dev);
+
 // The response rows of a ranked group as PromptResponse views.
 std::vector<PromptResponse> group_rows(const RankedData& d, int64_t g);
 

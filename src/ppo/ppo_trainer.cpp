@@ -27,26 +27,6 @@ void freeze(torch::nn::Module& m) {
   m.eval();
 }
 
-// Fixed, non-overlapping windows at the start of the eval stream: the same every call.
-double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_len, int64_t windows,
-                        Communicator& comm, const torch::Device& dev) {
-  torch::NoGradGuard ng;
-  const bool was = model->is_training();
-  model->eval();
-  std::vector<int64_t> starts;
-  for (int64_t w = comm.rank(); w < windows; w += comm.world_size()) starts.push_back(w * seq_len);
-  double nll = 0, tokens = 0;
-  if (!starts.empty()) {
-    SeqBatch b = build_stream_batch(data.tokens, starts, seq_len);
-    auto logits = model->forward(b.tokens.to(dev), b.positions.to(dev), b.mask.to(dev));
-    LmLoss l = masked_lm_loss(logits, b.tokens.to(dev), b.target_mask.to(dev));
-    nll = l.sum_nll.item<double>();
-    tokens = static_cast<double>(l.tokens);
-  }
-  if (was) model->train();
-  return comm.all_reduce_scalar(nll) / std::max(1.0, comm.all_reduce_scalar(tokens));
-}
-
 }  // namespace
 
 int run_ppo(int argc, char** argv) {

@@ -18,22 +18,42 @@ int run_sft(int argc, char** argv) {
   ModelSetup ms = resolve_model(cfg, cfg.init);
   const SpecialIds ids = special_ids(ms.tok);
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give an SFT dataset from rlhf_prep");
-  SftData train = SftData::load(cfg.data.train, ms.tok.identity);
-  SftData eval;
-  if (!cfg.data.eval.empty()) eval = SftData::load(cfg.data.eval, ms.tok.identity);
+  // data.train is either an SFT dataset (loss on response tokens) or a token stream from
+  // `rlhf_prep pretrain` / the synth corpus: then this stage is (continued) pretraining, a batch
+  // being windows of max_len tokens at multiples of max_len, every token a target.
+  const bool stream = load_dataset_meta(cfg.data.train).kind == DataKind::Pretrain;
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
+  SftData train, eval;
+  PretrainData train_stream, eval_stream;
+  if (stream) {
+    train_stream = PretrainData::load(cfg.data.train, ms.tok.identity);
+    if (!cfg.data.eval.empty()) eval_stream = PretrainData::load(cfg.data.eval, ms.tok.identity);
+  } else {
+    train = SftData::load(cfg.data.train, ms.tok.identity);
+    if (!cfg.data.eval.empty()) eval = SftData::load(cfg.data.eval, ms.tok.identity);
+  }
+  const int64_t n_items = stream ? train_stream.size() / max_len : train.size();  // rows or windows
+  RLHF_CHECK(n_items > 0, "{}: no training {} (a stream needs at least max_seq_len = {} tokens)",
+             cfg.data.train, stream ? "windows" : "rows", max_len);
+  const int64_t eval_windows = stream ? std::min<int64_t>(eval_stream.size() / max_len,
+                                                          cfg.train.eval_batches * cfg.train.micro_batch_size)
+                                      : 0;
 
   torch::manual_seed(cfg.run.seed);
   CausalLM model(ms.cfg);
   if (!ms.init_path.empty()) load_parameters(*model, read_model_h5(ms.init_path));
   model->to(dev);
-  SingleModelLoop loop(ctx, *model, ms, {"model.h5", model.get(), "causal_lm", {}}, "policy",
-                       train.size());
+  SingleModelLoop loop(ctx, *model, ms, {"model.h5", model.get(), "causal_lm", {}}, "policy", n_items);
   const int64_t accum = loop.accum();
-  loop.metrics().message(fmt::format("# sft: {} params, {} train rows, {} ranks x {} micro x {} accum",
-                                     loop.n_params(), train.size(), comm.world_size(),
-                                     cfg.train.micro_batch_size, accum));
+  loop.metrics().message(fmt::format("# sft: {} params, {} train {}, {} ranks x {} micro x {} accum",
+                                     loop.n_params(), n_items, stream ? "windows (pretraining)" : "rows",
+                                     comm.world_size(), cfg.train.micro_batch_size, accum));
   auto evaluate = [&]() -> nlohmann::json {
+    if (stream) {
+      if (eval_windows == 0) return nlohmann::json::object();
+      const double loss = eval_stream_loss(model, eval_stream, max_len, eval_windows, comm, dev);
+      return {{"eval_loss", loss}, {"eval_ppl", std::exp(loss)}, {"eval_tokens", eval_windows * (max_len - 1)}};
+    }
     if (eval.size() == 0) return nlohmann::json::object();
     const int64_t rows = cfg.train.eval_batches * cfg.train.micro_batch_size * comm.world_size();
     auto [loss, tokens] = eval_lm_loss(model, eval, ids, max_len, cfg.train.micro_batch_size, rows, comm, dev);
@@ -47,6 +67,14 @@ int run_sft(int argc, char** argv) {
     std::vector<SeqBatch> micro;
     int64_t local_targets = 0;
     for (int64_t a = 0; a < accum; ++a) {
+      if (stream) {
+        std::vector<int64_t> starts;
+        for (int64_t j = a * cfg.train.micro_batch_size; j < (a + 1) * cfg.train.micro_batch_size; ++j)
+          starts.push_back(idx[j] * max_len);
+        micro.push_back(build_stream_batch(train_stream.tokens, starts, max_len));
+        local_targets += micro.back().target_tokens;
+        continue;
+      }
       std::vector<PromptResponse> rows;
       for (int64_t j = a * cfg.train.micro_batch_size; j < (a + 1) * cfg.train.micro_batch_size; ++j) {
         int64_t i = idx[j];

@@ -14,6 +14,8 @@
 
 #include "common/h5.h"
 #include "common/run.h"
+#include "common/train_common.h"
+#include "ppo/policy_eval.h"
 #include "ppo/ppo_trainer.h"
 #include "rm/rm_trainer.h"
 #include "sft/sft_trainer.h"
@@ -181,6 +183,35 @@ TEST_F(Trainers, SftSigtermCheckpointsAndResumesExactly) {
   expect_same_run(a, b, "loss");
 }
 
+// sft_train on a token stream (pretraining): windows of max_seq_len tokens, every token but each
+// window's first a target; the loss falls and stop/resume is exact as for SFT rows.
+TEST_F(Trainers, SftOnTokenStreamPretrainsAndResumesExactly) {
+  auto stream_args = [&](const std::string& dir) {
+    auto a = sft_args(dir, 6);
+    a.insert(a.end(), {"--set", "data.train=" + g_root + "/data/pretrain.h5", "--set",
+                       "data.eval=" + g_root + "/data/pretrain_eval.h5"});
+    return a;
+  };
+  const std::string a = g_root + "/pre_a", b = g_root + "/pre_b";
+  ASSERT_EQ(run_stage(rlhf::run_sft, stream_args(a)), 0);
+  auto m = metrics_of(a);
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_LT(m.back()["loss"].get<double>(), m.front()["loss"].get<double>());
+  EXPECT_EQ(m[0]["target_tokens"].get<double>(), 8.0 * 63);  // 8 windows x (64 - 1) targets
+  EXPECT_TRUE(m[2].contains("eval_ppl"));
+  auto half = stream_args(b);
+  half.insert(half.end(), {"--set", "train.stop_at_step=3"});
+  ASSERT_EQ(run_stage(rlhf::run_sft, half), 0);
+  auto rest = stream_args(b);
+  rest.push_back("--resume");
+  ASSERT_EQ(run_stage(rlhf::run_sft, rest), 0);
+  expect_same_run(a, b, "loss");
+  // an SFT stage initialised from it loads the weights (same architecture, no model section used)
+  auto sft = sft_args(g_root + "/sft_from_pre", 2);
+  sft.insert(sft.end(), {"--set", "init=" + a});
+  ASSERT_EQ(run_stage(rlhf::run_sft, sft), 0);
+}
+
 TEST_F(Trainers, RmResumeIsBitExactAndForwardsEachResponseOnce) {
   const std::string a = g_root + "/rm_a", b = g_root + "/rm_b";
   ASSERT_EQ(run_stage(rlhf::run_rm, rm_args(a, 4)), 0);
@@ -208,6 +239,29 @@ TEST_F(Trainers, RmResumeIsBitExactAndForwardsEachResponseOnce) {
       for (int64_t j = ranked.group_offsets[g]; j < ranked.group_offsets[g + 1]; ++j)
         pairs += ranked.ranks[i] < ranked.ranks[j];
   EXPECT_EQ(m[0]["pairs"].get<double>(), static_cast<double>(pairs));
+}
+
+// The RM forwards a micro-batch's responses in length buckets and puts the rewards back in group
+// order: each reward equals that response forwarded alone (a batch of one, no padding).
+TEST_F(Trainers, RmBucketedRewardsEqualOneRowForwards) {
+  rlhf::ModelFile f;
+  rlhf::ScalarModel rm = rlhf::load_scalar_model(g_root + "/rm", torch::kCPU, &f);
+  rlhf::RankedData d = rlhf::RankedData::load(g_root + "/data/ranked_eval.h5");
+  const auto ids = rlhf::special_ids(f.tok);
+  std::vector<float> rewards;
+  rlhf::RankEval e = rlhf::evaluate_ranked(rm, d, ids, f.cfg.max_seq_len, 8, 0, rlhf::world(), torch::kCPU, &rewards);
+  ASSERT_EQ(rewards.size(), d.responses.size());
+  ASSERT_GE(e.forward_rows, 64);  // >= 16 rows per forward call, so several buckets were used
+  torch::NoGradGuard ng;
+  rm->eval();  // dropout off, as in evaluate_ranked
+  for (int64_t g = 0; g < d.size(); ++g) {
+    auto rows = rlhf::group_rows(d, g);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      rlhf::SeqBatch b = rlhf::build_seq_batch({rows[k]}, ids, f.cfg.max_seq_len);
+      const float alone = rm->score_last(b.tokens, b.mask).item<float>();
+      EXPECT_NEAR(rewards[d.group_offsets[g] + k], alone, 1e-4 * (1 + std::abs(alone))) << "group " << g << " row " << k;
+    }
+  }
 }
 
 TEST_F(Trainers, RmBiasFitGivesDemonstrationsMeanZero) {
