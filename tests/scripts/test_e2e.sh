@@ -5,10 +5,10 @@
 #   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85)
 #   - PPO's hidden score (the scorer the RM never sees) >= SFT's + HIDDEN_MARGIN (0.10: about
 #     2 standard errors of the difference of two 200-prompt means, see docs/TASK.md)
-# They are NOT met yet (docs/TASK.md "Status": RM 0.727; PPO's hidden score moved +0.007 in a
-# 1-thread run and -0.101 in the 2-thread CI-style run — PPO over-optimises the weak RM); until
-# they are, the test fails only below regression floors under today's measurements: RM accuracy
-# >= RM_FLOOR (0.70) and PPO hidden score >= SFT's - HIDDEN_DROP (0.15: no collapse). Asserted
+# They are NOT met yet (docs/TASK.md "Status", 2-thread runs: RM 0.84 at 550 steps, 0.82-0.83 expected
+# at the committed 400; PPO hidden score +0.04 to +0.11 over SFT at kl_coef 0.5-1.0); until they
+# are, the test fails only below regression floors under today's measurements: RM accuracy
+# >= RM_FLOOR (0.78) and PPO hidden score >= SFT's - HIDDEN_DROP (0.10: no real drop). Asserted
 # as they are:
 #   - PPO's mean reward under the RM above SFT's
 #   - KL(PPO || SFT) per sequence below ppo.kl_target of configs/tiny/ppo.yaml
@@ -19,8 +19,8 @@ set -euo pipefail
 BIN=$1; SRC=$2
 RM_TARGET=0.85
 HIDDEN_MARGIN=0.10
-RM_FLOOR=0.70
-HIDDEN_DROP=0.15
+RM_FLOOR=0.78
+HIDDEN_DROP=0.10
 command -v jq >/dev/null || { echo "jq missing (launch/setup.sh installs it)"; exit 1; }
 RUN=$(mktemp -d /tmp/rlhf_e2e.XXXXXX)
 trap 'rm -rf "$RUN"' EXIT
