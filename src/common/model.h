@@ -128,6 +128,24 @@ class ScalarModelImpl : public torch::nn::Module {
                         const torch::Tensor& key_mask);  // -> [B, T] per-token scalar (float32)
   // value at each row's last true mask position -> [B]
   torch::Tensor score_last(const torch::Tensor& tokens, const torch::Tensor& mask);
+  // Several responses to one prompt with the prompt forwarded once (the reward model's K
+  // responses per prompt), in two calls so that one prompt pass serves several response batches:
+  // encode_prompts(prompts [G, Tp] int64 LEFT-padded, prompt_mask [G, Tp] bool) runs the prompts
+  // and keeps their keys/values; score_responses(prefix, responses [R, Tr] int64 RIGHT-padded,
+  // response_mask [R, Tr] bool with >= 1 real token per row, row_group [R] int64 in [0, G))
+  // reads response r as prompt[row_group[r]] + response[r] (positions continue after the
+  // prompt's last real token) and returns its value at its last real token -> [R]. Equal, up to
+  // round-off, to score_last on the concatenated rows; gradients flow to every parameter through
+  // both passes (keep the prefix alive until backward). The caller keeps prompt + response
+  // within cfg.max_seq_len.
+  struct PromptPrefix {
+    KVCache cache;       // per layer [G, Hkv, Tp, D]
+    torch::Tensor mask;  // [G, Tp] bool
+    torch::Tensor len;   // [G] int64 real prompt tokens
+  };
+  PromptPrefix encode_prompts(const torch::Tensor& prompts, const torch::Tensor& prompt_mask);
+  torch::Tensor score_responses(const PromptPrefix& prefix, const torch::Tensor& responses,
+                                const torch::Tensor& response_mask, const torch::Tensor& row_group);
   ModelConfig cfg;
   Transformer trunk{nullptr};
   torch::nn::Linear score{nullptr};

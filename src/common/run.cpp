@@ -63,6 +63,19 @@ RunContext start_run(Stage stage, int argc, char** argv) {
               << (comm.world_size() > 1 ? "s" : "") << ")\n" << ctx.config_text << std::flush;
   }
   comm.barrier();
+  if (ctx.cfg.train.micro_batch_size == 0) {
+    // 0 = auto: this rank's whole share of an optimizer step in one forward (no accumulation).
+    // Resolved here, not in config.yaml, so a run keeps "auto" when resumed on another rank count.
+    const bool ppo_mb = stage == Stage::PPO && ctx.cfg.ppo.minibatch_size > 0;
+    const int64_t share = ppo_mb ? ctx.cfg.ppo.minibatch_size : ctx.cfg.train.global_batch_size;
+    RLHF_CHECK(share % comm.world_size() == 0,
+               "train.micro_batch_size = 0 (auto) needs {} = {} to be divisible by the rank count {}",
+               ppo_mb ? "ppo.minibatch_size" : "train.global_batch_size", share, comm.world_size());
+    ctx.cfg.train.micro_batch_size = share / comm.world_size();
+    if (comm.is_root())
+      std::cerr << "# train.micro_batch_size = 0 (auto): " << ctx.cfg.train.micro_batch_size
+                << " per rank, no accumulation\n";
+  }
   ctx.device = select_run_device(ctx.cfg, comm);
   if (ctx.cfg.train.precision == Precision::BF16) {
     if (ctx.device.is_cuda())

@@ -11,36 +11,95 @@
 
 namespace rlhf {
 
-// Forward every response of groups [g0, g1) once. Returns rewards [R] in group order.
-// The rows are sorted by length and forwarded in a few equal-count length buckets: a micro-batch
-// mixes one-item lists with rambling answers, and padding all rows to the longest one wasted about
-// a third of the work. A row's reward depends only on its own tokens (causal attention, padding
-// masked), so bucketing changes nothing but round-off.
+// Token rows -> [N, T] int64 padded with `pad` and a bool mask, left- or right-aligned.
+static std::pair<torch::Tensor, torch::Tensor> pad_rows(const std::vector<std::vector<int64_t>>& seqs,
+                                                        int64_t pad, bool left) {
+  int64_t T = 1;
+  for (const auto& s : seqs) T = std::max<int64_t>(T, static_cast<int64_t>(s.size()));
+  const int64_t N = static_cast<int64_t>(seqs.size());
+  auto tokens = torch::full({N, T}, pad, torch::kLong);  // [N, T]
+  auto mask = torch::zeros({N, T}, torch::kBool);        // [N, T]
+  auto tok = tokens.accessor<int64_t, 2>();
+  auto msk = mask.accessor<bool, 2>();
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t L = static_cast<int64_t>(seqs[i].size()), off = left ? T - L : 0;
+    for (int64_t t = 0; t < L; ++t) {
+      tok[i][off + t] = seqs[i][t];
+      msk[i][off + t] = true;
+    }
+  }
+  return {tokens, mask};
+}
+
+// Forward every response of `groups` once. Returns rewards [R] in group order.
+// Each group's prompt is forwarded once and its K responses attend to the prompt's keys/values
+// (ScalarModel::encode_prompts / score_responses): the prompt is about half of every row here,
+// so this removes a third of the work. The responses are sorted by length and forwarded in a few
+// equal-count buckets (a micro-batch mixes one-item lists with rambling answers). A reward
+// depends only on its own prompt and response (causal attention, padding masked), so neither
+// changes anything but round-off. Rows that would be truncated to max_len take the plain path
+// (build_seq_batch's truncation rule, one full row per response).
 static torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const std::vector<int64_t>& groups,
                                    const SpecialIds& ids, int64_t max_len, const torch::Device& dev,
                                    std::vector<int64_t>* offsets, std::vector<int32_t>* ranks) {
   std::vector<PromptResponse> rows;
+  std::vector<int64_t> row_group;  // index into `groups`
   offsets->assign(1, 0);
   ranks->clear();
-  for (int64_t g : groups) {
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const int64_t g = groups[gi];
     auto gr = group_rows(d, g);
     rows.insert(rows.end(), gr.begin(), gr.end());
+    row_group.insert(row_group.end(), gr.size(), static_cast<int64_t>(gi));
     for (int64_t r = d.group_offsets[g]; r < d.group_offsets[g + 1]; ++r) ranks->push_back(d.ranks[r]);
     offsets->push_back(static_cast<int64_t>(rows.size()));
   }
   const int64_t n = static_cast<int64_t>(rows.size());
+  const int64_t n_bos = ids.bos >= 0 ? 1 : 0, n_eos = ids.eos >= 0 ? 1 : 0;
+  bool fits = true;
+  for (const auto& r : rows)
+    fits = fits && n_bos + r.prompt_len + r.response_len + n_eos <= max_len && r.response_len + n_eos > 0;
+  auto row_len = [&](int64_t i) {
+    return fits ? rows[i].response_len : rows[i].prompt_len + rows[i].response_len;
+  };
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return rows[a].prompt_len + rows[a].response_len < rows[b].prompt_len + rows[b].response_len;
-  });
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return row_len(a) < row_len(b); });
   const int64_t buckets = std::clamp<int64_t>(n / 16, 1, 4);
+  ScalarModelImpl::PromptPrefix prefix;
+  if (fits) {
+    std::vector<std::vector<int64_t>> prompts;
+    for (int64_t g : groups) {
+      std::vector<int64_t> s;
+      if (n_bos) s.push_back(ids.bos);
+      s.insert(s.end(), d.prompt.row_data(g), d.prompt.row_data(g) + d.prompt.row_len(g));
+      prompts.push_back(std::move(s));
+    }
+    auto [pt, pm] = pad_rows(prompts, ids.pad, /*left=*/true);  // [G, Tp]
+    prefix = rm->encode_prompts(pt.to(dev), pm.to(dev));
+  }
   std::vector<torch::Tensor> parts;
   for (int64_t b = 0; b < buckets; ++b) {
-    std::vector<PromptResponse> part;
-    for (int64_t i = b * n / buckets; i < (b + 1) * n / buckets; ++i) part.push_back(rows[order[i]]);
-    SeqBatch sb = build_seq_batch(part, ids, max_len);
-    parts.push_back(rm->score_last(sb.tokens.to(dev), sb.mask.to(dev)));  // [R_b]
+    const int64_t i0 = b * n / buckets, i1 = (b + 1) * n / buckets;
+    if (fits) {
+      std::vector<std::vector<int64_t>> resp;
+      std::vector<int64_t> rg;
+      for (int64_t i = i0; i < i1; ++i) {
+        const auto& r = rows[order[i]];
+        std::vector<int64_t> s(r.response, r.response + r.response_len);
+        if (n_eos) s.push_back(ids.eos);
+        resp.push_back(std::move(s));
+        rg.push_back(row_group[order[i]]);
+      }
+      auto [rt, rmask] = pad_rows(resp, ids.pad, /*left=*/false);  // [R_b, Tr]
+      parts.push_back(rm->score_responses(prefix, rt.to(dev), rmask.to(dev),
+                                          torch::tensor(rg, torch::kLong).to(dev)));  // [R_b]
+    } else {
+      std::vector<PromptResponse> part;
+      for (int64_t i = i0; i < i1; ++i) part.push_back(rows[order[i]]);
+      SeqBatch sb = build_seq_batch(part, ids, max_len);
+      parts.push_back(rm->score_last(sb.tokens.to(dev), sb.mask.to(dev)));  // [R_b]
+    }
   }
   std::vector<int64_t> inverse(n);
   for (int64_t i = 0; i < n; ++i) inverse[order[i]] = i;

@@ -1,5 +1,6 @@
 #include "sft/sft_trainer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/run.h"
@@ -64,6 +65,14 @@ int run_sft(int argc, char** argv) {
   const int exit_code = loop.run([&]() -> StepStats {
     // 1. this rank's share of the global batch, cut into micro-batches
     std::vector<int64_t> idx = loop.sampler().next(cfg.train.global_batch_size);
+    if (!stream) {
+      // Micro-batches of similar lengths (rows are padded to the longest of their micro-batch):
+      // the loss is a token-weighted sum over the global batch, so regrouping the rows changes
+      // nothing but round-off, and cuts the padding by about a third on the embedded task.
+      std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
+        return train.prompt.row_len(a) + train.response.row_len(a) < train.prompt.row_len(b) + train.response.row_len(b);
+      });
+    }
     std::vector<SeqBatch> micro;
     int64_t local_targets = 0;
     for (int64_t a = 0; a < accum; ++a) {

@@ -1,6 +1,6 @@
 // Model tests: config, HF parameter names, attention paths vs a naive loop, both families vs an
 // independent per-head reference forward (double precision), padding invariance, score_last,
-// activation checkpointing gradients.
+// activation checkpointing gradients, the reward model's shared-prompt scoring.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -322,6 +322,55 @@ TEST_P(FamilyTest, ActivationCheckpointingGivesSameGradients) {
     EXPECT_LT((g - grads[1][n]).abs().max().item<double>(), 1e-6) << n;
     EXPECT_GT(g.abs().sum().item<double>(), 0.0) << n;
   }
+}
+
+// The reward model's shared-prompt path (each prompt forwarded once, its responses attending to
+// the prompt's cached keys/values) against score_last on the concatenated rows: the same rewards
+// and the same parameter gradients. Prompts of different lengths (left padding), responses of
+// different lengths (right padding), several responses per prompt, a prompt used by none.
+TEST_P(FamilyTest, SharedPromptScoresEqualFullRows) {
+  auto [fam, kv, tie] = GetParam();
+  torch::manual_seed(8);
+  ScalarModel rm(small_cfg(fam, kv, tie));
+  randomise_norms(*rm);
+  const std::vector<int64_t> plen = {2, 5, 4, 3}, rlen = {1, 6, 3, 2, 5, 4, 6}, group = {0, 1, 1, 2, 0, 1, 2};
+  std::vector<torch::Tensor> prompt, resp;
+  for (int64_t L : plen) prompt.push_back(torch::randint(1, 37, {L}, torch::kLong));
+  for (int64_t L : rlen) resp.push_back(torch::randint(1, 37, {L}, torch::kLong));
+  const int64_t G = 4, R = 7, Tp = 5, Tr = 6, T = 11;
+  auto pt = torch::zeros({G, Tp}, torch::kLong), pm = torch::zeros({G, Tp}, torch::kBool);
+  for (int64_t g = 0; g < G; ++g) {
+    pt[g].narrow(0, Tp - plen[g], plen[g]).copy_(prompt[g]);
+    pm[g].narrow(0, Tp - plen[g], plen[g]).fill_(true);
+  }
+  auto rt = torch::zeros({R, Tr}, torch::kLong), rmk = torch::zeros({R, Tr}, torch::kBool);
+  auto full = torch::zeros({R, T}, torch::kLong), fm = torch::zeros({R, T}, torch::kBool);
+  for (int64_t r = 0; r < R; ++r) {
+    rt[r].narrow(0, 0, rlen[r]).copy_(resp[r]);
+    rmk[r].narrow(0, 0, rlen[r]).fill_(true);
+    auto row = torch::cat({prompt[group[r]], resp[r]});
+    full[r].narrow(0, 0, row.size(0)).copy_(row);
+    fm[r].narrow(0, 0, row.size(0)).fill_(true);
+  }
+  auto weights = torch::randn({R});
+  auto grads_of = [&](const torch::Tensor& rewards) {
+    rm->zero_grad();
+    (rewards * weights).sum().backward();
+    std::map<std::string, torch::Tensor> g;
+    for (auto& p : rm->named_parameters()) g[p.key()] = p.value().grad().clone();
+    return g;
+  };
+  auto ref = rm->score_last(full, fm);  // [R]
+  auto ref_grads = grads_of(ref);
+  auto prefix = rm->encode_prompts(pt, pm);
+  auto got = rm->score_responses(prefix, rt, rmk, torch::tensor(group, torch::kLong));  // [R]
+  auto got_grads = grads_of(got);
+  EXPECT_LT((got - ref).abs().max().item<double>(), 1e-5) << got << ref;
+  for (auto& [n, g] : ref_grads) {
+    ASSERT_TRUE(got_grads[n].defined()) << n;
+    EXPECT_LT((g - got_grads[n]).abs().max().item<double>(), 1e-5 * (1 + g.abs().max().item<double>())) << n;
+  }
+  EXPECT_GT(got_grads["score.weight"].abs().sum().item<double>(), 0.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, FamilyTest,

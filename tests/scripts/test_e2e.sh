@@ -1,25 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end (ctest label e2e): the whole pipeline on the embedded task, then the same PPO stage
 # with ptx off, on held-out data (docs/TASK.md).
-# The targets, reported on every run as "target met" / "TARGET NOT MET" lines:
-#   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85)
-#   - PPO's hidden score (the scorer the RM never sees) >= SFT's + HIDDEN_MARGIN (0.10: about
-#     2 standard errors of the difference of two 200-prompt means, see docs/TASK.md)
-# They are NOT met yet (docs/TASK.md "Status", 2-thread runs: RM 0.84 at 550 steps, 0.82-0.83 expected
-# at the committed 400; PPO hidden score +0.04 to +0.11 over SFT at kl_coef 0.5-1.0); until they
-# are, the test fails only below regression floors under today's measurements: RM accuracy
-# >= RM_FLOOR (0.78) and PPO hidden score >= SFT's - HIDDEN_DROP (0.10: no real drop). Asserted
-# as they are:
+# Asserted:
+#   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85; 0.89-0.90 measured, docs/TASK.md)
 #   - PPO's mean reward under the RM above SFT's
 #   - KL(PPO || SFT) per sequence below ppo.kl_target of configs/tiny/ppo.yaml
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
 #   - the pipeline (everything after the build) takes <= 600 s
+# Reported on every run as "target met" / "TARGET NOT MET": PPO's hidden score (the scorer the RM
+# never sees) >= SFT's + HIDDEN_MARGIN (0.10: about 2 standard errors of the difference of two
+# 200-prompt means, docs/TASK.md). Not met yet (+0.05 to +0.11 measured); until it is, the test
+# fails only below a regression floor: PPO's hidden score >= SFT's - HIDDEN_DROP (0.10: no real drop).
 # Usage: test_e2e.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
 RM_TARGET=0.85
 HIDDEN_MARGIN=0.10
-RM_FLOOR=0.78
 HIDDEN_DROP=0.10
 command -v jq >/dev/null || { echo "jq missing (launch/setup.sh installs it)"; exit 1; }
 RUN=$(mktemp -d /tmp/rlhf_e2e.XXXXXX)
@@ -48,9 +44,8 @@ check() {  # check NAME JQ_EXPR
 target() {  # target NAME JQ_EXPR: reported, not asserted (see the header)
   if jq -e "$2" "$E" >/dev/null; then echo "target met      $1"; else echo "TARGET NOT MET  $1 ($2)"; fi
 }
-target "rm held-out accuracy >= $RM_TARGET" ".rm_heldout_accuracy >= $RM_TARGET"
 target "ppo hidden score >= sft hidden score + $HIDDEN_MARGIN" ".ppo_hidden_score >= .sft_hidden_score + $HIDDEN_MARGIN"
-check "rm held-out accuracy >= floor $RM_FLOOR" ".rm_heldout_accuracy >= $RM_FLOOR"
+check "rm held-out accuracy >= $RM_TARGET" ".rm_heldout_accuracy >= $RM_TARGET"
 check "ppo hidden score >= sft hidden score - $HIDDEN_DROP" ".ppo_hidden_score >= .sft_hidden_score - $HIDDEN_DROP"
 check "ppo KL to sft < $kl_target" ".ppo_kl_to_sft < $kl_target"
 check "ppo reward > sft reward" '.ppo_reward_mean > .sft_reward_mean'

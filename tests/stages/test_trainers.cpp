@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -239,6 +240,21 @@ TEST_F(Trainers, RmResumeIsBitExactAndForwardsEachResponseOnce) {
       for (int64_t j = ranked.group_offsets[g]; j < ranked.group_offsets[g + 1]; ++j)
         pairs += ranked.ranks[i] < ranked.ranks[j];
   EXPECT_EQ(m[0]["pairs"].get<double>(), static_cast<double>(pairs));
+}
+
+// train.micro_batch_size = 0 (auto) = the rank's whole share in one forward: the same run as the
+// explicit value (global 4 on one rank), while config.yaml keeps the 0.
+TEST_F(Trainers, AutoMicroBatchIsTheWholeShare) {
+  const std::string a = g_root + "/rm_mb4", b = g_root + "/rm_mb0";
+  auto explicit_args = rm_args(a, 2), auto_args = rm_args(b, 2);
+  explicit_args.insert(explicit_args.end(), {"--set", "train.micro_batch_size=4"});
+  auto_args.insert(auto_args.end(), {"--set", "train.micro_batch_size=0"});
+  ASSERT_EQ(run_stage(rlhf::run_rm, explicit_args), 0);
+  ASSERT_EQ(run_stage(rlhf::run_rm, auto_args), 0);
+  expect_same_run(a, b, "loss");
+  std::ifstream in(b + "/config.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("micro_batch_size: 0"), std::string::npos) << text;
 }
 
 // The RM forwards a micro-batch's responses in length buckets and puts the rewards back in group
