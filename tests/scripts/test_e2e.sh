@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end (ctest label e2e): the whole pipeline on the embedded task, then the same PPO stage
 # with ptx off, on held-out data (docs/TASK.md).
-# Asserted:
-#   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85; 0.89-0.90 measured, docs/TASK.md)
+# Asserted (the targets; measured values in docs/TASK.md "Status"):
+#   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85; 0.897 measured)
+#   - PPO's hidden score (the scorer the RM never sees) >= SFT's + HIDDEN_MARGIN (0.10; +0.186
+#     measured). The hidden score of one sample has a standard deviation of ~0.5, so a mean over
+#     the 200 held-out prompts has a standard error of ~0.035 and the difference of two such means
+#     ~0.05: 0.10 is two standard errors, a gain that sampling noise alone produces rarely.
 #   - PPO's mean reward under the RM above SFT's
 #   - KL(PPO || SFT) per sequence below ppo.kl_target of configs/tiny/ppo.yaml
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
-#   - the pipeline (everything after the build) takes <= 600 s
-# Reported on every run as "target met" / "TARGET NOT MET": PPO's hidden score (the scorer the RM
-# never sees) >= SFT's + HIDDEN_MARGIN (0.10: about 2 standard errors of the difference of two
-# 200-prompt means, docs/TASK.md). Not met yet (+0.05 to +0.11 measured); until it is, the test
-# fails only below a regression floor: PPO's hidden score >= SFT's - HIDDEN_DROP (0.10: no real drop).
+#   - the pipeline (everything after the build) takes <= 600 s (541 s measured)
 # Usage: test_e2e.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
 RM_TARGET=0.85
 HIDDEN_MARGIN=0.10
-HIDDEN_DROP=0.10
 command -v jq >/dev/null || { echo "jq missing (launch/setup.sh installs it)"; exit 1; }
 RUN=$(mktemp -d /tmp/rlhf_e2e.XXXXXX)
 trap 'rm -rf "$RUN"' EXIT
@@ -41,12 +40,8 @@ fail=0
 check() {  # check NAME JQ_EXPR
   if jq -e "$2" "$E" >/dev/null; then echo "ok   $1"; else echo "FAIL $1 ($2)"; fail=1; fi
 }
-target() {  # target NAME JQ_EXPR: reported, not asserted (see the header)
-  if jq -e "$2" "$E" >/dev/null; then echo "target met      $1"; else echo "TARGET NOT MET  $1 ($2)"; fi
-}
-target "ppo hidden score >= sft hidden score + $HIDDEN_MARGIN" ".ppo_hidden_score >= .sft_hidden_score + $HIDDEN_MARGIN"
 check "rm held-out accuracy >= $RM_TARGET" ".rm_heldout_accuracy >= $RM_TARGET"
-check "ppo hidden score >= sft hidden score - $HIDDEN_DROP" ".ppo_hidden_score >= .sft_hidden_score - $HIDDEN_DROP"
+check "ppo hidden score >= sft hidden score + $HIDDEN_MARGIN" ".ppo_hidden_score >= .sft_hidden_score + $HIDDEN_MARGIN"
 check "ppo KL to sft < $kl_target" ".ppo_kl_to_sft < $kl_target"
 check "ppo reward > sft reward" '.ppo_reward_mean > .sft_reward_mean'
 if jq -n -e "$rise_on < $rise_off" >/dev/null; then echo "ok   ptx limits the pretraining-loss rise"; else echo "FAIL ptx: $rise_on !< $rise_off"; fail=1; fi
