@@ -2,15 +2,15 @@
 # End-to-end (ctest label e2e): the whole pipeline on the embedded task, then the same PPO stage
 # with ptx off, on held-out data (docs/TASK.md).
 # Asserted (the targets; measured values in docs/TASK.md "Status"):
-#   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85; 0.897 measured)
-#   - PPO's hidden score (the scorer the RM never sees) >= SFT's + HIDDEN_MARGIN (0.10; +0.186
+#   - RM pairwise accuracy on held-out comparisons >= RM_TARGET (0.85; 0.881 measured)
+#   - PPO's hidden score (the scorer the RM never sees) >= SFT's + HIDDEN_MARGIN (0.10; +0.162
 #     measured). The hidden score of one sample has a standard deviation of ~0.5, so a mean over
 #     the 200 held-out prompts has a standard error of ~0.035 and the difference of two such means
 #     ~0.05: 0.10 is two standard errors, a gain that sampling noise alone produces rarely.
 #   - PPO's mean reward under the RM above SFT's
 #   - KL(PPO || SFT) per sequence below ppo.kl_target of configs/tiny/ppo.yaml
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
-#   - the pipeline (everything after the build) takes <= 600 s (541 s measured)
+#   - the pipeline (everything after the build) takes <= 600 s (538 s measured)
 # Usage: test_e2e.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
