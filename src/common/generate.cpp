@@ -17,9 +17,9 @@
 
 namespace rlhf {
 
-std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int32_t>>& rows,
-                                                 int64_t pad_id) {
-  RLHF_CHECK(!rows.empty(), "left_pad: no rows");
+std::pair<torch::Tensor, torch::Tensor> pad_rows(const std::vector<std::vector<int32_t>>& rows,
+                                                 int64_t pad_id, bool left) {
+  RLHF_CHECK(!rows.empty(), "pad_rows: no rows");
   size_t P = 0;
   for (const auto& r : rows) P = std::max(P, r.size());
   const int64_t B = static_cast<int64_t>(rows.size());
@@ -29,13 +29,18 @@ std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<i
   auto* mp = mask.data_ptr<bool>();
   for (int64_t b = 0; b < B; ++b) {
     const auto& r = rows[b];
-    const size_t off = P - r.size();
+    const size_t off = left ? P - r.size() : 0;
     for (size_t i = 0; i < r.size(); ++i) {
       tp[b * P + off + i] = r[i];
       mp[b * P + off + i] = true;
     }
   }
   return {tokens, mask};
+}
+
+std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int32_t>>& rows,
+                                                 int64_t pad_id) {
+  return pad_rows(rows, pad_id, /*left=*/true);
 }
 
 torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,

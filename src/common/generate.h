@@ -60,6 +60,10 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
 // left-pad ragged prompts: returns {tokens [B,P] int64, mask [B,P] bool} (CPU), P = longest row.
 std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int32_t>>& rows,
                                                  int64_t pad_id);
+// Ragged rows -> {tokens [B,T] int64 filled with pad_id, mask [B,T] bool} (CPU), T = longest row,
+// each row at the end (left = true, left_pad) or at the start (left = false) of its line.
+std::pair<torch::Tensor, torch::Tensor> pad_rows(const std::vector<std::vector<int32_t>>& rows,
+                                                 int64_t pad_id, bool left);
 
 // Whether generate() will use the CUDA-graph decode for this config and device.
 bool cuda_graph_enabled(const SamplingConfig& cfg, const torch::Device& dev);

@@ -4,32 +4,13 @@
 #include <cmath>
 #include <numeric>
 
+#include "common/generate.h"
 #include "common/run.h"
 #include "common/train_common.h"
 #include "common/train_loop.h"
 #include "rm/rm_loss.h"
 
 namespace rlhf {
-
-// Token rows -> [N, T] int64 padded with `pad` and a bool mask, left- or right-aligned.
-static std::pair<torch::Tensor, torch::Tensor> pad_rows(const std::vector<std::vector<int64_t>>& seqs,
-                                                        int64_t pad, bool left) {
-  int64_t T = 1;
-  for (const auto& s : seqs) T = std::max<int64_t>(T, static_cast<int64_t>(s.size()));
-  const int64_t N = static_cast<int64_t>(seqs.size());
-  auto tokens = torch::full({N, T}, pad, torch::kLong);  // [N, T]
-  auto mask = torch::zeros({N, T}, torch::kBool);        // [N, T]
-  auto tok = tokens.accessor<int64_t, 2>();
-  auto msk = mask.accessor<bool, 2>();
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t L = static_cast<int64_t>(seqs[i].size()), off = left ? T - L : 0;
-    for (int64_t t = 0; t < L; ++t) {
-      tok[i][off + t] = seqs[i][t];
-      msk[i][off + t] = true;
-    }
-  }
-  return {tokens, mask};
-}
 
 // Forward every response of `groups` once. Returns rewards [R] in group order.
 // Each group's prompt is forwarded once and its K responses attend to the prompt's keys/values
@@ -58,7 +39,8 @@ static torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const s
   const int64_t n_bos = ids.bos >= 0 ? 1 : 0, n_eos = ids.eos >= 0 ? 1 : 0;
   bool fits = true;
   for (const auto& r : rows)
-    fits = fits && n_bos + r.prompt_len + r.response_len + n_eos <= max_len && r.response_len + n_eos > 0;
+    fits = fits && n_bos + r.prompt_len + r.response_len + n_eos <= max_len && r.response_len + n_eos > 0 &&
+           n_bos + r.prompt_len > 0;
   auto row_len = [&](int64_t i) {
     return fits ? rows[i].response_len : rows[i].prompt_len + rows[i].response_len;
   };
@@ -68,10 +50,10 @@ static torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const s
   const int64_t buckets = std::clamp<int64_t>(n / 16, 1, 4);
   ScalarModelImpl::PromptPrefix prefix;
   if (fits) {
-    std::vector<std::vector<int64_t>> prompts;
+    std::vector<std::vector<int32_t>> prompts;
     for (int64_t g : groups) {
-      std::vector<int64_t> s;
-      if (n_bos) s.push_back(ids.bos);
+      std::vector<int32_t> s;
+      if (n_bos) s.push_back(static_cast<int32_t>(ids.bos));
       s.insert(s.end(), d.prompt.row_data(g), d.prompt.row_data(g) + d.prompt.row_len(g));
       prompts.push_back(std::move(s));
     }
@@ -82,12 +64,12 @@ static torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const s
   for (int64_t b = 0; b < buckets; ++b) {
     const int64_t i0 = b * n / buckets, i1 = (b + 1) * n / buckets;
     if (fits) {
-      std::vector<std::vector<int64_t>> resp;
+      std::vector<std::vector<int32_t>> resp;
       std::vector<int64_t> rg;
       for (int64_t i = i0; i < i1; ++i) {
         const auto& r = rows[order[i]];
-        std::vector<int64_t> s(r.response, r.response + r.response_len);
-        if (n_eos) s.push_back(ids.eos);
+        std::vector<int32_t> s(r.response, r.response + r.response_len);
+        if (n_eos) s.push_back(static_cast<int32_t>(ids.eos));
         resp.push_back(std::move(s));
         rg.push_back(row_group[order[i]]);
       }
