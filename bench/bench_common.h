@@ -28,6 +28,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/check.h"
+#include "common/generate.h"
 #include "common/model.h"
 
 #ifdef RLHF_WITH_NCCL
@@ -53,8 +54,18 @@ struct CommonArgs {
   uint64_t seed = 1234;
   int threads = 0;  // 0 = every core this process may use
   bool checkpointing = false;  // activation checkpointing (recompute blocks in backward)
-  int cuda_graph = 1;          // generation: CUDA-graph decode on CUDA (0 = eager)
+  int cuda_graph = 1;          // generation: 0 = eager decode (older spelling of --decode eager)
+  std::string decode = "auto";  // generation: auto | eager | static (rlhf::DecodeMode)
+  int64_t attend_bucket = 64;   // generation, static decode: attention length rounded up to this
 };
+
+// The sampling config's decode fields from the flags.
+inline void apply_decode_flags(const CommonArgs& a, rlhf::SamplingConfig& sc) {
+  sc.decode = a.decode == "eager" ? rlhf::DecodeMode::Eager
+            : a.decode == "static" ? rlhf::DecodeMode::Static : rlhf::DecodeMode::Auto;
+  if (a.cuda_graph == 0) sc.decode = rlhf::DecodeMode::Eager;
+  sc.attend_bucket = a.attend_bucket;
+}
 
 inline void add_common_flags(CLI::App& app, CommonArgs& a) {
   app.add_option("--preset", a.preset, "model preset (explicit model flags override it)")
@@ -88,8 +99,16 @@ inline void add_common_flags(CLI::App& app, CommonArgs& a) {
       ->capture_default_str();
   app.add_flag("--checkpointing", a.checkpointing,
                "activation checkpointing: recompute each block in backward");
-  app.add_option("--cuda-graph", a.cuda_graph, "generation on CUDA: 1 = CUDA-graph decode, 0 = eager")
+  app.add_option("--cuda-graph", a.cuda_graph, "generation: 0 = eager decode (same as --decode eager)")
       ->check(CLI::Range(0, 1))
+      ->capture_default_str();
+  app.add_option("--decode", a.decode,
+                 "generation: auto (static + CUDA graphs on CUDA, eager on CPU) | eager | static")
+      ->check(CLI::IsMember({"auto", "eager", "static"}))
+      ->capture_default_str();
+  app.add_option("--attend-bucket", a.attend_bucket,
+                 "generation, static decode: attended cache slots rounded up to a multiple of this")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
 }
 
@@ -238,10 +257,14 @@ inline nlohmann::json load_average() {
 }
 
 inline nlohmann::json common_json(const CommonArgs& a, const torch::Device& dev, int threads) {
-  return {{"device", dev.str()},    {"dtype", a.dtype},        {"warmup", a.warmup},
+  rlhf::SamplingConfig sc;
+  apply_decode_flags(a, sc);
+  const bool stat = rlhf::resolved_decode_mode(sc, dev) == rlhf::DecodeMode::Static;
+  return {{"decode", stat ? "static" : "eager"}, {"cuda_graph", rlhf::cuda_graph_enabled(sc, dev)},
+          {"device", dev.str()},    {"dtype", a.dtype},        {"warmup", a.warmup},
           {"iters", a.iters},       {"seed", a.seed},          {"threads", threads},
           {"torch_version", TORCH_VERSION}, {"load_avg_1m_at_end", load_average()},
-          {"checkpointing", a.checkpointing}, {"cuda_graph", a.cuda_graph == 1 && dev.is_cuda()}};
+          {"checkpointing", a.checkpointing}, {"attend_bucket", a.attend_bucket}};
 }
 
 // Random token ids in [0, vocab): [B, T] int64 on `dev` from a seeded CPU generator.

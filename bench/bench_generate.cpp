@@ -64,7 +64,7 @@ static int run(int argc, char** argv) {
   sc.top_p = top_p;
   sc.eos_id = -1;  // no early stop: exactly N tokens per row
   sc.stop_at_eos = false;
-  sc.cuda_graph = a.cuda_graph == 1;
+  apply_decode_flags(a, sc);
   SamplingConfig sc1 = sc;
   sc1.max_new_tokens = 1;
   sc.max_new_tokens = new_tokens;

@@ -98,7 +98,7 @@ static int run(int argc, char** argv) {
   sc.top_k = p.top_k;
   sc.eos_id = -1;
   sc.stop_at_eos = false;
-  sc.cuda_graph = a.cuda_graph == 1;
+  apply_decode_flags(a, sc);
   const bool autocast = dtype == Dtype::BF16;
   auto ac_on = [&] { if (autocast) compat::set_autocast_state({true, at::kBFloat16}); };
   auto ac_off = [&] {

@@ -192,10 +192,13 @@ for c in "${GEN_CASES[@]}"; do
     --preset "$preset" --device "$DEVICE" --dtype $DT --batch "$b" --prompt-len "$p" --new-tokens "$n" \
     --top-k 50 --warmup 1 --iters "$iters"
 done
-# Attribution: the same generation without the CUDA-graph decode (eager decode steps).
+# Attribution: the same generation without the CUDA-graph decode (eager decode steps), and with
+# graphs that attend the whole static cache (one bucket) instead of 64-slot buckets.
 if [ "$SMALL" != 1 ] && [ "$SET" != 1.5b ] && [ -x "$BIN/bench_generate" ]; then
   run_case gen_gpt2_124m ours_eager 75 "$BIN/bench_generate" --preset gpt2-124m --device "$DEVICE" \
-    --dtype $DT --batch 64 --prompt-len 128 --new-tokens 256 --top-k 50 --warmup 1 --iters 2 --cuda-graph 0
+    --dtype $DT --batch 64 --prompt-len 128 --new-tokens 256 --top-k 50 --warmup 1 --iters 2 --decode eager
+  run_case gen_gpt2_124m ours_whole_cache 75 "$BIN/bench_generate" --preset gpt2-124m --device "$DEVICE" \
+    --dtype $DT --batch 64 --prompt-len 128 --new-tokens 256 --top-k 50 --warmup 1 --iters 2 --attend-bucket 4096
 fi
 if [ -x "$BIN/bench_ppo" ]; then
   if [ "$SMALL" = 1 ]; then

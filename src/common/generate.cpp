@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cstdlib>
+#include <map>
 #include <memory>
 
 #ifdef RLHF_WITH_CUDA
@@ -43,10 +44,11 @@ std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<i
   return pad_rows(rows, pad_id, /*left=*/true);
 }
 
-torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
-                            at::Generator& gen) {
-  if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
-  auto l = logits.to(torch::kFloat) / cfg.temperature;    // [B, V]
+namespace {
+// The filtered sampling distribution: logits [B, V] -> probabilities [B, V] float after the
+// temperature, top-k and top-p filters (temperature > 0).
+torch::Tensor sampling_probs(const torch::Tensor& logits, const SamplingConfig& cfg) {
+  auto l = logits.to(torch::kFloat) / cfg.temperature;  // [B, V]
   const int64_t V = l.size(-1);
   if (cfg.top_k > 0 && cfg.top_k < V) {
     auto kth = std::get<0>(l.topk(cfg.top_k, -1)).narrow(-1, cfg.top_k - 1, 1);  // [B, 1]
@@ -61,9 +63,24 @@ torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& c
     auto drop = torch::zeros_like(drop_sorted).scatter(-1, si, drop_sorted);
     l = l.masked_fill(drop, -INFINITY);
   }
-  auto p = torch::softmax(l, -1);                     // [B, V]
-  auto e = torch::empty_like(p).exponential_(1.0, gen);
-  return (p / e).argmax(-1);                          // [B]
+  return torch::softmax(l, -1);  // [B, V]
+}
+
+// Exponential race: argmax p_i / E_i with E_i ~ Exp(1) draws i with probability p_i.
+// noise [B, V] float (unused when greedy).
+torch::Tensor draw(const torch::Tensor& logits, const SamplingConfig& cfg,
+                   const torch::Tensor& noise) {
+  if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
+  return (sampling_probs(logits, cfg) / noise).argmax(-1);
+}
+}  // namespace
+
+torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
+                            at::Generator& gen) {
+  if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
+  auto noise = torch::empty(logits.sizes(), logits.options().dtype(torch::kFloat));
+  noise.exponential_(1.0, gen);                           // [B, V]
+  return draw(logits, cfg, noise);
 }
 
 namespace {
@@ -74,68 +91,137 @@ at::Generator make_generator(const torch::Device& dev, uint64_t seed) {
   return g;
 }
 
-#ifdef RLHF_WITH_CUDA
-// The decode step captured once per generate() call in a CUDA graph and replayed for every new
-// token: static input buffers (token, position, cache slot), attention over the whole cache with
-// the slots not yet written masked out, logits written to one static buffer. No host sync per
-// token; the captured kernels replace ~10 launches per layer.
-class GraphedDecode {
+// What a generate() call writes, all on the model's device.
+struct Rollout {
+  torch::Tensor tokens;     // [B, P + N] int64, prompts then sampled tokens
+  torch::Tensor key_mask;   // [B, P + N] bool: prompt mask, then true
+  torch::Tensor resp_mask;  // [B, max(N, 1)] bool
+  torch::Tensor logprobs;   // [B, max(N, 1)] float
+  torch::Tensor finished;   // [B] bool, updated in place
+  int64_t P = 0;
+};
+
+// Token t of every row from logits [B, V] (eager form; StaticDecoder::body is the same on device
+// indices): rows already finished get pad_id, mask false and log-prob 0. Returns the tokens [B].
+torch::Tensor sample_and_record(Rollout& r, const torch::Tensor& logits, int64_t t,
+                                const SamplingConfig& cfg, at::Generator& gen, bool use_eos) {
+  auto tok = sample_tokens(logits, cfg, gen).masked_fill(r.finished, cfg.pad_id);      // [B]
+  auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1)).squeeze(1);     // [B]
+  r.tokens.select(1, r.P + t).copy_(tok);
+  r.logprobs.select(1, t).copy_(lp.masked_fill(r.finished, 0.0));
+  r.resp_mask.select(1, t).copy_(r.finished.logical_not());
+  if (use_eos) r.finished.logical_or_(tok == cfg.eos_id);
+  return tok;
+}
+
+// The static decode (DecodeMode::Static). State lives in device tensors that every step reads
+// and advances itself: tok_ (the token fed), pos_ (its position), slot_ (its cache slot,
+// = P + its response index). step() feeds response token t and records token t + 1.
+class StaticDecoder {
  public:
-  GraphedDecode(CausalLM& model, KVCache& cache, const torch::Tensor& key_mask, int64_t first_slot)
-      : model_(model), cache_(cache), key_mask_(key_mask) {
-    const auto dev = key_mask.device();
-    const int64_t B = key_mask.size(0);
+  StaticDecoder(CausalLM& model, KVCache& cache, Rollout& r, const SamplingConfig& cfg,
+                const torch::Tensor& first_tok, const torch::Tensor& first_pos, bool capture)
+      : model_(model), cache_(cache), r_(r), cfg_(cfg), capture_(capture),
+        use_eos_(cfg.stop_at_eos && cfg.eos_id >= 0) {
+    const auto dev = r.tokens.device();
     auto lopt = torch::dtype(torch::kLong).device(dev);
-    tok_ = torch::zeros({B, 1}, lopt);                       // [B, 1]
-    pos_ = torch::zeros({B, 1}, lopt);                       // [B, 1]
-    slot_ = torch::full({1}, first_slot, lopt);              // [1]
+    const int64_t B = r.tokens.size(0);
+    tok_ = first_tok.reshape({B, 1}).clone();                 // [B, 1]
+    pos_ = first_pos.reshape({B, 1}).clone();                 // [B, 1]
+    slot_ = torch::full({1}, r.P, lopt);                      // [1]
     slots_ = torch::arange(cache.capacity, lopt).unsqueeze(0);  // [1, capacity]
-    torch::cuda::synchronize();  // the prefill (default stream) is done before the side stream
-    auto stream = c10::cuda::getStreamFromPool();
-    {
-      c10::cuda::CUDAStreamGuard guard(stream);
-      // Warm-up outside the capture (library handles, allocator); it writes slot first_slot,
-      // which the first real step overwrites.
-      for (int i = 0; i < 2; ++i) body();
-      graph_.capture_begin();
-      body();
-      graph_.capture_end();
-    }
-    torch::cuda::synchronize();
+    if (cfg.temperature != 0.0)
+      noise_ = torch::empty({B, model->cfg.vocab_size}, torch::dtype(torch::kFloat).device(dev));
   }
-  // tok [B] int64, pos [B, 1] int64, slot: the cache slot of this token -> logits [B, V]
-  // (the static buffer: valid until the next call).
-  torch::Tensor step(const torch::Tensor& tok, const torch::Tensor& pos, int64_t slot) {
-    tok_.copy_(tok.unsqueeze(1));
-    pos_.copy_(pos);
-    slot_.fill_(slot);
-    graph_.replay();
-    return logits_;
+  // Cache slots attended while feeding response token t (slot P + t): the filled prefix rounded
+  // up to a multiple of attend_bucket.
+  int64_t attend_len(int64_t t) const {
+    const int64_t need = r_.P + t + 1, b = cfg_.attend_bucket;
+    return std::min(cache_.capacity, (need + b - 1) / b * b);
+  }
+  void step(int64_t t, at::Generator& gen) {
+    if (noise_.defined()) noise_.exponential_(1.0, gen);  // same draws, same order as Eager
+    const int64_t L = attend_len(t);
+#ifdef RLHF_WITH_CUDA
+    if (capture_) {
+      auto& g = graphs_[L];
+      if (!g) g = capture(L);
+      g->replay();
+      return;
+    }
+#endif
+    body(L);
   }
 
  private:
-  void body() {
-    auto valid = key_mask_.logical_and(slots_.le(slot_));  // [B, capacity]
+  void body(int64_t L) {
+    auto valid = r_.key_mask.narrow(1, 0, L).logical_and(slots_.narrow(1, 0, L).le(slot_));  // [B, L]
     auto h = model_->trunk->decode_static(tok_, pos_, valid, cache_, slot_);  // [B, 1, C]
-    logits_ = model_->logits_from_hidden(h).squeeze(1);                       // [B, V]
+    auto logits = model_->logits_from_hidden(h).squeeze(1);                   // [B, V]
+    auto tok = draw(logits, cfg_, noise_).masked_fill(r_.finished, cfg_.pad_id);          // [B]
+    auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1));                 // [B, 1]
+    auto next_slot = slot_ + 1, t_next = next_slot - r_.P;                                // [1]
+    r_.tokens.index_copy_(1, next_slot, tok.unsqueeze(1));
+    r_.logprobs.index_copy_(1, t_next, lp.masked_fill(r_.finished.unsqueeze(1), 0.0));
+    r_.resp_mask.index_copy_(1, t_next, r_.finished.logical_not().unsqueeze(1));
+    if (use_eos_) r_.finished.logical_or_(tok == cfg_.eos_id);
+    tok_.copy_(tok.unsqueeze(1));
+    pos_.add_(1);
+    slot_.add_(1);
   }
+#ifdef RLHF_WITH_CUDA
+  // Capture body(L) on a side stream after warm-up runs (library handles, allocator). A warm-up
+  // run performs a real step, so the counters and `finished` are put back afterwards; what it
+  // wrote (cache slot, token, log-prob, mask of the same step) the replay writes again.
+  std::unique_ptr<at::cuda::CUDAGraph> capture(int64_t L) {
+    auto g = std::make_unique<at::cuda::CUDAGraph>();
+    torch::cuda::synchronize();
+    auto stream = c10::cuda::getStreamFromPool();
+    {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      auto tok = tok_.clone(), pos = pos_.clone(), slot = slot_.clone(), fin = r_.finished.clone();
+      for (int i = 0; i < (captured_any_ ? 1 : 2); ++i) {  // the first capture warms up twice
+        body(L);
+        tok_.copy_(tok);
+        pos_.copy_(pos);
+        slot_.copy_(slot);
+        r_.finished.copy_(fin);
+      }
+      g->capture_begin();
+      body(L);
+      g->capture_end();
+    }
+    captured_any_ = true;
+    torch::cuda::synchronize();
+    return g;
+  }
+  std::map<int64_t, std::unique_ptr<at::cuda::CUDAGraph>> graphs_;
+  bool captured_any_ = false;
+#endif
   CausalLM& model_;
   KVCache& cache_;
-  torch::Tensor key_mask_, tok_, pos_, slot_, slots_, logits_;
-  at::cuda::CUDAGraph graph_;
+  Rollout& r_;
+  const SamplingConfig& cfg_;
+  bool capture_, use_eos_;
+  torch::Tensor tok_, pos_, slot_, slots_, noise_;
 };
-#endif
 }  // namespace
 
 bool cuda_graph_enabled(const SamplingConfig& cfg, const torch::Device& dev) {
-  if (!cfg.cuda_graph || !dev.is_cuda()) return false;
-  const char* env = std::getenv("RLHF_CUDA_GRAPH");
 #ifdef RLHF_WITH_CUDA
+  if (!dev.is_cuda() || cfg.decode == DecodeMode::Eager) return false;
+  const char* env = std::getenv("RLHF_CUDA_GRAPH");
   return !(env && std::string(env) == "0");
 #else
-  (void)env;
+  (void)cfg;
+  (void)dev;
   return false;
 #endif
+}
+
+DecodeMode resolved_decode_mode(const SamplingConfig& cfg, const torch::Device& dev) {
+  if (cfg.decode != DecodeMode::Auto) return cfg.decode;
+  return cuda_graph_enabled(cfg, dev) ? DecodeMode::Static : DecodeMode::Eager;
 }
 
 namespace {
@@ -161,6 +247,7 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
   RLHF_CHECK(cfg.top_p > 0 && cfg.top_p <= 1, "generate: top_p must be in (0, 1], got {}", cfg.top_p);
   RLHF_CHECK(cfg.top_k >= 0, "generate: top_k must be >= 0, got {}", cfg.top_k);
   RLHF_CHECK(cfg.eos_check_every > 0, "generate: eos_check_every must be > 0");
+  RLHF_CHECK(cfg.attend_bucket > 0, "generate: attend_bucket must be > 0, got {}", cfg.attend_bucket);
   const auto params = model->parameters();
   const torch::Device dev = params.at(0).device();
   auto prompts = prompts_in.to(dev, torch::kLong);
@@ -175,63 +262,52 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
 
   GenerateOutput out;
   out.prompt_len = P;
-  auto ac = compat::autocast_state();
-  auto cache_dtype = (dev.is_cuda() && ac.enabled) ? ac.dtype : params.at(0).scalar_type();
-  KVCache cache = KVCache::allocate(mc, B, cap, torch::dtype(cache_dtype).device(dev));
+  KVCache cache = KVCache::allocate(
+      mc, B, cap, torch::dtype(KVCache::storage_dtype(dev, params.at(0).scalar_type())).device(dev));
   auto long_opt = torch::dtype(torch::kLong).device(dev);
-  auto tokens = torch::full({B, cap}, cfg.pad_id, long_opt);                  // [B, P+N]
-  tokens.narrow(1, 0, P).copy_(prompts);
-  auto key_mask = torch::ones({B, cap}, torch::dtype(torch::kBool).device(dev));  // [B, P+N]
-  key_mask.narrow(1, 0, P).copy_(prompt_mask);
-  auto resp_mask = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kBool).device(dev));
-  auto logprobs = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kFloat).device(dev));
-  auto finished = torch::zeros({B}, torch::dtype(torch::kBool).device(dev));  // [B]
+  auto bool_opt = torch::dtype(torch::kBool).device(dev);
+  Rollout r;
+  r.P = P;
+  r.tokens = torch::full({B, cap}, cfg.pad_id, long_opt);                 // [B, P+N]
+  r.tokens.narrow(1, 0, P).copy_(prompts);
+  r.key_mask = torch::ones({B, cap}, bool_opt);                           // [B, P+N]
+  r.key_mask.narrow(1, 0, P).copy_(prompt_mask);
+  r.resp_mask = torch::zeros({B, std::max<int64_t>(N, 1)}, bool_opt);
+  r.logprobs = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kFloat).device(dev));
+  r.finished = torch::zeros({B}, bool_opt);                               // [B]
   const bool use_eos = cfg.stop_at_eos && cfg.eos_id >= 0;
   at::Generator gen = make_generator(dev, seed);
 
   int64_t n = 0;
   if (N > 0) {
     auto pos = positions_from_mask(prompt_mask);                       // [B, P]
-    auto h = model->trunk(prompts, pos, key_mask.narrow(1, 0, P), &cache, 0);  // [B, P, C]
+    auto h = model->trunk(prompts, pos, prompt_mask, &cache, 0);       // [B, P, C]
     auto logits = model->logits_from_hidden(h.narrow(1, P - 1, 1)).squeeze(1);  // [B, V]
     auto next_pos = pos.select(1, P - 1).unsqueeze(1) + 1;             // [B, 1]
-#ifdef RLHF_WITH_CUDA
-    std::unique_ptr<GraphedDecode> graphed;
-    if (N > 1 && cuda_graph_enabled(cfg, dev))
-      graphed = std::make_unique<GraphedDecode>(model, cache, key_mask, P);
-#endif
-    for (int64_t t = 0; t < N; ++t) {
-      auto tok = sample_tokens(logits, cfg, gen);                             // [B]
-      auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1)).squeeze(1);  // [B]
-      auto alive = finished.logical_not();
-      tok = torch::where(alive, tok, torch::full_like(tok, cfg.pad_id));
-      lp = torch::where(alive, lp, torch::zeros_like(lp));
-      tokens.select(1, P + t).copy_(tok);
-      logprobs.select(1, t).copy_(lp);
-      resp_mask.select(1, t).copy_(alive);
+    auto tok = sample_and_record(r, logits, 0, cfg, gen, use_eos);     // [B]
+    std::unique_ptr<StaticDecoder> stat;
+    if (N > 1 && resolved_decode_mode(cfg, dev) == DecodeMode::Static)
+      stat = std::make_unique<StaticDecoder>(model, cache, r, cfg, tok, next_pos,
+                                             cuda_graph_enabled(cfg, dev));
+    for (int64_t t = 0;; ++t) {  // token t is recorded; feed it unless done
       n = t + 1;
-      if (use_eos) {
-        finished = finished.logical_or(tok == cfg.eos_id);
-        if ((t + 1) % cfg.eos_check_every == 0 && finished.all().item<bool>()) break;
-      }
+      if (use_eos && (t + 1) % cfg.eos_check_every == 0 && r.finished.all().item<bool>()) break;
       if (t + 1 == N) break;
-#ifdef RLHF_WITH_CUDA
-      if (graphed) {
-        logits = graphed->step(tok, next_pos, P + t);                         // [B, V]
-        next_pos = next_pos + 1;
+      if (stat) {
+        stat->step(t, gen);
         continue;
       }
-#endif
-      h = model->trunk(tok.unsqueeze(1), next_pos, key_mask.narrow(1, 0, P + t + 1), &cache,
-                       P + t);                                                 // [B, 1, C]
-      logits = model->logits_from_hidden(h).squeeze(1);                       // [B, V]
+      h = model->trunk(tok.unsqueeze(1), next_pos, r.key_mask.narrow(1, 0, P + t + 1), &cache,
+                       P + t);                                         // [B, 1, C]
+      logits = model->logits_from_hidden(h).squeeze(1);                // [B, V]
       next_pos = next_pos + 1;
+      tok = sample_and_record(r, logits, t + 1, cfg, gen, use_eos);
     }
   }
   out.new_tokens = n;
-  out.tokens = tokens.narrow(1, 0, P + n).contiguous();
-  out.response_mask = resp_mask.narrow(1, 0, n).contiguous();
-  out.logprobs = logprobs.narrow(1, 0, n).contiguous();
+  out.tokens = r.tokens.narrow(1, 0, P + n).contiguous();
+  out.response_mask = r.resp_mask.narrow(1, 0, n).contiguous();
+  out.logprobs = r.logprobs.narrow(1, 0, n).contiguous();
   out.attention_mask = torch::cat({prompt_mask, out.response_mask}, 1);
   return out;
 }

@@ -16,6 +16,8 @@
 // - Per-row EOS stop (cfg.stop_at_eos && cfg.eos_id >= 0): the EOS token is kept and masked in;
 //   afterwards the row emits pad_id with mask false and logprob 0. The only host syncs in the
 //   loop are an "all rows finished?" check every eos_check_every steps.
+// - Decode modes (DecodeMode below): same tokens for the same seed, log-probs equal up to
+//   round-off.
 // - Runs under NoGradGuard (never InferenceMode) and in eval mode (the model's train/eval mode is
 //   restored afterwards).
 #pragma once
@@ -29,6 +31,19 @@
 
 namespace rlhf {
 
+// How generate() runs its decode steps (the results are the same; the test suite checks it):
+// - Eager: one ordinary cached forward per token over the filled cache prefix, sampling on the
+//   side (host launches every kernel).
+// - Static: every step has fixed shapes and host arguments; the step decodes, samples (the
+//   exponential noise is drawn outside the step from the same generator, in the same order as
+//   Eager), records the token/log-prob/mask and advances its own counters on the device.
+//   Attention covers the cache up to the next multiple of attend_bucket slots. On CUDA (CUDA
+//   build) each bucket's step is captured once in a CUDA graph and replayed per token, so a
+//   token costs one noise draw + one graph launch; elsewhere the same step runs uncaptured.
+// - Auto: Static on CUDA, Eager elsewhere. The environment variable RLHF_CUDA_GRAPH=0 makes Auto
+//   mean Eager and stops Static from capturing graphs.
+enum class DecodeMode { Auto, Eager, Static };
+
 struct SamplingConfig {
   int64_t max_new_tokens = 64;
   double temperature = 1.0;
@@ -38,10 +53,10 @@ struct SamplingConfig {
   int64_t pad_id = 0;
   bool stop_at_eos = true;
   int64_t eos_check_every = 8;
-  // CUDA builds on a CUDA device: capture the decode step in a CUDA graph once per call and
-  // replay it per token (attention then reads the whole static cache, masked). The environment
-  // variable RLHF_CUDA_GRAPH=0 turns it off everywhere. No effect on CPU.
-  bool cuda_graph = true;
+  DecodeMode decode = DecodeMode::Auto;
+  // Static decode: attention reads the cache up to the next multiple of this many slots (one
+  // CUDA graph per bucket), not the whole cache. Must be > 0.
+  int64_t attend_bucket = 64;
 };
 
 struct GenerateOutput {
@@ -65,8 +80,10 @@ std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<i
 std::pair<torch::Tensor, torch::Tensor> pad_rows(const std::vector<std::vector<int32_t>>& rows,
                                                  int64_t pad_id, bool left);
 
-// Whether generate() will use the CUDA-graph decode for this config and device.
+// Whether generate() will capture its decode steps in CUDA graphs for this config and device.
 bool cuda_graph_enabled(const SamplingConfig& cfg, const torch::Device& dev);
+// The decode mode generate() will run for this config and device (Eager or Static, never Auto).
+DecodeMode resolved_decode_mode(const SamplingConfig& cfg, const torch::Device& dev);
 
 // The sampling transform alone (exposed for tests): logits [B, V] float -> token ids [B] int64.
 torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,

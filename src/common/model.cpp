@@ -116,6 +116,11 @@ KVCache KVCache::allocate(const ModelConfig& cfg, int64_t batch, int64_t capacit
   return c;
 }
 
+torch::ScalarType KVCache::storage_dtype(const torch::Device& dev, torch::ScalarType param_dtype) {
+  auto ac = compat::autocast_state();
+  return (dev.is_cuda() && ac.enabled) ? ac.dtype : param_dtype;
+}
+
 torch::Tensor positions_from_mask(const torch::Tensor& mask) {
   return (mask.to(torch::kLong).cumsum(1) - 1).clamp_min(0);  // [B, T]
 }
@@ -132,7 +137,8 @@ struct AttnCtx {
   torch::Tensor cos, sin;  // [B, 1, T, D] (llama)
   KVCache* cache = nullptr;
   int64_t cache_pos = 0;
-  torch::Tensor cache_index;  // [1] int64: decode_static's write slot (whole cache attended)
+  torch::Tensor cache_index;  // [1] int64: decode_static's write slot
+  int64_t static_len = 0;     // decode_static: cache slots [0, static_len) are attended
 };
 }  // namespace detail
 using detail::AttnCtx;
@@ -155,8 +161,8 @@ torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, c
     auto& cv = c.cache->v[layer];
     ck.index_copy_(2, c.cache_index, k.to(ck.scalar_type()));
     cv.index_copy_(2, c.cache_index, v.to(cv.scalar_type()));
-    k = ck;  // [B, Hkv, capacity, D]
-    v = cv;
+    k = ck.narrow(2, 0, c.static_len);  // [B, Hkv, L, D]
+    v = cv.narrow(2, 0, c.static_len);
   } else if (c.cache) {
     auto& ck = c.cache->k[layer];
     auto& cv = c.cache->v[layer];
@@ -471,14 +477,17 @@ torch::Tensor TransformerImpl::decode_static(const torch::Tensor& tokens,
   const int64_t B = tokens.size(0);
   RLHF_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && positions.sizes() == tokens.sizes(),
              "decode_static: tokens and positions must be [B, 1]");
-  RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == cache.capacity,
-             "decode_static: key_mask must be [B={}, capacity={}]", B, cache.capacity);
+  const int64_t L = key_mask.dim() == 2 ? key_mask.size(1) : 0;
+  RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && L >= 1 && L <= cache.capacity,
+             "decode_static: key_mask must be [B={}, L] with 1 <= L <= capacity={}", B,
+             cache.capacity);
   RLHF_CHECK(cache_index.numel() == 1 && cache_index.scalar_type() == torch::kLong,
              "decode_static: cache_index must be one int64");
   AttnCtx c;
   c.cache = &cache;
   c.cache_index = cache_index;
-  auto m = key_mask.view({B, 1, 1, cache.capacity});        // [B, 1, 1, capacity]
+  c.static_len = L;
+  auto m = key_mask.view({B, 1, 1, L});                     // [B, 1, 1, L]
   c.mask = m.logical_or(m.any(-1, true).logical_not());
   return run_layers(tokens, positions, c, false);
 }
@@ -561,8 +570,7 @@ ScalarModelImpl::PromptPrefix ScalarModelImpl::encode_prompts(const torch::Tenso
   RLHF_CHECK(prompts.dim() == 2 && prompt_mask.sizes() == prompts.sizes(),
              "encode_prompts: prompts and prompt_mask must be the same [G, Tp]");
   const auto dev = prompts.device();
-  auto ac = compat::autocast_state();
-  auto cache_dtype = (dev.is_cuda() && ac.enabled) ? ac.dtype : parameters().at(0).scalar_type();
+  auto cache_dtype = KVCache::storage_dtype(dev, parameters().at(0).scalar_type());
   PromptPrefix p;
   p.mask = prompt_mask.to(torch::kBool);
   p.len = p.mask.to(torch::kLong).sum(1);  // [G]

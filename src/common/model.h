@@ -59,6 +59,9 @@ struct KVCache {
   int64_t capacity = 0;
   static KVCache allocate(const ModelConfig&, int64_t batch, int64_t capacity,
                           torch::TensorOptions);
+  // The dtype a cache is stored in: the autocast dtype on CUDA when autocast is on (keys and
+  // values come out of autocast matmuls in it), else the parameters' dtype.
+  static torch::ScalarType storage_dtype(const torch::Device& dev, torch::ScalarType param_dtype);
 };
 
 // positions from a left-padded mask: cumsum(mask) - 1, clamped at 0. mask [B,T] bool -> [B,T] int64
@@ -82,9 +85,10 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
                         int64_t cache_pos = 0);  // -> [B, T, d_model]
   // A decode step whose shapes and host arguments do not change from step to step (so it can be
   // captured once in a CUDA graph and replayed): tokens/positions [B,1] int64; key_mask
-  // [B, capacity] bool, true = attend (the caller masks the slots not written yet);
-  // cache_index [1] int64 on the device = the slot the new key/value goes to. Attention reads
-  // the whole cache. -> [B, 1, d_model]
+  // [B, L] bool with 1 <= L <= capacity, true = attend (the caller masks the slots not written
+  // yet); cache_index [1] int64 on the device = the slot the new key/value goes to, which the
+  // caller keeps < L (not checked: that would need a host sync). Attention reads cache slots
+  // [0, L) only, so a caller can capture one graph per bucket of L. -> [B, 1, d_model]
   torch::Tensor decode_static(const torch::Tensor& tokens, const torch::Tensor& positions,
                               const torch::Tensor& key_mask, KVCache& cache,
                               const torch::Tensor& cache_index);

@@ -72,6 +72,43 @@ TEST_P(GenFamily, GenerateLogprobsMatchRecompute) {
   EXPECT_TRUE(torch::equal(out.attention_mask.narrow(1, 0, P), pmask));
 }
 
+// The static decode (fixed shapes, on-device sampling and bookkeeping, attention over buckets of
+// cache slots: what the CUDA graphs capture; uncaptured here) == the eager decode: same tokens,
+// masks and stop step for the same seed, log-probs up to round-off. Sampling with all filters,
+// a per-row EOS and greedy, for bucket sizes 1 (exactly the filled prefix), 4 and 64 (one bucket).
+TEST_P(GenFamily, StaticDecodeMatchesEager) {
+  auto [fam, kv] = GetParam();
+  CausalLM m = make_model(fam, kv, 16);
+  auto [prompts, pmask] = left_pad({{5, 6, 7}, {3, 4, 9, 10, 11}, {12}, {1, 2}}, 0);
+  SamplingConfig sc;
+  sc.max_new_tokens = 14;
+  sc.temperature = 1.1;
+  sc.top_k = 20;
+  sc.top_p = 0.9;
+  EXPECT_EQ(resolved_decode_mode(sc, torch::Device(torch::kCPU)), DecodeMode::Eager);
+  sc.eos_check_every = 2;
+  for (double temp : {1.1, 0.0}) {
+    sc.temperature = temp;
+    sc.decode = DecodeMode::Eager;
+    sc.stop_at_eos = false;
+    auto free_run = generate(m, prompts, pmask, sc, 31);
+    sc.stop_at_eos = true;
+    sc.eos_id = free_run.tokens[1][5 + 3].item<int64_t>();  // row 1 stops by step 3
+    auto eager = generate(m, prompts, pmask, sc, 31);
+    EXPECT_FALSE(eager.response_mask.all().item<bool>()) << "the EOS stopped no row";
+    for (int64_t bucket : {1, 4, 64}) {
+      sc.decode = DecodeMode::Static;
+      sc.attend_bucket = bucket;
+      auto stat = generate(m, prompts, pmask, sc, 31);
+      ASSERT_EQ(stat.new_tokens, eager.new_tokens) << "temperature " << temp << " bucket " << bucket;
+      EXPECT_TRUE(torch::equal(stat.tokens, eager.tokens)) << "temperature " << temp << " bucket " << bucket;
+      EXPECT_TRUE(torch::equal(stat.response_mask, eager.response_mask));
+      EXPECT_TRUE(torch::equal(stat.attention_mask, eager.attention_mask));
+      EXPECT_LT((stat.logprobs - eager.logprobs).abs().max().item<double>(), 1e-4);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, GenFamily,
                          ::testing::Values(std::make_pair(Family::GPT2, int64_t(4)),
                                            std::make_pair(Family::Llama, int64_t(4)),
@@ -234,11 +271,16 @@ TEST(Stories260K, GreedyGoldenText) {
   sc.max_new_tokens = 200;
   sc.temperature = 0;
   sc.eos_id = tok->eos_id();
-  auto out = generate(m, pr, pm, sc, 0);
-  ASSERT_EQ(out.new_tokens, 200);
-  auto t = out.tokens[0];
-  std::vector<int32_t> ids(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
-  EXPECT_EQ(tok->decode(ids), read_file(dir + "expected_greedy_200.txt"));
+  for (DecodeMode mode : {DecodeMode::Eager, DecodeMode::Static}) {
+    sc.decode = mode;
+    sc.attend_bucket = 48;  // static: 5 buckets over the 201-slot cache
+    auto out = generate(m, pr, pm, sc, 0);
+    ASSERT_EQ(out.new_tokens, 200);
+    auto t = out.tokens[0];
+    std::vector<int32_t> ids(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+    EXPECT_EQ(tok->decode(ids), read_file(dir + "expected_greedy_200.txt"))
+        << (mode == DecodeMode::Static ? "static decode" : "eager decode");
+  }
 }
 
 TEST(Llama2c, TruncatedFileNamesTensor) {
