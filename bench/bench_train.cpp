@@ -8,6 +8,8 @@
 //   achieved_flops     train_flops_per_token(N, cfg, T) · tokens_per_s  (formula: bench_common.h)
 //   matmul_peak_flops  best-of-3 FLOP/s of [n, n] @ [n, n] matmuls (2n³ each)
 //   mfu                achieved_flops / matmul_peak_flops
+// --fused-head 1 (default): the loss is sft/sft_loss.h's fused_lm_loss, as in the trainers;
+// 0 materialises the [B, T, V] float32 logits (for the side-by-side ratio).
 // --dtype bf16: CUDA autocast to bfloat16 around forward + loss, fp32 master weights and AdamW
 // state (what the trainers' train.precision = bf16 does); the peak is then a bf16 matmul.
 // On CPU, bf16 is refused (the trainers' bf16 mode is CUDA autocast only). Run with no flags for
@@ -31,6 +33,7 @@ static int run(int argc, char** argv) {
   int64_t batch = 8, seq_len = 128, peak_n = 0, peak_iters = 0;
   double lr = 3e-4, grad_clip = 1.0;
   bool act_ckpt = false;
+  int fused_head = 1;
   add_common_flags(app, a);
   app.add_option("--batch", batch, "sequences per step")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seq-len", seq_len, "tokens per sequence")
@@ -38,6 +41,9 @@ static int run(int argc, char** argv) {
   app.add_option("--lr", lr, "AdamW learning rate")->capture_default_str();
   app.add_option("--grad-clip", grad_clip, "global-norm clip (0 = off)")->capture_default_str();
   app.add_flag("--activation-checkpointing", act_ckpt, "recompute each block in backward");
+  app.add_option("--fused-head", fused_head,
+                 "1 = fused_lm_loss (chunked LM head, no [B, T, V] logits), 0 = logits + masked_lm_loss")
+      ->check(CLI::Range(0, 1))->capture_default_str();
   app.add_option("--peak-n", peak_n, "matmul size for the peak (0 = 1024 on CPU, 8192 on CUDA)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--peak-iters", peak_iters, "matmuls per timed repeat (0 = 8 on CPU, 50 on CUDA)")
@@ -77,8 +83,10 @@ static int run(int argc, char** argv) {
   double last_loss = 0;
   auto step = [&]() {
     if (autocast) compat::set_autocast_state({true, at::kBFloat16});
-    auto logits = model->forward(tokens, positions, torch::Tensor());  // [B, T, V] float32
-    LmLoss l = masked_lm_loss(logits, tokens, loss_mask);
+    LmLoss l = fused_head
+        ? fused_lm_loss(model->trunk(tokens, positions, torch::Tensor()), model->head_weight(),
+                        tokens, loss_mask)
+        : masked_lm_loss(model->forward(tokens, positions, torch::Tensor()), tokens, loss_mask);
     if (autocast) compat::set_autocast_state({false, at::kBFloat16});
     l.loss.backward();
     if (autocast) at::autocast::clear_cache();
@@ -111,6 +119,7 @@ static int run(int argc, char** argv) {
   out["params"]["grad_clip"] = grad_clip;
   out["params"]["peak_n"] = peak_n;
   out["params"]["peak_iters"] = peak_iters;
+  out["params"]["fused_head"] = fused_head == 1;
   out["params"]["precision"] = autocast ? "bf16 autocast, fp32 master weights" : "fp32";
   out["model"] = model_json(mc, a, n_params);
   out["model"]["n_matmul_params"] = n_matmul;

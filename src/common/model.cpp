@@ -530,9 +530,12 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& c) : cfg(c) {
   }
 }
 
+torch::Tensor CausalLMImpl::head_weight() {
+  return cfg.tie_embeddings ? trunk->token_embedding_weight() : lm_head->weight;
+}
+
 torch::Tensor CausalLMImpl::logits_from_hidden(const torch::Tensor& h) {
-  auto logits = cfg.tie_embeddings ? torch::linear(h, trunk->token_embedding_weight()) : lm_head(h);
-  return logits.to(torch::kFloat);  // [B, T, V]
+  return torch::linear(h, head_weight()).to(torch::kFloat);  // [B, T, V]
 }
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions,

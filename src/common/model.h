@@ -118,6 +118,8 @@ class CausalLMImpl : public torch::nn::Module {
                         int64_t cache_pos = 0);  // -> logits [B, T, V] (float32 under autocast too)
   // Logits from trunk hidden states [B, T, C] -> [B, T, V] float32 (e.g. only the last position).
   torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
+  // The LM head's weight [V, C]: lm_head.weight, or the token embedding when tied.
+  torch::Tensor head_weight();
   ModelConfig cfg;
   Transformer trunk{nullptr};          // registered as "transformer" (gpt2) or "model" (llama)
   torch::nn::Linear lm_head{nullptr};  // registered as "lm_head" only when not tied

@@ -96,8 +96,8 @@ std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, co
       rows.push_back({data.prompt.row_data(i), data.prompt.row_len(i), data.response.row_data(i),
                       data.response.row_len(i)});
     SeqBatch b = build_seq_batch(rows, ids, max_len);
-    auto logits = model->forward(b.tokens.to(device), b.positions.to(device), b.mask.to(device));
-    LmLoss l = masked_lm_loss(logits, b.tokens.to(device), b.target_mask.to(device));
+    auto h = model->trunk(b.tokens.to(device), b.positions.to(device), b.mask.to(device));  // [B, T, C]
+    LmLoss l = fused_lm_loss(h, model->head_weight(), b.tokens.to(device), b.target_mask.to(device));
     nll += l.sum_nll.item<double>();
     tokens += l.tokens;
   }
@@ -117,8 +117,8 @@ double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_l
   double nll = 0, tokens = 0;
   if (!starts.empty()) {
     SeqBatch b = build_stream_batch(data.tokens, starts, seq_len);
-    auto logits = model->forward(b.tokens.to(dev), b.positions.to(dev), b.mask.to(dev));
-    LmLoss l = masked_lm_loss(logits, b.tokens.to(dev), b.target_mask.to(dev));
+    auto h = model->trunk(b.tokens.to(dev), b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
+    LmLoss l = fused_lm_loss(h, model->head_weight(), b.tokens.to(dev), b.target_mask.to(dev));
     nll = l.sum_nll.item<double>();
     tokens = static_cast<double>(l.tokens);
   }

@@ -27,6 +27,20 @@ struct LmLoss {
 LmLoss masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
                       const torch::Tensor& loss_mask);
 
+// The same loss from the trunk's hidden states and the LM-head weight, without materialising the
+// [B, T, V] logits (the "fused linear cross-entropy" of Liger-Kernel, written here from the
+// formula): only target rows go through the head, in chunks of `chunk_rows` rows (0 = about
+// 2^26 logits per chunk); each chunk's logits z = h Wᵀ live only inside the chunk, and when a
+// gradient is needed the chunk's gradients
+//   ∂nll/∂z = softmax(z) - onehot(target),  ∂/∂h = (∂nll/∂z) W,  ∂/∂W += (∂nll/∂z)ᵀ h
+// are computed right there and scaled by the upstream gradient in backward (sum_nll is linear
+// in them). Under CUDA autocast the matmuls run in the autocast dtype as nn.Linear's would, the
+// softmax math in float32. hidden [B, T, C] float; weight [V, C]; tokens, loss_mask as for
+// masked_lm_loss. Equal to masked_lm_loss(hidden Wᵀ, ...) up to round-off, value and gradients.
+LmLoss fused_lm_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
+                     const torch::Tensor& tokens, const torch::Tensor& loss_mask,
+                     int64_t chunk_rows = 0);
+
 // log π(targets[b,t] | ·) = logits[b,t,targets[b,t]] - logsumexp_v logits[b,t,v]   -> [B, T]
 // No shift: position t's logits score targets[b,t]. Float32 (or wider) math.
 torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/model.h"
 #include "ppo/ppo_loss.h"
 #include "rm/rm_loss.h"
 #include "sft/sft_loss.h"
@@ -100,6 +101,82 @@ TEST(SftLoss, ShapeErrors) {
   const torch::Tensor logits = torch::zeros({1, 3, 4});
   EXPECT_THROW(masked_lm_loss(logits, torch::zeros({1, 2}, torch::kLong), bmat({{1, 1}})), Error);
   EXPECT_THROW(token_logprobs(torch::zeros({3, 4}), torch::zeros({3}, torch::kLong)), Error);
+}
+
+// fused_lm_loss (chunked head, gradients in forward) == masked_lm_loss on the materialised logits
+// hidden·Wᵀ: value, token count and both gradients, for chunks of 1, 4, 1000 rows and the
+// default; masked rows hold pad ids outside the vocabulary; one row has no target at all.
+TEST(SftLoss, FusedHeadEqualsMaterialisedLogits) {
+  torch::manual_seed(3);
+  const int64_t B = 3, T = 7, C = 16, V = 50;
+  auto hidden = (torch::randn({B, T, C}) * 2).requires_grad_();  // [B, T, C]
+  auto weight = torch::randn({V, C}).requires_grad_();           // [V, C]
+  auto tokens = torch::randint(0, V, {B, T}, torch::kLong);      // [B, T]
+  auto mask = torch::rand({B, T}) < 0.7;                         // [B, T]
+  mask[2].fill_(false);
+  tokens.masked_fill_(mask.logical_not(), 999);
+  LmLoss ref = masked_lm_loss(torch::linear(hidden, weight), tokens, mask);
+  ref.loss.backward();
+  auto gh_ref = hidden.grad().clone(), gw_ref = weight.grad().clone();
+  ASSERT_GT(ref.tokens, 4);
+  for (int64_t chunk : {1, 4, 1000, 0}) {
+    hidden.mutable_grad().zero_();
+    weight.mutable_grad().zero_();
+    LmLoss got = fused_lm_loss(hidden, weight, tokens, mask, chunk);
+    EXPECT_EQ(got.tokens, ref.tokens);
+    EXPECT_NEAR(got.loss.item<double>(), ref.loss.item<double>(), 1e-5) << "chunk " << chunk;
+    got.loss.backward();
+    EXPECT_LT((hidden.grad() - gh_ref).abs().max().item<double>(), 1e-6) << "chunk " << chunk;
+    EXPECT_LT((weight.grad() - gw_ref).abs().max().item<double>(), 1e-6) << "chunk " << chunk;
+    EXPECT_GT(weight.grad().abs().max().item<double>(), 1e-3);
+  }
+  {  // without gradients: the same value
+    torch::NoGradGuard ng;
+    EXPECT_NEAR(fused_lm_loss(hidden, weight, tokens, mask).sum_nll.item<double>(),
+                ref.sum_nll.item<double>(), 1e-4);
+  }
+  // No target anywhere: loss 0 and zero gradients, not NaN.
+  hidden.mutable_grad().zero_();
+  LmLoss none = fused_lm_loss(hidden, weight, tokens, torch::zeros({B, T}, torch::kBool));
+  EXPECT_EQ(none.tokens, 0);
+  EXPECT_EQ(none.loss.item<double>(), 0.0);
+  none.loss.backward();
+  EXPECT_EQ(hidden.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_THROW(fused_lm_loss(hidden, torch::zeros({V, C + 1}), tokens, mask), Error);
+}
+
+// Through a model: trunk + fused head == forward + masked_lm_loss, every parameter gradient, for a
+// tied head (the embedding's gradient gets both the lookup and the head parts) and an untied one.
+TEST(SftLoss, FusedHeadThroughModelTiedAndUntied) {
+  for (bool tied : {true, false}) {
+    ModelConfig c;
+    c.vocab_size = 37;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_kv_head = 2;
+    c.d_model = 16;
+    c.d_ff = 32;
+    c.max_seq_len = 16;
+    c.tie_embeddings = tied;
+    torch::manual_seed(7);
+    CausalLM m(c);
+    auto tokens = torch::randint(0, 37, {2, 9}, torch::kLong);
+    auto mask = torch::ones({2, 9}, torch::kBool);
+    mask[1].narrow(0, 0, 4).fill_(false);  // a "prompt" that is not a target
+    auto pos = positions_from_mask(torch::ones({2, 9}, torch::kBool));
+    masked_lm_loss(m->forward(tokens, pos, torch::Tensor()), tokens, mask).loss.backward();
+    std::vector<torch::Tensor> ref;
+    for (auto& p : m->parameters()) {
+      ref.push_back(p.grad().clone());
+      p.mutable_grad().zero_();
+    }
+    fused_lm_loss(m->trunk(tokens, pos, torch::Tensor()), m->head_weight(), tokens, mask, 5)
+        .loss.backward();
+    auto params = m->parameters();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_LT((params[i].grad() - ref[i]).abs().max().item<double>(), 1e-6)
+          << (tied ? "tied" : "untied") << " parameter " << i;
+  }
 }
 
 // ---------------------------------------------------------------- RM ----------------------------
