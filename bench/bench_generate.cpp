@@ -77,6 +77,7 @@ static int run(int argc, char** argv) {
   }
   reset_peak_memory(dev);
   double t_full = 0, t_one = 0;
+  int64_t graphs = 0;
   for (int64_t i = 0; i < a.iters; ++i) {
     Timer t1(dev);
     auto g1 = generate(model, prompts, mask, sc1, ++call_seed);
@@ -84,6 +85,7 @@ static int run(int argc, char** argv) {
     Timer tn(dev);
     auto gn = generate(model, prompts, mask, sc, ++call_seed);
     t_full += tn.seconds();
+    graphs = gn.cuda_graphs;
     RLHF_CHECK(gn.new_tokens == new_tokens && gn.response_mask.all().item<bool>(),
                "bench_generate: expected {} new tokens on every row, got {}", new_tokens,
                gn.new_tokens);
@@ -102,6 +104,7 @@ static int run(int argc, char** argv) {
   out["params"]["top_k"] = top_k;
   out["params"]["top_p"] = top_p;
   out["model"] = model_json(mc, a, n_params);
+  out["cuda_graphs_captured"] = graphs;  // per generate() call; 0 = the decode ran uncaptured
   out["tokens_per_s"] = static_cast<double>(batch * new_tokens) / t_full;
   out["generate_s"] = t_full;
   out["prefill_ms"] = t_one * 1e3;

@@ -144,13 +144,33 @@ class StaticDecoder {
     const int64_t L = attend_len(t);
 #ifdef RLHF_WITH_CUDA
     if (capture_) {
-      auto& g = graphs_[L];
-      if (!g) g = capture(L);
-      g->replay();
-      return;
+      auto it = graphs_.find(L);
+      if (it == graphs_.end()) {
+        try {
+          it = graphs_.emplace(L, capture(L)).first;
+        } catch (const std::exception& e) {
+          // An op that cannot be captured on this libtorch: same results, without graphs.
+          fmt::print(stderr, "warning: generate: CUDA-graph capture of the decode step failed, "
+                     "decoding without graphs (RLHF_CUDA_GRAPH=0 skips the attempt): {}\n", e.what());
+          capture_ = false;
+          graphs_.clear();
+          torch::cuda::synchronize();
+        }
+      }
+      if (capture_) {
+        it->second->replay();
+        return;
+      }
     }
 #endif
     body(L);
+  }
+  int64_t graphs_captured() const {
+#ifdef RLHF_WITH_CUDA
+    return static_cast<int64_t>(graphs_.size());
+#else
+    return 0;
+#endif
   }
 
  private:
@@ -188,7 +208,15 @@ class StaticDecoder {
         r_.finished.copy_(fin);
       }
       g->capture_begin();
-      body(L);
+      try {
+        body(L);
+      } catch (...) {
+        try {
+          g->capture_end();  // ends the stream capture; reports the invalidated capture
+        } catch (...) {
+        }
+        throw;
+      }
       g->capture_end();
     }
     captured_any_ = true;
@@ -303,6 +331,7 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
       next_pos = next_pos + 1;
       tok = sample_and_record(r, logits, t + 1, cfg, gen, use_eos);
     }
+    if (stat) out.cuda_graphs = stat->graphs_captured();
   }
   out.new_tokens = n;
   out.tokens = r.tokens.narrow(1, 0, P + n).contiguous();

@@ -66,6 +66,7 @@ struct GenerateOutput {
   torch::Tensor logprobs;        // [B, N] float: log-prob of each sampled token under the model's raw (temperature 1, unfiltered) distribution; 0 where masked
   int64_t prompt_len = 0;        // P
   int64_t new_tokens = 0;        // N actually generated (<= max_new_tokens; stops early when all rows hit EOS)
+  int64_t cuda_graphs = 0;       // decode-step CUDA graphs captured and replayed (0: none used)
 };
 
 // prompts [B,P] int64 left-padded, prompt_mask [B,P] bool. temperature 0 = greedy.

@@ -75,6 +75,7 @@ TEST_P(GpuFamily, CudaGreedyGenerationMatchesCpu) {
     EXPECT_EQ(cuda_graph_enabled(sc, torch::Device(torch::kCUDA)), graph);
     auto gpu = generate(m, prompts, pmask, sc, 1);
     ASSERT_EQ(gpu.new_tokens, cpu.new_tokens) << "cuda_graph=" << graph;
+    EXPECT_EQ(gpu.cuda_graphs > 0, graph) << "greedy decode graphs captured: " << gpu.cuda_graphs;
     EXPECT_TRUE(torch::equal(gpu.tokens.cpu(), cpu.tokens)) << "cuda_graph=" << graph;
     EXPECT_TRUE(torch::equal(gpu.response_mask.cpu(), cpu.response_mask));
     EXPECT_LT((gpu.logprobs.cpu() - cpu.logprobs).abs().max().item<double>(), 1e-3);
@@ -99,6 +100,7 @@ TEST_P(GpuFamily, CudaGraphSamplingMatchesEager) {
   sc.attend_bucket = 8;
   ASSERT_TRUE(cuda_graph_enabled(sc, torch::Device(torch::kCUDA)));
   auto graph = generate(m, prompts, pmask, sc, 7);
+  EXPECT_GT(graph.cuda_graphs, 0) << "the sampling decode step was not captured";
   ASSERT_EQ(graph.new_tokens, eager.new_tokens);
   EXPECT_TRUE(torch::equal(graph.tokens.cpu(), eager.tokens.cpu()));
   EXPECT_LT((graph.logprobs - eager.logprobs).abs().max().item<double>(), 1e-4);
