@@ -101,15 +101,16 @@ struct Rollout {
   int64_t P = 0;
 };
 
-// Token t of every row from logits [B, V] (eager form; StaticDecoder::body is the same on device
-// indices): rows already finished get pad_id, mask false and log-prob 0. Returns the tokens [B].
-torch::Tensor sample_and_record(Rollout& r, const torch::Tensor& logits, int64_t t,
-                                const SamplingConfig& cfg, at::Generator& gen, bool use_eos) {
-  auto tok = sample_tokens(logits, cfg, gen).masked_fill(r.finished, cfg.pad_id);      // [B]
-  auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1)).squeeze(1);     // [B]
-  r.tokens.select(1, r.P + t).copy_(tok);
-  r.logprobs.select(1, t).copy_(lp.masked_fill(r.finished, 0.0));
-  r.resp_mask.select(1, t).copy_(r.finished.logical_not());
+// Records response token t (t_idx: [1] int64 on the device, so a captured step can advance it)
+// of every row: the drawn tokens tok [B] and their log-probs under logits [B, V]; rows already
+// finished get pad_id, mask false and log-prob 0. Returns the recorded tokens [B].
+torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tensor& tok_drawn,
+                     const torch::Tensor& t_idx, const SamplingConfig& cfg, bool use_eos) {
+  auto tok = tok_drawn.masked_fill(r.finished, cfg.pad_id);                         // [B]
+  auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1));             // [B, 1]
+  r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
+  r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
+  r.resp_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
   if (use_eos) r.finished.logical_or_(tok == cfg.eos_id);
   return tok;
 }
@@ -178,13 +179,7 @@ class StaticDecoder {
     auto valid = r_.key_mask.narrow(1, 0, L).logical_and(slots_.narrow(1, 0, L).le(slot_));  // [B, L]
     auto h = model_->trunk->decode_static(tok_, pos_, valid, cache_, slot_);  // [B, 1, C]
     auto logits = model_->logits_from_hidden(h).squeeze(1);                   // [B, V]
-    auto tok = draw(logits, cfg_, noise_).masked_fill(r_.finished, cfg_.pad_id);          // [B]
-    auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1));                 // [B, 1]
-    auto next_slot = slot_ + 1, t_next = next_slot - r_.P;                                // [1]
-    r_.tokens.index_copy_(1, next_slot, tok.unsqueeze(1));
-    r_.logprobs.index_copy_(1, t_next, lp.masked_fill(r_.finished.unsqueeze(1), 0.0));
-    r_.resp_mask.index_copy_(1, t_next, r_.finished.logical_not().unsqueeze(1));
-    if (use_eos_) r_.finished.logical_or_(tok == cfg_.eos_id);
+    auto tok = record(r_, logits, draw(logits, cfg_, noise_), slot_ + (1 - r_.P), cfg_, use_eos_);  // [B]
     tok_.copy_(tok.unsqueeze(1));
     pos_.add_(1);
     slot_.add_(1);
@@ -312,7 +307,8 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
     auto h = model->trunk(prompts, pos, prompt_mask, &cache, 0);       // [B, P, C]
     auto logits = model->logits_from_hidden(h.narrow(1, P - 1, 1)).squeeze(1);  // [B, V]
     auto next_pos = pos.select(1, P - 1).unsqueeze(1) + 1;             // [B, 1]
-    auto tok = sample_and_record(r, logits, 0, cfg, gen, use_eos);     // [B]
+    auto t_idx = [&](int64_t t) { return torch::full({1}, t, long_opt); };  // [1]
+    auto tok = record(r, logits, sample_tokens(logits, cfg, gen), t_idx(0), cfg, use_eos);  // [B]
     std::unique_ptr<StaticDecoder> stat;
     if (N > 1 && resolved_decode_mode(cfg, dev) == DecodeMode::Static)
       stat = std::make_unique<StaticDecoder>(model, cache, r, cfg, tok, next_pos,
@@ -329,7 +325,7 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
                        P + t);                                         // [B, 1, C]
       logits = model->logits_from_hidden(h).squeeze(1);                // [B, V]
       next_pos = next_pos + 1;
-      tok = sample_and_record(r, logits, t + 1, cfg, gen, use_eos);
+      tok = record(r, logits, sample_tokens(logits, cfg, gen), t_idx(t + 1), cfg, use_eos);
     }
     if (stat) out.cuda_graphs = stat->graphs_captured();
   }

@@ -81,6 +81,12 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
   return state;
 }
 
+LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev) {
+  auto tokens = b.tokens.to(dev);                                       // [B, T]
+  auto h = model->trunk(tokens, b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
+  return fused_lm_loss(h, model->head_weight(), tokens, b.target_mask.to(dev));
+}
+
 std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, const SpecialIds& ids,
                                         int64_t max_len, int64_t micro_batch, int64_t max_rows,
                                         Communicator& comm, const torch::Device& device) {
@@ -96,8 +102,7 @@ std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, co
       rows.push_back({data.prompt.row_data(i), data.prompt.row_len(i), data.response.row_data(i),
                       data.response.row_len(i)});
     SeqBatch b = build_seq_batch(rows, ids, max_len);
-    auto h = model->trunk(b.tokens.to(device), b.positions.to(device), b.mask.to(device));  // [B, T, C]
-    LmLoss l = fused_lm_loss(h, model->head_weight(), b.tokens.to(device), b.target_mask.to(device));
+    LmLoss l = batch_lm_loss(model, b, device);
     nll += l.sum_nll.item<double>();
     tokens += l.tokens;
   }
@@ -117,8 +122,7 @@ double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_l
   double nll = 0, tokens = 0;
   if (!starts.empty()) {
     SeqBatch b = build_stream_batch(data.tokens, starts, seq_len);
-    auto h = model->trunk(b.tokens.to(dev), b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
-    LmLoss l = fused_lm_loss(h, model->head_weight(), b.tokens.to(dev), b.target_mask.to(dev));
+    LmLoss l = batch_lm_loss(model, b, dev);
     nll = l.sum_nll.item<double>();
     tokens = static_cast<double>(l.tokens);
   }

@@ -18,6 +18,7 @@
 #include "common/model_io.h"
 #include "common/optim.h"
 #include "common/tokenizer.h"
+#include "sft/sft_loss.h"
 
 namespace rlhf {
 
@@ -59,6 +60,10 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
 
 nlohmann::json cursor_json(const Cursor& c);
 Cursor cursor_from_json(const nlohmann::json& j);
+
+// The masked LM loss of a batch (moved to `dev`): trunk, then fused_lm_loss on the head weight
+// (no [B, T, V] logits). Gradients flow when grad mode is on.
+LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev);
 
 // Held-out LM loss over the first `max_rows` rows of an SFT dataset (sharded over ranks).
 // Returns {loss, tokens}. Runs under NoGradGuard in eval mode.

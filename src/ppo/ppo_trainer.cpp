@@ -214,9 +214,7 @@ int run_ppo(int argc, char** argv) {
             std::uniform_int_distribution<int64_t> u(0, ptx.size() - pc.ptx_seq_len - 1);
             for (int64_t i = 0; i < rows; ++i) starts.push_back(u(ptx_rng));
             SeqBatch pb = build_stream_batch(ptx.tokens, starts, pc.ptx_seq_len);
-            auto ph = actor->trunk(pb.tokens.to(dev), pb.positions.to(dev), pb.mask.to(dev));  // [b, T, C]
-            LmLoss pl2 = fused_lm_loss(ph, actor->head_weight(), pb.tokens.to(dev),
-                                       pb.target_mask.to(dev));
+            LmLoss pl2 = batch_lm_loss(actor, pb, dev);
             loss = loss + pc.ptx_coef * pl2.loss;
             ptx_sum += pl2.loss.item<double>();
           }

@@ -18,6 +18,18 @@ torch::Tensor softmax_math_dtype(const torch::Tensor& logits) {
   return logits;
 }
 
+// tokens [B, T] ids and loss_mask of the same shape, T >= 1; `fn` names the caller.
+void check_targets(const char* fn, int64_t B, int64_t T, const torch::Tensor& tokens,
+                   const torch::Tensor& loss_mask) {
+  RLHF_CHECK(tokens.dim() == 2 && tokens.size(0) == B && tokens.size(1) == T,
+             "{}: tokens must be [B, T] = [{}, {}], got {}", fn, B, T,
+             fmt::join(tokens.sizes().vec(), "x"));
+  RLHF_CHECK(loss_mask.sizes() == tokens.sizes(),
+             "{}: loss_mask must be [{}, {}] like tokens, got {}", fn, B, T,
+             fmt::join(loss_mask.sizes().vec(), "x"));
+  RLHF_CHECK(T >= 1, "{}: empty sequence (T = 0)", fn);
+}
+
 }  // namespace
 
 torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets) {
@@ -47,13 +59,7 @@ LmLoss masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
   RLHF_CHECK(logits.dim() == 3, "masked_lm_loss: logits must be [B, T, V], got {} dims",
              logits.dim());
   const int64_t B = logits.size(0), T = logits.size(1);
-  RLHF_CHECK(tokens.dim() == 2 && tokens.size(0) == B && tokens.size(1) == T,
-             "masked_lm_loss: tokens must be [B, T] = [{}, {}], got {}", B, T,
-             fmt::join(tokens.sizes().vec(), "x"));
-  RLHF_CHECK(loss_mask.sizes() == tokens.sizes(),
-             "masked_lm_loss: loss_mask must be [{}, {}] like tokens, got {}", B, T,
-             fmt::join(loss_mask.sizes().vec(), "x"));
-  RLHF_CHECK(T >= 1, "masked_lm_loss: empty sequence (T = 0)");
+  check_targets("masked_lm_loss", B, T, tokens, loss_mask);
 
   const torch::Tensor mask = loss_mask.slice(1, 1).to(torch::kBool);            // [B, T-1]
   // Masked positions may hold pad ids outside the vocabulary: point them at id 0.
@@ -138,13 +144,7 @@ LmLoss fused_lm_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
   const int64_t B = hidden.size(0), T = hidden.size(1), C = hidden.size(2);
   RLHF_CHECK(weight.dim() == 2 && weight.size(1) == C,
              "fused_lm_loss: weight must be [V, C={}], got {}", C, fmt::join(weight.sizes().vec(), "x"));
-  RLHF_CHECK(tokens.dim() == 2 && tokens.size(0) == B && tokens.size(1) == T,
-             "fused_lm_loss: tokens must be [B, T] = [{}, {}], got {}", B, T,
-             fmt::join(tokens.sizes().vec(), "x"));
-  RLHF_CHECK(loss_mask.sizes() == tokens.sizes(),
-             "fused_lm_loss: loss_mask must be [{}, {}] like tokens, got {}", B, T,
-             fmt::join(loss_mask.sizes().vec(), "x"));
-  RLHF_CHECK(T >= 1, "fused_lm_loss: empty sequence (T = 0)");
+  check_targets("fused_lm_loss", B, T, tokens, loss_mask);
   RLHF_CHECK(chunk_rows >= 0, "fused_lm_loss: chunk_rows must be >= 0, got {}", chunk_rows);
   const int64_t V = weight.size(0);
   if (chunk_rows == 0) chunk_rows = std::max<int64_t>(1, (int64_t{1} << 26) / V);

@@ -99,8 +99,7 @@ int run_sft(int argc, char** argv) {
     double nll_sum = 0;
     int64_t tokens_seen = 0;
     for (auto& b : micro) {
-      auto h = model->trunk(b.tokens.to(dev), b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
-      LmLoss l = fused_lm_loss(h, model->head_weight(), b.tokens.to(dev), b.target_mask.to(dev));
+      LmLoss l = batch_lm_loss(model, b, dev);
       (l.sum_nll * (comm.world_size() / global_targets)).backward();
       nll_sum += l.sum_nll.item<double>();
       tokens_seen += b.mask.sum().item<int64_t>();
