@@ -27,9 +27,9 @@
 #include <torch/version.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "common/check.h"
-#include "common/generate.h"
-#include "common/model.h"
+#include "common/core/check.h"
+#include "common/model/generate.h"
+#include "common/model/model.h"
 
 #ifdef RLHF_WITH_NCCL
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -61,8 +61,7 @@ struct CommonArgs {
 
 // The sampling config's decode fields from the flags.
 inline void apply_decode_flags(const CommonArgs& a, rlhf::SamplingConfig& sc) {
-  sc.decode = a.decode == "eager" ? rlhf::DecodeMode::Eager
-            : a.decode == "static" ? rlhf::DecodeMode::Static : rlhf::DecodeMode::Auto;
+  sc.decode = rlhf::kDecodeModeNames.parse(a.decode, "--decode");
   if (a.cuda_graph == 0) sc.decode = rlhf::DecodeMode::Eager;
   sc.attend_bucket = a.attend_bucket;
 }
@@ -260,7 +259,7 @@ inline nlohmann::json common_json(const CommonArgs& a, const torch::Device& dev,
   rlhf::SamplingConfig sc;
   apply_decode_flags(a, sc);
   const bool stat = rlhf::resolved_decode_mode(sc, dev) == rlhf::DecodeMode::Static;
-  return {{"decode", stat ? "static" : "eager"}, {"cuda_graph", rlhf::cuda_graph_enabled(sc, dev)},
+  return {{"decode", rlhf::kDecodeModeNames.name(stat ? rlhf::DecodeMode::Static : rlhf::DecodeMode::Eager)}, {"cuda_graph", rlhf::cuda_graph_enabled(sc, dev)},
           {"device", dev.str()},    {"dtype", a.dtype},        {"warmup", a.warmup},
           {"iters", a.iters},       {"seed", a.seed},          {"threads", threads},
           {"torch_version", TORCH_VERSION}, {"load_avg_1m_at_end", load_average()},

@@ -12,8 +12,8 @@
 #include <iostream>
 
 #include "bench_common.h"
-#include "common/dist.h"
-#include "common/generate.h"
+#include "common/dist/dist.h"
+#include "common/model/generate.h"
 
 namespace rlhf::bench {
 

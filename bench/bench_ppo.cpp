@@ -18,9 +18,9 @@
 #include <ATen/autocast_mode.h>
 
 #include "bench_common.h"
-#include "common/compat.h"
-#include "common/dist.h"
-#include "common/optim.h"
+#include "common/core/compat.h"
+#include "common/dist/dist.h"
+#include "common/train/optimizer.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/rollout.h"
 

@@ -8,7 +8,7 @@
 //   achieved_flops     train_flops_per_token(N, cfg, T) · tokens_per_s  (formula: bench_common.h)
 //   matmul_peak_flops  best-of-3 FLOP/s of [n, n] @ [n, n] matmuls (2n³ each)
 //   mfu                achieved_flops / matmul_peak_flops
-// --fused-head 1 (default): the loss is sft/sft_loss.h's fused_lm_loss, as in the trainers;
+// --fused-head 1 (default): the loss is common/model/lm_loss.h's fused_lm_loss, as in the trainers;
 // 0 materialises the [B, T, V] float32 logits (for the side-by-side ratio).
 // --dtype bf16: CUDA autocast to bfloat16 around forward + loss, fp32 master weights and AdamW
 // state (what the trainers' train.precision = bf16 does); the peak is then a bf16 matmul.
@@ -20,10 +20,10 @@
 #include <ATen/autocast_mode.h>
 
 #include "bench_common.h"
-#include "common/compat.h"
-#include "common/dist.h"
-#include "common/optim.h"
-#include "sft/sft_loss.h"
+#include "common/core/compat.h"
+#include "common/dist/dist.h"
+#include "common/train/optimizer.h"
+#include "common/model/lm_loss.h"
 
 namespace rlhf::bench {
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # launch/mpirun.sh — run a trainer (or any rlhf binary) as NP ranks on this machine.
 #   launch/mpirun.sh NP BINARY [args...]
-# e.g. launch/mpirun.sh 2 build/bin/sft_train --config configs/sft.yaml
+# e.g. launch/mpirun.sh 2 build/bin/sft_train --config configs/tiny/sft.yaml
 #
 # - Threads: RLHF_THREADS = OMP_NUM_THREADS = max(1, cores / NP) unless already set, so NP ranks
 #   do not oversubscribe the cores (libtorch's intra-op pool per rank).

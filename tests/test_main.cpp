@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include "common/dist.h"
+#include "common/dist/dist.h"
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);

@@ -1,5 +1,5 @@
 // ppo_train — stage 3. Usage: ppo_train --config configs/tiny/ppo.yaml [--set k=v ...] [--resume]
-#include "common/dist.h"
+#include "common/dist/dist.h"
 #include "ppo/ppo_trainer.h"
 
 int main(int argc, char** argv) {

@@ -1,8 +1,8 @@
 #include "ppo/policy_eval.h"
 
-#include "common/dist.h"
-#include "common/synth_task.h"
-#include "common/train_common.h"
+#include "common/dist/dist.h"
+#include "common/task/synth_task.h"
+#include "common/train/train_common.h"
 #include "ppo/rollout.h"
 
 namespace rlhf {
@@ -109,9 +109,9 @@ PolicyEvalResult summarise(const std::vector<Sample>& ss, bool have_ref, bool sy
 
 std::vector<std::vector<int64_t>> shard_batches(int64_t n, int64_t micro, Communicator& comm) {
   std::vector<std::vector<int64_t>> out;
-  for (int64_t s = comm.rank() * micro; s < n; s += micro * comm.world_size()) {
+  for (auto [begin, end] : rank_chunks(n, micro, comm)) {
     std::vector<int64_t> idx;
-    for (int64_t i = s; i < std::min(n, s + micro); ++i) idx.push_back(i);
+    for (int64_t i = begin; i < end; ++i) idx.push_back(i);
     out.push_back(idx);
   }
   return out;

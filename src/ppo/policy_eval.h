@@ -9,12 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/batch.h"
-#include "common/data.h"
-#include "common/generate.h"
-#include "common/model.h"
-#include "common/model_io.h"
-#include "common/tokenizer.h"
+#include "common/data/batch.h"
+#include "common/data/data.h"
+#include "common/model/generate.h"
+#include "common/model/model.h"
+#include "common/io/model_file.h"
+#include "common/tokenizer/tokenizer.h"
 
 namespace rlhf {
 

@@ -6,17 +6,17 @@
 #include <cmath>
 #include <string>
 
-#include "common/check.h"
+#include "common/core/check.h"
+#include "common/core/strings.h"
 
 namespace rlhf {
 namespace {
 
-std::string shape_str(const torch::Tensor& t) { return fmt::format("{}", fmt::join(t.sizes().vec(), "x")); }
 
 void check_same_shape(const char* fn, const char* name, const torch::Tensor& t,
                       const torch::Tensor& ref) {
   RLHF_CHECK(t.defined() && t.sizes() == ref.sizes(), "{}: {} must have shape {}, got {}", fn, name,
-             shape_str(ref), t.defined() ? shape_str(t) : std::string("undefined"));
+             shape_str(ref), shape_str(t));
 }
 
 torch::Tensor as_bool(const torch::Tensor& mask) {

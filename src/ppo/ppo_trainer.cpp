@@ -3,24 +3,16 @@
 #include <cmath>
 #include <random>
 
-#include "common/run.h"
-#include "common/train_common.h"
+#include "common/train/run.h"
+#include "common/train/train_common.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/rollout.h"
-#include "sft/sft_loss.h"
+#include "common/core/rng.h"
+#include "common/model/lm_loss.h"
 
 namespace rlhf {
 
 namespace {
-
-// Deterministic per-(seed, step, rank, salt) stream: no state to checkpoint, exact on resume.
-uint64_t mix_seed(uint64_t seed, int64_t step, int rank, uint64_t salt) {
-  uint64_t h = seed * 0x9E3779B97F4A7C15ULL ^ (static_cast<uint64_t>(step) + 0x632BE59BD9B4E019ULL);
-  h ^= (static_cast<uint64_t>(rank) << 32) ^ (salt * 0xBF58476D1CE4E5B9ULL);
-  h ^= h >> 31;
-  h *= 0x94D049BB133111EBULL;
-  return h ^ (h >> 29);
-}
 
 void freeze(torch::nn::Module& m) {
   for (auto& p : m.parameters()) p.set_requires_grad(false);
@@ -29,8 +21,10 @@ void freeze(torch::nn::Module& m) {
 
 }  // namespace
 
-int run_ppo(int argc, char** argv) {
-  RunContext ctx = start_run(Stage::PPO, argc, argv);
+int run_ppo(int argc, char** argv) { return run_ppo(parse_run_args(Stage::PPO, argc, argv)); }
+
+int run_ppo(const RunRequest& req) {
+  RunContext ctx = start_run(Stage::PPO, req);
   const Config& cfg = ctx.cfg;
   const PpoSection& pc = cfg.ppo;
   Communicator& comm = *ctx.comm;
@@ -137,13 +131,7 @@ int run_ppo(int argc, char** argv) {
                                     ctx.config_text);
   };
 
-  SamplingConfig sc;
-  sc.max_new_tokens = pc.max_new_tokens;
-  sc.temperature = pc.temperature;
-  sc.top_k = pc.top_k;
-  sc.top_p = pc.top_p;
-  sc.eos_id = ids.eos;
-  sc.pad_id = ids.pad;
+  const SamplingConfig sc = sampling_config(pc.max_new_tokens, pc.temperature, pc.top_k, pc.top_p, ids);
   const KlEstimator est = pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1;
 
   int exit_code = 0;

@@ -6,8 +6,11 @@
 //   (policy loss + vf_coef · value loss + ptx_coef · pretraining CE) -> optimizer steps -> β update.
 #pragma once
 
+#include "common/train/run.h"
+
 namespace rlhf {
 
 int run_ppo(int argc, char** argv);  // exit code as run_sft
+int run_ppo(const RunRequest& req);  // the same, with the config built by the caller (tests)
 
 }  // namespace rlhf

@@ -1,8 +1,8 @@
 #include "ppo/rollout.h"
 
-#include "common/check.h"
-#include "common/tokenizer.h"
-#include "sft/sft_loss.h"
+#include "common/core/check.h"
+#include "common/tokenizer/tokenizer.h"
+#include "common/model/lm_loss.h"
 
 namespace rlhf {
 

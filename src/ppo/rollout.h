@@ -10,10 +10,10 @@
 
 #include <torch/torch.h>
 
-#include "common/batch.h"
-#include "common/data.h"
-#include "common/generate.h"
-#include "common/model.h"
+#include "common/data/batch.h"
+#include "common/data/data.h"
+#include "common/model/generate.h"
+#include "common/model/model.h"
 
 namespace rlhf {
 

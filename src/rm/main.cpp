@@ -1,5 +1,5 @@
 // rm_train — stage 2. Usage: rm_train --config configs/tiny/rm.yaml [--set k=v ...] [--resume]
-#include "common/dist.h"
+#include "common/dist/dist.h"
 #include "rm/rm_trainer.h"
 
 int main(int argc, char** argv) {

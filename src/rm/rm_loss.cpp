@@ -1,7 +1,7 @@
 // rm_loss.cpp — see rm_loss.h for the contract.
 #include "rm/rm_loss.h"
 
-#include "common/check.h"
+#include "common/core/check.h"
 
 namespace rlhf {
 

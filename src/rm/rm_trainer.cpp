@@ -4,156 +4,59 @@
 #include <cmath>
 #include <numeric>
 
-#include "common/generate.h"
-#include "common/run.h"
-#include "common/train_common.h"
-#include "common/train_loop.h"
+#include "common/model/generate.h"
+#include "common/train/run.h"
+#include "common/train/train_common.h"
+#include "common/train/loop.h"
+#include "rm/rm_eval.h"
 #include "rm/rm_loss.h"
 
 namespace rlhf {
 
-// Forward every response of `groups` once. Returns rewards [R] in group order.
-// Each group's prompt is forwarded once and its K responses attend to the prompt's keys/values
-// (ScalarModel::encode_prompts / score_responses): the prompt is about half of every row here,
-// so this removes a third of the work. The responses are sorted by length and forwarded in a few
-// equal-count buckets (a micro-batch mixes one-item lists with rambling answers). A reward
-// depends only on its own prompt and response (causal attention, padding masked), so neither
-// changes anything but round-off. Rows that would be truncated to max_len take the plain path
-// (build_seq_batch's truncation rule, one full row per response).
-static torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const std::vector<int64_t>& groups,
-                                   const SpecialIds& ids, int64_t max_len, const torch::Device& dev,
-                                   std::vector<int64_t>* offsets, std::vector<int32_t>* ranks) {
-  std::vector<PromptResponse> rows;
-  std::vector<int64_t> row_group;  // index into `groups`
-  offsets->assign(1, 0);
-  ranks->clear();
-  for (size_t gi = 0; gi < groups.size(); ++gi) {
-    const int64_t g = groups[gi];
-    auto gr = group_rows(d, g);
-    rows.insert(rows.end(), gr.begin(), gr.end());
-    row_group.insert(row_group.end(), gr.size(), static_cast<int64_t>(gi));
-    for (int64_t r = d.group_offsets[g]; r < d.group_offsets[g + 1]; ++r) ranks->push_back(d.ranks[r]);
-    offsets->push_back(static_cast<int64_t>(rows.size()));
+namespace {
+
+// The reward model: the SFT trunk (init) with a fresh scalar head, or a scalar checkpoint whole.
+// The ranking loss depends only on reward differences. Parameters that shift every reward by the
+// same amount — score.bias, and the final LayerNorm's bias (the head is linear in its output) —
+// get an exactly-zero gradient; left trainable, Adam would amplify round-off into lr-sized steps
+// that differ with the rank count. They stay fixed; the bias fit sets the shift.
+ScalarModel build_reward_model(const ModelSetup& ms, uint64_t seed, const torch::Device& dev) {
+  torch::manual_seed(seed);
+  ScalarModel rm(ms.cfg);
+  if (!ms.init_path.empty()) {
+    ModelFile f = read_model_h5(ms.init_path);
+    if (f.kind == "scalar") load_parameters(*rm, f);
+    else load_parameters(*rm, f, {"score.weight", "score.bias"}, /*ignore_unexpected=*/true);
   }
-  const int64_t n = static_cast<int64_t>(rows.size());
-  const int64_t n_bos = ids.bos >= 0 ? 1 : 0, n_eos = ids.eos >= 0 ? 1 : 0;
-  bool fits = true;
-  for (const auto& r : rows)
-    fits = fits && n_bos + r.prompt_len + r.response_len + n_eos <= max_len && r.response_len + n_eos > 0 &&
-           n_bos + r.prompt_len > 0;
-  auto row_len = [&](int64_t i) {
-    return fits ? rows[i].response_len : rows[i].prompt_len + rows[i].response_len;
-  };
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return row_len(a) < row_len(b); });
-  const int64_t buckets = std::clamp<int64_t>(n / 16, 1, 4);
-  ScalarModelImpl::PromptPrefix prefix;
-  if (fits) {
-    std::vector<std::vector<int32_t>> prompts;
-    for (int64_t g : groups) {
-      std::vector<int32_t> s;
-      if (n_bos) s.push_back(static_cast<int32_t>(ids.bos));
-      s.insert(s.end(), d.prompt.row_data(g), d.prompt.row_data(g) + d.prompt.row_len(g));
-      prompts.push_back(std::move(s));
-    }
-    auto [pt, pm] = pad_rows(prompts, ids.pad, /*left=*/true);  // [G, Tp]
-    prefix = rm->encode_prompts(pt.to(dev), pm.to(dev));
-  }
-  std::vector<torch::Tensor> parts;
-  for (int64_t b = 0; b < buckets; ++b) {
-    const int64_t i0 = b * n / buckets, i1 = (b + 1) * n / buckets;
-    if (fits) {
-      std::vector<std::vector<int32_t>> resp;
-      std::vector<int64_t> rg;
-      for (int64_t i = i0; i < i1; ++i) {
-        const auto& r = rows[order[i]];
-        std::vector<int32_t> s(r.response, r.response + r.response_len);
-        if (n_eos) s.push_back(static_cast<int32_t>(ids.eos));
-        resp.push_back(std::move(s));
-        rg.push_back(row_group[order[i]]);
-      }
-      auto [rt, rmask] = pad_rows(resp, ids.pad, /*left=*/false);  // [R_b, Tr]
-      parts.push_back(rm->score_responses(prefix, rt.to(dev), rmask.to(dev),
-                                          torch::tensor(rg, torch::kLong).to(dev)));  // [R_b]
-    } else {
-      std::vector<PromptResponse> part;
-      for (int64_t i = i0; i < i1; ++i) part.push_back(rows[order[i]]);
-      SeqBatch sb = build_seq_batch(part, ids, max_len);
-      parts.push_back(rm->score_last(sb.tokens.to(dev), sb.mask.to(dev)));  // [R_b]
-    }
-  }
-  std::vector<int64_t> inverse(n);
-  for (int64_t i = 0; i < n; ++i) inverse[order[i]] = i;
-  auto inv = torch::tensor(inverse, torch::kLong).to(dev);
-  return torch::cat(parts).index_select(0, inv);  // [R]
+  rm->to(dev);
+  for (auto& kv : rm->named_parameters(true))
+    if (kv.key() == "score.bias" || kv.key() == "transformer.ln_f.bias") kv.value().set_requires_grad(false);
+  return rm;
 }
 
-RankEval evaluate_ranked(ScalarModel& rm, const RankedData& data, const SpecialIds& ids,
-                         int64_t max_len, int64_t micro_groups, int64_t max_groups,
-                         Communicator& comm, const torch::Device& device,
-                         std::vector<float>* rewards) {
-  torch::NoGradGuard ng;
-  const bool was_training = rm->is_training();
-  rm->eval();
-  const int64_t n = max_groups > 0 ? std::min(max_groups, data.size()) : data.size();
-  RankEval e;
-  double loss_sum = 0;
-  torch::Tensor all;  // [responses] float, this rank's shard filled in
-  if (rewards) all = torch::zeros({static_cast<int64_t>(data.responses.size())}, torch::kFloat);
-  for (int64_t s = comm.rank() * micro_groups; s < n; s += micro_groups * comm.world_size()) {
-    std::vector<int64_t> groups;
-    for (int64_t g = s; g < std::min(n, s + micro_groups); ++g) groups.push_back(g);
-    std::vector<int64_t> off;
-    std::vector<int32_t> ranks;
-    torch::Tensor r = group_rewards(rm, data, groups, ids, max_len, device, &off, &ranks);
-    RankingLoss l = kwise_ranking_loss(r, off, ranks);
-    if (rewards) all.narrow(0, data.group_offsets[groups.front()], r.size(0)).copy_(r.cpu());
-    loss_sum += l.loss.item<double>() * l.groups;
-    e.pairs += l.pairs;
-    e.correct += l.correct;
-    e.margin_sum += l.margin_sum;
-    e.groups += l.groups;
-    e.forward_rows += r.size(0);
+// The bias fit: shift score.bias so the demonstrations' mean reward is 0. Fills `extra` (the
+// model file's metadata) with the shift and the mean after the fit. Collective.
+void fit_reward_bias(ScalarModel& rm, const SftData& demos, const std::string& path,
+                     const SpecialIds& ids, int64_t max_len, int64_t micro, Communicator& comm,
+                     const torch::Device& dev, nlohmann::json& extra) {
+  const double mean = mean_reward_on(rm, demos, ids, max_len, micro, 2048, comm, dev);
+  {
+    torch::NoGradGuard ng;
+    rm->score->bias.sub_(mean);
   }
-  auto sum = [&](double v) { return comm.all_reduce_scalar(v); };
-  e.pairs = static_cast<int64_t>(sum(e.pairs));
-  e.correct = static_cast<int64_t>(sum(e.correct));
-  e.margin_sum = sum(e.margin_sum);
-  e.groups = static_cast<int64_t>(sum(e.groups));
-  e.forward_rows = static_cast<int64_t>(sum(e.forward_rows));
-  const double total_loss = sum(loss_sum);
-  e.loss = e.groups ? total_loss / e.groups : 0.0;
-  if (rewards) {
-    comm.all_reduce(all);
-    rewards->assign(all.data_ptr<float>(), all.data_ptr<float>() + all.numel());
-  }
-  if (was_training) rm->train();
-  return e;
+  const double after = mean_reward_on(rm, demos, ids, max_len, micro, 2048, comm, dev);
+  extra["bias_fitted"] = true;
+  extra["bias_shift"] = mean;
+  extra["bias_data"] = path;
+  extra["demo_mean_reward_after_fit"] = after;
 }
 
-double mean_reward_on(ScalarModel& rm, const SftData& data, const SpecialIds& ids, int64_t max_len,
-                      int64_t micro_batch, int64_t max_rows, Communicator& comm,
-                      const torch::Device& device) {
-  torch::NoGradGuard ng;
-  const bool was_training = rm->is_training();
-  rm->eval();
-  const int64_t n = max_rows > 0 ? std::min(max_rows, data.size()) : data.size();
-  double total = 0;
-  for (int64_t s = comm.rank() * micro_batch; s < n; s += micro_batch * comm.world_size()) {
-    std::vector<PromptResponse> rows;
-    for (int64_t i = s; i < std::min(n, s + micro_batch); ++i)
-      rows.push_back({data.prompt.row_data(i), data.prompt.row_len(i), data.response.row_data(i),
-                      data.response.row_len(i)});
-    SeqBatch b = build_seq_batch(rows, ids, max_len);
-    total += rm->score_last(b.tokens.to(device), b.mask.to(device)).sum().item<double>();
-  }
-  if (was_training) rm->train();
-  return comm.all_reduce_scalar(total) / std::max<int64_t>(1, n);
-}
+}  // namespace
 
-int run_rm(int argc, char** argv) {
-  RunContext ctx = start_run(Stage::RM, argc, argv);
+int run_rm(int argc, char** argv) { return run_rm(parse_run_args(Stage::RM, argc, argv)); }
+
+int run_rm(const RunRequest& req) {
+  RunContext ctx = start_run(Stage::RM, req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
@@ -164,23 +67,12 @@ int run_rm(int argc, char** argv) {
   RankedData train = RankedData::load(cfg.data.train, ms.tok.identity);
   RankedData eval;
   if (!cfg.data.eval.empty()) eval = RankedData::load(cfg.data.eval, ms.tok.identity);
+  // The demonstrations for the bias fit are read now, so a bad path fails before training.
+  SftData demos;
+  if (!cfg.data.bias_data.empty()) demos = SftData::load(cfg.data.bias_data, ms.tok.identity);
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
 
-  torch::manual_seed(cfg.run.seed);
-  ScalarModel rm(ms.cfg);
-  if (!ms.init_path.empty()) {
-    // Trunk from the SFT policy; the scalar head starts fresh (the LM head is not used).
-    ModelFile f = read_model_h5(ms.init_path);
-    if (f.kind == "scalar") load_parameters(*rm, f);
-    else load_parameters(*rm, f, {"score.weight", "score.bias"}, /*ignore_unexpected=*/true);
-  }
-  rm->to(dev);
-  // The ranking loss depends only on reward differences. Parameters that shift every reward by
-  // the same amount — score.bias, and the final LayerNorm's bias (the head is linear in its
-  // output) — get an exactly-zero gradient; left trainable, Adam would amplify round-off into
-  // lr-sized steps that differ with the rank count. They stay fixed; the bias fit sets the shift.
-  for (auto& kv : rm->named_parameters(true))
-    if (kv.key() == "score.bias" || kv.key() == "transformer.ln_f.bias") kv.value().set_requires_grad(false);
+  ScalarModel rm = build_reward_model(ms, cfg.run.seed, dev);
   SingleModelLoop loop(ctx, *rm, ms,
                        {"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}},
                        "rm", train.size());
@@ -217,7 +109,7 @@ int run_rm(int argc, char** argv) {
       margin_sum += l.margin_sum;
       forward_rows += r.size(0);  // each response exactly once per step
       for (int64_t g : groups)
-        for (int64_t q = train.group_offsets[g]; q < train.group_offsets[g + 1]; ++q)
+        for (int64_t q = train.first_response(g); q < train.end_response(g); ++q)
           tokens += train.prompt.row_len(g) + train.responses.row_len(q) + 2;
     }
     StepStats st;
@@ -230,22 +122,14 @@ int run_rm(int argc, char** argv) {
                  {"forward_rows", comm.all_reduce_scalar(static_cast<double>(forward_rows))}};
     return st;
   }, evaluate);
-  // Fit the bias: shift score.bias so the demonstrations' mean reward is 0 (only once training is
-  // complete; an interrupted run keeps its raw head so resume stays exact).
+  // The bias fit runs only once training is complete: an interrupted run keeps its raw head so
+  // resume stays exact.
   nlohmann::json& extra = loop.model_extra();
-  if (exit_code == 0 && loop.complete() && !cfg.data.bias_data.empty()) {
-    SftData demos = SftData::load(cfg.data.bias_data, ms.tok.identity);
-    const double mean = mean_reward_on(rm, demos, ids, max_len, cfg.train.micro_batch_size, 2048, comm, dev);
-    {
-      torch::NoGradGuard ng;
-      rm->score->bias.sub_(mean);
-    }
-    const double after = mean_reward_on(rm, demos, ids, max_len, cfg.train.micro_batch_size, 2048, comm, dev);
-    extra["bias_fitted"] = true;
-    extra["bias_shift"] = mean;
-    extra["bias_data"] = cfg.data.bias_data;
-    extra["demo_mean_reward_after_fit"] = after;
-    loop.metrics().message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data, mean, after));
+  if (exit_code == 0 && loop.complete() && demos.size() > 0) {
+    fit_reward_bias(rm, demos, cfg.data.bias_data, ids, max_len, cfg.train.micro_batch_size, comm, dev, extra);
+    loop.metrics().message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data,
+                                       extra["bias_shift"].get<double>(),
+                                       extra["demo_mean_reward_after_fit"].get<double>()));
   }
   nlohmann::json summary = loop.finish("rm", {{"bias", extra}}, evaluate);
   loop.metrics().message(fmt::format(

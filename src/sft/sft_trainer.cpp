@@ -3,96 +3,118 @@
 #include <algorithm>
 #include <cmath>
 
-#include "common/run.h"
-#include "common/train_common.h"
-#include "common/train_loop.h"
-#include "sft/sft_loss.h"
+#include "common/train/run.h"
+#include "common/train/train_common.h"
+#include "common/train/loop.h"
+#include "common/model/lm_loss.h"
 
 namespace rlhf {
 
-int run_sft(int argc, char** argv) {
-  RunContext ctx = start_run(Stage::SFT, argc, argv);
+namespace {
+
+// What SFT trains and evaluates on. data.train is either an SFT dataset (loss on response tokens)
+// or a token stream from `rlhf_prep pretrain` / the synth corpus: then this stage is (continued)
+// pretraining, an item being a window of max_len tokens at a multiple of max_len, every token a
+// target.
+struct SftInputs {
+  bool stream = false;
+  SftData train, eval;
+  PretrainData train_stream, eval_stream;
+  int64_t max_len = 0;
+  int64_t n_items = 0;       // training rows, or windows of a stream
+  int64_t eval_windows = 0;  // held-out windows evaluated (streams)
+};
+
+SftInputs load_sft_inputs(const Config& cfg, const ModelSetup& ms) {
+  RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give an SFT dataset from rlhf_prep");
+  SftInputs in;
+  in.stream = load_dataset_meta(cfg.data.train).kind == DataKind::Pretrain;
+  in.max_len = seq_len_limit(cfg, ms.cfg);
+  if (in.stream) {
+    in.train_stream = PretrainData::load(cfg.data.train, ms.tok.identity);
+    if (!cfg.data.eval.empty()) in.eval_stream = PretrainData::load(cfg.data.eval, ms.tok.identity);
+  } else {
+    in.train = SftData::load(cfg.data.train, ms.tok.identity);
+    if (!cfg.data.eval.empty()) in.eval = SftData::load(cfg.data.eval, ms.tok.identity);
+  }
+  in.n_items = in.stream ? in.train_stream.size() / in.max_len : in.train.size();
+  RLHF_CHECK(in.n_items > 0, "{}: no training {} (a stream needs at least max_seq_len = {} tokens)",
+             cfg.data.train, in.stream ? "windows" : "rows", in.max_len);
+  if (in.stream)
+    in.eval_windows = std::min<int64_t>(in.eval_stream.size() / in.max_len,
+                                        cfg.train.eval_batches * cfg.train.micro_batch_size);
+  return in;
+}
+
+// This rank's share `idx` of a step cut into `accum` micro-batches of `micro` items. Rows are
+// grouped by length first (each is padded to the longest of its micro-batch): the loss is a
+// token-weighted sum over the global batch, so regrouping changes nothing but round-off, and
+// cuts the padding by about a third on the embedded task.
+std::vector<SeqBatch> sft_micro_batches(const SftInputs& in, std::vector<int64_t> idx,
+                                        const SpecialIds& ids, int64_t accum, int64_t micro) {
+  if (!in.stream)
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
+      const PromptResponse ra = in.train.row(a), rb = in.train.row(b);
+      return ra.prompt_len + ra.response_len < rb.prompt_len + rb.response_len;
+    });
+  std::vector<SeqBatch> out;
+  for (int64_t a = 0; a < accum; ++a) {
+    if (in.stream) {
+      std::vector<int64_t> starts;
+      for (int64_t j = a * micro; j < (a + 1) * micro; ++j) starts.push_back(idx[j] * in.max_len);
+      out.push_back(build_stream_batch(in.train_stream.tokens, starts, in.max_len));
+    } else {
+      std::vector<PromptResponse> rows;
+      for (int64_t j = a * micro; j < (a + 1) * micro; ++j) rows.push_back(in.train.row(idx[j]));
+      out.push_back(build_seq_batch(rows, ids, in.max_len));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int run_sft(int argc, char** argv) { return run_sft(parse_run_args(Stage::SFT, argc, argv)); }
+
+int run_sft(const RunRequest& req) {
+  RunContext ctx = start_run(Stage::SFT, req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
 
   ModelSetup ms = resolve_model(cfg, cfg.init);
   const SpecialIds ids = special_ids(ms.tok);
-  RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give an SFT dataset from rlhf_prep");
-  // data.train is either an SFT dataset (loss on response tokens) or a token stream from
-  // `rlhf_prep pretrain` / the synth corpus: then this stage is (continued) pretraining, a batch
-  // being windows of max_len tokens at multiples of max_len, every token a target.
-  const bool stream = load_dataset_meta(cfg.data.train).kind == DataKind::Pretrain;
-  const int64_t max_len = seq_len_limit(cfg, ms.cfg);
-  SftData train, eval;
-  PretrainData train_stream, eval_stream;
-  if (stream) {
-    train_stream = PretrainData::load(cfg.data.train, ms.tok.identity);
-    if (!cfg.data.eval.empty()) eval_stream = PretrainData::load(cfg.data.eval, ms.tok.identity);
-  } else {
-    train = SftData::load(cfg.data.train, ms.tok.identity);
-    if (!cfg.data.eval.empty()) eval = SftData::load(cfg.data.eval, ms.tok.identity);
-  }
-  const int64_t n_items = stream ? train_stream.size() / max_len : train.size();  // rows or windows
-  RLHF_CHECK(n_items > 0, "{}: no training {} (a stream needs at least max_seq_len = {} tokens)",
-             cfg.data.train, stream ? "windows" : "rows", max_len);
-  const int64_t eval_windows = stream ? std::min<int64_t>(eval_stream.size() / max_len,
-                                                          cfg.train.eval_batches * cfg.train.micro_batch_size)
-                                      : 0;
+  const SftInputs in = load_sft_inputs(cfg, ms);
+  const int64_t max_len = in.max_len;
 
   torch::manual_seed(cfg.run.seed);
   CausalLM model(ms.cfg);
   if (!ms.init_path.empty()) load_parameters(*model, read_model_h5(ms.init_path));
   model->to(dev);
-  SingleModelLoop loop(ctx, *model, ms, {"model.h5", model.get(), "causal_lm", {}}, "policy", n_items);
+  SingleModelLoop loop(ctx, *model, ms, {"model.h5", model.get(), "causal_lm", {}}, "policy", in.n_items);
   const int64_t accum = loop.accum();
   loop.metrics().message(fmt::format("# sft: {} params, {} train {}, {} ranks x {} micro x {} accum",
-                                     loop.n_params(), n_items, stream ? "windows (pretraining)" : "rows",
+                                     loop.n_params(), in.n_items, in.stream ? "windows (pretraining)" : "rows",
                                      comm.world_size(), cfg.train.micro_batch_size, accum));
   auto evaluate = [&]() -> nlohmann::json {
-    if (stream) {
-      if (eval_windows == 0) return nlohmann::json::object();
-      const double loss = eval_stream_loss(model, eval_stream, max_len, eval_windows, comm, dev);
-      return {{"eval_loss", loss}, {"eval_ppl", std::exp(loss)}, {"eval_tokens", eval_windows * (max_len - 1)}};
+    if (in.stream) {
+      if (in.eval_windows == 0) return nlohmann::json::object();
+      const double loss = eval_stream_loss(model, in.eval_stream, max_len, in.eval_windows, comm, dev);
+      return {{"eval_loss", loss}, {"eval_ppl", std::exp(loss)}, {"eval_tokens", in.eval_windows * (max_len - 1)}};
     }
-    if (eval.size() == 0) return nlohmann::json::object();
+    if (in.eval.size() == 0) return nlohmann::json::object();
     const int64_t rows = cfg.train.eval_batches * cfg.train.micro_batch_size * comm.world_size();
-    auto [loss, tokens] = eval_lm_loss(model, eval, ids, max_len, cfg.train.micro_batch_size, rows, comm, dev);
+    auto [loss, tokens] = eval_lm_loss(model, in.eval, ids, max_len, cfg.train.micro_batch_size, rows, comm, dev);
     return {{"eval_loss", loss}, {"eval_ppl", std::exp(loss)}, {"eval_tokens", tokens}};
   };
 
   model->train();
   const int exit_code = loop.run([&]() -> StepStats {
     // 1. this rank's share of the global batch, cut into micro-batches
-    std::vector<int64_t> idx = loop.sampler().next(cfg.train.global_batch_size);
-    if (!stream) {
-      // Micro-batches of similar lengths (rows are padded to the longest of their micro-batch):
-      // the loss is a token-weighted sum over the global batch, so regrouping the rows changes
-      // nothing but round-off, and cuts the padding by about a third on the embedded task.
-      std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
-        return train.prompt.row_len(a) + train.response.row_len(a) < train.prompt.row_len(b) + train.response.row_len(b);
-      });
-    }
-    std::vector<SeqBatch> micro;
+    std::vector<SeqBatch> micro = sft_micro_batches(in, loop.sampler().next(cfg.train.global_batch_size),
+                                                    ids, accum, cfg.train.micro_batch_size);
     int64_t local_targets = 0;
-    for (int64_t a = 0; a < accum; ++a) {
-      if (stream) {
-        std::vector<int64_t> starts;
-        for (int64_t j = a * cfg.train.micro_batch_size; j < (a + 1) * cfg.train.micro_batch_size; ++j)
-          starts.push_back(idx[j] * max_len);
-        micro.push_back(build_stream_batch(train_stream.tokens, starts, max_len));
-        local_targets += micro.back().target_tokens;
-        continue;
-      }
-      std::vector<PromptResponse> rows;
-      for (int64_t j = a * cfg.train.micro_batch_size; j < (a + 1) * cfg.train.micro_batch_size; ++j) {
-        int64_t i = idx[j];
-        rows.push_back({train.prompt.row_data(i), train.prompt.row_len(i), train.response.row_data(i),
-                        train.response.row_len(i)});
-      }
-      micro.push_back(build_seq_batch(rows, ids, max_len));
-      local_targets += micro.back().target_tokens;
-    }
+    for (const auto& b : micro) local_targets += b.target_tokens;
     // 2. token-weighted mean over the GLOBAL batch: each micro-batch contributes sum_nll / N_global,
     //    times world size because the all-reduce averages gradients over ranks.
     const double global_targets = std::max(1.0, comm.all_reduce_scalar(static_cast<double>(local_targets)));

@@ -5,21 +5,15 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/config.h"
+#include "common/train/config.h"
+#include "support/test_support.h"
 
 using rlhf::ConfigError;
 using rlhf::Stage;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using rlhf::testing::error_of;
 
 std::string temp_file(const std::string& name, const std::string& text) {
   auto dir = std::filesystem::temp_directory_path() / "rlhf_test_config";
@@ -136,4 +130,23 @@ TEST(Config, EditDistance) {
   EXPECT_EQ(rlhf::edit_distance("kitten", "sitting"), 3u);
   EXPECT_EQ(rlhf::edit_distance("", "abc"), 3u);
   EXPECT_EQ(rlhf::edit_distance("same", "same"), 0u);
+}
+
+// Keys that are accepted but would do nothing are reported (start_run prints them as warnings).
+TEST(Config, IneffectiveKeysAreReported) {
+  using rlhf::ineffective_keys;
+  auto plain = rlhf::parse_config(Stage::SFT, "model: {d_model: 64}\n", "a.yaml");
+  EXPECT_TRUE(ineffective_keys(plain, Stage::SFT).empty());  // no init: model.* applies
+  auto init = rlhf::parse_config(Stage::RM, "init: /ckpt/sft\nmodel: {d_model: 64, dropout: 0.1}\n"
+                                 "tokenizer: gpt2dir\n", "b.yaml");
+  auto w = ineffective_keys(init, Stage::RM);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("model.d_model = 64 has no effect: init '/ckpt/sft'"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("tokenizer = 'gpt2dir' has no effect"), std::string::npos) << w[1];
+  auto ppo = rlhf::parse_config(Stage::PPO, "data: {eval: e.h5}\n", "c.yaml");
+  w = ineffective_keys(ppo, Stage::PPO);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("data.eval = 'e.h5' has no effect in ppo_train"), std::string::npos) << w[0];
+  EXPECT_TRUE(ineffective_keys(rlhf::parse_config(Stage::SFT, "data: {eval: e.h5}\n", "d.yaml"),
+                               Stage::SFT).empty());
 }

@@ -4,11 +4,11 @@
 // decode vs eager decode, fused AdamW vs the per-parameter loop, bf16 autocast training.
 #include <gtest/gtest.h>
 
-#include "common/compat.h"
-#include "common/dist.h"
-#include "common/generate.h"
-#include "common/optim.h"
-#include "test_models.h"
+#include "common/core/compat.h"
+#include "common/dist/dist.h"
+#include "common/model/generate.h"
+#include "common/train/optimizer.h"
+#include "support/test_models.h"
 
 namespace rlhf {
 namespace {

@@ -1,5 +1,5 @@
-// Tests for common/data.h (HDF5 dataset round trip, error paths, ShardedSampler) and the hidden
-// scorer of common/synth_task.h (hand-computed scores).
+// Tests for common/data/data.h (HDF5 dataset round trip, error paths, ShardedSampler) and the hidden
+// scorer of common/task/synth_task.h (hand-computed scores).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -7,38 +7,19 @@
 #include <fstream>
 #include <set>
 
-#include "common/check.h"
-#include "common/data.h"
-#include "common/h5.h"
-#include "common/synth_task.h"
-#include "common/tokenizer.h"
+#include "common/core/check.h"
+#include "common/data/data.h"
+#include "common/core/h5.h"
+#include "common/task/synth_task.h"
+#include "common/tokenizer/tokenizer.h"
+#include "support/test_support.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string make_temp_dir() {
-  std::string tmpl = (fs::temp_directory_path() / "rlhf_data_XXXXXX").string();
-  char* d = mkdtemp(tmpl.data());
-  EXPECT_NE(d, nullptr);
-  return tmpl;
-}
-
-struct TempDir {
-  std::string path = make_temp_dir();
-  ~TempDir() { fs::remove_all(path); }
-  std::string at(const std::string& n) const { return (fs::path(path) / n).string(); }
-};
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const rlhf::Error& e) {
-    return e.what();
-  }
-  return "<no rlhf::Error thrown>";
-}
+using rlhf::testing::error_of;
+using rlhf::testing::TempDir;
 
 rlhf::DatasetMeta byte_meta() {
   auto tok = rlhf::load_tokenizer("byte");

@@ -8,12 +8,12 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "common/check.h"
-#include "common/generate.h"
-#include "common/llama2c.h"
-#include "common/model_io.h"
-#include "common/tokenizer.h"
-#include "test_models.h"
+#include "common/core/check.h"
+#include "common/model/generate.h"
+#include "common/io/llama2c_import.h"
+#include "common/io/model_file.h"
+#include "common/tokenizer/tokenizer.h"
+#include "support/test_models.h"
 
 namespace rlhf {
 namespace {

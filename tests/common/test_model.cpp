@@ -6,9 +6,9 @@
 #include <cmath>
 #include <set>
 
-#include "common/check.h"
-#include "common/compat.h"
-#include "common/model.h"
+#include "common/core/check.h"
+#include "common/core/compat.h"
+#include "common/model/model.h"
 
 namespace rlhf {
 namespace {

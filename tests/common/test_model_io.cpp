@@ -5,16 +5,19 @@
 #include <filesystem>
 #include <fstream>
 
-#include "common/check.h"
-#include "common/h5.h"
-#include "common/model_io.h"
-#include "common/safetensors.h"
-#include "common/tokenizer.h"
+#include "common/core/check.h"
+#include "common/core/h5.h"
+#include "common/io/model_file.h"
+#include "common/io/safetensors.h"
+#include "common/tokenizer/tokenizer.h"
+#include "support/test_support.h"
 
 namespace fs = std::filesystem;
 
 namespace rlhf {
 namespace {
+
+using rlhf::testing::error_of;
 
 std::string tmp(const std::string& name) {
   auto d = fs::path(::testing::TempDir()) / "rlhf_model_io";
@@ -42,15 +45,6 @@ std::map<std::string, torch::Tensor> native_of(torch::nn::Module& m) {
   return out;
 }
 
-// Runs f and returns the rlhf::Error message ("" when nothing was thrown).
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 #define EXPECT_ERROR_HAS(msg, ...)                                                  \
   do {                                                                              \
     std::string m__ = (msg);                                                        \

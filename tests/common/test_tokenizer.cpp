@@ -13,13 +13,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/check.h"
-#include "common/tokenizer.h"
-#include "tools/prep_encode.h"
+#include "common/core/check.h"
+#include "common/tokenizer/tokenizer.h"
+#include "tools/prep/encode.h"
+#include "support/test_support.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+
+using rlhf::testing::TempDir;
 
 const std::string kData = RLHF_SOURCE_DIR "/../shared/data";
 const std::string kGpt2Dir = kData + "/gpt2";
@@ -46,18 +49,6 @@ void expect_error(F&& fn, const std::vector<std::string>& needles) {
   }
 }
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("rlhf_tok_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // Independent tok512.bin reader (pieces + byte offset where each token record starts).
 struct RawVocab {

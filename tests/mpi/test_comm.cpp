@@ -4,8 +4,8 @@
 // collective sits behind a rank-dependent assertion, so a failing check cannot hang the job.
 #include <gtest/gtest.h>
 
-#include "common/check.h"
-#include "common/dist.h"
+#include "common/core/check.h"
+#include "common/dist/dist.h"
 
 namespace rlhf {
 namespace {
@@ -210,6 +210,23 @@ TEST(Comm, SelectDeviceCpu) {
   } else {
     auto d = select_device(world(), true);
     EXPECT_EQ(d.index(), world().local_rank() % int(torch::cuda::device_count()));
+  }
+}
+
+// rank_chunks: every row of [0, n) lands in exactly one rank's chunks, in chunks of at most
+// `chunk` rows, for ragged n (n = 0, n < chunk, n not a multiple of chunk * world).
+TEST(Comm, RankChunksCoverEveryRowOnce) {
+  for (int64_t n : {0, 1, 5, 7, 23}) {
+    for (int64_t chunk : {1, 2, 4}) {
+      auto seen = torch::zeros({n + 1}, torch::kFloat);  // +1: never empty
+      for (auto [b, e] : rank_chunks(n, chunk, world())) {
+        EXPECT_LT(b, e);
+        EXPECT_LE(e - b, chunk);
+        seen.narrow(0, b, e - b).add_(1);
+      }
+      world().all_reduce(seen);
+      EXPECT_TRUE(seen.narrow(0, 0, n).eq(1).all().item<bool>()) << "n " << n << " chunk " << chunk;
+    }
   }
 }
 

@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "common/data.h"
-#include "common/dist.h"
-#include "common/tokenizer.h"
+#include "common/data/data.h"
+#include "common/dist/dist.h"
+#include "common/tokenizer/tokenizer.h"
 
 TEST(DataShardMpi, AllGatheredSharesCoverEachExampleOncePerEpoch) {
   rlhf::Communicator& comm = rlhf::world();

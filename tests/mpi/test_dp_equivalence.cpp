@@ -18,9 +18,9 @@
 
 #include <cmath>
 
-#include "common/check.h"
-#include "common/dist.h"
-#include "common/model.h"
+#include "common/core/check.h"
+#include "common/dist/dist.h"
+#include "common/model/model.h"
 
 namespace rlhf {
 namespace {

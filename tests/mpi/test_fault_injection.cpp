@@ -10,8 +10,8 @@
 #include <fstream>
 #include <thread>
 
-#include "common/check.h"
-#include "common/dist.h"
+#include "common/core/check.h"
+#include "common/dist/dist.h"
 
 namespace rlhf {
 namespace {

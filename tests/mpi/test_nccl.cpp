@@ -7,9 +7,9 @@
 #ifdef RLHF_WITH_NCCL
 #include <gtest/gtest.h>
 
-#include "common/check.h"
-#include "common/dist.h"
-#include "common/model.h"
+#include "common/core/check.h"
+#include "common/dist/dist.h"
+#include "common/model/model.h"
 
 namespace rlhf {
 namespace {

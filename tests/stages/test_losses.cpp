@@ -5,11 +5,11 @@
 #include <cmath>
 #include <vector>
 
-#include "common/check.h"
-#include "common/model.h"
+#include "common/core/check.h"
+#include "common/model/model.h"
 #include "ppo/ppo_loss.h"
 #include "rm/rm_loss.h"
-#include "sft/sft_loss.h"
+#include "common/model/lm_loss.h"
 
 namespace rlhf {
 namespace {

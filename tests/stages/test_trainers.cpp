@@ -13,14 +13,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/h5.h"
-#include "common/run.h"
-#include "common/train_common.h"
+#include "common/core/h5.h"
+#include "common/train/run.h"
+#include "common/train/train_common.h"
 #include "ppo/policy_eval.h"
 #include "ppo/ppo_trainer.h"
+#include "rm/rm_eval.h"
 #include "rm/rm_trainer.h"
 #include "sft/sft_trainer.h"
-#include "tools/prep_synth.h"
+#include "tools/prep/synth.h"
 
 namespace fs = std::filesystem;
 
@@ -28,13 +29,28 @@ namespace {
 
 std::string g_root;  // temp dir with data/ and a trained sft/ + rm/ for the later stages
 
-int run_stage(int (*fn)(int, char**), std::vector<std::string> args) {
-  args.insert(args.begin(), "stage");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+using StageFn = int (*)(const rlhf::RunRequest&);
+
+// The trainers are called with a RunRequest built here (config from load_config + the test's
+// --set overrides), not through argv; the argv wrapper is covered by the script tests.
+int run_stage(StageFn fn, const std::vector<std::string>& args) {
+  const rlhf::Stage stage = fn == static_cast<StageFn>(&rlhf::run_sft) ? rlhf::Stage::SFT
+                            : fn == static_cast<StageFn>(&rlhf::run_rm) ? rlhf::Stage::RM
+                                                                        : rlhf::Stage::PPO;
+  rlhf::RunRequest req;
+  std::string file;
+  std::vector<std::string> sets;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const bool has_value = i + 1 < args.size();
+    if (args[i] == "--set" && has_value) sets.push_back(args[++i]);
+    else if (args[i] == "--config" && has_value) file = args[++i];
+    else if (args[i] == "--resume-from" && has_value) req.resume_from = args[++i];
+    else if (args[i] == "--resume") req.resume = true;
+    else ADD_FAILURE() << "run_stage: unexpected argument " << args[i];
+  }
+  req.cfg = rlhf::load_config(stage, file, sets);
   rlhf::set_stop_flag_for_test(false);
-  return fn(static_cast<int>(args.size()), argv.data());
+  return fn(req);
 }
 
 std::vector<nlohmann::json> metrics_of(const std::string& run_dir) {
@@ -271,7 +287,7 @@ TEST_F(Trainers, RmBucketedRewardsEqualOneRowForwards) {
   torch::NoGradGuard ng;
   rm->eval();  // dropout off, as in evaluate_ranked
   for (int64_t g = 0; g < d.size(); ++g) {
-    auto rows = rlhf::group_rows(d, g);
+    auto rows = d.group_rows(g);
     for (size_t k = 0; k < rows.size(); ++k) {
       rlhf::SeqBatch b = rlhf::build_seq_batch({rows[k]}, ids, f.cfg.max_seq_len);
       const float alone = rm->score_last(b.tokens, b.mask).item<float>();

@@ -1,4 +1,4 @@
-// Tests for rlhf_prep (src/tools/prep_*): real sources (hh-rlhf, Open Assistant trees) against
+// Tests for rlhf_prep (src/tools/prep/): real sources (hh-rlhf, Open Assistant trees) against
 // independent counts, every bad-input class in skip-and-count and --strict modes, truncation,
 // pretrain streams, inspect, atomic output, and the embedded synth task.
 #include <gtest/gtest.h>
@@ -13,44 +13,24 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/check.h"
-#include "common/data.h"
-#include "common/h5.h"
-#include "common/synth_task.h"
-#include "common/tokenizer.h"
-#include "tools/prep_commands.h"
-#include "tools/prep_synth.h"
+#include "common/core/check.h"
+#include "common/data/data.h"
+#include "common/core/h5.h"
+#include "common/task/synth_task.h"
+#include "common/tokenizer/tokenizer.h"
+#include "tools/prep/commands.h"
+#include "tools/prep/synth.h"
+#include "support/test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
+using rlhf::testing::error_of;
+using rlhf::testing::TempDir;
+
 const std::string kShared = std::string(RLHF_SOURCE_DIR) + "/../shared/data/";
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rlhf_prep_XXXXXX").string();
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string at(const std::string& n) const { return (fs::path(path) / n).string(); }
-  std::string write(const std::string& n, const std::string& content) const {
-    std::ofstream(at(n), std::ios::binary) << content;
-    return at(n);
-  }
-};
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const rlhf::Error& e) {
-    return e.what();
-  }
-  return "<no rlhf::Error thrown>";
-}
 
 rlhf::PrepOptions opts(const std::vector<std::string>& in, const std::string& out) {
   rlhf::PrepOptions o;

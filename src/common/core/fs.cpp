@@ -1,0 +1,93 @@
+// fs.cpp — see fs.h.
+#include "common/core/fs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "common/core/check.h"
+
+namespace fs = std::filesystem;
+
+namespace rlhf {
+
+namespace {
+
+std::string os_error() { return std::strerror(errno); }
+
+std::string temp_name(const std::string& path) {
+  return fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
+}
+
+}  // namespace
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  RLHF_CHECK(fd >= 0, "cannot open '{}' to sync it: {}", path, os_error());
+  const int rc = ::fsync(fd);
+  const int err = rc != 0 ? errno : 0;
+  ::close(fd);
+  // Some filesystems cannot fsync a directory (EINVAL); the data files were synced already.
+  RLHF_CHECK(rc == 0 || (err == EINVAL && fs::is_directory(path)), "fsync of '{}' failed: {}",
+             path, std::strerror(err));
+}
+
+void fsync_parent(const std::string& path) {
+  fs::path parent = fs::path(path).parent_path();
+  fsync_path(parent.empty() ? std::string(".") : parent.string());
+}
+
+void fsync_tree(const std::string& dir) {
+  std::vector<std::string> dirs;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) fsync_path(e.path().string());
+    else if (e.is_directory()) dirs.push_back(e.path().string());
+  }
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) fsync_path(*it);
+  fsync_path(dir);
+}
+
+void replace_file_atomic(const std::string& path,
+                         const std::function<void(const std::string&)>& write) {
+  const std::string tmp = temp_name(path);
+  try {
+    write(tmp);
+    fsync_path(tmp);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string err = os_error();
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, err));
+  }
+  fsync_parent(path);
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  replace_file_atomic(path, [&](const std::string& tmp) {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    RLHF_CHECK(fd >= 0, "cannot create '{}': {}", tmp, os_error());
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const std::string err = os_error();
+        ::close(fd);
+        throw Error(fmt::format("cannot write '{}': {}", path, err));
+      }
+      done += static_cast<size_t>(n);
+    }
+    RLHF_CHECK(::close(fd) == 0, "cannot write '{}': {}", path, os_error());
+  });
+}
+
+}  // namespace rlhf

@@ -1,0 +1,28 @@
+// fs.h — durable file writes: write to a temporary beside the target, fsync it, rename it over
+// the target, fsync the directory. After a crash or power loss the target is either the old
+// file or the complete new one, never a prefix.
+// Contract: any rank may call (callers decide which rank writes); on failure the temporary is
+// removed, the previous target is untouched, and rlhf::Error names the file and the OS cause
+// (e.g. "No space left on device").
+#pragma once
+#include <functional>
+#include <string>
+
+namespace rlhf {
+
+// fsync of a file or a directory (opened read-only); throws naming the path on failure.
+void fsync_path(const std::string& path);
+// fsync of the directory holding path (so a rename or create inside it is durable).
+void fsync_parent(const std::string& path);
+// fsync of every regular file under dir (recursively), then of each directory, dir last.
+void fsync_tree(const std::string& dir);
+
+// Writes text to path durably (temp file + fsync + rename + directory fsync).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+// Generalised form: write(tmp) creates the temporary file (any format: HDF5, safetensors, ...);
+// then it is fsync'd and renamed over path, and the directory fsync'd. If write throws, the
+// temporary is removed and the exception propagates.
+void replace_file_atomic(const std::string& path, const std::function<void(const std::string&)>& write);
+
+}  // namespace rlhf

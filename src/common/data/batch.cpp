@@ -1,0 +1,82 @@
+#include "common/data/batch.h"
+
+#include "common/core/check.h"
+
+namespace rlhf {
+
+SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialIds& ids,
+                         int64_t max_len, bool add_eos) {
+  RLHF_CHECK(!rows.empty(), "build_seq_batch: empty batch");
+  const int64_t n_bos = ids.bos >= 0 ? 1 : 0;
+  const int64_t n_eos = add_eos && ids.eos >= 0 ? 1 : 0;
+  RLHF_CHECK(max_len > n_bos + 1, "build_seq_batch: max_len {} too small", max_len);
+  std::vector<std::vector<int64_t>> seqs(rows.size());
+  std::vector<int64_t> resp_start(rows.size());
+  SeqBatch b;
+  int64_t T = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    int64_t p_len = r.prompt_len, r_len = r.response_len, eos = n_eos;
+    int64_t over = n_bos + p_len + r_len + eos - max_len;
+    if (over > 0) {
+      ++b.truncated;
+      // Keep at least one prompt token when there is a prompt; cut its start first.
+      int64_t cut_p = std::min(over, std::max<int64_t>(0, p_len - 1));
+      p_len -= cut_p;
+      over -= cut_p;
+      if (over > 0 && eos) {
+        eos = 0;
+        --over;
+      }
+      if (over > 0) r_len -= std::min(over, r_len);
+    }
+    auto& s = seqs[i];
+    if (n_bos) s.push_back(ids.bos);
+    s.insert(s.end(), r.prompt + (r.prompt_len - p_len), r.prompt + r.prompt_len);
+    resp_start[i] = static_cast<int64_t>(s.size());
+    s.insert(s.end(), r.response, r.response + r_len);
+    if (eos) s.push_back(ids.eos);
+    T = std::max<int64_t>(T, static_cast<int64_t>(s.size()));
+  }
+  const int64_t B = static_cast<int64_t>(rows.size());
+  b.tokens = torch::full({B, T}, ids.pad, torch::kLong);          // [B, T]
+  b.mask = torch::zeros({B, T}, torch::kBool);                     // [B, T]
+  b.target_mask = torch::zeros({B, T}, torch::kBool);              // [B, T]
+  auto tok = b.tokens.accessor<int64_t, 2>();
+  auto msk = b.mask.accessor<bool, 2>();
+  auto tgt = b.target_mask.accessor<bool, 2>();
+  for (int64_t i = 0; i < B; ++i) {
+    const auto& s = seqs[i];
+    for (int64_t t = 0; t < static_cast<int64_t>(s.size()); ++t) {
+      tok[i][t] = s[t];
+      msk[i][t] = true;
+      if (t >= resp_start[i] && t > 0) {
+        tgt[i][t] = true;
+        ++b.target_tokens;
+      }
+    }
+  }
+  b.positions = torch::arange(T, torch::kLong).unsqueeze(0).expand({B, T}).contiguous()
+                    .masked_fill(b.mask.logical_not(), 0);  // [B, T]
+  return b;
+}
+
+SeqBatch build_stream_batch(const std::vector<int32_t>& stream, const std::vector<int64_t>& starts,
+                            int64_t seq_len) {
+  const int64_t n = static_cast<int64_t>(stream.size());
+  RLHF_CHECK(n > 0, "build_stream_batch: empty token stream");
+  const int64_t B = static_cast<int64_t>(starts.size());
+  SeqBatch b;
+  b.tokens = torch::empty({B, seq_len}, torch::kLong);  // [B, T]
+  auto tok = b.tokens.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t t = 0; t < seq_len; ++t) tok[i][t] = stream[(starts[i] + t) % n];
+  b.mask = torch::ones({B, seq_len}, torch::kBool);
+  b.target_mask = torch::ones({B, seq_len}, torch::kBool);
+  b.target_mask.select(1, 0).fill_(false);
+  b.target_tokens = B * (seq_len - 1);
+  b.positions = torch::arange(seq_len, torch::kLong).unsqueeze(0).expand({B, seq_len}).contiguous();
+  return b;
+}
+
+}  // namespace rlhf

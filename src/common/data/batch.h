@@ -1,0 +1,43 @@
+// batch.h — turning token rows into model inputs, the same way in every stage.
+//
+// Training sequences (SFT, RM, ptx) are right-padded:  [BOS] prompt response [EOS] pad...
+//   tokens [B, T] int64, mask [B, T] bool (real tokens), positions [B, T] int64 (0..len-1, pads 0),
+//   target_mask [B, T] bool: true at response tokens and the EOS, i.e. the positions whose token
+//   is predicted (loss on response only). T = the longest row (<= max_len).
+// Over-long rows: the prompt loses tokens from its start first (the end is what the response
+// follows), then the response is cut at its end (and loses its EOS). Truncations are counted.
+// Prompts for generation are left-padded: [pad...] [BOS] prompt (see left_pad in generate.h).
+// BOS is added only when the tokenizer has one (all three kinds do; GPT-2's is <|endoftext|>).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "common/data/data.h"  // PromptResponse
+
+namespace rlhf {
+
+struct SpecialIds {
+  int64_t bos = -1, eos = -1, pad = 0;
+};
+
+struct SeqBatch {
+  torch::Tensor tokens;       // [B, T] int64
+  torch::Tensor mask;         // [B, T] bool
+  torch::Tensor positions;    // [B, T] int64
+  torch::Tensor target_mask;  // [B, T] bool
+  int64_t target_tokens = 0;  // number of true entries in target_mask
+  int64_t truncated = 0;      // rows that had to be cut to max_len
+};
+
+SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialIds& ids,
+                         int64_t max_len, bool add_eos = true);
+
+// Contiguous windows of a token stream (pretraining / ptx): rows of exactly seq_len tokens
+// starting at the given offsets (wrapping around the end of the stream); every token is a target
+// except each row's first.
+SeqBatch build_stream_batch(const std::vector<int32_t>& stream, const std::vector<int64_t>& starts,
+                            int64_t seq_len);
+
+}  // namespace rlhf

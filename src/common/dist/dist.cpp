@@ -1,0 +1,482 @@
+#include "common/dist/dist.h"
+
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+
+#include "common/core/check.h"
+#include "common/core/compat.h"
+
+#ifdef RLHF_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <nccl.h>
+#endif
+
+namespace rlhf {
+
+static int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+// Cores this process may run on (cgroup/affinity aware: Slurm and taskset restrict it).
+static int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN)));
+}
+
+DistRuntime::DistRuntime(int* argc, char*** argv) {
+  int inited = 0;
+  MPI_Initialized(&inited);
+  if (!inited) {
+    int provided = 0;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  }
+  // Errors from MPI come back as codes (MPI_CHECK turns them into exceptions, then run_main
+  // prints the rank and message and aborts the job).
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  Communicator& c = world();
+  int threads = env_int("RLHF_THREADS", 0);
+  if (threads <= 0) threads = std::max(1, usable_cores() / std::max(1, c.local_size()));
+  torch::set_num_threads(threads);
+}
+
+DistRuntime::~DistRuntime() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+int run_main(const std::function<int()>& body) {
+  std::string what;
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "unknown exception (not derived from std::exception)";
+  }
+  int rank = 0, world_size = 1, inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  const bool mpi_up = inited && !finalized;
+  if (mpi_up) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  }
+  std::fflush(stdout);
+  std::cerr << "[rank " << rank << "] error: " << what << std::endl;
+  // MPI_Abort makes mpirun kill every other rank (they may be blocked in a collective waiting
+  // for this one) and exit non-zero.
+  if (mpi_up && world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+  return 1;
+}
+
+// ---- Communicator ------------------------------------------------------------------
+
+struct Communicator::Nccl {
+#ifdef RLHF_WITH_NCCL
+  ncclComm_t comm = nullptr;
+  int device = -1;
+#endif
+};
+
+Communicator::Communicator() {
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_));
+  // Local rank from Open MPI's launcher when it tells us (it knows its own node layout, also for
+  // "nodes" that share a hostname); otherwise the shared-memory split that MPI-3 defines.
+  int lr = env_int("OMPI_COMM_WORLD_LOCAL_RANK", -1);
+  int ls = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", -1);
+  if (lr < 0 || ls < 0) {
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
+                                  &node));
+    MPI_CHECK(MPI_Comm_rank(node, &lr));
+    MPI_CHECK(MPI_Comm_size(node, &ls));
+    MPI_Comm_free(&node);
+  }
+  local_rank_ = lr;
+  local_size_ = ls;
+}
+
+Communicator::~Communicator() {
+#ifdef RLHF_WITH_NCCL
+  if (nccl_ && nccl_->comm) ncclCommDestroy(nccl_->comm);
+#endif
+  delete nccl_;
+}
+
+Communicator& world() {
+  static Communicator* c = new Communicator();  // lives until exit (after MPI_Finalize is fine)
+  return *c;
+}
+
+torch::Device select_device(const Communicator& comm, bool want_cuda) {
+  if (!want_cuda || !torch::cuda::is_available()) return torch::Device(torch::kCPU);
+  const int n = static_cast<int>(torch::cuda::device_count());
+  RLHF_CHECK(n > 0, "select_device: CUDA available but no visible device");
+  const int index = comm.local_rank() % n;
+#ifdef RLHF_WITH_NCCL
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+#endif
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+torch::Device parse_device(const std::string& spec, const Communicator& comm,
+                           const std::string& what) {
+  if (spec.empty() || spec == "auto") return select_device(comm, true);
+  if (spec == "cpu") return torch::Device(torch::kCPU);
+  RLHF_CHECK(spec == "cuda" || spec.rfind("cuda:", 0) == 0,
+             "{} '{}': expected auto, cpu, cuda or cuda:N", what, spec);
+  RLHF_CHECK(torch::cuda::is_available(), "{} {}: no CUDA device is visible (or this build of "
+             "libtorch has no CUDA)", what, spec);
+  if (spec == "cuda") return select_device(comm, true);
+  int index = -1;
+  try {
+    size_t pos = 0;
+    index = std::stoi(spec.substr(5), &pos);
+    if (pos != spec.size() - 5) index = -1;
+  } catch (const std::exception&) {
+  }
+  const int n = static_cast<int>(torch::cuda::device_count());
+  RLHF_CHECK(index >= 0 && index < n, "{} '{}': expected cuda:N with N in [0, {})", what, spec, n);
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+std::vector<std::pair<int64_t, int64_t>> rank_chunks(int64_t n, int64_t chunk,
+                                                     const Communicator& comm) {
+  RLHF_CHECK(chunk > 0, "rank_chunks: chunk must be > 0, got {}", chunk);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t s = comm.rank() * chunk; s < n; s += chunk * comm.world_size())
+    out.emplace_back(s, std::min(n, s + chunk));
+  return out;
+}
+
+static MPI_Datatype mpi_type(torch::ScalarType st) {
+  switch (st) {
+    case torch::kFloat: return MPI_FLOAT;
+    case torch::kDouble: return MPI_DOUBLE;
+    case torch::kInt: return MPI_INT32_T;
+    case torch::kLong: return MPI_INT64_T;
+    case torch::kByte: return MPI_UINT8_T;
+    case torch::kChar: return MPI_INT8_T;
+    case torch::kBool: return MPI_C_BOOL;
+    default: throw Error(fmt::format("MPI: unsupported dtype {}", c10::toString(st)));
+  }
+}
+
+// MPI counts are int: split a long buffer into pieces of at most INT_MAX elements.
+template <class F>
+static void for_each_mpi_chunk(int64_t numel, F&& f) {
+  for (int64_t off = 0; off < numel; off += INT_MAX) {
+    f(off, static_cast<int>(std::min<int64_t>(INT_MAX, numel - off)));
+  }
+}
+
+void Communicator::init_nccl(const torch::Device& device) {
+#ifdef RLHF_WITH_NCCL
+  if (nccl_) return;
+  RLHF_CHECK(device.is_cuda(), "init_nccl: expected a CUDA device, got {}", device.str());
+  const int index = device.has_index() ? device.index() : c10::cuda::current_device();
+  // ncclCommInitRank binds the communicator to the *current* device: set it first.
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+  ncclUniqueId id;
+  if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+  MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD));
+  auto* n = new Nccl();
+  n->device = index;
+  ncclResult_t r = ncclCommInitRank(&n->comm, world_, id, rank_);
+  if (r != ncclSuccess) delete n;
+  NCCL_CHECK(r);
+  nccl_ = n;
+#else
+  (void)device;
+#endif
+}
+
+bool Communicator::nccl_ready() const {
+#ifdef RLHF_WITH_NCCL
+  return nccl_ && nccl_->comm;
+#else
+  return false;
+#endif
+}
+
+#ifdef RLHF_WITH_NCCL
+static ncclDataType_t nccl_type(torch::ScalarType st) {
+  switch (st) {
+    case torch::kFloat: return ncclFloat32;
+    case torch::kDouble: return ncclFloat64;
+    case torch::kHalf: return ncclFloat16;
+    case torch::kBFloat16: return ncclBfloat16;
+    case torch::kInt: return ncclInt32;
+    case torch::kLong: return ncclInt64;
+    case torch::kByte: return ncclUint8;
+    case torch::kChar: return ncclInt8;
+    case torch::kBool: return ncclUint8;  // broadcast / gather only
+    default: throw Error(fmt::format("NCCL: unsupported dtype {}", c10::toString(st)));
+  }
+}
+
+// The tensor's device must be the communicator's; returns that device's current stream, with
+// the device made current by `guard` for the duration of the call.
+static cudaStream_t nccl_stream(const torch::Tensor& t, int nccl_device, const char* what) {
+  RLHF_CHECK(t.device().index() == nccl_device,
+             "{}: tensor on {} but NCCL was initialised on cuda:{}", what, t.device().str(),
+             nccl_device);
+  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+}
+#endif
+
+void Communicator::all_reduce(torch::Tensor& t, ReduceOp op) {
+  RLHF_CHECK(t.is_contiguous(), "all_reduce needs a contiguous tensor");
+  RLHF_CHECK(t.scalar_type() != torch::kBool, "all_reduce: bool tensors cannot be reduced");
+  RLHF_CHECK(op != ReduceOp::Avg || t.is_floating_point(),
+             "all_reduce(Avg) needs a floating tensor, got {}", c10::toString(t.scalar_type()));
+  // CUDA tensors take the NCCL path even at world size 1 (a cheap copy) so that a 1-GPU run
+  // exercises it.
+#ifdef RLHF_WITH_NCCL
+  if (t.is_cuda()) {
+    RLHF_CHECK(nccl_ready(), "CUDA tensor all_reduce before init_nccl()");
+    c10::cuda::CUDAGuard guard(t.device());
+    cudaStream_t stream = nccl_stream(t, nccl_->device, "all_reduce");
+    ncclRedOp_t nop = op == ReduceOp::Max ? ncclMax : ncclSum;
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
+                             nccl_type(t.scalar_type()), nop, nccl_->comm, stream));
+    if (op == ReduceOp::Avg) t.div_(world_);  // same (current) stream: ordered after the reduce
+    return;
+  }
+#endif
+  RLHF_CHECK(!t.is_cuda(), "CUDA tensor all_reduce in a build without NCCL");
+  if (world_ == 1) return;
+  MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
+  auto* base = static_cast<char*>(t.data_ptr());
+  const int64_t esz = t.element_size();
+  for_each_mpi_chunk(t.numel(), [&](int64_t off, int count) {
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, base + off * esz, count, mpi_type(t.scalar_type()),
+                            mop, MPI_COMM_WORLD));
+  });
+  if (op == ReduceOp::Avg) t.div_(world_);
+}
+
+void Communicator::broadcast(torch::Tensor& t, int root) {
+  RLHF_CHECK(t.is_contiguous(), "broadcast needs a contiguous tensor");
+#ifdef RLHF_WITH_NCCL
+  if (t.is_cuda()) {
+    RLHF_CHECK(nccl_ready(), "CUDA tensor broadcast before init_nccl()");
+    c10::cuda::CUDAGuard guard(t.device());
+    cudaStream_t stream = nccl_stream(t, nccl_->device, "broadcast");
+    NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
+                             nccl_type(t.scalar_type()), root, nccl_->comm, stream));
+    return;
+  }
+#endif
+  RLHF_CHECK(!t.is_cuda(), "CUDA tensor broadcast in a build without NCCL");
+  if (world_ == 1) return;
+  auto* base = static_cast<char*>(t.data_ptr());
+  const int64_t esz = t.element_size();
+  for_each_mpi_chunk(t.numel(), [&](int64_t off, int count) {
+    MPI_CHECK(MPI_Bcast(base + off * esz, count, mpi_type(t.scalar_type()), root,
+                        MPI_COMM_WORLD));
+  });
+}
+
+torch::Tensor Communicator::all_gather(const torch::Tensor& t_in) {
+  torch::Tensor t = t_in.contiguous();
+  std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+  if (shape.empty()) shape.push_back(1);
+  shape[0] *= world_;
+  torch::Tensor out = torch::empty(shape, t.options());  // [world * n0, ...]
+#ifdef RLHF_WITH_NCCL
+  if (t.is_cuda()) {
+    RLHF_CHECK(nccl_ready(), "CUDA tensor all_gather before init_nccl()");
+    c10::cuda::CUDAGuard guard(t.device());
+    cudaStream_t stream = nccl_stream(t, nccl_->device, "all_gather");
+    NCCL_CHECK(ncclAllGather(t.data_ptr(), out.data_ptr(), static_cast<size_t>(t.numel()),
+                             nccl_type(t.scalar_type()), nccl_->comm, stream));
+    return out;
+  }
+#endif
+  RLHF_CHECK(!t.is_cuda(), "CUDA tensor all_gather in a build without NCCL");
+  if (world_ == 1) return out.copy_(t.reshape(out.sizes()));
+  RLHF_CHECK(t.numel() <= INT_MAX, "all_gather: {} elements per rank exceed MPI's int count",
+             t.numel());
+  const int n = static_cast<int>(t.numel());
+  MPI_CHECK(MPI_Allgather(t.data_ptr(), n, mpi_type(t.scalar_type()), out.data_ptr(), n,
+                          mpi_type(t.scalar_type()), MPI_COMM_WORLD));
+  return out;
+}
+
+void Communicator::barrier() {
+  if (world_ > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+double Communicator::all_reduce_scalar(double v, ReduceOp op) {
+  if (world_ == 1) return v;
+  double out = 0;
+  MPI_CHECK(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, op == ReduceOp::Max ? MPI_MAX : MPI_SUM,
+                          MPI_COMM_WORLD));
+  return op == ReduceOp::Avg ? out / world_ : out;
+}
+
+std::string Communicator::broadcast_string(const std::string& s, int root) {
+  if (world_ == 1) return s;
+  int64_t n = static_cast<int64_t>(s.size());
+  MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, MPI_COMM_WORLD));
+  RLHF_CHECK(n <= INT_MAX, "broadcast_string: {} bytes exceed MPI's int count", n);
+  std::string out = rank_ == root ? s : std::string(static_cast<size_t>(n), '\0');
+  MPI_CHECK(MPI_Bcast(out.data(), static_cast<int>(n), MPI_CHAR, root, MPI_COMM_WORLD));
+  return out;
+}
+
+std::vector<std::string> Communicator::all_gather_string(const std::string& s) {
+  if (world_ == 1) return {s};
+  RLHF_CHECK(s.size() <= static_cast<size_t>(INT_MAX), "all_gather_string: string too long");
+  int n = static_cast<int>(s.size());
+  std::vector<int> sizes(world_);
+  MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD));
+  std::vector<int> displs(world_, 0);
+  int64_t total = sizes[0];
+  for (int r = 1; r < world_; ++r) {
+    displs[r] = displs[r - 1] + sizes[r - 1];
+    total += sizes[r];
+  }
+  RLHF_CHECK(total <= INT_MAX, "all_gather_string: {} bytes in total exceed MPI's int count",
+             total);
+  std::string all(static_cast<size_t>(total), '\0');
+  MPI_CHECK(MPI_Allgatherv(s.data(), n, MPI_CHAR, all.data(), sizes.data(), displs.data(),
+                           MPI_CHAR, MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  for (int r = 0; r < world_; ++r) out.push_back(all.substr(displs[r], sizes[r]));
+  return out;
+}
+
+// ---- data-parallel helpers ---------------------------------------------------------------
+
+void broadcast_parameters(Communicator& comm, const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard ng;
+  for (const auto& p : params) {
+    torch::Tensor t = p.detach();  // shares storage with the parameter
+    if (t.is_contiguous()) {
+      comm.broadcast(t);
+    } else {
+      torch::Tensor c = t.contiguous();
+      comm.broadcast(c);
+      t.copy_(c);
+    }
+  }
+}
+
+// 1-based line `i` of `text`, or "<end of text>".
+static std::string line_at(const std::string& text, size_t i) {
+  size_t start = 0;
+  for (size_t k = 1; k < i; ++k) {
+    start = text.find('\n', start);
+    if (start == std::string::npos) return "<end of text>";
+    ++start;
+  }
+  if (start >= text.size() && i > 1) return "<end of text>";
+  size_t end = text.find('\n', start);
+  std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  return line.size() > 200 ? line.substr(0, 200) + "..." : line;
+}
+
+static size_t first_differing_line(const std::string& a, const std::string& b) {
+  size_t line = 1;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    if (a[i] != b[i]) return line;
+    if (a[i] == '\n') ++line;
+  }
+  return line;  // one is a prefix of the other: they differ from this line on
+}
+
+void check_consistency(Communicator& comm, const std::string& config_text, int64_t n_params) {
+  if (comm.world_size() == 1) return;
+  // Every rank gathers the same data and runs the same comparison, so either all ranks throw
+  // (the same message) or none does: a throw on some ranks only would leave the others blocked
+  // in their next collective until run_main's MPI_Abort tears them down.
+  const auto texts = comm.all_gather_string(config_text);
+  const auto counts = comm.all_gather_string(std::to_string(n_params));
+  for (int r = 1; r < comm.world_size(); ++r) {
+    if (counts[r] != counts[0]) {
+      throw Error(fmt::format(
+          "ranks disagree at start: rank 0 has {} parameters, rank {} has {} (same model config "
+          "and checkpoint on every rank?)",
+          counts[0], r, counts[r]));
+    }
+    if (texts[r] != texts[0]) {
+      const size_t line = first_differing_line(texts[0], texts[r]);
+      throw Error(fmt::format(
+          "ranks disagree at start: config line {} is '{}' on rank 0 but '{}' on rank {} (are "
+          "all ranks given the same config file and --set overrides?)",
+          line, line_at(texts[0], line), line_at(texts[r], line), r));
+    }
+  }
+}
+
+void all_reduce_gradients(Communicator& comm, const std::vector<torch::Tensor>& params,
+                          double bucket_mb) {
+  if (comm.world_size() == 1 && !comm.nccl_ready()) return;
+  torch::NoGradGuard ng;
+  const int64_t bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024));
+  std::vector<torch::Tensor> bucket;
+  int64_t bytes = 0;
+  auto flush = [&]() {
+    if (bucket.empty()) return;
+    const int64_t n = static_cast<int64_t>(bucket.size());
+    std::vector<torch::Tensor> flats;
+    int64_t total = 0;
+    for (auto& p : bucket) {
+      flats.push_back(p.grad().defined() ? p.grad().reshape(-1)
+                                         : torch::zeros({p.numel()}, p.options()));
+      total += p.numel();
+    }
+    // One extra element per parameter: 1 if this rank has its gradient. The sum says how many
+    // ranks do (small integers are exact even in bf16), so "no rank has one" is decided
+    // identically everywhere.
+    std::vector<float> has(n);
+    for (int64_t i = 0; i < n; ++i) has[i] = bucket[i].grad().defined() ? 1.f : 0.f;
+    flats.push_back(torch::tensor(has).to(bucket[0].options()));
+    torch::Tensor flat = torch::cat(flats);  // [total + n]
+    comm.all_reduce(flat, ReduceOp::Sum);
+    flat.narrow(0, 0, total).div_(comm.world_size());
+    torch::Tensor ranks_with_grad = flat.narrow(0, total, n).to(torch::kCPU);  // [n]
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      auto& p = bucket[i];
+      auto slice = flat.narrow(0, off, p.numel()).view(p.sizes());
+      off += p.numel();
+      if (ranks_with_grad[i].item<double>() < 0.5) continue;  // no rank has a gradient
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(slice);
+      } else {
+        p.mutable_grad() = slice.clone();
+      }
+    }
+    bucket.clear();
+    bytes = 0;
+  };
+  for (const auto& p : params) {
+    // Group only same-dtype/device tensors into one flat buffer.
+    if (!bucket.empty() && (bucket[0].scalar_type() != p.scalar_type() ||
+                            bucket[0].device() != p.device()))
+      flush();
+    bucket.push_back(p);
+    bytes += p.numel() * p.element_size();
+    if (bytes >= bucket_bytes) flush();
+  }
+  flush();
+}
+
+}  // namespace rlhf

@@ -1,0 +1,171 @@
+#include "common/io/model_file.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <fmt/ranges.h>
+
+#include "common/core/check.h"
+#include "common/core/strings.h"
+#include "common/core/h5.h"
+
+namespace rlhf {
+
+namespace fs = std::filesystem;
+
+nlohmann::json TokenizerInfo::to_json() const {
+  return {{"spec", spec}, {"identity", identity}, {"bos", bos},
+          {"eos", eos},   {"pad", pad},           {"vocab_size", vocab_size}};
+}
+
+TokenizerInfo TokenizerInfo::from_json(const nlohmann::json& j) {
+  RLHF_CHECK(j.is_object(), "tokenizer info: expected a JSON object, got {}", j.dump());
+  TokenizerInfo t;
+  auto str = [&](const char* k, std::string& dst) {
+    RLHF_CHECK(j.contains(k) && j[k].is_string(), "tokenizer info: '{}' missing or not a string", k);
+    dst = j[k].get<std::string>();
+  };
+  auto num = [&](const char* k, int64_t& dst) {
+    RLHF_CHECK(j.contains(k) && j[k].is_number_integer(),
+               "tokenizer info: '{}' missing or not an integer", k);
+    dst = j[k].get<int64_t>();
+  };
+  str("spec", t.spec);
+  str("identity", t.identity);
+  num("bos", t.bos);
+  num("eos", t.eos);
+  num("pad", t.pad);
+  num("vocab_size", t.vocab_size);
+  return t;
+}
+
+TokenizerInfo TokenizerInfo::of(const Tokenizer& tk) {
+  TokenizerInfo t;
+  t.spec = tk.spec();
+  t.identity = tk.identity();
+  t.bos = tk.bos_id();
+  t.eos = tk.eos_id();
+  t.pad = tk.pad_id();
+  t.vocab_size = tk.vocab_size();
+  return t;
+}
+
+void save_model_file(const std::string& path, const ModelFile& f) {
+  RLHF_CHECK(f.kind == "causal_lm" || f.kind == "scalar",
+             "{}: model kind must be 'causal_lm' or 'scalar', got '{}'", path, f.kind);
+  H5File h = H5File::create(path);
+  for (const auto& [name, t] : f.tensors) h.write_tensor(name, t.detach().to(torch::kCPU, torch::kFloat));
+  h.set_attr("format_version", kModelFormatVersion);
+  h.set_attr("kind", f.kind);
+  h.set_attr("model_config", f.cfg.to_json().dump());
+  h.set_attr("tokenizer", f.tok.to_json().dump());
+  h.set_attr("extra", (f.extra.is_null() ? nlohmann::json::object() : f.extra).dump());
+}
+
+void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelConfig& cfg,
+                   const TokenizerInfo& tok, const std::string& kind, const nlohmann::json& extra) {
+  ModelFile f;
+  f.cfg = cfg;
+  f.tok = tok;
+  f.kind = kind;
+  f.extra = extra;
+  for (auto& p : m.named_parameters()) f.tensors[p.key()] = p.value();
+  save_model_file(path, f);
+}
+
+static nlohmann::json json_attr(const H5File& h, const std::string& key) {
+  RLHF_CHECK(h.has_attr(key), "{}: not a model.h5 file (attribute '{}' missing)", h.path(), key);
+  try {
+    return nlohmann::json::parse(h.attr_string(key));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: attribute '{}' is not valid JSON: {}", h.path(), key, e.what()));
+  }
+}
+
+ModelFile read_model_h5(const std::string& path) {
+  H5File h = H5File::open_read(path);
+  RLHF_CHECK(h.has_attr("format_version"),
+             "{}: not a model.h5 file (no 'format_version' attribute; written by something else?)",
+             path);
+  const int64_t ver = h.attr_int("format_version");
+  RLHF_CHECK(ver == kModelFormatVersion, "{}: model.h5 format_version {} is not supported (expected {})",
+             path, ver, kModelFormatVersion);
+  ModelFile f;
+  f.path = path;
+  RLHF_CHECK(h.has_attr("kind"), "{}: not a model.h5 file (attribute 'kind' missing)", path);
+  f.kind = h.attr_string("kind");
+  RLHF_CHECK(f.kind == "causal_lm" || f.kind == "scalar",
+             "{}: attribute 'kind' is '{}', expected 'causal_lm' or 'scalar'", path, f.kind);
+  try {
+    f.cfg = ModelConfig::from_json(json_attr(h, "model_config"));
+    f.tok = TokenizerInfo::from_json(json_attr(h, "tokenizer"));
+  } catch (const Error& e) {
+    if (std::string(e.what()).rfind(path, 0) == 0) throw;
+    throw Error(fmt::format("{}: {}", path, e.what()));
+  }
+  f.extra = h.has_attr("extra") ? json_attr(h, "extra") : nlohmann::json::object();
+  for (const auto& name : h.datasets()) {
+    torch::Tensor t = h.read_tensor(name);
+    RLHF_CHECK(t.scalar_type() == torch::kFloat, "{}: tensor '{}' has dtype {}, expected float32",
+               path, name, c10::toString(t.scalar_type()));
+    f.tensors[name] = t;
+  }
+  return f;
+}
+
+void load_parameters(torch::nn::Module& m, const ModelFile& f,
+                     const std::vector<std::string>& allow_missing, bool ignore_unexpected) {
+  const std::string src = f.path.empty() ? std::string("model file") : f.path;
+  const std::set<std::string> allowed(allow_missing.begin(), allow_missing.end());
+  auto params = m.named_parameters();
+  std::vector<std::string> missing, unexpected;
+  for (auto& p : params) {
+    auto it = f.tensors.find(p.key());
+    if (it == f.tensors.end()) {
+      if (!allowed.count(p.key())) missing.push_back(p.key());
+      continue;
+    }
+    RLHF_CHECK(it->second.sizes() == p.value().sizes(),
+               "{}: tensor '{}' has shape [{}] in the file but the model expects [{}]", src,
+               p.key(), shape_str(it->second), shape_str(p.value()));
+  }
+  RLHF_CHECK(missing.empty(), "{}: {} parameter(s) missing from the file: {}", src, missing.size(),
+             fmt::join(missing, ", "));
+  for (const auto& [name, t] : f.tensors)
+    if (!params.contains(name)) unexpected.push_back(name);
+  RLHF_CHECK(unexpected.empty() || ignore_unexpected,
+             "{}: {} tensor(s) in the file are not parameters of the model: {}", src,
+             unexpected.size(), fmt::join(unexpected, ", "));
+  torch::NoGradGuard ng;
+  for (auto& p : params) {
+    auto it = f.tensors.find(p.key());
+    if (it != f.tensors.end()) p.value().copy_(it->second);
+  }
+}
+
+std::string resolve_model_path(const std::string& ckpt) {
+  RLHF_CHECK(!ckpt.empty(), "empty checkpoint path");
+  RLHF_CHECK(fs::exists(ckpt), "checkpoint '{}' does not exist", ckpt);
+  if (fs::is_regular_file(ckpt)) return ckpt;
+  const fs::path d(ckpt);
+  if (fs::is_regular_file(d / "model.h5")) return (d / "model.h5").string();
+  for (const fs::path& root : {d / "checkpoints", d}) {
+    const fs::path latest = root / "latest";
+    if (!fs::is_regular_file(latest)) continue;
+    std::ifstream in(latest);
+    std::string name;
+    std::getline(in, name);
+    while (!name.empty() && (name.back() == '\r' || name.back() == ' ')) name.pop_back();
+    RLHF_CHECK(!name.empty(), "'{}' is empty (expected the name of a checkpoint directory)",
+               latest.string());
+    const fs::path model = root / name / "model.h5";
+    RLHF_CHECK(fs::is_regular_file(model), "'{}' names '{}', but '{}' does not exist",
+               latest.string(), name, model.string());
+    return model.string();
+  }
+  throw Error(fmt::format("'{}' is neither a model.h5 file, a checkpoint directory (with model.h5) "
+                          "nor a run directory (with checkpoints/latest)", ckpt));
+}
+
+}  // namespace rlhf

@@ -1,0 +1,62 @@
+// model_file.h — model.h5: the native model file (one per trained model inside a checkpoint).
+//
+// Format (format_version 1): one float32 dataset per named parameter, named exactly as
+// named_parameters() (Hugging Face names, e.g. "transformer.h.0.attn.c_attn.weight"); root
+// attributes: format_version (int), kind ("causal_lm" | "scalar"), model_config (JSON of
+// ModelConfig), tokenizer (JSON of TokenizerInfo), extra (JSON object, e.g. the RM's fitted bias).
+// Contract: only rank 0 writes (save_model_h5 does not coordinate ranks); any rank may read. Every
+// failure throws rlhf::Error naming the file and, where relevant, the tensor and both shapes.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common/model/model.h"
+#include "common/tokenizer/tokenizer.h"
+
+namespace rlhf {
+
+constexpr int64_t kModelFormatVersion = 1;
+
+struct TokenizerInfo {
+  std::string spec, identity;  // Tokenizer::spec() / identity()
+  int64_t bos = -1, eos = -1, pad = -1, vocab_size = 0;
+  nlohmann::json to_json() const;
+  static TokenizerInfo from_json(const nlohmann::json&);  // throws naming a missing/bad key
+  static TokenizerInfo of(const Tokenizer&);
+};
+
+struct ModelFile {
+  ModelConfig cfg;
+  TokenizerInfo tok;
+  std::string kind;  // "causal_lm" | "scalar"
+  std::map<std::string, torch::Tensor> tensors;  // name -> float32 CPU tensor
+  nlohmann::json extra;
+  std::string path;  // where it was read from (for error messages); empty when built in memory
+};
+
+// model.h5: one dataset per named parameter (fp32), root attributes: format_version, kind,
+// model_config (JSON), tokenizer (JSON), extra (JSON, e.g. the RM's fitted bias info)
+void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelConfig&,
+                   const TokenizerInfo&, const std::string& kind, const nlohmann::json& extra = {});
+// Same, from a ModelFile (converters). Tensors are converted to float32.
+void save_model_file(const std::string& path, const ModelFile& f);
+ModelFile read_model_h5(const std::string& path);
+
+// Copy tensors into m's parameters by name. Every parameter must be present with the right shape,
+// else rlhf::Error naming the file and tensor. allow_missing: names that may be absent (e.g.
+// "score.weight","score.bias" when initialising an RM from an SFT LM). Names present in the file
+// but not in the module are ignored only if ignore_unexpected (e.g. "lm_head.weight" when loading
+// an LM into a ScalarModel).
+void load_parameters(torch::nn::Module& m, const ModelFile& f,
+                     const std::vector<std::string>& allow_missing = {},
+                     bool ignore_unexpected = false);
+
+// A checkpoint argument may be a checkpoint directory (containing model.h5) or a run directory
+// (resolve <dir>/checkpoints/latest -> that dir's model.h5) or the model.h5 path itself.
+std::string resolve_model_path(const std::string& ckpt);
+
+}  // namespace rlhf

@@ -1,0 +1,344 @@
+#include "common/model/generate.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+
+#ifdef RLHF_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/cuda.h>
+#endif
+
+#include "common/core/check.h"
+#include "common/core/compat.h"
+
+namespace rlhf {
+
+std::pair<torch::Tensor, torch::Tensor> pad_rows(const std::vector<std::vector<int32_t>>& rows,
+                                                 int64_t pad_id, bool left) {
+  RLHF_CHECK(!rows.empty(), "pad_rows: no rows");
+  size_t P = 0;
+  for (const auto& r : rows) P = std::max(P, r.size());
+  const int64_t B = static_cast<int64_t>(rows.size());
+  auto tokens = torch::full({B, static_cast<int64_t>(P)}, pad_id, torch::kLong);  // [B, P]
+  auto mask = torch::zeros({B, static_cast<int64_t>(P)}, torch::kBool);          // [B, P]
+  auto* tp = tokens.data_ptr<int64_t>();
+  auto* mp = mask.data_ptr<bool>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& r = rows[b];
+    const size_t off = left ? P - r.size() : 0;
+    for (size_t i = 0; i < r.size(); ++i) {
+      tp[b * P + off + i] = r[i];
+      mp[b * P + off + i] = true;
+    }
+  }
+  return {tokens, mask};
+}
+
+std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int32_t>>& rows,
+                                                 int64_t pad_id) {
+  return pad_rows(rows, pad_id, /*left=*/true);
+}
+
+namespace {
+// The filtered sampling distribution: logits [B, V] -> probabilities [B, V] float after the
+// temperature, top-k and top-p filters (temperature > 0).
+torch::Tensor sampling_probs(const torch::Tensor& logits, const SamplingConfig& cfg) {
+  auto l = logits.to(torch::kFloat) / cfg.temperature;  // [B, V]
+  const int64_t V = l.size(-1);
+  if (cfg.top_k > 0 && cfg.top_k < V) {
+    auto kth = std::get<0>(l.topk(cfg.top_k, -1)).narrow(-1, cfg.top_k - 1, 1);  // [B, 1]
+    l = l.masked_fill(l < kth, -INFINITY);
+  }
+  if (cfg.top_p < 1.0) {
+    auto sorted = l.sort(-1, /*descending=*/true);
+    auto sl = std::get<0>(sorted), si = std::get<1>(sorted);  // [B, V]
+    auto sp = torch::softmax(sl, -1);
+    auto before = sp.cumsum(-1) - sp;                 // mass strictly before each token
+    auto drop_sorted = before >= cfg.top_p;           // first token always kept (before = 0)
+    auto drop = torch::zeros_like(drop_sorted).scatter(-1, si, drop_sorted);
+    l = l.masked_fill(drop, -INFINITY);
+  }
+  return torch::softmax(l, -1);  // [B, V]
+}
+
+// Exponential race: argmax p_i / E_i with E_i ~ Exp(1) draws i with probability p_i.
+// noise [B, V] float (unused when greedy).
+torch::Tensor draw(const torch::Tensor& logits, const SamplingConfig& cfg,
+                   const torch::Tensor& noise) {
+  if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
+  return (sampling_probs(logits, cfg) / noise).argmax(-1);
+}
+}  // namespace
+
+torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
+                            at::Generator& gen) {
+  if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
+  auto noise = torch::empty(logits.sizes(), logits.options().dtype(torch::kFloat));
+  noise.exponential_(1.0, gen);                           // [B, V]
+  return draw(logits, cfg, noise);
+}
+
+namespace {
+at::Generator make_generator(const torch::Device& dev, uint64_t seed) {
+  if (dev.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Generator g = at::globalContext().defaultGenerator(dev).clone();
+  g.set_current_seed(seed);
+  return g;
+}
+
+// What a generate() call writes, all on the model's device.
+struct Rollout {
+  torch::Tensor tokens;     // [B, P + N] int64, prompts then sampled tokens
+  torch::Tensor key_mask;   // [B, P + N] bool: prompt mask, then true
+  torch::Tensor resp_mask;  // [B, max(N, 1)] bool
+  torch::Tensor logprobs;   // [B, max(N, 1)] float
+  torch::Tensor finished;   // [B] bool, updated in place
+  int64_t P = 0;
+};
+
+// Records response token t (t_idx: [1] int64 on the device, so a captured step can advance it)
+// of every row: the drawn tokens tok [B] and their log-probs under logits [B, V]; rows already
+// finished get pad_id, mask false and log-prob 0. Returns the recorded tokens [B].
+torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tensor& tok_drawn,
+                     const torch::Tensor& t_idx, const SamplingConfig& cfg, bool use_eos) {
+  auto tok = tok_drawn.masked_fill(r.finished, cfg.pad_id);                         // [B]
+  auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1));             // [B, 1]
+  r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
+  r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
+  r.resp_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
+  if (use_eos) r.finished.logical_or_(tok == cfg.eos_id);
+  return tok;
+}
+
+// The static decode (DecodeMode::Static). State lives in device tensors that every step reads
+// and advances itself: tok_ (the token fed), pos_ (its position), slot_ (its cache slot,
+// = P + its response index). step() feeds response token t and records token t + 1.
+class StaticDecoder {
+ public:
+  StaticDecoder(CausalLM& model, KVCache& cache, Rollout& r, const SamplingConfig& cfg,
+                const torch::Tensor& first_tok, const torch::Tensor& first_pos, bool capture)
+      : model_(model), cache_(cache), r_(r), cfg_(cfg), capture_(capture),
+        use_eos_(cfg.stop_at_eos && cfg.eos_id >= 0) {
+    const auto dev = r.tokens.device();
+    auto lopt = torch::dtype(torch::kLong).device(dev);
+    const int64_t B = r.tokens.size(0);
+    tok_ = first_tok.reshape({B, 1}).clone();                 // [B, 1]
+    pos_ = first_pos.reshape({B, 1}).clone();                 // [B, 1]
+    slot_ = torch::full({1}, r.P, lopt);                      // [1]
+    slots_ = torch::arange(cache.capacity, lopt).unsqueeze(0);  // [1, capacity]
+    if (cfg.temperature != 0.0)
+      noise_ = torch::empty({B, model->cfg.vocab_size}, torch::dtype(torch::kFloat).device(dev));
+  }
+  // Cache slots attended while feeding response token t (slot P + t): the filled prefix rounded
+  // up to a multiple of attend_bucket.
+  int64_t attend_len(int64_t t) const {
+    const int64_t need = r_.P + t + 1, b = cfg_.attend_bucket;
+    return std::min(cache_.capacity, (need + b - 1) / b * b);
+  }
+  void step(int64_t t, at::Generator& gen) {
+    if (noise_.defined()) noise_.exponential_(1.0, gen);  // same draws, same order as Eager
+    const int64_t L = attend_len(t);
+#ifdef RLHF_WITH_CUDA
+    if (capture_) {
+      auto it = graphs_.find(L);
+      if (it == graphs_.end()) {
+        try {
+          it = graphs_.emplace(L, capture(L)).first;
+        } catch (const std::exception& e) {
+          // An op that cannot be captured on this libtorch: same results, without graphs.
+          fmt::print(stderr, "warning: generate: CUDA-graph capture of the decode step failed, "
+                     "decoding without graphs (RLHF_CUDA_GRAPH=0 skips the attempt): {}\n", e.what());
+          capture_ = false;
+          graphs_.clear();
+          torch::cuda::synchronize();
+        }
+      }
+      if (capture_) {
+        it->second->replay();
+        return;
+      }
+    }
+#endif
+    body(L);
+  }
+  int64_t graphs_captured() const {
+#ifdef RLHF_WITH_CUDA
+    return static_cast<int64_t>(graphs_.size());
+#else
+    return 0;
+#endif
+  }
+
+ private:
+  void body(int64_t L) {
+    auto valid = r_.key_mask.narrow(1, 0, L).logical_and(slots_.narrow(1, 0, L).le(slot_));  // [B, L]
+    auto h = model_->trunk->decode_static(tok_, pos_, valid, cache_, slot_);  // [B, 1, C]
+    auto logits = model_->logits_from_hidden(h).squeeze(1);                   // [B, V]
+    auto tok = record(r_, logits, draw(logits, cfg_, noise_), slot_ + (1 - r_.P), cfg_, use_eos_);  // [B]
+    tok_.copy_(tok.unsqueeze(1));
+    pos_.add_(1);
+    slot_.add_(1);
+  }
+#ifdef RLHF_WITH_CUDA
+  // Capture body(L) on a side stream after warm-up runs (library handles, allocator). A warm-up
+  // run performs a real step, so the counters and `finished` are put back afterwards; what it
+  // wrote (cache slot, token, log-prob, mask of the same step) the replay writes again.
+  std::unique_ptr<at::cuda::CUDAGraph> capture(int64_t L) {
+    auto g = std::make_unique<at::cuda::CUDAGraph>();
+    torch::cuda::synchronize();
+    auto stream = c10::cuda::getStreamFromPool();
+    {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      auto tok = tok_.clone(), pos = pos_.clone(), slot = slot_.clone(), fin = r_.finished.clone();
+      for (int i = 0; i < (captured_any_ ? 1 : 2); ++i) {  // the first capture warms up twice
+        body(L);
+        tok_.copy_(tok);
+        pos_.copy_(pos);
+        slot_.copy_(slot);
+        r_.finished.copy_(fin);
+      }
+      g->capture_begin();
+      try {
+        body(L);
+      } catch (...) {
+        try {
+          g->capture_end();  // ends the stream capture; reports the invalidated capture
+        } catch (...) {
+        }
+        throw;
+      }
+      g->capture_end();
+    }
+    captured_any_ = true;
+    torch::cuda::synchronize();
+    return g;
+  }
+  std::map<int64_t, std::unique_ptr<at::cuda::CUDAGraph>> graphs_;
+  bool captured_any_ = false;
+#endif
+  CausalLM& model_;
+  KVCache& cache_;
+  Rollout& r_;
+  const SamplingConfig& cfg_;
+  bool capture_, use_eos_;
+  torch::Tensor tok_, pos_, slot_, slots_, noise_;
+};
+}  // namespace
+
+bool cuda_graph_enabled(const SamplingConfig& cfg, const torch::Device& dev) {
+#ifdef RLHF_WITH_CUDA
+  if (!dev.is_cuda() || cfg.decode == DecodeMode::Eager) return false;
+  const char* env = std::getenv("RLHF_CUDA_GRAPH");
+  return !(env && std::string(env) == "0");
+#else
+  (void)cfg;
+  (void)dev;
+  return false;
+#endif
+}
+
+DecodeMode resolved_decode_mode(const SamplingConfig& cfg, const torch::Device& dev) {
+  if (cfg.decode != DecodeMode::Auto) return cfg.decode;
+  return cuda_graph_enabled(cfg, dev) ? DecodeMode::Static : DecodeMode::Eager;
+}
+
+SamplingConfig sampling_config(int64_t max_new_tokens, double temperature, int64_t top_k,
+                               double top_p, const SpecialIds& ids) {
+  SamplingConfig sc;
+  sc.max_new_tokens = max_new_tokens;
+  sc.temperature = temperature;
+  sc.top_k = top_k;
+  sc.top_p = top_p;
+  sc.eos_id = ids.eos;
+  sc.pad_id = ids.pad;
+  sc.stop_at_eos = ids.eos >= 0;
+  return sc;
+}
+
+GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
+                        const torch::Tensor& prompt_mask_in, const SamplingConfig& cfg,
+                        uint64_t seed) {
+  torch::NoGradGuard ng;
+  EvalMode eval_mode(*model);
+  const ModelConfig& mc = model->cfg;
+  RLHF_CHECK(prompts_in.dim() == 2 && prompt_mask_in.sizes() == prompts_in.sizes(),
+             "generate: prompts and prompt_mask must both be [B, P]");
+  RLHF_CHECK(cfg.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got {}",
+             cfg.max_new_tokens);
+  RLHF_CHECK(cfg.temperature >= 0, "generate: temperature must be >= 0, got {}", cfg.temperature);
+  RLHF_CHECK(cfg.top_p > 0 && cfg.top_p <= 1, "generate: top_p must be in (0, 1], got {}", cfg.top_p);
+  RLHF_CHECK(cfg.top_k >= 0, "generate: top_k must be >= 0, got {}", cfg.top_k);
+  RLHF_CHECK(cfg.eos_check_every > 0, "generate: eos_check_every must be > 0");
+  RLHF_CHECK(cfg.attend_bucket > 0, "generate: attend_bucket must be > 0, got {}", cfg.attend_bucket);
+  const auto params = model->parameters();
+  const torch::Device dev = params.at(0).device();
+  auto prompts = prompts_in.to(dev, torch::kLong);
+  auto prompt_mask = prompt_mask_in.to(dev, torch::kBool);
+  const int64_t B = prompts.size(0), P = prompts.size(1), N = cfg.max_new_tokens, cap = P + N;
+  RLHF_CHECK(B > 0 && P > 0, "generate: empty prompt batch [{}, {}]", B, P);
+  RLHF_CHECK(cap <= mc.max_seq_len,
+             "generate: prompt length {} + max_new_tokens {} exceeds the model's max_seq_len {}", P,
+             N, mc.max_seq_len);
+  RLHF_CHECK(prompt_mask.any(1).all().item<bool>(),
+             "generate: every prompt row needs at least one real token (mask row all false)");
+
+  GenerateOutput out;
+  out.prompt_len = P;
+  KVCache cache = KVCache::allocate(
+      mc, B, cap, torch::dtype(KVCache::storage_dtype(dev, params.at(0).scalar_type())).device(dev));
+  auto long_opt = torch::dtype(torch::kLong).device(dev);
+  auto bool_opt = torch::dtype(torch::kBool).device(dev);
+  Rollout r;
+  r.P = P;
+  r.tokens = torch::full({B, cap}, cfg.pad_id, long_opt);                 // [B, P+N]
+  r.tokens.narrow(1, 0, P).copy_(prompts);
+  r.key_mask = torch::ones({B, cap}, bool_opt);                           // [B, P+N]
+  r.key_mask.narrow(1, 0, P).copy_(prompt_mask);
+  r.resp_mask = torch::zeros({B, std::max<int64_t>(N, 1)}, bool_opt);
+  r.logprobs = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kFloat).device(dev));
+  r.finished = torch::zeros({B}, bool_opt);                               // [B]
+  const bool use_eos = cfg.stop_at_eos && cfg.eos_id >= 0;
+  at::Generator gen = make_generator(dev, seed);
+
+  int64_t n = 0;
+  if (N > 0) {
+    auto pos = positions_from_mask(prompt_mask);                       // [B, P]
+    auto h = model->trunk(prompts, pos, prompt_mask, &cache, 0);       // [B, P, C]
+    auto logits = model->logits_from_hidden(h.narrow(1, P - 1, 1)).squeeze(1);  // [B, V]
+    auto next_pos = pos.select(1, P - 1).unsqueeze(1) + 1;             // [B, 1]
+    auto t_idx = [&](int64_t t) { return torch::full({1}, t, long_opt); };  // [1]
+    auto tok = record(r, logits, sample_tokens(logits, cfg, gen), t_idx(0), cfg, use_eos);  // [B]
+    std::unique_ptr<StaticDecoder> stat;
+    if (N > 1 && resolved_decode_mode(cfg, dev) == DecodeMode::Static)
+      stat = std::make_unique<StaticDecoder>(model, cache, r, cfg, tok, next_pos,
+                                             cuda_graph_enabled(cfg, dev));
+    for (int64_t t = 0;; ++t) {  // token t is recorded; feed it unless done
+      n = t + 1;
+      if (use_eos && (t + 1) % cfg.eos_check_every == 0 && r.finished.all().item<bool>()) break;
+      if (t + 1 == N) break;
+      if (stat) {
+        stat->step(t, gen);
+        continue;
+      }
+      h = model->trunk(tok.unsqueeze(1), next_pos, r.key_mask.narrow(1, 0, P + t + 1), &cache,
+                       P + t);                                         // [B, 1, C]
+      logits = model->logits_from_hidden(h).squeeze(1);                // [B, V]
+      next_pos = next_pos + 1;
+      tok = record(r, logits, sample_tokens(logits, cfg, gen), t_idx(t + 1), cfg, use_eos);
+    }
+    if (stat) out.cuda_graphs = stat->graphs_captured();
+  }
+  out.new_tokens = n;
+  out.tokens = r.tokens.narrow(1, 0, P + n).contiguous();
+  out.response_mask = r.resp_mask.narrow(1, 0, n).contiguous();
+  out.logprobs = r.logprobs.narrow(1, 0, n).contiguous();
+  out.attention_mask = torch::cat({prompt_mask, out.response_mask}, 1);
+  return out;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,407 @@
+// model.cpp — the layers of model.h (GPT-2 and Llama blocks, RMSNorm, activation
+// checkpointing) and the trunk (Transformer). Config and cache: model_config.cpp; heads: heads.cpp.
+#include "common/model/model.h"
+
+#include <cmath>
+
+#include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <fmt/ranges.h>
+
+#include "common/core/check.h"
+#include "common/core/strings.h"
+#include "common/core/compat.h"
+
+namespace rlhf {
+
+// ---- blocks --------------------------------------------------------------------------------
+namespace detail {
+struct AttnCtx {
+  torch::Tensor mask;      // [B|1, 1, 1, Tk] bool or undefined (pure causal)
+  torch::Tensor cos, sin;  // [B, 1, T, D] (llama)
+  KVCache* cache = nullptr;
+  int64_t cache_pos = 0;
+  torch::Tensor cache_index;  // [1] int64: decode_static's write slot
+  int64_t static_len = 0;     // decode_static: cache slots [0, static_len) are attended
+};
+}  // namespace detail
+using detail::AttnCtx;
+
+namespace {
+
+class BlockBase : public torch::nn::Module {
+ public:
+  virtual torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) = 0;
+  int64_t layer = 0;
+  double dropout = 0;
+};
+
+// q [B,H,T,D], k/v [B,Hkv,T,D] -> [B,T,H*D]. Writes k/v into the cache when present.
+torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttnCtx& c,
+                     int64_t layer, double dropout, bool training) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
+  if (c.cache && c.cache_index.defined()) {
+    auto& ck = c.cache->k[layer];
+    auto& cv = c.cache->v[layer];
+    ck.index_copy_(2, c.cache_index, k.to(ck.scalar_type()));
+    cv.index_copy_(2, c.cache_index, v.to(cv.scalar_type()));
+    k = ck.narrow(2, 0, c.static_len);  // [B, Hkv, L, D]
+    v = cv.narrow(2, 0, c.static_len);
+  } else if (c.cache) {
+    auto& ck = c.cache->k[layer];
+    auto& cv = c.cache->v[layer];
+    ck.narrow(2, c.cache_pos, T).copy_(k);
+    cv.narrow(2, c.cache_pos, T).copy_(v);
+    k = ck.narrow(2, 0, c.cache_pos + T);  // [B, Hkv, Tk, D]
+    v = cv.narrow(2, 0, c.cache_pos + T);
+  }
+  const bool causal = !c.mask.defined();  // else the trunk folded causality into the mask
+  if (Hkv != H && T == 1) {
+    // Decode step with GQA: fold the query heads sharing a kv head into the query axis, so the
+    // cache is read in place instead of being repeated. One query row sees every unmasked key.
+    auto qg = q.view({B, Hkv, H / Hkv, D});                                   // [B, Hkv, rep, D]
+    auto y = compat::attention(qg, k, v, c.mask, false, dropout, training);  // [B, Hkv, rep, D]
+    return y.reshape({B, 1, H * D});                                         // [B, 1, C]
+  }
+  if (Hkv != H) {  // GQA: query head h uses kv head h / (H / Hkv), as HF repeat_kv
+    const int64_t Tk = k.size(2), rep = H / Hkv;
+    k = k.unsqueeze(2).expand({B, Hkv, rep, Tk, D}).reshape({B, H, Tk, D});
+    v = v.unsqueeze(2).expand({B, Hkv, rep, Tk, D}).reshape({B, H, Tk, D});
+  }
+  auto y = compat::attention(q, k, v, c.mask, causal, dropout, training);  // [B,H,T,D]
+  return y.transpose(1, 2).reshape({B, T, H * D});                        // [B,T,C]
+}
+
+torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
+  return (training && p > 0) ? torch::dropout(x, p, true) : x;
+}
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+    weight = register_parameter("weight", torch::ones({dim}));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto xf = x.to(torch::kFloat);
+    xf = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps_);
+    return weight * xf.to(x.scalar_type());
+  }
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+// HF gpt2 block: ln_1, attn.{c_attn,c_proj}, ln_2, mlp.{c_fc,c_proj}.
+class GPT2BlockImpl : public BlockBase {
+ public:
+  explicit GPT2BlockImpl(const ModelConfig& cfg) : H_(cfg.n_head) {
+    const int64_t C = cfg.d_model;
+    ln_1 = register_module("ln_1", torch::nn::LayerNorm(
+                                       torch::nn::LayerNormOptions({C}).eps(cfg.norm_eps)));
+    auto attn = register_module("attn", std::make_shared<torch::nn::Module>());
+    c_attn = attn->register_module("c_attn", torch::nn::Linear(C, 3 * C));
+    attn_proj = attn->register_module("c_proj", torch::nn::Linear(C, C));
+    ln_2 = register_module("ln_2", torch::nn::LayerNorm(
+                                       torch::nn::LayerNormOptions({C}).eps(cfg.norm_eps)));
+    auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+    c_fc = mlp->register_module("c_fc", torch::nn::Linear(C, cfg.d_ff));
+    mlp_proj = mlp->register_module("c_proj", torch::nn::Linear(cfg.d_ff, C));
+    dropout = cfg.dropout;
+  }
+  torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) override {
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), D = C / H_;
+    auto qkv = c_attn(ln_1(x)).view({B, T, 3, H_, D});  // [B, T, 3, H, D]
+    auto q = qkv.select(2, 0).transpose(1, 2);          // [B, H, T, D]
+    auto k = qkv.select(2, 1).transpose(1, 2);
+    auto v = qkv.select(2, 2).transpose(1, 2);
+    auto y = attend(q, k, v, c, layer, dropout, is_training());  // [B, T, C]
+    auto h = x + drop(attn_proj(y), dropout, is_training());
+    auto m = mlp_proj(torch::gelu(c_fc(ln_2(h)), "tanh"));  // [B, T, C]
+    return h + drop(m, dropout, is_training());
+  }
+  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  torch::nn::Linear c_attn{nullptr}, attn_proj{nullptr}, c_fc{nullptr}, mlp_proj{nullptr};
+
+ private:
+  int64_t H_;
+};
+TORCH_MODULE(GPT2Block);
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+
+// HF llama decoder layer: input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm,
+// mlp.{gate,up,down}_proj.
+class LlamaBlockImpl : public BlockBase {
+ public:
+  explicit LlamaBlockImpl(const ModelConfig& cfg) : H_(cfg.n_head), Hkv_(cfg.n_kv_head) {
+    const int64_t C = cfg.d_model, D = cfg.head_dim();
+    auto lin = [](int64_t i, int64_t o) { return torch::nn::Linear(torch::nn::LinearOptions(i, o).bias(false)); };
+    input_layernorm = register_module("input_layernorm", RMSNorm(C, cfg.norm_eps));
+    auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
+    q_proj = attn->register_module("q_proj", lin(C, H_ * D));
+    k_proj = attn->register_module("k_proj", lin(C, Hkv_ * D));
+    v_proj = attn->register_module("v_proj", lin(C, Hkv_ * D));
+    o_proj = attn->register_module("o_proj", lin(H_ * D, C));
+    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(C, cfg.norm_eps));
+    auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+    gate_proj = mlp->register_module("gate_proj", lin(C, cfg.d_ff));
+    up_proj = mlp->register_module("up_proj", lin(C, cfg.d_ff));
+    down_proj = mlp->register_module("down_proj", lin(cfg.d_ff, C));
+    dropout = cfg.dropout;
+  }
+  torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) override {
+    const int64_t B = x.size(0), T = x.size(1), D = x.size(2) / H_;
+    auto h = input_layernorm(x);
+    auto q = q_proj(h).view({B, T, H_, D}).transpose(1, 2);    // [B, H, T, D]
+    auto k = k_proj(h).view({B, T, Hkv_, D}).transpose(1, 2);  // [B, Hkv, T, D]
+    auto v = v_proj(h).view({B, T, Hkv_, D}).transpose(1, 2);
+    auto cos = c.cos.to(q.scalar_type()), sin = c.sin.to(q.scalar_type());  // [B, 1, T, D]
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    auto y = attend(q, k, v, c, layer, dropout, is_training());  // [B, T, C]
+    auto r = x + drop(o_proj(y), dropout, is_training());
+    auto g = post_attention_layernorm(r);
+    auto m = down_proj(torch::silu(gate_proj(g)) * up_proj(g));  // [B, T, C]
+    return r + drop(m, dropout, is_training());
+  }
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr},
+      gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  int64_t H_, Hkv_;
+};
+TORCH_MODULE(LlamaBlock);
+
+// Activation checkpointing: forward without saving activations, recompute in backward with the
+// same RNG and autocast state, accumulate parameter gradients there (reentrant, like PyTorch's
+// torch.utils.checkpoint with use_reentrant=True).
+struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               BlockBase* block, const AttnCtx* c) {
+    ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
+    ctx->saved_data["has_mask"] = c->mask.defined();
+    if (c->mask.defined()) ctx->saved_data["mask"] = c->mask;
+    ctx->saved_data["has_rope"] = c->cos.defined();
+    if (c->cos.defined()) {
+      ctx->saved_data["cos"] = c->cos;
+      ctx->saved_data["sin"] = c->sin;
+    }
+    const bool rng = block->is_training() && block->dropout > 0;
+    ctx->saved_data["rng"] = rng;
+    if (rng) {
+      at::Generator cpu = at::detail::getDefaultCPUGenerator();
+      ctx->saved_data["cpu_rng"] = cpu.get_state();
+      if (x.is_cuda()) {
+        at::Generator g = at::globalContext().defaultGenerator(x.device());
+        ctx->saved_data["cuda_rng"] = g.get_state();
+      }
+    }
+    auto ac = compat::autocast_state();
+    ctx->saved_data["ac_on"] = ac.enabled;
+    ctx->saved_data["ac_dtype"] = static_cast<int64_t>(ac.dtype);
+    ctx->save_for_backward({x});
+    torch::NoGradGuard ng;
+    return block->run(x, *c);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto x = ctx->get_saved_variables()[0];
+    auto* block = reinterpret_cast<BlockBase*>(ctx->saved_data["block"].toInt());
+    AttnCtx c;
+    if (ctx->saved_data["has_mask"].toBool()) c.mask = ctx->saved_data["mask"].toTensor();
+    if (ctx->saved_data["has_rope"].toBool()) {
+      c.cos = ctx->saved_data["cos"].toTensor();
+      c.sin = ctx->saved_data["sin"].toTensor();
+    }
+    const bool rng = ctx->saved_data["rng"].toBool();
+    torch::Tensor cpu_now, cuda_now;
+    if (rng) {
+      at::Generator cpu = at::detail::getDefaultCPUGenerator();
+      cpu_now = cpu.get_state();
+      cpu.set_state(ctx->saved_data["cpu_rng"].toTensor());
+      if (x.is_cuda()) {
+        at::Generator g = at::globalContext().defaultGenerator(x.device());
+        cuda_now = g.get_state();
+        g.set_state(ctx->saved_data["cuda_rng"].toTensor());
+      }
+    }
+    auto ac_prev = compat::autocast_state();
+    compat::set_autocast_state({ctx->saved_data["ac_on"].toBool(),
+                                static_cast<at::ScalarType>(ctx->saved_data["ac_dtype"].toInt())});
+    torch::Tensor xd, y;
+    {
+      torch::AutoGradMode on(true);
+      xd = x.detach().requires_grad_(x.requires_grad());
+      y = block->run(xd, c);
+    }
+    compat::set_autocast_state(ac_prev);
+    if (rng) {
+      at::Generator cpu = at::detail::getDefaultCPUGenerator();
+      cpu.set_state(cpu_now);
+      if (x.is_cuda()) {
+        at::Generator g = at::globalContext().defaultGenerator(x.device());
+        g.set_state(cuda_now);
+      }
+    }
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {xd.requires_grad() ? xd.grad() : torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+// ---- trunk ---------------------------------------------------------------------------------
+TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg(c) {
+  cfg.validate();
+  const int64_t C = cfg.d_model;
+  blocks = torch::nn::ModuleList();
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    std::shared_ptr<BlockBase> b;
+    if (cfg.family == Family::GPT2) b = GPT2Block(cfg).ptr();
+    else b = LlamaBlock(cfg).ptr();
+    b->layer = l;
+    blocks->push_back(b);
+    block_ptrs_.push_back(b);
+  }
+  if (cfg.family == Family::GPT2) {
+    wte = register_module("wte", torch::nn::Embedding(cfg.vocab_size, C));
+    wpe = register_module("wpe", torch::nn::Embedding(cfg.max_seq_len, C));
+    register_module("h", blocks);
+    ln_f = register_module("ln_f", torch::nn::LayerNorm(
+                                       torch::nn::LayerNormOptions({C}).eps(cfg.norm_eps)));
+  } else {
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, C));
+    register_module("layers", blocks);
+    norm_ = register_module("norm", RMSNorm(C, cfg.norm_eps).ptr());
+  }
+  // Initialisation (GPT-2 style).
+  torch::NoGradGuard ng;
+  const double resid_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
+  auto ends_with = [](const std::string& s, const std::string& suf) {
+    return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  for (auto& p : named_parameters()) {
+    const std::string& n = p.key();
+    auto& t = p.value();
+    if (ends_with(n, ".bias")) t.zero_();
+    else if (n.find("ln_") != std::string::npos || n.find("layernorm") != std::string::npos ||
+             n == "norm.weight")
+      t.fill_(1.0);
+    else if (ends_with(n, "c_proj.weight") || ends_with(n, "o_proj.weight") ||
+             ends_with(n, "down_proj.weight"))
+      t.normal_(0.0, resid_std);
+    else t.normal_(0.0, 0.02);
+  }
+}
+
+torch::Tensor TransformerImpl::token_embedding_weight() {
+  return cfg.family == Family::GPT2 ? wte->weight : embed_tokens->weight;
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions_in,
+                                       const torch::Tensor& key_mask, KVCache* cache,
+                                       int64_t cache_pos) {
+  RLHF_CHECK(tokens.dim() == 2, "Transformer::forward: tokens must be [B, T], got {} dims",
+             tokens.dim());
+  const int64_t B = tokens.size(0), T = tokens.size(1), Tk = cache_pos + T;
+  auto dev = tokens.device();
+  torch::Tensor positions = positions_in.defined()
+      ? positions_in
+      : torch::arange(cache_pos, Tk, torch::dtype(torch::kLong).device(dev)).unsqueeze(0).expand({B, T});
+  RLHF_CHECK(positions.sizes() == tokens.sizes(),
+             "Transformer::forward: positions shape {} must equal tokens shape {}",
+             shape_str(positions), shape_str(tokens));
+  AttnCtx c;
+  c.cache = cache;
+  c.cache_pos = cache_pos;
+  if (cache) {
+    RLHF_CHECK(static_cast<int64_t>(cache->k.size()) == cfg.n_layer,
+               "Transformer::forward: KV cache has {} layers, model has {}", cache->k.size(),
+               cfg.n_layer);
+    RLHF_CHECK(cache_pos >= 0 && Tk <= cache->capacity,
+               "Transformer::forward: cache_pos {} + T {} exceeds KV cache capacity {}", cache_pos,
+               T, cache->capacity);
+    RLHF_CHECK(cache->k[0].size(0) == B, "Transformer::forward: KV cache batch {} != batch {}",
+               cache->k[0].size(0), B);
+  } else {
+    RLHF_CHECK(cache_pos == 0, "Transformer::forward: cache_pos {} without a cache", cache_pos);
+  }
+  // One combined "may attend" mask for all layers (padding + causal, bottom-right aligned, rows
+  // without any visible key see everything); undefined = plain causal (flash-eligible).
+  if (key_mask.defined()) {
+    RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == Tk,
+               "Transformer::forward: key_mask must be [B={}, cache_pos+T={}], got {}", B, Tk,
+               shape_str(key_mask));
+    c.mask = key_mask.to(torch::kBool).view({B, 1, 1, Tk});  // [B, 1, 1, Tk]
+  } else if (cache) {
+    c.mask = torch::ones({1, 1, 1, Tk}, torch::dtype(torch::kBool).device(dev));
+  }
+  if (c.mask.defined()) {
+    if (T > 1) {
+      auto causal = torch::ones({T, Tk}, torch::dtype(torch::kBool).device(dev)).tril(cache_pos);
+      c.mask = c.mask.logical_and(causal);  // [B|1, 1, T, Tk]
+    }
+    c.mask = c.mask.logical_or(c.mask.any(-1, true).logical_not());
+  }
+  const bool ckpt = cfg.activation_checkpointing && is_training() && cache == nullptr &&
+                    torch::GradMode::is_enabled();
+  return run_layers(tokens, positions, c, ckpt);
+}
+
+torch::Tensor TransformerImpl::decode_static(const torch::Tensor& tokens,
+                                             const torch::Tensor& positions,
+                                             const torch::Tensor& key_mask, KVCache& cache,
+                                             const torch::Tensor& cache_index) {
+  const int64_t B = tokens.size(0);
+  RLHF_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && positions.sizes() == tokens.sizes(),
+             "decode_static: tokens and positions must be [B, 1]");
+  const int64_t L = key_mask.dim() == 2 ? key_mask.size(1) : 0;
+  RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && L >= 1 && L <= cache.capacity,
+             "decode_static: key_mask must be [B={}, L] with 1 <= L <= capacity={}", B,
+             cache.capacity);
+  RLHF_CHECK(cache_index.numel() == 1 && cache_index.scalar_type() == torch::kLong,
+             "decode_static: cache_index must be one int64");
+  AttnCtx c;
+  c.cache = &cache;
+  c.cache_index = cache_index;
+  c.static_len = L;
+  auto m = key_mask.view({B, 1, 1, L});                     // [B, 1, 1, L]
+  c.mask = m.logical_or(m.any(-1, true).logical_not());
+  return run_layers(tokens, positions, c, false);
+}
+
+torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
+                                          const torch::Tensor& positions, detail::AttnCtx& c,
+                                          bool ckpt) {
+  const auto dev = tokens.device();
+  const bool training = is_training();
+  torch::Tensor x;  // [B, T, C]
+  if (cfg.family == Family::GPT2) {
+    x = drop(wte(tokens) + wpe(positions), cfg.dropout, training);
+  } else {
+    x = embed_tokens(tokens);
+    const int64_t D = cfg.head_dim();
+    auto inv_freq = 1.0 / torch::pow(cfg.rope_theta,
+                                     torch::arange(0, D, 2, torch::dtype(torch::kLong).device(dev))
+                                             .to(torch::kFloat) / static_cast<double>(D));  // [D/2]
+    auto freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
+    auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);             // [B, 1, T, D]
+    c.cos = emb.cos();
+    c.sin = emb.sin();
+  }
+  for (auto& bp : block_ptrs_) {
+    auto* b = static_cast<BlockBase*>(bp.get());
+    x = ckpt ? CheckpointFn::apply(x, b, &c) : b->run(x, c);
+  }
+  if (cfg.family == Family::GPT2) return ln_f(x);
+  return static_cast<RMSNormImpl*>(norm_.get())->forward(x);
+}
+
+}  // namespace rlhf

@@ -1,0 +1,181 @@
+// model.h — the decoder-only transformer shared by every stage (SFT policy, reward model, critic).
+//
+// Contract:
+// - Two families with Hugging Face parameter names, so safetensors import/export is a rename:
+//     gpt2 : learned positions, LayerNorm, GELU (tanh approximation, HF "gelu_new"), biases,
+//            fused c_attn, tied embeddings by default. n_kv_head must equal n_head.
+//     llama: RMSNorm, RoPE (HF rotate-half layout, rope_theta), SwiGLU MLP, no biases,
+//            grouped-query attention via n_kv_head (n_head % n_kv_head == 0), optional tie.
+// - Shapes: tokens/positions [B, T] int64; key_mask [B, Tk] bool (true = real token) with
+//   Tk = cache_pos + T; hidden [B, T, d_model]; logits [B, T, V] always float32.
+// - Left padding: pad tokens get position 0 (positions_from_mask) and are never attended to as
+//   keys. A pad *query* row (no real key visible) attends to every key instead of producing NaN;
+//   its output is garbage by design and must be masked out by the caller.
+// - Attention goes through compat::attention: with no key_mask and no cache, plain causal (SDPA's
+//   flash path on libtorch 2.x); otherwise one [B, 1, T, Tk] "may attend" mask built once per
+//   forward (padding + causal, bottom-right aligned). GQA decode steps (T == 1) read the cache in
+//   place; longer GQA passes repeat k/v per query head (as HF's repeat_kv).
+// - KV cache: forward(..., cache, cache_pos) writes the new keys/values at [cache_pos, cache_pos+T)
+//   and attends over [0, cache_pos + T). No host synchronisation happens inside forward.
+// - Dropout (cfg.dropout), active only in train() mode: gpt2 on embeddings, attention
+//   probabilities and residual branches; llama on attention probabilities and residual branches.
+// - activation_checkpointing: each block runs without saving activations in forward and is
+//   recomputed in backward (reentrant, via a custom autograd function). Dropout RNG state is
+//   replayed on recompute for the CPU generator and the current CUDA device's default generator.
+// - Initialisation (constructor): normal(0, 0.02) weights, zero biases, unit norms, residual output
+//   projections normal(0, 0.02 / sqrt(2 * n_layer)). Seed with torch::manual_seed beforehand.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common/core/strings.h"
+
+namespace rlhf {
+
+enum class Family { GPT2, Llama };
+inline constexpr EnumNames<Family, 2> kFamilyNames{{{Family::GPT2, "gpt2"}, {Family::Llama, "llama"}}};
+std::string family_name(Family);          // "gpt2" | "llama"
+Family parse_family(const std::string&);  // throws rlhf::Error on unknown
+
+struct ModelConfig {
+  Family family = Family::GPT2;
+  int64_t vocab_size = 259, n_layer = 2, n_head = 4, n_kv_head = 4, d_model = 128, d_ff = 512,
+          max_seq_len = 256;
+  double norm_eps = 1e-5, rope_theta = 10000.0, dropout = 0.0;
+  bool tie_embeddings = true;
+  bool activation_checkpointing = false;  // recompute each block in backward
+  int64_t head_dim() const { return d_model / n_head; }
+  void validate() const;  // throws rlhf::Error naming the bad field
+  // Keys are the field names above; family as "gpt2"/"llama". from_json: missing keys keep their
+  // defaults, unknown keys and wrong types throw naming the key; the result is validated.
+  nlohmann::json to_json() const;
+  static ModelConfig from_json(const nlohmann::json&);
+};
+
+// Static KV cache, preallocated: per layer k, v: [B, n_kv_head, capacity, head_dim].
+struct KVCache {
+  std::vector<torch::Tensor> k, v;
+  int64_t capacity = 0;
+  static KVCache allocate(const ModelConfig&, int64_t batch, int64_t capacity,
+                          torch::TensorOptions);
+  // The dtype a cache is stored in: the autocast dtype on CUDA when autocast is on (keys and
+  // values come out of autocast matmuls in it), else the parameters' dtype.
+  static torch::ScalarType storage_dtype(const torch::Device& dev, torch::ScalarType param_dtype);
+};
+
+// positions from a left-padded mask: cumsum(mask) - 1, clamped at 0. mask [B,T] bool -> [B,T] int64
+torch::Tensor positions_from_mask(const torch::Tensor& mask);
+// index of the last true entry per row; mask [B,T] bool -> [B] int64 (0 for an all-false row)
+torch::Tensor last_true_index(const torch::Tensor& mask);
+
+namespace detail {
+struct AttnCtx;  // per-forward attention state (masks, rotary tables, cache), model.cpp
+}
+
+class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, blocks, final norm)
+ public:
+  explicit TransformerImpl(const ModelConfig& cfg);
+  // tokens [B,T] int64, positions [B,T] int64, key_mask [B, Tk] bool where Tk = cache_pos + T
+  // (true = real token; undefined tensor = no padding). Causal within the sequence.
+  // cache == nullptr: plain full pass. Otherwise new keys/values are written into the cache at
+  // [cache_pos, cache_pos + T) and attention covers cache[0, cache_pos + T).
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& key_mask, KVCache* cache = nullptr,
+                        int64_t cache_pos = 0);  // -> [B, T, d_model]
+  // A decode step whose shapes and host arguments do not change from step to step (so it can be
+  // captured once in a CUDA graph and replayed): tokens/positions [B,1] int64; key_mask
+  // [B, L] bool with 1 <= L <= capacity, true = attend (the caller masks the slots not written
+  // yet); cache_index [1] int64 on the device = the slot the new key/value goes to, which the
+  // caller keeps < L (not checked: that would need a host sync). Attention reads cache slots
+  // [0, L) only, so a caller can capture one graph per bucket of L. -> [B, 1, d_model]
+  torch::Tensor decode_static(const torch::Tensor& tokens, const torch::Tensor& positions,
+                              const torch::Tensor& key_mask, KVCache& cache,
+                              const torch::Tensor& cache_index);
+  torch::Tensor token_embedding_weight();        // [V, C], for tied heads
+  ModelConfig cfg;
+
+ private:
+  torch::Tensor run_layers(const torch::Tensor& tokens, const torch::Tensor& positions,
+                           detail::AttnCtx& c, bool checkpoint);
+  // gpt2
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+  // llama
+  torch::nn::Embedding embed_tokens{nullptr};
+  std::shared_ptr<torch::nn::Module> norm_;  // RMSNorm
+  // blocks, registered as "h" (gpt2) or "layers" (llama)
+  torch::nn::ModuleList blocks{nullptr};
+  std::vector<std::shared_ptr<torch::nn::Module>> block_ptrs_;
+};
+TORCH_MODULE(Transformer);
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& key_mask, KVCache* cache = nullptr,
+                        int64_t cache_pos = 0);  // -> logits [B, T, V] (float32 under autocast too)
+  // Logits from trunk hidden states [B, T, C] -> [B, T, V] float32 (e.g. only the last position).
+  torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
+  // The LM head's weight [V, C]: lm_head.weight, or the token embedding when tied.
+  torch::Tensor head_weight();
+  ModelConfig cfg;
+  Transformer trunk{nullptr};          // registered as "transformer" (gpt2) or "model" (llama)
+  torch::nn::Linear lm_head{nullptr};  // registered as "lm_head" only when not tied
+};
+TORCH_MODULE(CausalLM);
+
+// Reward model / critic: trunk + Linear(d_model, 1) with bias, registered as "score".
+class ScalarModelImpl : public torch::nn::Module {
+ public:
+  explicit ScalarModelImpl(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& key_mask);  // -> [B, T] per-token scalar (float32)
+  // value at each row's last true mask position -> [B]
+  torch::Tensor score_last(const torch::Tensor& tokens, const torch::Tensor& mask);
+  // Several responses to one prompt with the prompt forwarded once (the reward model's K
+  // responses per prompt), in two calls so that one prompt pass serves several response batches:
+  // encode_prompts(prompts [G, Tp] int64 LEFT-padded, prompt_mask [G, Tp] bool) runs the prompts
+  // and keeps their keys/values; score_responses(prefix, responses [R, Tr] int64 RIGHT-padded,
+  // response_mask [R, Tr] bool with >= 1 real token per row, row_group [R] int64 in [0, G))
+  // reads response r as prompt[row_group[r]] + response[r] (positions continue after the
+  // prompt's last real token) and returns its value at its last real token -> [R]. Equal, up to
+  // round-off, to score_last on the concatenated rows; gradients flow to every parameter through
+  // both passes (keep the prefix alive until backward). The caller keeps prompt + response
+  // within cfg.max_seq_len.
+  struct PromptPrefix {
+    KVCache cache;       // per layer [G, Hkv, Tp, D]
+    torch::Tensor mask;  // [G, Tp] bool
+    torch::Tensor len;   // [G] int64 real prompt tokens
+  };
+  PromptPrefix encode_prompts(const torch::Tensor& prompts, const torch::Tensor& prompt_mask);
+  torch::Tensor score_responses(const PromptPrefix& prefix, const torch::Tensor& responses,
+                                const torch::Tensor& response_mask, const torch::Tensor& row_group);
+  ModelConfig cfg;
+  Transformer trunk{nullptr};
+  torch::nn::Linear score{nullptr};
+};
+TORCH_MODULE(ScalarModel);
+
+// Puts a module in eval mode (no dropout) for a scope and restores its previous mode on exit,
+// exceptions included: every evaluation and generation path uses it.
+class EvalMode {
+ public:
+  explicit EvalMode(torch::nn::Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  ~EvalMode() { m_.train(was_training_); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+
+ private:
+  torch::nn::Module& m_;
+  bool was_training_;
+};
+
+// Name of the trunk submodule for a family: "transformer" (gpt2) | "model" (llama).
+std::string trunk_name(Family);
+
+}  // namespace rlhf

@@ -1,0 +1,136 @@
+// config.h — typed experiment configuration, parsed once from YAML + `--set a.b=value` overrides.
+//
+// Contract:
+// - load_config() validates every key against the stage's schema: an unknown key, a wrong type, an
+//   out-of-range value, a missing file or malformed YAML throws ConfigError whose message names
+//   the file/key, the bad value and what is expected (with a "did you mean" for unknown keys).
+// - String values expand ${VAR} and ${VAR:-default} from the environment (pipelines use this).
+// - After parsing, choices are enums; nothing downstream looks at YAML.
+// - dump_config() gives the resolved YAML that is printed on rank 0, written to run.dir/config.yaml
+//   and stored in every checkpoint; loading that text again gives the same Config.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "common/core/check.h"
+#include "common/core/strings.h"
+#include "common/model/model.h"
+
+namespace rlhf {
+
+struct ConfigError : Error {
+  using Error::Error;
+};
+
+enum class Stage { SFT, RM, PPO };
+inline constexpr EnumNames<Stage, 3> kStageNames{{{Stage::SFT, "sft"}, {Stage::RM, "rm"}, {Stage::PPO, "ppo"}}};
+enum class DeviceKind { CPU, CUDA };
+inline constexpr EnumNames<DeviceKind, 2> kDeviceKindNames{{{DeviceKind::CPU, "cpu"}, {DeviceKind::CUDA, "cuda"}}};
+enum class Precision { FP32, BF16 };
+inline constexpr EnumNames<Precision, 2> kPrecisionNames{{{Precision::FP32, "fp32"}, {Precision::BF16, "bf16"}}};
+enum class ResumeMode { Never, Auto };
+inline constexpr EnumNames<ResumeMode, 2> kResumeModeNames{{{ResumeMode::Never, "never"}, {ResumeMode::Auto, "auto"}}};
+enum class KlEstimatorKind { K1, K3 };
+inline constexpr EnumNames<KlEstimatorKind, 2> kKlEstimatorNames{{{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K3, "k3"}}};
+
+struct RunSection {
+  std::string dir = "runs/default";
+  int64_t seed = 1234;
+  int64_t log_every = 1;        // progress/metrics cadence in steps (metrics.jsonl gets every step)
+};
+
+struct TrainSection {
+  int64_t max_steps = 100;      // fixes the LR schedule
+  int64_t stop_at_step = 0;     // 0 = off; end early as if interrupted (checkpoint, exit code 0)
+  int64_t global_batch_size = 32;  // sequences (SFT), prompt groups (RM), prompts (PPO) per step, all ranks
+  int64_t micro_batch_size = 8;    // per rank per forward/backward; 0 = auto (start_run)
+  double learning_rate = 3e-4;
+  double min_lr_ratio = 0.1;    // cosine decays to learning_rate * min_lr_ratio
+  int64_t warmup_steps = 10;
+  double weight_decay = 0.1;    // only on >= 2-D weights
+  double beta1 = 0.9, beta2 = 0.95, adam_eps = 1e-8;
+  double grad_clip = 1.0;       // global norm; 0 = off
+  int64_t eval_every = 0;       // 0 = only at the end
+  int64_t eval_batches = 4;
+  DeviceKind device = DeviceKind::CPU;
+  Precision precision = Precision::FP32;  // bf16 = autocast on CUDA with fp32 master weights
+};
+
+struct CkptSection {
+  int64_t every = 0;            // 0 = only when the run ends
+  int64_t keep_last = 2;
+  ResumeMode resume = ResumeMode::Never;
+};
+
+struct DataSection {
+  std::string train, eval;      // HDF5 files from rlhf_prep
+  std::string bias_data;        // RM: SFT demonstrations whose mean reward is fitted to 0 (default: none -> skip)
+  std::string pretrain, pretrain_eval;  // PPO-ptx corpus (HDF5 kind pretrain)
+  int64_t max_seq_len = 0;      // 0 = model.max_seq_len
+};
+
+struct DistSection {
+  double bucket_mb = 25.0;
+};
+
+struct PpoSection {
+  std::string reward_model;     // checkpoint (RM with fitted bias)
+  std::string critic_init;      // default: reward_model
+  int64_t ppo_epochs = 2;
+  int64_t minibatch_size = 0;   // sequences per optimizer step within an iteration (global); 0 = whole batch
+  double clip_eps = 0.2;
+  double value_clip = 0.2;
+  double vf_coef = 0.5;
+  double critic_learning_rate = 0.0;  // 0 = train.learning_rate
+  double gamma = 1.0;
+  double gae_lambda = 0.95;
+  double kl_coef = 0.05;        // β (initial value when adaptive)
+  bool adaptive_kl = false;
+  double kl_target = 6.0;
+  int64_t kl_horizon = 10000;
+  KlEstimatorKind kl_estimator = KlEstimatorKind::K1;
+  double ptx_coef = 0.0;        // γ_ptx; InstructGPT used 27.8; 0 = off
+  int64_t ptx_batch_size = 8;   // pretraining sequences per optimizer step, global
+  int64_t ptx_seq_len = 64;
+  int64_t max_new_tokens = 32;
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  double no_eos_penalty = 0.0;  // subtracted from the RM score when a response has no EOS
+  double score_clip = 0.0;      // 0 = off; clip RM score to ±score_clip
+};
+
+struct Config {
+  Stage stage = Stage::SFT;
+  RunSection run;
+  ModelConfig model;
+  std::string tokenizer = "byte";  // spec for load_tokenizer (ignored when init has one)
+  std::string init;             // "" = from scratch; else checkpoint (native dir/.h5)
+  TrainSection train;
+  CkptSection ckpt;
+  DataSection data;
+  DistSection dist;
+  PpoSection ppo;
+};
+
+std::string stage_name(Stage s);
+
+// file may be "" (defaults only). `sets` are "a.b=value" strings.
+Config load_config(Stage stage, const std::string& file, const std::vector<std::string>& sets);
+// Parse from text (used by tests and by resume); `origin` names the text in errors.
+Config parse_config(Stage stage, const std::string& yaml_text, const std::string& origin,
+                    const std::vector<std::string>& sets = {});
+std::string dump_config(const Config& cfg);
+// All valid keys for a stage (full paths), for docs and suggestions.
+std::vector<std::string> config_keys(Stage stage);
+
+// Keys that were given a non-default value but have no effect in this configuration, one
+// sentence each (printed as warnings at start): model architecture keys and `tokenizer` when
+// `init` is set (the checkpoint fixes them; model.dropout and model.activation_checkpointing
+// still apply), and PPO's data.eval (PPO evaluates with `rlhf_eval reward`).
+std::vector<std::string> ineffective_keys(const Config& cfg, Stage stage);
+
+// Edit distance used for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace rlhf

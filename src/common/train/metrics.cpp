@@ -1,0 +1,83 @@
+#include "common/train/metrics.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "common/core/check.h"
+#include "common/core/fs.h"
+
+namespace rlhf {
+
+MetricsLogger::MetricsLogger(const std::string& run_dir, bool is_root, int64_t total_steps,
+                             int64_t log_every, bool append)
+    : dir_(run_dir), root_(is_root), total_(total_steps), every_(std::max<int64_t>(1, log_every)),
+      tty_(isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {
+  if (!root_) return;
+  std::filesystem::create_directories(dir_);
+  out_.open(dir_ + "/metrics.jsonl", append ? std::ios::app : std::ios::trunc);
+  RLHF_CHECK(out_.good(), "cannot open '{}/metrics.jsonl' for writing", dir_);
+}
+
+MetricsLogger::~MetricsLogger() {
+  if (root_ && line_open_) std::cerr << std::endl;
+}
+
+static std::string fmt_eta(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60)
+                   : fmt::format("{}m{:02}s", t / 60, t % 60);
+}
+
+void MetricsLogger::progress(int64_t step, double loss, double tps) {
+  auto now = std::chrono::steady_clock::now();
+  if (first_step_ < 0) {
+    first_step_ = step - 1;
+    start_ = now;
+  }
+  double elapsed = std::chrono::duration<double>(now - start_).count();
+  double per_step = elapsed / std::max<int64_t>(1, step - first_step_);
+  std::string line = fmt::format("step {}/{} | loss {:.4f} | {:.0f} tok/s | ETA {}", step, total_,
+                                 loss, tps, fmt_eta(per_step * (total_ - step)));
+  if (tty_) {
+    std::cerr << "\r\033[K" << line << std::flush;
+    line_open_ = true;
+    if (step >= total_) {
+      std::cerr << std::endl;
+      line_open_ = false;
+    }
+  } else if (step % every_ == 0 || step == total_ || step == first_step_ + 1) {
+    std::cerr << line << std::endl;
+  }
+}
+
+void MetricsLogger::log(const nlohmann::json& row) {
+  if (!root_) return;
+  RLHF_CHECK(row.contains("step"), "metrics row without 'step'");
+  out_ << row.dump() << "\n";
+  out_.flush();
+  double loss = row.contains("loss") && row["loss"].is_number() ? row["loss"].get<double>() : NAN;
+  double tps = row.contains("tokens_per_s") && row["tokens_per_s"].is_number()
+                   ? row["tokens_per_s"].get<double>() : 0.0;
+  progress(row["step"].get<int64_t>(), loss, tps);
+}
+
+void MetricsLogger::message(const std::string& text) {
+  if (!root_) return;
+  if (line_open_) {
+    std::cerr << std::endl;
+    line_open_ = false;
+  }
+  std::cerr << text << std::endl;
+}
+
+void MetricsLogger::summary(const nlohmann::json& obj) {
+  if (!root_) return;
+  write_file_atomic(dir_ + "/summary.json", obj.dump(2) + "\n");
+}
+
+}  // namespace rlhf

@@ -1,0 +1,37 @@
+// metrics.h — run directory outputs: metrics.jsonl (one JSON object per step), summary.json,
+// and a progress display (one updating line on a terminal, periodic plain lines otherwise).
+// Contract: construct on every rank; only rank 0 (is_root) writes or prints anything.
+#pragma once
+#include <chrono>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace rlhf {
+
+class MetricsLogger {
+ public:
+  // append = true when resuming (keeps earlier steps; later steps replace nothing).
+  MetricsLogger(const std::string& run_dir, bool is_root, int64_t total_steps, int64_t log_every,
+                bool append);
+  ~MetricsLogger();
+  // Writes one line to metrics.jsonl (must contain "step") and updates the progress display
+  // from its "loss" and "tokens_per_s" keys when present.
+  void log(const nlohmann::json& row);
+  void summary(const nlohmann::json& obj);  // run.dir/summary.json (atomic rename)
+  void message(const std::string& text);    // a log line on stderr (rank 0), ends the progress line
+
+ private:
+  void progress(int64_t step, double loss, double tokens_per_s);
+  std::string dir_;
+  bool root_;
+  int64_t total_, every_;
+  bool tty_;
+  bool line_open_ = false;
+  std::ofstream out_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t first_step_ = -1;
+};
+
+}  // namespace rlhf

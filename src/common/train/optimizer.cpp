@@ -1,0 +1,162 @@
+#include "common/train/optimizer.h"
+
+#include <cmath>
+
+#include "common/core/check.h"
+#include "common/core/compat.h"
+
+namespace rlhf {
+
+std::vector<NamedParam> named_params(torch::nn::Module& m, const std::string& prefix) {
+  std::vector<NamedParam> out;
+  for (const auto& kv : m.named_parameters(true)) {
+    if (kv.value().requires_grad()) out.push_back({prefix + kv.key(), kv.value()});
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> tensors_of(const std::vector<NamedParam>& ps) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : ps) out.push_back(p.param);
+  return out;
+}
+
+AdamW::AdamW(std::vector<NamedParam> params, double beta1, double beta2, double eps,
+             double weight_decay)
+    : params_(std::move(params)), b1_(beta1), b2_(beta2), eps_(eps), wd_(weight_decay) {
+  for (const auto& p : params_) {
+    m_.push_back(torch::zeros_like(p.param, torch::MemoryFormat::Contiguous));
+    v_.push_back(torch::zeros_like(p.param, torch::MemoryFormat::Contiguous));
+    decay_.push_back(p.param.dim() >= 2);  // no decay on biases and norm gains
+  }
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard ng;
+  ++step_;
+  const double bc1 = 1.0 - std::pow(b1_, static_cast<double>(step_));
+  const double bc2 = 1.0 - std::pow(b2_, static_cast<double>(step_));
+  const double step_size = lr / bc1;
+  const double bc2_sqrt = std::sqrt(bc2);
+  if (allow_fused && !params_.empty() && params_[0].param.is_cuda() && step_fused(lr)) return;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    torch::Tensor p = params_[i].param;
+    const torch::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    if (decay_[i] && wd_ > 0) p.mul_(1.0 - lr * wd_);
+    m_[i].mul_(b1_).add_(g, 1.0 - b1_);
+    v_[i].mul_(b2_).addcmul_(g, g, 1.0 - b2_);
+    torch::Tensor denom = (v_[i].sqrt() / bc2_sqrt).add_(eps_);
+    p.addcdiv_(m_[i], denom, -step_size);
+  }
+}
+
+// CUDA: one multi-tensor kernel per weight-decay group instead of ~6 kernels per parameter.
+bool AdamW::step_fused(double lr) {
+  if (!step_t_.defined() || step_t_.device() != params_[0].param.device())
+    step_t_ = torch::zeros({}, torch::dtype(torch::kFloat).device(params_[0].param.device()));
+  for (const auto& np : params_)
+    if (!np.param.is_cuda() || np.param.scalar_type() != torch::kFloat) return false;
+  step_t_.fill_(static_cast<double>(step_));
+  for (bool decay : {true, false}) {
+    std::vector<torch::Tensor> p, g, m, v;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const torch::Tensor& pi = params_[i].param;
+      if (decay_[i] != decay || !pi.grad().defined()) continue;
+      p.push_back(pi);
+      g.push_back(pi.grad());
+      m.push_back(m_[i]);
+      v.push_back(v_[i]);
+    }
+    if (p.empty()) continue;
+    const double wd = decay ? wd_ : 0.0;
+    // Unavailable (libtorch 1.x) means unavailable for both groups: nothing was updated.
+    if (!compat::fused_adamw_step(p, g, m, v, step_t_, lr, b1_, b2_, wd, eps_)) return false;
+  }
+  return true;
+}
+
+void AdamW::zero_grad() {
+  for (auto& p : params_) {
+    if (p.param.grad().defined()) {
+      p.param.mutable_grad().detach_();
+      p.param.mutable_grad().zero_();
+    }
+  }
+}
+
+void AdamW::save(H5File& f, const std::string& prefix) const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    f.write_tensor(prefix + "/" + params_[i].name + "/exp_avg", m_[i]);
+    f.write_tensor(prefix + "/" + params_[i].name + "/exp_avg_sq", v_[i]);
+  }
+  f.set_attr(prefix + "_step", step_);
+}
+
+void AdamW::load(const H5File& f, const std::string& prefix) {
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    for (auto& [suffix, dst] : {std::pair<const char*, torch::Tensor*>{"exp_avg", &m_[i]},
+                                {"exp_avg_sq", &v_[i]}}) {
+      const std::string name = prefix + "/" + params_[i].name + "/" + suffix;
+      RLHF_CHECK(f.has(name), "{}: optimizer state '{}' missing (checkpoint from another model?)",
+                 f.path(), name);
+      torch::Tensor t = f.read_tensor(name);
+      RLHF_CHECK(t.sizes() == dst->sizes(), "{}: optimizer state '{}' has shape {}, expected {}",
+                 f.path(), name, c10::str(t.sizes()), c10::str(dst->sizes()));
+      dst->copy_(t);
+    }
+  }
+  step_ = f.attr_int(prefix + "_step");
+}
+
+double lr_at(int64_t step, int64_t max_steps, int64_t warmup_steps, double base_lr,
+             double min_lr_ratio) {
+  if (warmup_steps > 0 && step < warmup_steps)
+    return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  const double span = std::max<int64_t>(1, max_steps - warmup_steps);
+  const double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / span);
+  const double min_lr = base_lr * min_lr_ratio;
+  return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+StepResult optimizer_step(AdamW& opt, Communicator& comm, double lr, double grad_clip,
+                          double bucket_mb, bool loss_finite) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> params = tensors_of(opt.params());
+  all_reduce_gradients(comm, params, bucket_mb);
+  // Global L2 norm over all (already averaged) gradients: identical on every rank.
+  std::vector<torch::Tensor> sq;
+  for (auto& p : params)
+    if (p.grad().defined()) sq.push_back(p.grad().to(torch::kFloat).pow(2).sum());
+  StepResult r;
+  r.grad_norm = sq.empty() ? 0.0 : torch::stack(sq).sum().sqrt().item<double>();
+  // Every rank saw the same averaged gradients, but the loss flag is per rank: agree on it.
+  const double bad = comm.all_reduce_scalar(loss_finite ? 0.0 : 1.0, ReduceOp::Max);
+  if (!std::isfinite(r.grad_norm) || bad > 0) {
+    r.skipped = true;
+    opt.zero_grad();
+    return r;
+  }
+  if (grad_clip > 0 && r.grad_norm > grad_clip) {
+    const double scale = grad_clip / (r.grad_norm + 1e-6);
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().mul_(scale);
+  }
+  opt.step(lr);
+  opt.zero_grad();
+  compat::clear_autocast_cache();  // bf16 weight copies are stale after the update
+  return r;
+}
+
+int64_t accumulation_steps(int64_t global_batch, int64_t micro_batch, int world_size,
+                           const std::string& what) {
+  const int64_t per_step = micro_batch * world_size;
+  RLHF_CHECK(global_batch % per_step == 0,
+             "{} = {} is not divisible by train.micro_batch_size ({}) x ranks ({}) = {}; choose a "
+             "global batch that is a multiple of {}",
+             what, global_batch, micro_batch, world_size, per_step, per_step);
+  return global_batch / per_step;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,107 @@
+#include "common/train/run.h"
+
+#include "common/core/fs.h"
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+namespace rlhf {
+
+static volatile std::sig_atomic_t g_stop = 0;
+static void on_stop_signal(int) { g_stop = 1; }
+
+void install_stop_signals() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+}
+
+void set_stop_flag_for_test(bool on) { g_stop = on ? 1 : 0; }
+
+bool stop_requested(Communicator& comm) {
+  return comm.all_reduce_scalar(g_stop ? 1.0 : 0.0, ReduceOp::Max) > 0;
+}
+
+torch::Device select_run_device(const Config& cfg, Communicator& comm) {
+  if (cfg.train.device == DeviceKind::CPU) return torch::kCPU;
+  torch::Device dev = parse_device("cuda", comm, "train.device");
+  if (dev.is_cuda()) comm.init_nccl(dev);
+  return dev;
+}
+
+RunRequest parse_run_args(Stage stage, int argc, char** argv) {
+  const std::string exe = stage_name(stage) + "_train";
+  CLI::App app{exe + ": " + (stage == Stage::SFT  ? "supervised fine-tuning (stage 1)"
+                             : stage == Stage::RM ? "reward model training (stage 2)"
+                                                  : "PPO-ptx against the reward model (stage 3)")};
+  std::string config_file;
+  std::vector<std::string> sets;
+  bool resume = false;
+  std::string resume_from;
+  app.add_option("--config", config_file, "YAML config file");
+  app.add_option("--set", sets, "override a key: --set train.learning_rate=3e-4 (repeatable)");
+  app.add_flag("--resume", resume, "continue from run.dir/checkpoints/latest (fresh start if none)");
+  app.add_option("--resume-from", resume_from, "continue from this checkpoint directory");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  return RunRequest{load_config(stage, config_file, sets), resume, resume_from};
+}
+
+RunContext start_run(Stage stage, const RunRequest& req) {
+  const std::string exe = stage_name(stage) + "_train";
+  const bool resume = req.resume;
+  const std::string& resume_from = req.resume_from;
+  RunContext ctx;
+  ctx.comm = &world();
+  ctx.cfg = req.cfg;
+  ctx.config_text = dump_config(ctx.cfg);
+  Communicator& comm = *ctx.comm;
+  check_consistency(comm, ctx.config_text, 0);
+  if (comm.is_root()) {
+    std::filesystem::create_directories(ctx.cfg.run.dir);
+    write_file_atomic(ctx.cfg.run.dir + "/config.yaml", ctx.config_text);
+    std::cerr << "# " << exe << " resolved config (" << comm.world_size() << " rank"
+              << (comm.world_size() > 1 ? "s" : "") << ")\n" << ctx.config_text << std::flush;
+    for (const auto& w : ineffective_keys(ctx.cfg, stage)) std::cerr << "# warning: " << w << "\n";
+  }
+  comm.barrier();
+  if (ctx.cfg.train.micro_batch_size == 0) {
+    // 0 = auto: this rank's whole share of an optimizer step in one forward (no accumulation).
+    // Resolved here, not in config.yaml, so a run keeps "auto" when resumed on another rank count.
+    const bool ppo_mb = stage == Stage::PPO && ctx.cfg.ppo.minibatch_size > 0;
+    const int64_t share = ppo_mb ? ctx.cfg.ppo.minibatch_size : ctx.cfg.train.global_batch_size;
+    RLHF_CHECK(share % comm.world_size() == 0,
+               "train.micro_batch_size = 0 (auto) needs {} = {} to be divisible by the rank count {}",
+               ppo_mb ? "ppo.minibatch_size" : "train.global_batch_size", share, comm.world_size());
+    ctx.cfg.train.micro_batch_size = share / comm.world_size();
+    if (comm.is_root())
+      std::cerr << "# train.micro_batch_size = 0 (auto): " << ctx.cfg.train.micro_batch_size
+                << " per rank, no accumulation\n";
+  }
+  ctx.device = select_run_device(ctx.cfg, comm);
+  if (ctx.cfg.train.precision == Precision::BF16) {
+    if (ctx.device.is_cuda())
+      ctx.autocast = std::make_unique<compat::AutocastScope>(true, at::kBFloat16);
+    else if (comm.is_root())
+      std::cerr << "# train.precision: bf16 is CUDA autocast; on CPU this run computes in fp32\n";
+  }
+  ctx.ckpt = std::make_unique<CheckpointManager>(ctx.cfg.run.dir, ctx.cfg.ckpt.keep_last, comm);
+  if (!resume_from.empty()) {
+    CheckpointManager::validate(resume_from);  // explicit: a bad one is an error
+    ctx.resume_dir = resume_from;
+  } else if (resume || ctx.cfg.ckpt.resume == ResumeMode::Auto) {
+    ctx.resume_dir = ctx.ckpt->find_latest();
+    if (comm.is_root())
+      std::cerr << (ctx.resume_dir.empty() ? "# no checkpoint to resume from; starting fresh\n"
+                                           : "# resuming from " + ctx.resume_dir + "\n");
+  }
+  install_stop_signals();
+  return ctx;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,57 @@
+// run.h — what every stage executable does before and around its training loop:
+// take a RunRequest (from `--config FILE --set k=v ... [--resume | --resume-from DIR]`, validated),
+// create run.dir, print the resolved config (rank 0) and write run.dir/config.yaml, check that all
+// ranks agree (config hash), pick the device, find the checkpoint to resume from, and handle
+// preemption signals.
+// Contract: start_run() is collective (every rank calls it with the same arguments).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/io/checkpoint.h"
+#include "common/core/compat.h"
+#include "common/train/config.h"
+#include "common/dist/dist.h"
+#include "common/train/metrics.h"
+
+namespace rlhf {
+
+// Exit code after SIGTERM/SIGUSR1: the run checkpointed and can be resumed with --resume.
+constexpr int kExitPreempted = 75;
+
+struct RunContext {
+  Config cfg;
+  std::string config_text;  // dump_config(cfg)
+  Communicator* comm = nullptr;
+  torch::Device device = torch::kCPU;
+  std::unique_ptr<CheckpointManager> ckpt;
+  std::string resume_dir;   // "" = fresh start
+  // train.precision = bf16 on CUDA: autocast to bfloat16 for the whole run (forward passes,
+  // losses, rollouts), fp32 master weights and optimizer state. Null on CPU (fp32 there).
+  std::unique_ptr<compat::AutocastScope> autocast;
+};
+
+// What a stage is asked to do: the resolved config and how to resume. parse_run_args builds it
+// from the command line (--config, --set, --resume, --resume-from; prints usage and exits on
+// --help or a bad flag); tests build it directly.
+struct RunRequest {
+  Config cfg;
+  bool resume = false;      // --resume: continue from run.dir/checkpoints/latest if any
+  std::string resume_from;  // --resume-from DIR: continue from exactly this checkpoint
+};
+RunRequest parse_run_args(Stage stage, int argc, char** argv);
+
+RunContext start_run(Stage stage, const RunRequest& req);
+
+// Installs SIGTERM/SIGUSR1 handlers that only set a flag (the current step finishes).
+void install_stop_signals();
+// Collective: true on every rank when any rank received a stop signal.
+bool stop_requested(Communicator& comm);
+// For tests: set or clear the flag as a signal would.
+void set_stop_flag_for_test(bool on);
+
+// torch::kCUDA:<local rank % device count> or CPU; initialises NCCL for CUDA.
+torch::Device select_run_device(const Config& cfg, Communicator& comm);
+
+}  // namespace rlhf

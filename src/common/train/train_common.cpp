@@ -1,0 +1,131 @@
+#include "common/train/train_common.h"
+
+#include <chrono>
+
+#include "common/io/checkpoint.h"
+#include "common/core/h5.h"
+#include "common/model/lm_loss.h"
+
+namespace rlhf {
+
+ModelSetup resolve_model(const Config& cfg, const std::string& init) {
+  ModelSetup s;
+  if (init.empty()) {
+    s.cfg = cfg.model;
+    s.tokenizer = load_tokenizer(cfg.tokenizer);
+    s.tok = TokenizerInfo::of(*s.tokenizer);
+    RLHF_CHECK(s.cfg.vocab_size >= s.tokenizer->vocab_size(),
+               "model.vocab_size = {} is smaller than the vocabulary of tokenizer '{}' ({})",
+               s.cfg.vocab_size, cfg.tokenizer, s.tokenizer->vocab_size());
+    return s;
+  }
+  s.init_path = resolve_model_path(init);
+  ModelFile f = read_model_h5(s.init_path);
+  s.cfg = f.cfg;
+  s.cfg.dropout = cfg.model.dropout;
+  s.cfg.activation_checkpointing = cfg.model.activation_checkpointing;
+  s.tok = f.tok;
+  s.tokenizer = load_tokenizer(f.tok.spec);
+  RLHF_CHECK(s.tokenizer->identity() == f.tok.identity,
+             "{}: checkpoint tokenizer '{}' no longer matches its files at '{}' (now '{}')",
+             s.init_path, f.tok.identity, f.tok.spec, s.tokenizer->identity());
+  return s;
+}
+
+SpecialIds special_ids(const TokenizerInfo& t) { return SpecialIds{t.bos, t.eos, std::max<int64_t>(0, t.pad)}; }
+
+int64_t seq_len_limit(const Config& cfg, const ModelConfig& m) {
+  return cfg.data.max_seq_len > 0 ? std::min(cfg.data.max_seq_len, m.max_seq_len) : m.max_seq_len;
+}
+
+nlohmann::json cursor_json(const Cursor& c) { return {{"epoch", c.epoch}, {"position", c.position}}; }
+Cursor cursor_from_json(const nlohmann::json& j) {
+  Cursor c;
+  c.epoch = j.at("epoch").get<int64_t>();
+  c.position = j.at("position").get<int64_t>();
+  return c;
+}
+
+std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm, int64_t step,
+                                     const std::vector<CkptModel>& models,
+                                     const std::vector<CkptOptim>& optims,
+                                     const ModelConfig& mcfg, const TokenizerInfo& tok,
+                                     nlohmann::json state, const std::string& config_text) {
+  torch::Tensor rng = get_rng_state().contiguous();
+  torch::Tensor all_rng = comm.all_gather(rng.unsqueeze(0));  // [world, bytes]
+  state["step"] = step;
+  state["world_size"] = comm.world_size();
+  state["config"] = config_text;
+  return mgr.save(step, [&](const std::string& dir) {
+    for (const auto& m : models) save_model_h5(dir + "/" + m.file, *m.module, mcfg, tok, m.kind, m.extra);
+    H5File f = H5File::create(dir + "/optim.h5");
+    for (const auto& o : optims) o.opt->save(f, o.prefix);
+    f.write_tensor("rng/cpu", all_rng);
+    f.close();
+    write_state_yaml(dir + "/state.yaml", state);
+  });
+}
+
+nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& comm,
+                                        const std::vector<CkptModel>& models,
+                                        const std::vector<CkptOptim>& optims) {
+  nlohmann::json state = read_state_yaml(dir + "/state.yaml");
+  for (const auto& m : models) load_parameters(*m.module, read_model_h5(dir + "/" + m.file));
+  H5File f = H5File::open_read(dir + "/optim.h5");
+  for (const auto& o : optims) o.opt->load(f, o.prefix);
+  torch::Tensor all_rng = f.read_tensor("rng/cpu");  // [saved_world, bytes]
+  if (all_rng.size(0) == comm.world_size()) set_rng_state(all_rng[comm.rank()].clone());
+  else if (comm.is_root())
+    fmt::print(stderr, "# note: checkpoint saved with {} ranks, resuming on {}: RNG streams restart\n",
+               all_rng.size(0), comm.world_size());
+  return state;
+}
+
+LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev) {
+  auto tokens = b.tokens.to(dev);                                       // [B, T]
+  auto h = model->trunk(tokens, b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
+  return fused_lm_loss(h, model->head_weight(), tokens, b.target_mask.to(dev));
+}
+
+std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, const SpecialIds& ids,
+                                        int64_t max_len, int64_t micro_batch, int64_t max_rows,
+                                        Communicator& comm, const torch::Device& device) {
+  torch::NoGradGuard ng;
+  EvalMode eval_mode(*model);
+  const int64_t n = std::min<int64_t>(data.size(), max_rows);
+  double nll = 0;
+  int64_t tokens = 0;
+  for (auto [begin, end] : rank_chunks(n, micro_batch, comm)) {
+    std::vector<PromptResponse> rows;
+    for (int64_t i = begin; i < end; ++i) rows.push_back(data.row(i));
+    SeqBatch b = build_seq_batch(rows, ids, max_len);
+    LmLoss l = batch_lm_loss(model, b, device);
+    nll += l.sum_nll.item<double>();
+    tokens += l.tokens;
+  }
+  nll = comm.all_reduce_scalar(nll);
+  tokens = static_cast<int64_t>(comm.all_reduce_scalar(static_cast<double>(tokens)));
+  return {tokens > 0 ? nll / tokens : 0.0, tokens};
+}
+
+double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_len, int64_t windows,
+                        Communicator& comm, const torch::Device& dev) {
+  torch::NoGradGuard ng;
+  EvalMode eval_mode(*model);
+  std::vector<int64_t> starts;  // this rank's windows, all in one batch
+  for (auto [w, end] : rank_chunks(windows, 1, comm)) starts.push_back(w * seq_len);
+  double nll = 0, tokens = 0;
+  if (!starts.empty()) {
+    SeqBatch b = build_stream_batch(data.tokens, starts, seq_len);
+    LmLoss l = batch_lm_loss(model, b, dev);
+    nll = l.sum_nll.item<double>();
+    tokens = static_cast<double>(l.tokens);
+  }
+  return comm.all_reduce_scalar(nll) / std::max(1.0, comm.all_reduce_scalar(tokens));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace rlhf

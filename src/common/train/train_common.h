@@ -1,0 +1,81 @@
+// train_common.h — pieces every stage's training loop shares: resolving the model + tokenizer from
+// the config (scratch or an init checkpoint), the training-checkpoint write/read (model.h5,
+// optim.h5 with AdamW moments and per-rank RNG states, state.yaml), and the held-out LM loss.
+// Contract: functions taking a Communicator are collective.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/data/batch.h"
+#include "common/io/checkpoint.h"
+#include "common/train/config.h"
+#include "common/data/data.h"
+#include "common/dist/dist.h"
+#include "common/model/model.h"
+#include "common/io/model_file.h"
+#include "common/train/optimizer.h"
+#include "common/tokenizer/tokenizer.h"
+#include "common/model/lm_loss.h"
+
+namespace rlhf {
+
+struct ModelSetup {
+  ModelConfig cfg;
+  TokenizerInfo tok;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string init_path;  // model.h5 the weights come from ("" = scratch)
+};
+
+// init = "" -> cfg.model + cfg.tokenizer (vocab sizes must agree); otherwise the checkpoint's model
+// config and tokenizer (the config's model.dropout and activation_checkpointing still apply).
+ModelSetup resolve_model(const Config& cfg, const std::string& init);
+SpecialIds special_ids(const TokenizerInfo& t);
+int64_t seq_len_limit(const Config& cfg, const ModelConfig& m);
+
+// Model files of one checkpoint: file name -> (module, kind). E.g. {"model.h5", actor, "causal_lm"}.
+struct CkptModel {
+  std::string file;
+  torch::nn::Module* module;
+  std::string kind;
+  nlohmann::json extra;
+};
+struct CkptOptim {
+  std::string prefix;
+  AdamW* opt;
+};
+
+// Collective: gathers every rank's RNG state, rank 0 writes the checkpoint directory.
+std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm, int64_t step,
+                                     const std::vector<CkptModel>& models,
+                                     const std::vector<CkptOptim>& optims,
+                                     const ModelConfig& mcfg, const TokenizerInfo& tok,
+                                     nlohmann::json state, const std::string& config_text);
+// Every rank reads: weights, optimizer moments, its own RNG state. Returns state.yaml's content.
+nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& comm,
+                                        const std::vector<CkptModel>& models,
+                                        const std::vector<CkptOptim>& optims);
+
+nlohmann::json cursor_json(const Cursor& c);
+Cursor cursor_from_json(const nlohmann::json& j);
+
+// The masked LM loss of a batch (moved to `dev`): trunk, then fused_lm_loss on the head weight
+// (no [B, T, V] logits). Gradients flow when grad mode is on.
+LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev);
+
+// Held-out LM loss over the first `max_rows` rows of an SFT dataset (sharded over ranks).
+// Returns {loss, tokens}. Runs under NoGradGuard in eval mode.
+std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, const SpecialIds& ids,
+                                        int64_t max_len, int64_t micro_batch, int64_t max_rows,
+                                        Communicator& comm, const torch::Device& device);
+
+// Held-out LM loss of a token stream: the first `windows` non-overlapping windows of seq_len tokens
+// (the same every call; sharded over ranks; every token but each window's first is a target).
+double eval_stream_loss(CausalLM& model, const PretrainData& data, int64_t seq_len, int64_t windows,
+                        Communicator& comm, const torch::Device& dev);
+
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+}  // namespace rlhf

@@ -1,0 +1,35 @@
+// rlhf_convert — model format conversion, the commands callable from tests (single process;
+// logs on stderr, nothing on stdout).
+//   from-hf      --in HF_DIR --out CKPT [--tokenizer SPEC]
+//                HF_DIR: config.json + model.safetensors (or model.safetensors.index.json shards).
+//                Tokenizer: HF_DIR's vocab.json + merges.txt (GPT-2 BPE) when present, else SPEC.
+//   to-hf        --in CKPT --out HF_DIR   (model.safetensors F32, config.json; vocab.json and
+//                merges.txt copied when the checkpoint's tokenizer is GPT-2)
+//   from-llama2c --model FILE.bin --tokenizer TOK.bin --out CKPT
+//   init         --family gpt2|llama --tokenizer SPEC --out CKPT [--config-json JSON|@FILE]
+//                [--seed S] [--kind causal_lm|scalar]   a freshly initialised model (tests, parity)
+//   logits       --in CKPT --out FILE.safetensors [--seed S --batch B --len T --device D]
+//                parity aid: random tokens [B, T] (odd rows left-padded), writes tensors
+//                "tokens", "mask" (as float32) and "logits" [B, T, V] of the model on them.
+// CKPT is a directory; the model goes to CKPT/model.h5 (io/model_file.h). Tokenizer files are copied
+// into CKPT (CKPT/tokenizer/ for GPT-2, CKPT/tokenizer.bin for llama2c) so a checkpoint is
+// self-contained; the recorded tokenizer spec points at the copy.
+//
+// Contract: single process; each function writes its output or throws rlhf::Error naming the file
+// or option at fault; returns the process exit code (0).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rlhf {
+
+int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt);
+int to_hf(const std::string& in, const std::string& out);
+int from_llama2c(const std::string& model, const std::string& tok, const std::string& out);
+int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,
+               uint64_t seed, const std::string& kind, const std::string& out);
+int dump_logits(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,
+                int64_t len, const std::string& device);
+
+}  // namespace rlhf

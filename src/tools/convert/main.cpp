@@ -1,0 +1,54 @@
+// rlhf_convert — model format conversion; the commands are in convert.h.
+#include <CLI/CLI.hpp>
+
+#include "common/dist/dist.h"
+#include "tools/convert/convert.h"
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&] {
+    CLI::App app{"rlhf_convert: import/export models (Hugging Face, llama2.c) to/from model.h5"};
+    app.require_subcommand(1);
+    std::string in, out, tok, model, family, cfg_json, kind = "causal_lm";
+    uint64_t seed = 0;
+    int rc = 0;
+    auto* a = app.add_subcommand("from-hf", "Hugging Face folder (safetensors) -> CKPT/model.h5");
+    a->add_option("--in", in, "HF model folder (config.json, model.safetensors)")->required();
+    a->add_option("--out", out, "checkpoint directory to create")->required();
+    a->add_option("--tokenizer", tok, "tokenizer spec when the folder has no vocab.json/merges.txt");
+    a->callback([&] { rc = rlhf::from_hf(in, out, tok); });
+    auto* b = app.add_subcommand("to-hf", "CKPT -> Hugging Face folder (model.safetensors, config.json)");
+    b->add_option("--in", in, "checkpoint (dir, run dir or model.h5)")->required();
+    b->add_option("--out", out, "output folder")->required();
+    b->callback([&] { rc = rlhf::to_hf(in, out); });
+    auto* c = app.add_subcommand("from-llama2c", "llama2.c legacy .bin + tokenizer.bin -> CKPT/model.h5");
+    c->add_option("--model", model, "llama2.c model file")->required();
+    c->add_option("--tokenizer", tok, "llama2.c tokenizer file")->required();
+    c->add_option("--out", out, "checkpoint directory to create")->required();
+    c->callback([&] { rc = rlhf::from_llama2c(model, tok, out); });
+    auto* d = app.add_subcommand("init", "freshly initialised model -> CKPT/model.h5");
+    d->add_option("--family", family, "gpt2 | llama")->required();
+    d->add_option("--tokenizer", tok, "tokenizer spec (byte, GPT-2 folder, llama2c file)")->required();
+    d->add_option("--out", out, "checkpoint directory to create")->required();
+    d->add_option("--config-json", cfg_json, "ModelConfig fields as JSON, or @file.json");
+    d->add_option("--seed", seed, "torch::manual_seed before initialisation")->capture_default_str();
+    d->add_option("--kind", kind, "causal_lm | scalar")->capture_default_str();
+    d->callback([&] { rc = rlhf::init_model(family, cfg_json, tok, seed, kind, out); });
+    std::string device = "cpu";
+    int64_t batch = 3, len = 16;
+    auto* e = app.add_subcommand("logits", "parity aid: a model's logits on seeded random tokens");
+    e->add_option("--in", in, "causal_lm checkpoint")->required();
+    e->add_option("--out", out, "output .safetensors (tokens, mask, logits)")->required();
+    e->add_option("--seed", seed, "token seed")->capture_default_str();
+    e->add_option("--batch", batch, "rows (odd rows are left-padded)")->capture_default_str();
+    e->add_option("--len", len, "tokens per row")->capture_default_str();
+    e->add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
+    e->callback([&] { rc = rlhf::dump_logits(in, out, seed, batch, len, device); });
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    return rc;
+  });
+}

@@ -1,0 +1,25 @@
+// rlhf_eval — checkpoint evaluation for scripts: one JSON object on the last stdout line, logs on
+// stderr. Subcommands: ppl, rm-acc, reward, compare, report (tools/eval/stage.h); sample (text on
+// stdout, tools/eval/sample.h).
+#include <CLI/CLI.hpp>
+
+#include "common/dist/dist.h"
+#include "tools/eval/sample.h"
+#include "tools/eval/stage.h"
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&] {
+    CLI::App app{"rlhf_eval: evaluate checkpoints (JSON on the last stdout line)"};
+    app.require_subcommand(1);
+    int exit_code = 0;
+    rlhf::register_stage_eval_commands(app, &exit_code);
+    rlhf::register_eval_sample(app, &exit_code);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    return exit_code;
+  });
+}

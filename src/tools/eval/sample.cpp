@@ -1,0 +1,72 @@
+#include "tools/eval/sample.h"
+
+#include <chrono>
+#include <iostream>
+
+#include "common/core/check.h"
+#include "common/dist/dist.h"
+#include "common/model/generate.h"
+#include "common/io/model_file.h"
+#include "common/tokenizer/tokenizer.h"
+#include "common/train/train_common.h"
+
+namespace rlhf {
+
+std::string sample_text(const SampleOptions& o) {
+  const std::string path = resolve_model_path(o.checkpoint);
+  ModelFile f = read_model_h5(path);
+  RLHF_CHECK(f.kind == "causal_lm", "{}: sample needs a causal_lm checkpoint, this one is '{}'",
+             path, f.kind);
+  const std::string spec = o.tokenizer.empty() ? f.tok.spec : o.tokenizer;
+  RLHF_CHECK(!spec.empty(), "{}: the checkpoint records no tokenizer; pass --tokenizer SPEC", path);
+  auto tok = load_tokenizer(spec);
+  RLHF_CHECK(f.tok.identity.empty() || tok->identity() == f.tok.identity,
+             "tokenizer '{}' has identity {} but the checkpoint {} was made with {}", spec,
+             tok->identity(), path, f.tok.identity);
+  const torch::Device dev = parse_device(o.device, world());
+  CausalLM model(f.cfg);
+  load_parameters(*model, f);
+  model->to(dev);
+
+  std::vector<int32_t> ids = tok->encode(o.prompt);
+  if (tok->bos_id() != tok->eos_id() || ids.empty()) ids.insert(ids.begin(), tok->bos_id());
+  auto [prompts, mask] = left_pad({ids}, tok->pad_id());
+  const SamplingConfig sc = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p,
+                                            special_ids(TokenizerInfo::of(*tok)));
+  auto t0 = std::chrono::steady_clock::now();
+  GenerateOutput out = generate(model, prompts, mask, sc, o.seed);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto toks = out.tokens[0].to(torch::kCPU);
+  auto keep = out.attention_mask[0].to(torch::kCPU);
+  std::vector<int32_t> all;
+  for (int64_t i = 0; i < toks.size(0); ++i)
+    if (keep[i].item<bool>()) all.push_back(static_cast<int32_t>(toks[i].item<int64_t>()));
+  std::cerr << fmt::format("sample: {} ({} {}, {} layers) on {}: {} prompt tokens, {} new tokens "
+                           "in {:.2f} s ({:.1f} tok/s)\n", path, family_name(f.cfg.family),
+                           f.cfg.d_model, f.cfg.n_layer, dev.str(), ids.size(), out.new_tokens,
+                           secs, out.new_tokens / std::max(secs, 1e-9));
+  return tok->decode(all);
+}
+
+int run_eval_sample(const SampleOptions& o) {
+  std::string text = sample_text(o);
+  if (world().is_root()) std::cout << text << std::endl;
+  return 0;
+}
+
+void register_eval_sample(CLI::App& app, int* exit_code) {
+  static SampleOptions o;  // lives as long as the app's callbacks
+  auto* c = app.add_subcommand("sample", "generate text from a causal-LM checkpoint (text on stdout)");
+  c->add_option("--checkpoint", o.checkpoint, "checkpoint dir, run dir or model.h5")->required();
+  c->add_option("--prompt", o.prompt, "prompt text (may be empty)")->required();
+  c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")->capture_default_str();
+  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
+  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str();
+  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str();
+  c->add_option("--seed", o.seed, "sampling seed")->capture_default_str();
+  c->add_option("--tokenizer", o.tokenizer, "override the checkpoint's tokenizer spec (same identity)");
+  c->add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when available)");
+  c->callback([=] { *exit_code = run_eval_sample(o); });
+}
+
+}  // namespace rlhf

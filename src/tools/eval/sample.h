@@ -1,0 +1,34 @@
+// sample.h — `rlhf_eval sample`: generate text from a causal-LM checkpoint.
+//
+//   rlhf_eval sample --checkpoint CKPT --prompt TEXT --max-new-tokens N --temperature T
+//                    [--top-k K --top-p P --seed S --tokenizer SPEC --device cpu|cuda]
+// Loads model.h5 (a checkpoint dir, run dir or model.h5 path) and the tokenizer named by its
+// tokenizer spec (or --tokenizer, which must have the same identity). The prompt is encoded
+// without special tokens; BOS is prepended when the tokenizer has a BOS distinct from its EOS
+// (byte, llama2c), and for tokenizers whose BOS == EOS (gpt2) only when the prompt is empty
+// (unconditional generation starts from <|endoftext|>). Generation stops at the tokenizer's EOS.
+// stdout: the decoded text of prompt + continuation (like llama2.c's run; special tokens
+// dropped; llama2c pieces after BOS lose their leading space), then a newline. Logs on stderr.
+// Single process (rank 0 prints; other ranks do the same work silently).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace rlhf {
+
+struct SampleOptions {
+  std::string checkpoint, prompt, tokenizer, device;
+  int64_t max_new_tokens = 64, top_k = 0;
+  double temperature = 1.0, top_p = 1.0;
+  uint64_t seed = 0;
+};
+
+// The generated text (prompt + continuation), exactly as printed without the final newline.
+std::string sample_text(const SampleOptions& o);
+int run_eval_sample(const SampleOptions& o);
+// Adds the `sample` subcommand; its callback stores the exit code in *exit_code.
+void register_eval_sample(CLI::App& app, int* exit_code);
+
+}  // namespace rlhf

@@ -1,0 +1,118 @@
+// rlhf_prep — raw data -> tokenized HDF5 datasets (docs/DATA.md), the embedded task (synth),
+// inspect and encode. Single process; run it without mpirun (or on one rank).
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "common/core/check.h"
+#include "common/dist/dist.h"
+#include "tools/prep/commands.h"
+#include "tools/prep/encode.h"
+#include "tools/prep/synth.h"
+
+namespace {
+
+struct CommonFlags {
+  rlhf::PrepOptions o;
+  std::string format = "jsonl";
+  std::string over_length = "truncate";
+};
+
+void add_common(CLI::App* sub, CommonFlags& f, bool with_format, bool with_lengths) {
+  sub->add_option("--in", f.o.inputs, "input file (repeatable; .gz read directly)")->required();
+  sub->add_option("--out", f.o.out, "output .h5 (written to a temp file, then renamed)")->required();
+  sub->add_option("--tokenizer", f.o.tokenizer,
+                  "byte | GPT-2 folder (vocab.json + merges.txt) | llama2.c tokenizer file")
+      ->capture_default_str();
+  sub->add_flag("--strict", f.o.strict, "reject the first bad row (error names file:line)");
+  if (with_format)
+    sub->add_option("--format", f.format, "jsonl | oasst-tree | hh-rlhf")->capture_default_str();
+  if (with_lengths) {
+    sub->add_option("--max-prompt-tokens", f.o.max_prompt_tokens, "0 = unlimited (keeps the END)");
+    sub->add_option("--max-response-tokens", f.o.max_response_tokens,
+                    "0 = unlimited (keeps the START)");
+    sub->add_option("--over-length", f.over_length, "truncate | skip")->capture_default_str();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&]() -> int {
+    CLI::App app{"rlhf_prep: raw data -> tokenized HDF5 datasets"};
+    app.require_subcommand(1);
+
+    CommonFlags sft, ranked, prompts, pretrain;
+    auto* c_sft = app.add_subcommand("sft", "JSONL {prompt, response} (or oasst-tree / hh-rlhf)");
+    add_common(c_sft, sft, true, true);
+    auto* c_ranked = app.add_subcommand(
+        "ranked", "JSONL {prompt, responses, ranks} or {prompt, chosen, rejected} (or oasst-tree / hh-rlhf)");
+    add_common(c_ranked, ranked, true, true);
+    auto* c_prompts = app.add_subcommand("prompts", "JSONL strings or {prompt}");
+    add_common(c_prompts, prompts, true, true);
+    auto* c_pretrain = app.add_subcommand("pretrain", "plain text files -> one token stream");
+    add_common(c_pretrain, pretrain, false, false);
+    c_pretrain->add_flag("--paragraphs", pretrain.o.paragraphs,
+                         "blank-line separated paragraphs are documents (default: each file)");
+
+    std::string synth_dir;
+    uint64_t synth_seed = 1234;
+    rlhf::SynthSizes sizes;
+    auto* c_synth = app.add_subcommand("synth", "write the embedded task's datasets into a folder");
+    c_synth->add_option("--out", synth_dir, "output folder")->required();
+    c_synth->add_option("--seed", synth_seed, "generator seed")->capture_default_str();
+    c_synth->add_option("--n-sft", sizes.sft)->capture_default_str();
+    c_synth->add_option("--n-sft-eval", sizes.sft_eval)->capture_default_str();
+    c_synth->add_option("--n-ranked", sizes.ranked)->capture_default_str();
+    c_synth->add_option("--n-ranked-eval", sizes.ranked_eval)->capture_default_str();
+    c_synth->add_option("--n-prompts", sizes.prompts)->capture_default_str();
+    c_synth->add_option("--n-prompts-eval", sizes.prompts_eval)->capture_default_str();
+    c_synth->add_option("--pretrain-bytes", sizes.pretrain_bytes)->capture_default_str();
+    c_synth->add_option("--pretrain-eval-bytes", sizes.pretrain_eval_bytes)->capture_default_str();
+
+    std::string inspect_file;
+    auto* c_inspect = app.add_subcommand("inspect", "summarise a dataset .h5");
+    c_inspect->add_option("file", inspect_file, "dataset .h5")->required();
+
+    std::string enc_tok = "byte", enc_in, enc_out;
+    auto* c_encode = app.add_subcommand("encode", "JSON string per line -> JSON id array per line");
+    c_encode->add_option("--tokenizer", enc_tok)->capture_default_str();
+    c_encode->add_option("--in", enc_in, "input file (default: stdin)");
+    c_encode->add_option("--out", enc_out, "output file (default: stdout)");
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+
+    auto finalize = [](CommonFlags& f) {
+      f.o.format = rlhf::parse_source_format(f.format);
+      f.o.over_length = rlhf::parse_over_length(f.over_length);
+      return f.o;
+    };
+    if (c_sft->parsed()) rlhf::run_prep_sft(finalize(sft));
+    else if (c_ranked->parsed()) rlhf::run_prep_ranked(finalize(ranked));
+    else if (c_prompts->parsed()) rlhf::run_prep_prompts(finalize(prompts));
+    else if (c_pretrain->parsed()) rlhf::run_prep_pretrain(finalize(pretrain));
+    else if (c_synth->parsed()) rlhf::write_synth_task(synth_dir, synth_seed, sizes);
+    else if (c_inspect->parsed()) rlhf::run_prep_inspect(inspect_file, std::cout);
+    else if (c_encode->parsed()) {
+      std::ifstream fin;
+      std::ofstream fout;
+      if (!enc_in.empty()) {
+        fin.open(enc_in);
+        RLHF_CHECK(fin.good(), "rlhf_prep encode: cannot open '{}'", enc_in);
+      }
+      if (!enc_out.empty()) {
+        fout.open(enc_out);
+        RLHF_CHECK(fout.good(), "rlhf_prep encode: cannot create '{}'", enc_out);
+      }
+      return rlhf::run_encode(enc_tok, enc_in.empty() ? std::cin : fin,
+                              enc_out.empty() ? std::cout : fout);
+    }
+    return 0;
+  });
+}
