@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
 # setup.sh — install what is missing (apt-get), then configure and build in Release. Idempotent.
 #
-#   bash launch/setup.sh            CPU build against Debian/Ubuntu libtorch-dev (this machine, CI)
-#   RLHF_CUDA=1 bash launch/setup.sh   CUDA build against the pip PyTorch found by python3 (+ NCCL
-#                                      from the nvidia-nccl pip package); the GPU machine
+#   bash launch/setup.sh               CPU build against Debian/Ubuntu libtorch-dev (the default)
+#   RLHF_TORCH=pip bash launch/setup.sh   build against PyPI's torch (the GPU machine's libtorch,
+#                                      CUDA-enabled: every CUDA path is compiled; runs on CPU too)
+#   RLHF_CUDA=1 bash launch/setup.sh   the same (RLHF_CUDA=1 implies RLHF_TORCH=pip)
+# PyPI torch: a python3 that already imports torch (RLHF_PYTHON, else build/pyenv, else python3 —
+# the GPU machine has one) is used as it is; otherwise build/pyenv is created and
+# torch==$RLHF_TORCH_VERSION installed into it from PyPI (with nvidia-nccl-cu13: NCCL), once.
+# The product never runs Python; it only needs the libtorch and NCCL files from the wheels.
 # Variables: BUILD_DIR (default build), BUILD_TYPE (Release), JOBS (nproc), PCRE2_ROOT (a prefix
 # holding include/pcre2.h when libpcre2-dev cannot be installed), RLHF_CXX_STANDARD (17; 20 for
-# libtorch >= 2.13).
+# libtorch >= 2.13), RLHF_TORCH_VERSION (2.11.0, the GPU machine's), RLHF_PYTHON, PYENV_DIR
+# (build/pyenv).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 BUILD_TYPE=${BUILD_TYPE:-Release}
 JOBS=${JOBS:-$(nproc)}
 CUDA=${RLHF_CUDA:-0}
+TORCH_SRC=${RLHF_TORCH:-debian}
+[ "$CUDA" != "0" ] && TORCH_SRC=pip
+case "$TORCH_SRC" in debian|pip) ;; *) echo "setup.sh: error: RLHF_TORCH must be debian or pip, got '$TORCH_SRC'" >&2; exit 1 ;; esac
+TORCH_VERSION=${RLHF_TORCH_VERSION:-2.11.0}
+PYENV_DIR=${PYENV_DIR:-$ROOT/build/pyenv}
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
 
 # Debian 12 / Ubuntu 24.04 package names.
 PKGS=(cmake g++ make pkg-config ccache libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
       libgtest-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev libpcre2-dev iproute2 jq)
-if [ "$CUDA" = "0" ]; then
+if [ "$TORCH_SRC" = "debian" ]; then
   # libtorch on reference BLAS is ~20x slower: OpenBLAS (OpenMP flavour) is required.
   PKGS+=(libtorch-dev libopenblas0-openmp)
 fi
@@ -49,16 +60,39 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 CMAKE_ARGS=(-S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE")
-if [ "$CUDA" != "0" ]; then
-  command -v python3 >/dev/null || die "RLHF_CUDA=1 needs python3 with PyTorch (pip install torch)"
-  TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null) \
-    || die "RLHF_CUDA=1 but python3 cannot import torch"
-  NCCL_ROOT=$(python3 -c 'import nvidia.nccl as n;print(n.__path__[0])' 2>/dev/null) \
-    || die "RLHF_CUDA=1 but the nvidia-nccl pip package is missing (python3 -c 'import nvidia.nccl')"
-  # The pip wheel ships libnccl.so.2 only; give the linker a plain name.
-  [ -e "$NCCL_ROOT/lib/libnccl.so" ] || ln -sf libnccl.so.2 "$NCCL_ROOT/lib/libnccl.so" 2>/dev/null || true
-  CMAKE_ARGS+=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DNCCL_ROOT="$NCCL_ROOT")
-  command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] && CMAKE_ARGS+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
+
+# The python whose torch wheel we build against (see the header); installs it when none has one.
+pip_torch_python() {
+  local py
+  for py in ${RLHF_PYTHON:-} "$PYENV_DIR/bin/python" python3; do
+    if [ -n "$py" ] && "$py" -c 'import torch' >/dev/null 2>&1; then command -v "$py"; return 0; fi
+  done
+  [ -z "${RLHF_PYTHON:-}" ] || die "RLHF_PYTHON=$RLHF_PYTHON cannot import torch"
+  command -v python3 >/dev/null || die "RLHF_TORCH=pip needs python3 (apt-get install python3 python3-venv)"
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    ${SUDO:-} apt-get install -y -qq --no-install-recommends python3-venv >/dev/null 2>&1 \
+      || die "python3 cannot create a virtual environment (install python3-venv)"
+  fi
+  echo "setup.sh: creating $PYENV_DIR with torch==$TORCH_VERSION from PyPI (once; several GB)" >&2
+  python3 -m venv "$PYENV_DIR" || die "cannot create $PYENV_DIR"
+  "$PYENV_DIR/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" >&2 \
+    || die "pip install torch==$TORCH_VERSION into $PYENV_DIR failed (no access to PyPI?)"
+  echo "$PYENV_DIR/bin/python"
+}
+
+if [ "$TORCH_SRC" = "pip" ]; then
+  PY=$(pip_torch_python) || exit 1
+  TORCH_PREFIX=$("$PY" -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null) \
+    || die "$PY cannot import torch"
+  echo "setup.sh: libtorch from $("$PY" -c 'import torch;print(torch.__version__)' 2>/dev/null) ($PY)" >&2
+  CMAKE_ARGS+=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX")
+  if NCCL_ROOT=$("$PY" -c 'import nvidia.nccl as n;print(n.__path__[0])' 2>/dev/null); then
+    # The pip wheel ships libnccl.so.2 only; give the linker a plain name.
+    [ -e "$NCCL_ROOT/lib/libnccl.so" ] || ln -sf libnccl.so.2 "$NCCL_ROOT/lib/libnccl.so" 2>/dev/null || true
+    CMAKE_ARGS+=(-DNCCL_ROOT="$NCCL_ROOT")
+  fi
+  NVCC=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; } || true)
+  [ -n "$NVCC" ] && CMAKE_ARGS+=(-DCMAKE_CUDA_COMPILER="$NVCC" -DCUDAToolkit_ROOT="$(dirname "$(dirname "$NVCC")")")
 fi
 
 # A fresh build directory uses make, or ninja where make is absent (e.g. an image with pip's ninja).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu/run.sh — everything the GPU machine has to do, in one call of about 8 minutes:
 #   1. record the environment (GPU, torch, transformers, build dependencies present or not)
-#   2. build the CUDA variant: RLHF_CUDA=1 BUILD_DIR=build-cuda bash launch/setup.sh
+#   2. build the CUDA variant: RLHF_CUDA=1 BUILD_DIR=build-cuda bash launch/setup.sh, or unpack
+#      PREBUILT (a bundle of the CUDA variant compiled elsewhere: launch/bundle.sh) instead
 #   3. run the CUDA-only tests (rlhf_tests / rlhf_mpi_tests filtered to '*Cuda*:*Nccl*', 1 rank)
 #   4. ours (build-cuda/bin/bench_*) vs Hugging Face transformers (bench/gpu/hf_bench.py) on the
 #      same GPU, same configs, random init, bf16:
@@ -19,7 +20,9 @@
 # rc -1 = skipped for lack of time, -2 = our binary missing (build failed), 124/137 = timed out.
 #
 # Variables: BUILD_DIR (build-cuda), PYTHON (python3), RLHF_GPU_BUDGET_S (480),
-#   SKIP_BUILD=1 (use the binaries already in BUILD_DIR), SKIP_HF=1, SKIP_TESTS=1,
+#   SKIP_BUILD=1 (use the binaries already in BUILD_DIR), PREBUILT=FILE.tar.gz (unpack a bundle
+#   from `bash launch/bundle.sh build/cuda FILE.tar.gz` into BUILD_DIR and use it: no build here;
+#   its libtorch, NCCL and CUDA libraries come from $PY's torch), SKIP_HF=1, SKIP_TESTS=1,
 #   BENCH_SET (all | 124m | 1.5b), SAVE_BIN=1 (stripped binaries as $OUT/bin.tar.gz, to carry
 #   into a later call with SKIP_BUILD=1), PCRE2_ROOT (else .gpu-deps/pcre2 when present),
 #   BENCH_DEVICE (cuda; "cpu" + BENCH_SMALL=1 is a smoke test of this script on a CPU machine).
@@ -107,7 +110,22 @@ EOF
 cat "$RES/env.log" >&2
 
 # ---- 2. build ----------------------------------------------------------------------------
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ -n "${PREBUILT:-}" ]; then
+  mkdir -p "$BUILD_DIR"
+  {
+    echo "PREBUILT=$PREBUILT: no build here"
+    tar -xzf "$PREBUILT" -C "$BUILD_DIR" --strip-components=1 && cat "$BUILD_DIR/MANIFEST"
+    TORCH_LIB=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    NCCL_LIB=$("$PY" -c 'import nvidia.nccl as n; print(n.__path__[0] + "/lib")' 2>/dev/null || true)
+    export LD_LIBRARY_PATH="$BUILD_DIR/lib:$TORCH_LIB${NCCL_LIB:+:$NCCL_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    for f in "$BUILD_DIR"/bin/*; do
+      miss=$(ldd "$f" | grep "not found" || true)
+      [ -z "$miss" ] || echo "MISSING for $(basename "$f"): $miss"
+    done
+  } >"$RES/build.log" 2>&1  # a group in this shell: LD_LIBRARY_PATH stays exported
+  grep MISSING "$RES/build.log" >&2 || log "prebuilt: every library of the bundle resolves"
+elif [ "${SKIP_BUILD:-0}" != 1 ]; then
   lim=$(limit build 300)
   log "build: RLHF_CUDA=1 BUILD_DIR=$BUILD_DIR bash launch/setup.sh (timeout ${lim}s)"
   if [ "$lim" != 0 ]; then

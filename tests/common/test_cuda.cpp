@@ -53,8 +53,10 @@ TEST_P(GpuFamily, DecodeStaticMatchesCachedDecode) {
     worst = std::max(worst, ((got - ref).abs() / (ref.abs() + 1.0)).max().item<double>());
   }
   // Same math over a longer (masked) key range: round-off only. libtorch 2.11's CPU SDPA kernel
-  // gave 1.8e-5 absolute on hidden states of magnitude ~10 (llama GQA); 1.13's math path ~1e-6.
-  EXPECT_LT(worst, 1e-5);
+  // reduces in key blocks, so the key range changes the summation order: measured 1.26e-5
+  // relative (llama, 4 kv heads; 1.8e-5 absolute on hidden states of magnitude ~10); 1.13's math
+  // path ~1e-6. A wrong mask or slot gives differences of order 1.
+  EXPECT_LT(worst, 5e-5);
 }
 
 // Same weights, same prompts, greedy: CUDA (eager and CUDA-graph decode) == CPU, token for token.

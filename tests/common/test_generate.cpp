@@ -43,9 +43,14 @@ TEST_P(GenFamily, CachedDecodeMatchesRecompute) {
   auto got = torch::cat(steps, 1);                                                  // [B, P+N-1, V]
   auto want = ref.narrow(1, 0, P + N - 1);
   auto real = mask.narrow(1, 0, P + N - 1).unsqueeze(-1);
-  double d = ((got - want).abs() * real).max().item<double>();
-  EXPECT_LT(d, 1e-4);
-  EXPECT_GT(want.abs().max().item<double>(), 1.0);  // logits are not trivially small
+  const double d = ((got - want).abs() * real).max().item<double>();
+  const double scale = want.abs().max().item<double>();
+  EXPECT_GT(scale, 1.0);  // logits are not trivially small
+  // Round-off only: the cached path attends over a different number of keys, which changes the
+  // summation order (libtorch 2.x's CPU SDPA reduces in key blocks). Measured max |Δ| / max |logit|:
+  // 1.6e-6 with Debian's 1.13, 6.2e-6 with pip 2.11 (llama, 2 kv heads); a wrong mask or position
+  // gives differences of order 1.
+  EXPECT_LT(d / scale, 2e-5) << "max |delta| " << d << " of max |logit| " << scale;
 }
 
 // generate()'s log-probs equal log_softmax of a full recompute on its own output.
