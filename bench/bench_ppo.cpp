@@ -1,10 +1,10 @@
-// bench_ppo — wall time of one PPO iteration with random models (same code path as ppo_train's
-// step, without data loading, logging or the ptx term):
+// bench_ppo — wall time of one PPO iteration with random models, through ppo_train's own steps
+// (ppo_step.h), without data loading, logging or the ptx term:
 //   generate  (rlhf::generate_rollout: B prompts of P random tokens, N sampled tokens, no EOS)
-//   score     (reward model score, old-policy / reference log-probs, critic values, k1 KL,
-//              per-token rewards, GAE, advantage whitening — all under NoGradGuard)
-//   train     (1 epoch over minibatches: PPO-clip policy loss + vf_coef · clipped value loss,
-//              backward, optimizer_step for actor and critic)
+//   score     (make_experience: reward model score, old-policy / reference log-probs, critic
+//              values, k1 KL, per-token rewards, GAE, advantages whitened over all ranks)
+//   train     (ppo_update, 1 epoch over minibatches: PPO-clip policy loss + vf_coef · clipped
+//              value loss, backward, optimizer steps for actor and critic)
 // The actor and the reference share initial weights (same seed), as do the reward model and the
 // critic (the critic is initialised from the RM in ppo_train).
 //
@@ -22,12 +22,13 @@
 #include "common/dist/dist.h"
 #include "common/train/optimizer.h"
 #include "ppo/ppo_loss.h"
+#include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
 
 namespace rlhf::bench {
 
 struct PpoArgs {
-  int64_t batch = 8, prompt_len = 16, new_tokens = 32, minibatch = 4, top_k = 50;
+  int64_t batch = 8, prompt_len = 16, new_tokens = 32, minibatch = 4;
   double kl_coef = 0.05, gamma = 1.0, lam = 0.95, clip_eps = 0.2, value_clip = 0.2, vf_coef = 0.1,
          lr = 1e-5, grad_clip = 1.0;
 };
@@ -45,8 +46,6 @@ static int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--minibatch", p.minibatch, "rows per PPO optimisation step")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--top-k", p.top_k, "top-k sampling filter (0 = off)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lr", p.lr, "AdamW learning rate (actor and critic)")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -85,6 +84,7 @@ static int run(int argc, char** argv) {
   rm->eval();
   for (auto& q : ref->parameters()) q.set_requires_grad(false);
   for (auto& q : rm->parameters()) q.set_requires_grad(false);
+  PpoModels models{actor, ref, rm, critic};
   AdamW actor_opt(named_params(*actor), 0.9, 0.95, 1e-8, 0.0);
   AdamW critic_opt(named_params(*critic), 0.9, 0.95, 1e-8, 0.0);
   Communicator& comm = world();
@@ -92,69 +92,40 @@ static int run(int argc, char** argv) {
 
   auto prompts = random_tokens(p.batch, p.prompt_len, mc.vocab_size, a.seed + 1, dev);  // [B, P]
   auto pmask = torch::ones({p.batch, p.prompt_len}, torch::dtype(torch::kBool).device(dev));
-  SamplingConfig sc;
-  sc.max_new_tokens = p.new_tokens;
-  sc.temperature = 1.0;
-  sc.top_k = p.top_k;
-  sc.eos_id = -1;
-  sc.stop_at_eos = false;
+  SamplingConfig sc = sampling_config(p.new_tokens, 1.0, 0, 1.0, SpecialIds{-1, -1, 0});  // no EOS
   apply_decode_flags(a, sc);
-  const bool autocast = dtype == Dtype::BF16;
-  auto ac_on = [&] { if (autocast) compat::set_autocast_state({true, at::kBFloat16}); };
-  auto ac_off = [&] {
-    if (autocast) compat::set_autocast_state({false, at::kBFloat16});
-  };
+  // ppo_train's steps with its defaults where the flags say nothing: k1 KL, fixed β, 1 epoch,
+  // micro-batch = minibatch, no ptx. bf16: autocast for the whole iteration, as ppo_train.
+  ExperienceOptions exp;
+  exp.kl_coef = p.kl_coef;
+  exp.gamma = p.gamma;
+  exp.gae_lambda = p.lam;
+  UpdateOptions upd;
+  upd.minibatch_rows = p.minibatch;
+  upd.micro_rows = p.minibatch;
+  upd.clip_eps = p.clip_eps;
+  upd.value_clip = p.value_clip;
+  upd.vf_coef = p.vf_coef;
+  upd.lr = upd.critic_lr = p.lr;
+  upd.grad_clip = p.grad_clip;
+  std::unique_ptr<compat::AutocastScope> autocast;
+  if (dtype == Dtype::BF16) autocast = std::make_unique<compat::AutocastScope>(true, at::kBFloat16);
 
   double t_gen = 0, t_score = 0, t_train = 0;
   double last_pl = 0, last_vl = 0;
   auto iteration = [&](uint64_t seed, bool timed) {
     Timer t(dev);
-    ac_on();
     Rollout r = generate_rollout(actor, prompts, pmask, sc, seed);
-    ac_off();
     const double g = t.seconds();
-
     t.reset();
-    {
-      torch::NoGradGuard ng;
-      ac_on();
-      actor->eval();
-      critic->eval();
-      r.raw_score = score_rollout(rm, r);                  // [B]
-      r.score = r.raw_score;
-      r.old_logp = response_logprobs(actor, r);            // [B, N]
-      r.ref_logp = response_logprobs(ref, r);              // [B, N]
-      r.old_values = response_values(critic, r);           // [B, N]
-      ac_off();
-      r.kl = kl_penalty(r.old_logp, r.ref_logp, KlEstimator::K1);               // [B, N]
-      r.rewards = compute_rewards(r.kl, r.score, r.resp_mask, p.kl_coef);       // [B, N]
-      GaeResult ga = gae(r.old_values, r.rewards, r.resp_mask, p.gamma, p.lam);
-      r.advantages = masked_whiten(ga.advantages, r.resp_mask);                  // [B, N]
-      r.returns = ga.returns;                                                    // [B, N]
-    }
+    make_experience(models, r, exp, comm);
     const double s = t.seconds();
-
     t.reset();
-    actor->train();
-    critic->train();
-    for (int64_t b = 0; b < p.batch; b += p.minibatch) {
-      Rollout mb = r.slice(b, b + p.minibatch);
-      ac_on();
-      auto logp = response_logprobs(actor, mb);                         // [mb, N]
-      auto values = response_values(critic, mb);                        // [mb, N]
-      ac_off();
-      PolicyLoss pl = policy_loss(logp, mb.old_logp, mb.advantages, mb.resp_mask, p.clip_eps);
-      ValueLoss vl = value_loss(values, mb.old_values, mb.returns, mb.resp_mask, p.value_clip);
-      auto loss = pl.loss + p.vf_coef * vl.loss;
-      loss.backward();
-      if (autocast) at::autocast::clear_cache();
-      last_pl = pl.loss.item<double>();
-      last_vl = vl.loss.item<double>();
-      const bool finite = std::isfinite(last_pl) && std::isfinite(last_vl);
-      optimizer_step(actor_opt, comm, p.lr, p.grad_clip, 25.0, finite);
-      optimizer_step(critic_opt, comm, p.lr, p.grad_clip, 25.0, finite);
-    }
+    upd.shuffle_seed = seed;
+    UpdateStats st = ppo_update(models, actor_opt, critic_opt, r, upd, comm, dev);
     const double tr = t.seconds();
+    last_pl = st.policy_loss / std::max<int64_t>(1, st.micro_batches);
+    last_vl = st.value_loss / std::max<int64_t>(1, st.micro_batches);
     if (timed) {
       t_gen += g;
       t_score += s;
@@ -179,7 +150,7 @@ static int run(int argc, char** argv) {
   out["params"]["prompt_len"] = p.prompt_len;
   out["params"]["new_tokens"] = p.new_tokens;
   out["params"]["minibatch"] = p.minibatch;
-  out["params"]["top_k"] = p.top_k;
+  out["params"]["top_k"] = 0;  // PPO samples the full distribution (ppo_trainer refuses top-k)
   out["params"]["ppo_epochs"] = 1;
   out["model"] = model_json(mc, a, n_params);
   out["tokens_per_s"] = static_cast<double>(p.batch * p.new_tokens) / total;

@@ -57,11 +57,13 @@ Sample sample_batch(CausalLM& policy, CausalLM* reference, ScalarModel& rm, cons
   Rollout r = generate_rollout(policy, pt.to(dev), pm.to(dev), sc, seed);
   Sample s;
   auto score = score_rollout(rm, r).to(torch::kCPU);
-  auto len = r.resp_mask.sum(1).to(torch::kCPU);
+  auto len = r.response_mask.sum(1).to(torch::kCPU);
   torch::Tensor kl;
   if (reference) {
-    auto lp = response_logprobs(policy, r), rp = response_logprobs(*reference, r);
-    kl = (lp - rp).masked_fill(r.resp_mask.logical_not(), 0).sum(1).to(torch::kCPU);
+    // KL of the distribution sampled from: logits / temperature (1 for greedy decoding).
+    const double temp = sc.temperature > 0 ? sc.temperature : 1.0;
+    auto lp = response_logprobs(policy, r, temp), rp = response_logprobs(*reference, r, temp);
+    kl = (lp - rp).masked_fill(r.response_mask.logical_not(), 0).sum(1).to(torch::kCPU);
   }
   std::vector<std::string> resp, pr;
   if (synth) {

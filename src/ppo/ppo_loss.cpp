@@ -32,8 +32,9 @@ torch::Tensor kl_penalty(const torch::Tensor& logp, const torch::Tensor& ref_log
     case KlEstimator::K1:
       return logp - ref_logp;                              // [B, T]
     case KlEstimator::K3: {
-      const torch::Tensor log_ratio = ref_logp - logp;     // [B, T] log(p_ref / p)
-      return (log_ratio.exp() - 1.0) - log_ratio;          // [B, T] ≥ 0
+      const torch::Tensor log_ratio =
+          (ref_logp - logp).clamp(-kK3LogRatioClamp, kK3LogRatioClamp);  // [B, T] log(p_ref / p)
+      return ((log_ratio.exp() - 1.0) - log_ratio).clamp(0.0, kK3Max);   // [B, T] ≥ 0
     }
   }
   RLHF_CHECK(false, "kl_penalty: unknown KlEstimator {}", static_cast<int>(estimator));

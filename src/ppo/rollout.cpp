@@ -6,15 +6,29 @@
 
 namespace rlhf {
 
-Rollout Rollout::slice(int64_t b, int64_t e) const {
+namespace {
+// A copy of r with every defined per-row tensor passed through f.
+template <class F>
+Rollout map_rows(const Rollout& r, F f) {
   Rollout o;
-  auto s = [&](const torch::Tensor& t) { return t.defined() ? t.slice(0, b, e) : t; };
-  o.tokens = s(tokens); o.mask = s(mask); o.positions = s(positions); o.resp_mask = s(resp_mask);
-  o.P = P; o.N = N;
-  o.raw_score = s(raw_score); o.score = s(score); o.has_eos = s(has_eos);
-  o.old_logp = s(old_logp); o.ref_logp = s(ref_logp); o.old_values = s(old_values);
-  o.kl = s(kl); o.rewards = s(rewards); o.advantages = s(advantages); o.returns = s(returns);
+  auto s = [&](const torch::Tensor& t) { return t.defined() ? f(t) : t; };
+  o.tokens = s(r.tokens); o.attention_mask = s(r.attention_mask); o.positions = s(r.positions);
+  o.response_mask = s(r.response_mask);
+  o.P = r.P; o.N = r.N;
+  o.raw_score = s(r.raw_score); o.score = s(r.score); o.has_eos = s(r.has_eos);
+  o.sample_logp = s(r.sample_logp);
+  o.old_logp = s(r.old_logp); o.ref_logp = s(r.ref_logp); o.old_values = s(r.old_values);
+  o.kl = s(r.kl); o.rewards = s(r.rewards); o.advantages = s(r.advantages); o.returns = s(r.returns);
   return o;
+}
+}  // namespace
+
+Rollout Rollout::slice(int64_t b, int64_t e) const {
+  return map_rows(*this, [&](const torch::Tensor& t) { return t.slice(0, b, e); });
+}
+
+Rollout Rollout::rows(const torch::Tensor& index) const {
+  return map_rows(*this, [&](const torch::Tensor& t) { return t.index_select(0, index.to(t.device())); });
 }
 
 std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, const std::vector<int64_t>& idx,
@@ -38,38 +52,42 @@ Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const to
   GenerateOutput g = generate(actor, prompts, prompt_mask, sc, seed);
   Rollout r;
   r.tokens = g.tokens;                // [B, P+N]
-  r.mask = g.attention_mask;          // [B, P+N]
-  r.positions = positions_from_mask(r.mask);
-  r.resp_mask = g.response_mask;      // [B, N]
+  r.attention_mask = g.attention_mask;  // [B, P+N]
+  r.positions = positions_from_mask(r.attention_mask);
+  r.response_mask = g.response_mask;  // [B, N]
   r.P = g.prompt_len;
   r.N = g.new_tokens;
+  r.sample_logp = g.logprobs;         // [B, N]
   r.has_eos = sc.eos_id >= 0
-                  ? (r.tokens.slice(1, r.P).eq(sc.eos_id).logical_and(r.resp_mask)).any(1)
+                  ? (r.tokens.slice(1, r.P).eq(sc.eos_id).logical_and(r.response_mask)).any(1)
                   : torch::zeros({r.tokens.size(0)}, torch::dtype(torch::kBool).device(r.tokens.device()));
   return r;
 }
 
-torch::Tensor response_logprobs(CausalLM& m, const Rollout& r, torch::Tensor* entropy) {
-  auto logits = m->forward(r.tokens, r.positions, r.mask);            // [B, P+N, V]
+torch::Tensor response_logprobs(CausalLM& m, const Rollout& r, double temperature,
+                                torch::Tensor* entropy) {
+  RLHF_CHECK(temperature > 0, "response_logprobs: temperature must be > 0, got {}", temperature);
+  auto logits = m->forward(r.tokens, r.positions, r.attention_mask);            // [B, P+N, V]
   auto pred = logits.slice(1, r.P - 1, r.P + r.N - 1);                // [B, N, V]
+  if (temperature != 1.0) pred = pred / temperature;
   auto targets = r.tokens.slice(1, r.P, r.P + r.N);                   // [B, N]
   if (entropy) *entropy = entropy_from_logits(pred);                  // [B, N]
   return token_logprobs(pred, targets);                               // [B, N]
 }
 
 torch::Tensor response_values(ScalarModel& v, const Rollout& r) {
-  auto values = v->forward(r.tokens, r.positions, r.mask);            // [B, P+N]
+  auto values = v->forward(r.tokens, r.positions, r.attention_mask);            // [B, P+N]
   return values.slice(1, r.P - 1, r.P + r.N - 1);                     // [B, N]
 }
 
 torch::Tensor score_rollout(ScalarModel& rm, const Rollout& r) {
   torch::NoGradGuard ng;
-  return rm->score_last(r.tokens, r.mask);  // [B]
+  return rm->score_last(r.tokens, r.attention_mask);  // [B]
 }
 
 std::vector<std::string> decode_responses(const Rollout& r, const Tokenizer& tok) {
   auto toks = r.tokens.slice(1, r.P).to(torch::kCPU);
-  auto msk = r.resp_mask.to(torch::kCPU);
+  auto msk = r.response_mask.to(torch::kCPU);
   std::vector<std::string> out;
   for (int64_t b = 0; b < toks.size(0); ++b) {
     std::vector<int32_t> ids;

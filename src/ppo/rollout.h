@@ -19,29 +19,34 @@ namespace rlhf {
 
 struct Rollout {
   torch::Tensor tokens;     // [B, P+N] int64
-  torch::Tensor mask;       // [B, P+N] bool (real tokens)
+  torch::Tensor attention_mask;  // [B, P+N] bool: real tokens (keys a position may attend to)
   torch::Tensor positions;  // [B, P+N] int64
-  torch::Tensor resp_mask;  // [B, N] bool
+  torch::Tensor response_mask;   // [B, N] bool: generated tokens up to and including EOS (actions)
   int64_t P = 0, N = 0;
   torch::Tensor raw_score;  // [B] reward model output (with its fitted bias)
   torch::Tensor score;      // [B] after the no-EOS penalty and clipping
   torch::Tensor has_eos;    // [B] bool
+  torch::Tensor sample_logp;  // [B, N] log-probs generate() recorded while sampling (0 off the mask)
   torch::Tensor old_logp, ref_logp, old_values;  // [B, N]
   torch::Tensor kl, rewards, advantages, returns;  // [B, N]
   int64_t batch() const { return tokens.size(0); }
   Rollout slice(int64_t begin, int64_t end) const;  // rows [begin, end)
+  Rollout rows(const torch::Tensor& index) const;   // rows index [b] (int64, on the device)
 };
 
 // [BOS] + prompt rows, prompts truncated from the start to max_prompt tokens; left-padded.
 std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, const std::vector<int64_t>& idx,
                                                      const SpecialIds& ids, int64_t max_prompt);
 
-// Generate and fill tokens/mask/positions/resp_mask/P/N/has_eos.
+// Generate and fill tokens/attention_mask/positions/response_mask/P/N/has_eos/sample_logp.
 Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
                          const SamplingConfig& sc, uint64_t seed);
 
-// Log-probs (and optionally entropies) of the response tokens: [B, N]. Builds a graph when grad mode is on.
-torch::Tensor response_logprobs(CausalLM& m, const Rollout& r, torch::Tensor* entropy = nullptr);
+// Log-probs (and optionally entropies) of the response tokens under log_softmax(logits /
+// temperature), the distribution generate() samples from (and records) at that temperature:
+// [B, N]. temperature > 0. Builds a graph when grad mode is on.
+torch::Tensor response_logprobs(CausalLM& m, const Rollout& r, double temperature,
+                                torch::Tensor* entropy = nullptr);
 // Values V(s_t) for the response positions: [B, N]. Builds a graph when grad mode is on.
 torch::Tensor response_values(ScalarModel& v, const Rollout& r);
 // Reward-model score at each row's last real token: [B].

@@ -90,7 +90,7 @@ torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const std::vec
 RankEval evaluate_ranked(ScalarModel& rm, const RankedData& data, const SpecialIds& ids,
                          int64_t max_len, int64_t micro_groups, int64_t max_groups,
                          Communicator& comm, const torch::Device& device,
-                         std::vector<float>* rewards) {
+                         std::vector<float>* rewards, PairNormalizer normalizer) {
   torch::NoGradGuard ng;
   EvalMode eval_mode(*rm);
   const int64_t n = max_groups > 0 ? std::min(max_groups, data.size()) : data.size();
@@ -104,7 +104,7 @@ RankEval evaluate_ranked(ScalarModel& rm, const RankedData& data, const SpecialI
     std::vector<int64_t> off;
     std::vector<int32_t> ranks;
     torch::Tensor r = group_rewards(rm, data, groups, ids, max_len, device, &off, &ranks);
-    RankingLoss l = kwise_ranking_loss(r, off, ranks);
+    RankingLoss l = kwise_ranking_loss(r, off, ranks, normalizer);
     if (rewards) all.narrow(0, data.first_response(groups.front()), r.size(0)).copy_(r.cpu());
     loss_sum += l.loss.item<double>() * l.groups;
     e.pairs += l.pairs;

@@ -12,6 +12,7 @@
 #include "common/data/data.h"
 #include "common/dist/dist.h"
 #include "common/model/model.h"
+#include "rm/rm_loss.h"
 
 namespace rlhf {
 
@@ -40,7 +41,8 @@ struct RankEval {
 RankEval evaluate_ranked(ScalarModel& rm, const RankedData& data, const SpecialIds& ids,
                          int64_t max_len, int64_t micro_groups, int64_t max_groups,
                          Communicator& comm, const torch::Device& device,
-                         std::vector<float>* rewards = nullptr);
+                         std::vector<float>* rewards = nullptr,
+                         PairNormalizer normalizer = PairNormalizer::Paper);
 
 // Mean reward of `rm` on the (prompt, response) rows of an SFT dataset (first max_rows). Collective.
 double mean_reward_on(ScalarModel& rm, const SftData& data, const SpecialIds& ids, int64_t max_len,

@@ -7,7 +7,7 @@ namespace rlhf {
 
 RankingLoss kwise_ranking_loss(const torch::Tensor& rewards,
                                const std::vector<int64_t>& group_offsets,
-                               const std::vector<int32_t>& ranks) {
+                               const std::vector<int32_t>& ranks, PairNormalizer normalizer) {
   RLHF_CHECK(rewards.dim() == 1, "kwise_ranking_loss: rewards must be [N], got {} dims",
              rewards.dim());
   const int64_t N = rewards.size(0);
@@ -23,7 +23,7 @@ RankingLoss kwise_ranking_loss(const torch::Tensor& rewards,
 
   // Host side: enumerate every ordered pair (better, worse) of every group.
   std::vector<int64_t> better, worse, pair_group;
-  std::vector<int64_t> group_pairs;  // pairs per contributing group
+  std::vector<int64_t> group_pairs;  // normaliser n_g per contributing group
   for (size_t g = 0; g + 1 < group_offsets.size(); ++g) {
     const int64_t begin = group_offsets[g], end = group_offsets[g + 1];
     int64_t n = 0;
@@ -35,7 +35,8 @@ RankingLoss kwise_ranking_loss(const torch::Tensor& rewards,
           pair_group.push_back(static_cast<int64_t>(group_pairs.size()));
           ++n;
         }
-    if (n > 0) group_pairs.push_back(n);
+    const int64_t k = end - begin;
+    if (n > 0) group_pairs.push_back(normalizer == PairNormalizer::Paper ? k * (k - 1) / 2 : n);
   }
 
   RankingLoss out;
@@ -46,7 +47,7 @@ RankingLoss kwise_ranking_loss(const torch::Tensor& rewards,
     return out;
   }
 
-  // Per-pair weight 1 / (|P_g| · G'): the weighted sum is the mean over groups of per-group means.
+  // Per-pair weight 1 / (n_g · G'): the weighted sum is the mean over groups of per-group losses.
   std::vector<double> weight(better.size());
   for (size_t p = 0; p < better.size(); ++p)
     weight[p] = 1.0 / (static_cast<double>(group_pairs[pair_group[p]]) * out.groups);

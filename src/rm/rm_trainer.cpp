@@ -73,6 +73,8 @@ int run_rm(const RunRequest& req) {
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
 
   ScalarModel rm = build_reward_model(ms, cfg.run.seed, dev);
+  const PairNormalizer norm = cfg.rm.pair_normalizer == PairNormalizerKind::Paper
+                                  ? PairNormalizer::Paper : PairNormalizer::StrictPairs;
   SingleModelLoop loop(ctx, *rm, ms,
                        {"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}},
                        "rm", train.size());
@@ -82,7 +84,8 @@ int run_rm(const RunRequest& req) {
                                      cfg.train.micro_batch_size, accum));
   auto evaluate = [&]() -> nlohmann::json {
     if (eval.size() == 0) return nlohmann::json::object();
-    RankEval e = evaluate_ranked(rm, eval, ids, max_len, cfg.train.micro_batch_size, 0, comm, dev);
+    RankEval e = evaluate_ranked(rm, eval, ids, max_len, cfg.train.micro_batch_size, 0, comm, dev,
+                                 nullptr, norm);
     return {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy()}, {"eval_margin", e.mean_margin()},
             {"eval_pairs", e.pairs}};
   };
@@ -101,7 +104,7 @@ int run_rm(const RunRequest& req) {
       std::vector<int64_t> off;
       std::vector<int32_t> ranks;
       torch::Tensor r = group_rewards(rm, train, groups, ids, max_len, dev, &off, &ranks);  // [R]
-      RankingLoss l = kwise_ranking_loss(r, off, ranks);
+      RankingLoss l = kwise_ranking_loss(r, off, ranks, norm);
       (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
       loss_sum += l.loss.item<double>() * l.groups;
       pairs += l.pairs;

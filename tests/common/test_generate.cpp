@@ -53,7 +53,7 @@ TEST_P(GenFamily, CachedDecodeMatchesRecompute) {
   EXPECT_LT(d / scale, 2e-5) << "max |delta| " << d << " of max |logit| " << scale;
 }
 
-// generate()'s log-probs equal log_softmax of a full recompute on its own output.
+// generate()'s log-probs equal log_softmax(logits / temperature) of a full recompute on its own output.
 TEST_P(GenFamily, GenerateLogprobsMatchRecompute) {
   auto [fam, kv] = GetParam();
   CausalLM m = make_model(fam, kv, 12);
@@ -70,7 +70,7 @@ TEST_P(GenFamily, GenerateLogprobsMatchRecompute) {
   torch::NoGradGuard ng;
   auto logits = m->forward(out.tokens, positions_from_mask(out.attention_mask), out.attention_mask);
   const int64_t P = out.prompt_len, N = out.new_tokens;
-  auto lp = torch::log_softmax(logits.narrow(1, P - 1, N), -1)
+  auto lp = torch::log_softmax(logits.narrow(1, P - 1, N) / sc.temperature, -1)
                 .gather(2, out.tokens.narrow(1, P, N).unsqueeze(-1)).squeeze(-1);  // [B, N]
   lp = lp * out.response_mask;
   EXPECT_LT((lp - out.logprobs).abs().max().item<double>(), 1e-4);

@@ -183,21 +183,26 @@ TEST(SftLoss, FusedHeadThroughModelTiedAndUntied) {
 
 // Independent scalar reference for the gradient: for each pair (w, l) in group g,
 // d/dr_w softplus(-(r_w - r_l)) = -σ(-(r_w - r_l)) and d/dr_l = +σ(-(r_w - r_l)),
-// each scaled by 1/(pairs in g) / (groups with pairs).
+// each scaled by 1/n_g / (groups with pairs), n_g = C(K,2) (paper) or the ordered pairs of g.
 std::vector<double> analytic_grad(const std::vector<double>& r, const std::vector<int64_t>& off,
-                                  const std::vector<int32_t>& rank) {
+                                  const std::vector<int32_t>& rank, PairNormalizer norm) {
   std::vector<double> g(r.size(), 0.0);
   std::vector<std::vector<std::pair<int64_t, int64_t>>> pairs;
+  std::vector<double> n_g;
   for (size_t k = 0; k + 1 < off.size(); ++k) {
     std::vector<std::pair<int64_t, int64_t>> p;
     for (int64_t i = off[k]; i < off[k + 1]; ++i)
       for (int64_t j = off[k]; j < off[k + 1]; ++j)
         if (rank[i] < rank[j]) p.push_back({i, j});
-    if (!p.empty()) pairs.push_back(p);
+    const double K = static_cast<double>(off[k + 1] - off[k]);
+    if (!p.empty()) {
+      pairs.push_back(p);
+      n_g.push_back(norm == PairNormalizer::Paper ? K * (K - 1) / 2 : static_cast<double>(p.size()));
+    }
   }
-  for (auto& p : pairs)
-    for (auto [w, l] : p) {
-      const double s = sigmoid(-(r[w] - r[l])) / p.size() / pairs.size();
+  for (size_t k = 0; k < pairs.size(); ++k)
+    for (auto [w, l] : pairs[k]) {
+      const double s = sigmoid(-(r[w] - r[l])) / n_g[k] / pairs.size();
       g[w] -= s;
       g[l] += s;
     }
@@ -209,11 +214,11 @@ struct RmCase {
   RankingLoss out;
 };
 RmCase run_rm(const std::vector<double>& r, const std::vector<int64_t>& off,
-              const std::vector<int32_t>& rank) {
+              const std::vector<int32_t>& rank, PairNormalizer norm = PairNormalizer::Paper) {
   RmCase c{dvec(r).requires_grad_(true), {}};
-  c.out = kwise_ranking_loss(c.r, off, rank);
+  c.out = kwise_ranking_loss(c.r, off, rank, norm);
   c.out.loss.backward();
-  expect_vec(c.r.grad(), analytic_grad(r, off, rank), 1e-12);
+  expect_vec(c.r.grad(), analytic_grad(r, off, rank, norm), 1e-12);
   return c;
 }
 
@@ -251,25 +256,52 @@ TEST(RmLoss, K3HandComputed) {
 
 // K = 4 with a tie: r = [0.5, 1.5, -1, 0], ranks [0, 1, 1, 2] (responses 1 and 2 tied).
 // Pairs and margins: (0,1): -1, (0,2): 1.5, (0,3): 0.5, (1,3): 1.5, (2,3): -1; (1,2) tied -> none.
-// loss = (2·softplus(1) + 2·softplus(-1.5) + softplus(-0.5)) / 5
-//      = (2·1.313261688 + 2·0.201413278 + 0.474076984) / 5 = 0.700685383...
+// sum = 2·softplus(1) + 2·softplus(-1.5) + softplus(-0.5)
+//     = 2·1.313261688 + 2·0.201413278 + 0.474076984 = 3.503426915...
+// paper (÷ C(4,2) = 6): 0.583904486...;  strict_pairs (÷ 5 ordered pairs): 0.700685383...
 // correct = 3 (margins > 0), margin_sum = -1 + 1.5 + 0.5 + 1.5 - 1 = 1.5
 TEST(RmLoss, K4WithTies) {
   RmCase c = run_rm({0.5, 1.5, -1.0, 0.0}, {0, 4}, {0, 1, 1, 2});
-  EXPECT_NEAR(c.out.loss.item<double>(), 0.7006853830364115, 1e-12);
+  EXPECT_NEAR(c.out.loss.item<double>(), 3.5034269151820574 / 6, 1e-12);
   EXPECT_EQ(c.out.pairs, 5);
   EXPECT_EQ(c.out.correct, 3);
   EXPECT_NEAR(c.out.margin_sum, 1.5, 1e-12);
+  RmCase s = run_rm({0.5, 1.5, -1.0, 0.0}, {0, 4}, {0, 1, 1, 2}, PairNormalizer::StrictPairs);
+  EXPECT_NEAR(s.out.loss.item<double>(), 0.7006853830364115, 1e-12);
+}
+
+// The example: K = 3, rewards [1, 0, 0], ranks [0, 0, 1] (responses 0 and 1 tied).
+// Ordered pairs (0,2) margin 1 and (1,2) margin 0:
+//   paper        = (softplus(-1) + softplus(0)) / 3 = (0.313261688 + 0.693147181) / 3 = 0.335469623...
+//   strict_pairs = (softplus(-1) + softplus(0)) / 2 = 0.503204434...
+// gradients: r0 = -σ(-1)/n, r1 = -σ(0)/n, r2 = (σ(-1) + σ(0))/n, n = 3 or 2.
+TEST(RmLoss, PairNormalizerPaperVersusStrictPairs) {
+  const double sum = 0.31326168751822286 + 0.69314718055994531;
+  RmCase p = run_rm({1.0, 0.0, 0.0}, {0, 3}, {0, 0, 1}, PairNormalizer::Paper);
+  EXPECT_NEAR(p.out.loss.item<double>(), sum / 3, 1e-12);
+  expect_vec(p.r.grad(), {-0.2689414213699951 / 3, -0.5 / 3, (0.2689414213699951 + 0.5) / 3}, 1e-12);
+  RmCase s = run_rm({1.0, 0.0, 0.0}, {0, 3}, {0, 0, 1}, PairNormalizer::StrictPairs);
+  EXPECT_NEAR(s.out.loss.item<double>(), sum / 2, 1e-12);
+  expect_vec(s.r.grad(), {-0.2689414213699951 / 2, -0.5 / 2, (0.2689414213699951 + 0.5) / 2}, 1e-12);
+  EXPECT_EQ(p.out.pairs, 2);
+  EXPECT_EQ(s.out.pairs, 2);
 }
 
 // Several groups: K=2 (above), an all-tied group (no pairs), K=3 (above), a K=1 group, K=4 (above).
-// loss = mean of the three group losses = (0.313261688 + 0.251150462 + 0.700685383) / 3
-//      = 0.421699178...; the tied and single groups contribute nothing.
+// loss = mean of the three group losses; the tied and single groups contribute nothing.
+//   paper:        (0.313261688 + 0.251150462 + 0.583904486) / 3 = 0.382772212...
+//   strict_pairs: (0.313261688 + 0.251150462 + 0.700685383) / 3 = 0.421699178...
 TEST(RmLoss, MultiGroupAllTiesContributeNothing) {
   RmCase c = run_rm({1.0, 0.0, /*tied*/ 3.0, -7.0, 9.0, /*K3*/ 2.0, 0.0, 1.0, /*K1*/ 4.0,
                      /*K4*/ 0.5, 1.5, -1.0, 0.0},
                     {0, 2, 5, 8, 9, 13}, {0, 1, 2, 2, 2, 0, 2, 1, 0, 0, 1, 1, 2});
-  EXPECT_NEAR(c.out.loss.item<double>(), 0.42169917752703573, 1e-12);
+  EXPECT_NEAR(c.out.loss.item<double>(),
+              (0.31326168751822286 + 0.25115046202647273 + 3.5034269151820574 / 6) / 3, 1e-12);
+  RmCase s = run_rm({1.0, 0.0, /*tied*/ 3.0, -7.0, 9.0, /*K3*/ 2.0, 0.0, 1.0, /*K1*/ 4.0,
+                     /*K4*/ 0.5, 1.5, -1.0, 0.0},
+                    {0, 2, 5, 8, 9, 13}, {0, 1, 2, 2, 2, 0, 2, 1, 0, 0, 1, 1, 2},
+                    PairNormalizer::StrictPairs);
+  EXPECT_NEAR(s.out.loss.item<double>(), 0.42169917752703573, 1e-12);
   EXPECT_EQ(c.out.groups, 3);
   EXPECT_EQ(c.out.pairs, 1 + 3 + 5);
   EXPECT_EQ(c.out.correct, 1 + 3 + 3);
@@ -328,6 +360,19 @@ TEST(PpoLoss, KlEstimators) {
   expect_vec(kl_penalty(logp, ref, KlEstimator::K3), {0.1931471805599453, 0.3068528194400547},
              1e-12);
   expect_vec(kl_penalty(logp, logp, KlEstimator::K3), {0.0, 0.0}, 0.0);
+}
+
+// k3 is bounded (as verl): at logp = -30 against ref_logp = 0 the raw value is
+// e^30 - 1 - 30 ≈ 1.07e13; the log-ratio clamps to 20 and the result to kK3Max = 10. The other
+// direction (logp = 0, ref_logp = -30): e^-20 - 1 + 20 = 19.000000002 -> 10. Inside the bounds
+// (log-ratio 2: e^2 - 3 = 4.389056099) nothing changes, and gradients stay finite.
+TEST(PpoLoss, K3IsBoundedForFarApartLogProbs) {
+  const torch::Tensor logp = dvec({-30.0, 0.0, -2.0}).view({1, 3}).requires_grad_(true);
+  const torch::Tensor ref = dvec({0.0, -30.0, 0.0}).view({1, 3});
+  const torch::Tensor k3 = kl_penalty(logp, ref, KlEstimator::K3);
+  expect_vec(k3, {kK3Max, kK3Max, std::exp(2.0) - 3.0}, 1e-12);
+  k3.sum().backward();
+  EXPECT_TRUE(torch::isfinite(logp.grad()).all().item<bool>());
 }
 
 // kl_coef = 0.5, score = [1, 2, 3].

@@ -22,6 +22,7 @@
 #include "rm/rm_trainer.h"
 #include "sft/sft_trainer.h"
 #include "tools/prep/synth.h"
+#include "support/test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -323,6 +324,39 @@ TEST_F(Trainers, PpoResumeIsBitExactIncludingBetaAndCursor) {
     EXPECT_TRUE(std::isfinite(m.back()[k].get<double>())) << k;
   }
   EXPECT_NE(m.front()["beta"].get<double>(), m.back()["beta"].get<double>());  // adaptive β moved
+}
+
+// First PPO iteration, one epoch, one minibatch = the whole batch: the update's log-probs are the
+// rollout's own (same weights, same temperature, no dropout), so the ratio is 1 up to round-off:
+// approx_kl < 1e-9 and no token clipped. model.dropout = 0.1 in the config must not change that
+// (PPO turns dropout off); at temperature 0.7 neither (every log-prob forward uses it).
+TEST_F(Trainers, PpoFirstIterationRatioIsOne) {
+  for (const std::string temp : {"1.0", "0.7"}) {
+    const std::string dir = g_root + "/ppo_ratio_" + temp;
+    auto args = ppo_args(dir, 1);  // has model.dropout=0.1
+    args.insert(args.end(), {"--set", "ppo.ppo_epochs=1", "--set", "ppo.minibatch_size=0",
+                             "--set", "ppo.temperature=" + temp, "--set", "ppo.ptx_coef=0"});
+    ASSERT_EQ(run_stage(rlhf::run_ppo, args), 0);
+    auto m = metrics_of(dir);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_LT(std::abs(m[0]["approx_kl"].get<double>()), 1e-9) << "temperature " << temp;
+    EXPECT_EQ(m[0]["clip_frac"].get<double>(), 0.0) << "temperature " << temp;
+  }
+}
+
+// Truncating samplers and greedy decoding are refused by ppo_train, naming the key and why.
+TEST_F(Trainers, PpoRefusesTruncatedOrGreedySampling) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"ppo.top_k=5", "ppo.top_k = 5"}, {"ppo.top_p=0.9", "ppo.top_p = 0.9"},
+      {"ppo.temperature=0", "ppo.temperature = 0"}};
+  for (const auto& [set, want] : cases) {
+    auto args = ppo_args(g_root + "/ppo_refused", 1);
+    args.insert(args.end(), {"--set", set});
+    const std::string msg = rlhf::testing::error_of([&] { run_stage(rlhf::run_ppo, args); });
+    EXPECT_NE(msg.find(want), std::string::npos) << msg;
+    if (set.find("temperature") == std::string::npos)  // truncation: say where it remains available
+      EXPECT_NE(msg.find("rlhf_eval sample"), std::string::npos) << msg;
+  }
 }
 
 TEST_F(Trainers, ExplicitCorruptCheckpointIsAClearError) {

@@ -102,12 +102,15 @@ struct Rollout {
 };
 
 // Records response token t (t_idx: [1] int64 on the device, so a captured step can advance it)
-// of every row: the drawn tokens tok [B] and their log-probs under logits [B, V]; rows already
-// finished get pad_id, mask false and log-prob 0. Returns the recorded tokens [B].
+// of every row: the drawn tokens tok [B] and their log-probs under logits [B, V] divided by the
+// sampling temperature (1 when greedy; no top-k/top-p filter); rows already finished get pad_id,
+// mask false and log-prob 0. Returns the recorded tokens [B].
 torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tensor& tok_drawn,
                      const torch::Tensor& t_idx, const SamplingConfig& cfg, bool use_eos) {
   auto tok = tok_drawn.masked_fill(r.finished, cfg.pad_id);                         // [B]
-  auto lp = torch::log_softmax(logits, -1).gather(1, tok.unsqueeze(1));             // [B, 1]
+  const double temp = cfg.temperature > 0 ? cfg.temperature : 1.0;
+  auto scaled = temp == 1.0 ? logits : logits.to(torch::kFloat) / temp;             // [B, V]
+  auto lp = torch::log_softmax(scaled, -1).gather(1, tok.unsqueeze(1));             // [B, 1]
   r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
   r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
   r.resp_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
@@ -256,7 +259,6 @@ SamplingConfig sampling_config(int64_t max_new_tokens, double temperature, int64
   sc.top_p = top_p;
   sc.eos_id = ids.eos;
   sc.pad_id = ids.pad;
-  sc.stop_at_eos = ids.eos >= 0;
   return sc;
 }
 

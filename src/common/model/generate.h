@@ -63,7 +63,8 @@ struct SamplingConfig {
 };
 
 // The one builder of a SamplingConfig from the user-facing knobs (PPO config, rlhf_eval flags,
-// benchmarks): stop/pad ids from the tokenizer's special ids (eos < 0: never stop early).
+// benchmarks): stop/pad ids from the tokenizer's special ids (eos < 0: no stop token; callers
+// that fill the ids later keep stop_at_eos = true, so the stop applies once eos_id is set).
 SamplingConfig sampling_config(int64_t max_new_tokens, double temperature, int64_t top_k,
                                double top_p, const SpecialIds& ids);
 
@@ -71,7 +72,7 @@ struct GenerateOutput {
   torch::Tensor tokens;          // [B, P + N] int64: the left-padded prompts then the generated tokens; positions after a row's EOS hold pad_id
   torch::Tensor attention_mask;  // [B, P + N] bool: prompt non-pad tokens + response tokens up to and including EOS
   torch::Tensor response_mask;   // [B, N] bool: generated tokens up to and including EOS
-  torch::Tensor logprobs;        // [B, N] float: log-prob of each sampled token under the model's raw (temperature 1, unfiltered) distribution; 0 where masked
+  torch::Tensor logprobs;        // [B, N] float: log-prob of each sampled token under log_softmax(logits / temperature) (temperature 1 when greedy; top-k/top-p not applied); 0 where masked
   int64_t prompt_len = 0;        // P
   int64_t new_tokens = 0;        // N actually generated (<= max_new_tokens; stops early when all rows hit EOS)
   int64_t cuda_graphs = 0;       // decode-step CUDA graphs captured and replayed (0: none used)

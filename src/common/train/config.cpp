@@ -237,7 +237,10 @@ std::vector<Field> schema(Config& c, Stage stage) {
   add_string(f, "data.train", &c.data.train);
   add_string(f, "data.eval", &c.data.eval);
   add_int(f, "data.max_seq_len", &c.data.max_seq_len, 0, kMax);
-  if (stage == Stage::RM) add_string(f, "data.bias_data", &c.data.bias_data);
+  if (stage == Stage::RM) {
+    add_string(f, "data.bias_data", &c.data.bias_data);
+    add_enum(f, "rm.pair_normalizer", &c.rm.pair_normalizer, kPairNormalizerNames);
+  }
   if (stage == Stage::PPO) {
     add_string(f, "data.pretrain", &c.data.pretrain);
     add_string(f, "data.pretrain_eval", &c.data.pretrain_eval);

@@ -32,6 +32,9 @@ enum class ResumeMode { Never, Auto };
 inline constexpr EnumNames<ResumeMode, 2> kResumeModeNames{{{ResumeMode::Never, "never"}, {ResumeMode::Auto, "auto"}}};
 enum class KlEstimatorKind { K1, K3 };
 inline constexpr EnumNames<KlEstimatorKind, 2> kKlEstimatorNames{{{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K3, "k3"}}};
+enum class PairNormalizerKind { Paper, StrictPairs };  // rm_loss.h's PairNormalizer
+inline constexpr EnumNames<PairNormalizerKind, 2> kPairNormalizerNames{
+    {{PairNormalizerKind::Paper, "paper"}, {PairNormalizerKind::StrictPairs, "strict_pairs"}}};
 
 struct RunSection {
   std::string dir = "runs/default";
@@ -73,6 +76,12 @@ struct DistSection {
   double bucket_mb = 25.0;
 };
 
+struct RmSection {
+  // Divide each prompt's pair losses by C(K,2) (paper, InstructGPT eq. 1) or by the number of
+  // strictly ordered pairs (strict_pairs). See rm/rm_loss.h.
+  PairNormalizerKind pair_normalizer = PairNormalizerKind::Paper;
+};
+
 struct PpoSection {
   std::string reward_model;     // checkpoint (RM with fitted bias)
   std::string critic_init;      // default: reward_model
@@ -110,6 +119,7 @@ struct Config {
   CkptSection ckpt;
   DataSection data;
   DistSection dist;
+  RmSection rm;
   PpoSection ppo;
 };
 
