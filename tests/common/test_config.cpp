@@ -150,3 +150,25 @@ TEST(Config, IneffectiveKeysAreReported) {
   EXPECT_TRUE(ineffective_keys(rlhf::parse_config(Stage::SFT, "data: {eval: e.h5}\n", "d.yaml"),
                                Stage::SFT).empty());
 }
+
+// Every shipped config loads under its stage's schema, and no PPO config asks for a sampler
+// ppo_train refuses (top-k / top-p truncation, greedy).
+TEST(Config, ShippedConfigsLoad) {
+  const std::string root = std::string(RLHF_SOURCE_DIR) + "/configs/";
+  int loaded = 0;
+  for (const char* dir : {"tiny", "oasst"}) {
+    for (auto [file, stage] : {std::pair{"sft.yaml", Stage::SFT}, std::pair{"rm.yaml", Stage::RM},
+                               std::pair{"ppo.yaml", Stage::PPO}}) {
+      const std::string path = root + dir + "/" + file;
+      rlhf::Config c;
+      ASSERT_NO_THROW(c = rlhf::load_config(stage, path, {})) << path;
+      if (stage == Stage::PPO) {
+        EXPECT_GT(c.ppo.temperature, 0.0) << path;
+        EXPECT_EQ(c.ppo.top_k, 0) << path;
+        EXPECT_EQ(c.ppo.top_p, 1.0) << path;
+      }
+      ++loaded;
+    }
+  }
+  EXPECT_EQ(loaded, 6);
+}
