@@ -132,6 +132,110 @@ UpdateOptions base_update_options(const Config& cfg, const PpoData& d, int world
   return u;
 }
 
+// The SFT checkpoint's model set-up for PPO: sampler checked, dropout off. No dropout in PPO:
+// old log-probs and values are computed without it, so dropout in the update would make the
+// first ratio differ from 1 by noise that clipping then acts on.
+ModelSetup ppo_model_setup(const Config& cfg, bool root) {
+  RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint (init: runs/x/sft)");
+  ModelSetup ms = resolve_model(cfg, cfg.init);
+  check_ppo_sampling(cfg.ppo, ms.cfg.vocab_size);
+  if (ms.cfg.dropout > 0 && root)
+    fmt::print(stderr, "# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
+               "noise would enter the PPO ratio)\n", ms.cfg.dropout);
+  ms.cfg.dropout = 0.0;
+  return ms;
+}
+
+// AdamW for the actor and the critic, after every rank agrees on the config and parameter count
+// and holds rank 0's weights.
+struct PpoOptimizers {
+  std::unique_ptr<AdamW> actor, critic;
+  int64_t n_params = 0;
+};
+
+PpoOptimizers make_optimizers(const Config& cfg, PpoNets& nets, Communicator& comm,
+                              const std::string& config_text) {
+  auto actor_params = named_params(*nets.actor);
+  auto critic_params = named_params(*nets.critic);
+  PpoOptimizers o;
+  for (auto& p : actor_params) o.n_params += p.param.numel();
+  for (auto& p : critic_params) o.n_params += p.param.numel();
+  check_consistency(comm, config_text, o.n_params);
+  broadcast_parameters(comm, tensors_of(actor_params));
+  broadcast_parameters(comm, tensors_of(critic_params));
+  const TrainSection& t = cfg.train;
+  o.actor = std::make_unique<AdamW>(actor_params, t.beta1, t.beta2, t.adam_eps, t.weight_decay);
+  o.critic = std::make_unique<AdamW>(critic_params, t.beta1, t.beta2, t.adam_eps, t.weight_decay);
+  return o;
+}
+
+// What a PPO checkpoint's state.yaml holds besides the weights and moments: the step, skipped
+// steps, sampler cursor, β, and the ptx held-out loss at the start (for the rise at the end).
+struct PpoProgress {
+  int64_t step = 0, skipped_total = 0;
+  double ptx_eval_start = NAN;
+
+  void restore(const nlohmann::json& st, ShardedSampler& sampler, AdaptiveKlController& kl) {
+    step = st.at("step").get<int64_t>();
+    skipped_total = st.value("skipped_steps", int64_t{0});
+    sampler.set_cursor(cursor_from_json(st.at("cursor")));
+    kl.value = st.at("kl_coef").get<double>();
+    ptx_eval_start = st.value("ptx_eval_loss_start", NAN);
+  }
+  nlohmann::json state(const ShardedSampler& sampler, const AdaptiveKlController& kl) const {
+    return {{"cursor", cursor_json(sampler.cursor())}, {"skipped_steps", skipped_total},
+            {"kl_coef", kl.value}, {"ptx_eval_loss_start", std::isnan(ptx_eval_start) ? 0.0 : ptx_eval_start}};
+  }
+};
+
+// What one iteration reads and advances.
+struct Iteration {
+  const Config& cfg;
+  Communicator& comm;
+  const torch::Device dev;
+  const PpoData& data;
+  const SpecialIds ids;
+  PpoModels models;
+  AdamW& actor_opt;
+  AdamW& critic_opt;
+  ShardedSampler& sampler;
+  const SamplingConfig sc;
+  ExperienceOptions exp;
+  UpdateOptions upd;
+  double critic_lr_ratio = 1.0;
+};
+
+// One PPO iteration at `step` with β = beta: rollouts → experience → update. Returns the
+// metrics row (without "step").
+nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
+  const Config& cfg = it.cfg;
+  const auto t0 = std::chrono::steady_clock::now();
+  IterationTimes times;
+  // 1. rollouts from the current policy
+  auto [ptoks, pmask] = prompt_batch(it.data.prompts, it.sampler.next(cfg.train.global_batch_size),
+                                     it.ids, it.data.max_prompt);
+  Rollout ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc,
+                                mix_seed(cfg.run.seed, step, it.comm.rank(), 1));
+  times.generate = seconds_since(t0);
+  // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
+  const auto t1 = std::chrono::steady_clock::now();
+  it.exp.kl_coef = beta;
+  make_experience(it.models, ro, it.exp, it.comm);
+  times.score = seconds_since(t1);
+  // 3. PPO epochs over minibatches, with the ptx term
+  const auto t2 = std::chrono::steady_clock::now();
+  it.upd.lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.learning_rate,
+                    cfg.train.min_lr_ratio);
+  it.upd.critic_lr = it.upd.lr * it.critic_lr_ratio;
+  it.upd.shuffle_seed = mix_seed(cfg.run.seed, step, it.comm.rank(), 3);
+  it.upd.ptx_seed = mix_seed(cfg.run.seed, step, it.comm.rank(), 2);
+  const UpdateStats st = ppo_update(it.models, it.actor_opt, it.critic_opt, ro, it.upd, it.comm, it.dev);
+  times.train = seconds_since(t2);
+  times.total = seconds_since(t0);
+  // 4. the metrics row
+  return ppo_metrics(ro, st, times, cfg.train.global_batch_size, beta, it.upd.lr, it.comm);
+}
+
 }  // namespace
 
 int run_ppo(int argc, char** argv) { return run_ppo(parse_run_args(Stage::PPO, argc, argv)); }
@@ -142,105 +246,56 @@ int run_ppo(const RunRequest& req) {
   const PpoSection& pc = cfg.ppo;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
-
-  RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint (init: runs/x/sft)");
-  ModelSetup ms = resolve_model(cfg, cfg.init);
-  check_ppo_sampling(pc, ms.cfg.vocab_size);
-  // No dropout in PPO: old log-probs and values are computed without it, so dropout in the
-  // update would make the first ratio differ from 1 by noise that clipping then acts on.
-  if (ms.cfg.dropout > 0 && comm.is_root())
-    fmt::print(stderr, "# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
-               "noise would enter the PPO ratio)\n", ms.cfg.dropout);
-  ms.cfg.dropout = 0.0;
+  const ModelSetup ms = ppo_model_setup(cfg, comm.is_root());
   const SpecialIds ids = special_ids(ms.tok);
   const PpoData data = load_ppo_data(cfg, ms);
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
-  PpoModels models = nets.view();
-  UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
-
-  auto actor_params = named_params(*nets.actor);
-  auto critic_params = named_params(*nets.critic);
-  int64_t n_params = 0;
-  for (auto& p : actor_params) n_params += p.param.numel();
-  for (auto& p : critic_params) n_params += p.param.numel();
-  check_consistency(comm, ctx.config_text, n_params);
-  broadcast_parameters(comm, tensors_of(actor_params));
-  broadcast_parameters(comm, tensors_of(critic_params));
-  AdamW actor_opt(actor_params, cfg.train.beta1, cfg.train.beta2, cfg.train.adam_eps, cfg.train.weight_decay);
-  AdamW critic_opt(critic_params, cfg.train.beta1, cfg.train.beta2, cfg.train.adam_eps, cfg.train.weight_decay);
-  const double critic_lr_ratio = pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0;
+  const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
+  PpoOptimizers opt = make_optimizers(cfg, nets, comm, ctx.config_text);
 
   ShardedSampler sampler(data.prompts.size(), cfg.run.seed, comm.rank(), comm.world_size());
   AdaptiveKlController kl_ctl(pc.kl_coef, pc.kl_target, pc.kl_horizon);
   torch::manual_seed(cfg.run.seed * 1000003ULL + comm.rank());
-  int64_t step = 0, skipped_total = 0;
   std::vector<CkptModel> ck_models{{"model.h5", nets.actor.get(), "causal_lm", {}},
                                    {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}};
-  const std::vector<CkptOptim> ck_optims{{"actor", &actor_opt}, {"critic", &critic_opt}};
-  double ptx_eval_start = NAN;
-  if (!ctx.resume_dir.empty()) {
-    auto st = load_training_checkpoint(ctx.resume_dir, comm, ck_models, ck_optims);
-    step = st.at("step").get<int64_t>();
-    skipped_total = st.value("skipped_steps", int64_t{0});
-    sampler.set_cursor(cursor_from_json(st.at("cursor")));
-    kl_ctl.value = st.at("kl_coef").get<double>();
-    ptx_eval_start = st.value("ptx_eval_loss_start", NAN);
-  }
+  const std::vector<CkptOptim> ck_optims{{"actor", opt.actor.get()}, {"critic", opt.critic.get()}};
+  PpoProgress pr;
+  if (!ctx.resume_dir.empty())
+    pr.restore(load_training_checkpoint(ctx.resume_dir, comm, ck_models, ck_optims), sampler, kl_ctl);
   const bool have_ptx_eval = data.ptx_eval.size() > pc.ptx_seq_len;
   const int64_t ptx_eval_windows = have_ptx_eval ? std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len) : 0;
   auto ptx_eval_loss = [&] {
     return eval_stream_loss(nets.actor, data.ptx_eval, pc.ptx_seq_len, ptx_eval_windows, comm, dev);
   };
-  if (have_ptx_eval && std::isnan(ptx_eval_start)) ptx_eval_start = ptx_eval_loss();
+  if (have_ptx_eval && std::isnan(pr.ptx_eval_start)) pr.ptx_eval_start = ptx_eval_loss();
 
   MetricsLogger metrics(cfg.run.dir, comm.is_root(), cfg.train.max_steps, cfg.run.log_every, !ctx.resume_dir.empty());
   metrics.message(fmt::format("# ppo: actor+critic {} trainable params, {} prompts, {} per rank per iteration, "
-                              "minibatch {} per rank ({} per forward), ptx_coef {}", n_params, data.prompts.size(),
+                              "minibatch {} per rank ({} per forward), ptx_coef {}", opt.n_params, data.prompts.size(),
                               cfg.train.global_batch_size / comm.world_size(), upd.minibatch_rows, upd.micro_rows,
                               pc.ptx_coef));
   auto save = [&]() {
-    return save_training_checkpoint(*ctx.ckpt, comm, step, ck_models, ck_optims, ms.cfg, ms.tok,
-                                    {{"cursor", cursor_json(sampler.cursor())}, {"skipped_steps", skipped_total},
-                                     {"kl_coef", kl_ctl.value}, {"ptx_eval_loss_start", have_ptx_eval ? ptx_eval_start : 0.0}},
-                                    ctx.config_text);
+    return save_training_checkpoint(*ctx.ckpt, comm, pr.step, ck_models, ck_optims, ms.cfg, ms.tok,
+                                    pr.state(sampler, kl_ctl), ctx.config_text);
   };
-  const SamplingConfig sc = sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids);
-  ExperienceOptions exp{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
-                        pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
-                        pc.gamma, pc.gae_lambda};
+  Iteration it{cfg, comm, dev, data, ids, nets.view(), *opt.actor, *opt.critic, sampler,
+               sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
+               ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
+                                 pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
+                                 pc.gamma, pc.gae_lambda},
+               upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0};
 
   int exit_code = 0;
   nlohmann::json last;
   const int64_t end_step = cfg.train.stop_at_step > 0 ? std::min(cfg.train.stop_at_step, cfg.train.max_steps)
                                                       : cfg.train.max_steps;
-  while (step < end_step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    IterationTimes times;
-    // 1. rollouts from the current policy
-    auto [ptoks, pmask] = prompt_batch(data.prompts, sampler.next(cfg.train.global_batch_size), ids, data.max_prompt);
-    Rollout ro = generate_rollout(nets.actor, ptoks.to(dev), pmask.to(dev), sc, mix_seed(cfg.run.seed, step, comm.rank(), 1));
-    times.generate = seconds_since(t0);
-    // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
-    auto t1 = std::chrono::steady_clock::now();
-    exp.kl_coef = kl_ctl.value;
-    make_experience(models, ro, exp, comm);
-    times.score = seconds_since(t1);
-    // 3. PPO epochs over minibatches, with the ptx term
-    auto t2 = std::chrono::steady_clock::now();
-    upd.lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.learning_rate, cfg.train.min_lr_ratio);
-    upd.critic_lr = upd.lr * critic_lr_ratio;
-    upd.shuffle_seed = mix_seed(cfg.run.seed, step, comm.rank(), 3);
-    upd.ptx_seed = mix_seed(cfg.run.seed, step, comm.rank(), 2);
-    const UpdateStats st = ppo_update(models, actor_opt, critic_opt, ro, upd, comm, dev);
-    times.train = seconds_since(t2);
-    times.total = seconds_since(t0);
-    // 4. metrics, then β for the next iteration
-    nlohmann::json row = ppo_metrics(ro, st, times, cfg.train.global_batch_size, kl_ctl.value, upd.lr, comm);
-    if (pc.adaptive_kl) kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size);
-    ++step;
-    skipped_total += st.skipped;
+  while (pr.step < end_step) {
+    nlohmann::json row = run_iteration(it, pr.step, kl_ctl.value);
+    if (pc.adaptive_kl) kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size);  // β for the next
+    const int64_t step = ++pr.step;
+    pr.skipped_total += row["skipped"].get<int64_t>();
     row["step"] = step;
-    row["skipped_total"] = skipped_total;
+    row["skipped_total"] = pr.skipped_total;
     if (have_ptx_eval && cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0) row["ptx_eval_loss"] = ptx_eval_loss();
     metrics.log(row);
     last = row;
@@ -252,17 +307,17 @@ int run_ppo(const RunRequest& req) {
     }
   }
   const std::string ckpt = save();
-  nlohmann::json summary = {{"stage", "ppo"}, {"steps", step}, {"checkpoint", ckpt},
-                            {"complete", step >= cfg.train.max_steps}, {"skipped_steps", skipped_total},
+  nlohmann::json summary = {{"stage", "ppo"}, {"steps", pr.step}, {"checkpoint", ckpt},
+                            {"complete", pr.step >= cfg.train.max_steps}, {"skipped_steps", pr.skipped_total},
                             {"kl_coef", kl_ctl.value}, {"last", last}};
   if (have_ptx_eval) {
     const double end_loss = ptx_eval_loss();
-    summary["ptx_eval_loss_start"] = ptx_eval_start;
+    summary["ptx_eval_loss_start"] = pr.ptx_eval_start;
     summary["ptx_eval_loss_end"] = end_loss;
-    summary["ptx_eval_loss_rise"] = end_loss - ptx_eval_start;
+    summary["ptx_eval_loss_rise"] = end_loss - pr.ptx_eval_start;
   }
   metrics.summary(summary);
-  metrics.message(fmt::format("# ppo done: step {}, checkpoint {}", step, ckpt));
+  metrics.message(fmt::format("# ppo done: step {}, checkpoint {}", pr.step, ckpt));
   return exit_code;
 }
 

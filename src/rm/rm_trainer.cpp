@@ -51,6 +51,44 @@ void fit_reward_bias(ScalarModel& rm, const SftData& demos, const std::string& p
   extra["demo_mean_reward_after_fit"] = after;
 }
 
+// One RM step on this rank's prompt groups idx, in `accum` micro-batches of
+// train.micro_batch_size groups: forward (each response once), K-wise loss, backward.
+StepStats rm_step(ScalarModel& rm, const RankedData& train, const std::vector<int64_t>& idx,
+                  int64_t accum, const Config& cfg, const SpecialIds& ids, int64_t max_len,
+                  PairNormalizer norm, Communicator& comm, const torch::Device& dev) {
+  // Loss = mean over the global batch's groups: each group's loss / G_global (x world: the
+  // gradient all-reduce averages over ranks). Every group has >= 1 pair (prep guarantees).
+  const double global_groups = static_cast<double>(cfg.train.global_batch_size);
+  double loss_sum = 0, margin_sum = 0;
+  int64_t pairs = 0, correct = 0, forward_rows = 0, tokens = 0;
+  for (int64_t a = 0; a < accum; ++a) {
+    std::vector<int64_t> groups(idx.begin() + a * cfg.train.micro_batch_size,
+                                idx.begin() + (a + 1) * cfg.train.micro_batch_size);
+    std::vector<int64_t> off;
+    std::vector<int32_t> ranks;
+    torch::Tensor r = group_rewards(rm, train, groups, ids, max_len, dev, &off, &ranks);  // [R]
+    RankingLoss l = kwise_ranking_loss(r, off, ranks, norm);
+    (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
+    loss_sum += l.loss.item<double>() * l.groups;
+    pairs += l.pairs;
+    correct += l.correct;
+    margin_sum += l.margin_sum;
+    forward_rows += r.size(0);  // each response exactly once per step
+    for (int64_t g : groups)
+      for (int64_t q = train.first_response(g); q < train.end_response(g); ++q)
+        tokens += train.prompt.row_len(g) + train.responses.row_len(q) + 2;
+  }
+  StepStats st;
+  st.loss = comm.all_reduce_scalar(loss_sum) / global_groups;
+  st.tokens = static_cast<double>(tokens);
+  const double all_pairs = comm.all_reduce_scalar(static_cast<double>(pairs));
+  st.fields = {{"accuracy", comm.all_reduce_scalar(static_cast<double>(correct)) / std::max(1.0, all_pairs)},
+               {"margin", comm.all_reduce_scalar(margin_sum) / std::max(1.0, all_pairs)},
+               {"pairs", all_pairs},
+               {"forward_rows", comm.all_reduce_scalar(static_cast<double>(forward_rows))}};
+  return st;
+}
+
 }  // namespace
 
 int run_rm(int argc, char** argv) { return run_rm(parse_run_args(Stage::RM, argc, argv)); }
@@ -92,38 +130,8 @@ int run_rm(const RunRequest& req) {
 
   rm->train();
   const int exit_code = loop.run([&]() -> StepStats {
-    std::vector<int64_t> idx = loop.sampler().next(cfg.train.global_batch_size);  // prompt groups
-    // Loss = mean over the global batch's groups: each group's loss / G_global (x world: the
-    // gradient all-reduce averages over ranks). Every group has >= 1 pair (prep guarantees).
-    const double global_groups = static_cast<double>(cfg.train.global_batch_size);
-    double loss_sum = 0, margin_sum = 0;
-    int64_t pairs = 0, correct = 0, forward_rows = 0, tokens = 0;
-    for (int64_t a = 0; a < accum; ++a) {
-      std::vector<int64_t> groups(idx.begin() + a * cfg.train.micro_batch_size,
-                                  idx.begin() + (a + 1) * cfg.train.micro_batch_size);
-      std::vector<int64_t> off;
-      std::vector<int32_t> ranks;
-      torch::Tensor r = group_rewards(rm, train, groups, ids, max_len, dev, &off, &ranks);  // [R]
-      RankingLoss l = kwise_ranking_loss(r, off, ranks, norm);
-      (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
-      loss_sum += l.loss.item<double>() * l.groups;
-      pairs += l.pairs;
-      correct += l.correct;
-      margin_sum += l.margin_sum;
-      forward_rows += r.size(0);  // each response exactly once per step
-      for (int64_t g : groups)
-        for (int64_t q = train.first_response(g); q < train.end_response(g); ++q)
-          tokens += train.prompt.row_len(g) + train.responses.row_len(q) + 2;
-    }
-    StepStats st;
-    st.loss = comm.all_reduce_scalar(loss_sum) / global_groups;
-    st.tokens = static_cast<double>(tokens);
-    const double all_pairs = comm.all_reduce_scalar(static_cast<double>(pairs));
-    st.fields = {{"accuracy", comm.all_reduce_scalar(static_cast<double>(correct)) / std::max(1.0, all_pairs)},
-                 {"margin", comm.all_reduce_scalar(margin_sum) / std::max(1.0, all_pairs)},
-                 {"pairs", all_pairs},
-                 {"forward_rows", comm.all_reduce_scalar(static_cast<double>(forward_rows))}};
-    return st;
+    return rm_step(rm, train, loop.sampler().next(cfg.train.global_batch_size), accum, cfg, ids,
+                   max_len, norm, comm, dev);
   }, evaluate);
   // The bias fit runs only once training is complete: an interrupted run keeps its raw head so
   // resume stays exact.
