@@ -66,14 +66,15 @@ StepStats rm_step(ScalarModel& rm, const RankedData& train, const std::vector<in
                                 idx.begin() + (a + 1) * cfg.train.micro_batch_size);
     std::vector<int64_t> off;
     std::vector<int32_t> ranks;
+    const int64_t rows_before = rm->scored_rows;
     torch::Tensor r = group_rewards(rm, train, groups, ids, max_len, dev, &off, &ranks);  // [R]
+    forward_rows += rm->scored_rows - rows_before;  // counted by the model, not from r
     RankingLoss l = kwise_ranking_loss(r, off, ranks, norm);
     (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
     loss_sum += l.loss.item<double>() * l.groups;
     pairs += l.pairs;
     correct += l.correct;
     margin_sum += l.margin_sum;
-    forward_rows += r.size(0);  // each response exactly once per step
     for (int64_t g : groups)
       for (int64_t q = train.first_response(g); q < train.end_response(g); ++q)
         tokens += train.prompt.row_len(g) + train.responses.row_len(q) + 2;

@@ -46,6 +46,7 @@ torch::Tensor ScalarModelImpl::forward(const torch::Tensor& tokens, const torch:
 }
 
 torch::Tensor ScalarModelImpl::score_last(const torch::Tensor& tokens, const torch::Tensor& mask) {
+  scored_rows += tokens.size(0);
   auto h = trunk(tokens, positions_from_mask(mask), mask);  // [B, T, C]
   auto idx = last_true_index(mask);                         // [B]
   auto rows = torch::arange(tokens.size(0), idx.options());
@@ -78,6 +79,7 @@ torch::Tensor ScalarModelImpl::score_responses(const PromptPrefix& prefix, const
   RLHF_CHECK(row_group.dim() == 1 && row_group.size(0) == responses.size(0),
              "score_responses: row_group must be [R={}]", responses.size(0));
   const int64_t R = responses.size(0), Tr = responses.size(1), Tp = prefix.cache.capacity;
+  scored_rows += R;
   const auto dev = responses.device();
   auto rg = row_group.to(dev, torch::kLong);
   KVCache rc;

@@ -158,6 +158,9 @@ class ScalarModelImpl : public torch::nn::Module {
   ModelConfig cfg;
   Transformer trunk{nullptr};
   torch::nn::Linear score{nullptr};
+  // Rows that went through the trunk to a score: + B per score_last, + R per score_responses
+  // (prompt passes of encode_prompts not counted). The RM trainer reports it as forward_rows.
+  int64_t scored_rows = 0;
 };
 TORCH_MODULE(ScalarModel);
 
