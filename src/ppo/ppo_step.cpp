@@ -35,10 +35,7 @@ namespace {
 // The order in which an epoch visits this rank's rows: a seeded permutation per (iteration,
 // epoch), platform-independent, so a resumed run repeats it exactly.
 torch::Tensor epoch_order(int64_t rows, uint64_t seed, int64_t epoch, const torch::Device& dev) {
-  SplitMix64 rng(seed ^ (0xA0761D6478BD642FULL * static_cast<uint64_t>(epoch + 1)));
-  std::vector<int64_t> p(rows);
-  for (int64_t i = 0; i < rows; ++i) p[i] = i;
-  for (int64_t i = rows - 1; i > 0; --i) std::swap(p[i], p[rng.uniform(i + 1)]);
+  const auto p = seeded_permutation(rows, seed ^ (0xA0761D6478BD642FULL * static_cast<uint64_t>(epoch + 1)));
   return torch::tensor(p, torch::kLong).to(dev);
 }
 

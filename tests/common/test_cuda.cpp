@@ -13,8 +13,6 @@
 namespace rlhf {
 namespace {
 
-ModelConfig small_cfg(Family f, int64_t kv) { return testing::small_gen_cfg(f, kv); }
-
 CausalLM sharp_model(Family f, int64_t kv, uint64_t seed) {
   CausalLM m = testing::sharp_model(f, kv, seed);
   m->eval();
@@ -145,7 +143,7 @@ TEST(Cuda, Bf16AutocastTrainingFollowsFp32) {
   std::vector<std::vector<double>> losses(2);
   for (int bf16 = 0; bf16 < 2; ++bf16) {
     torch::manual_seed(3);
-    CausalLM m(small_cfg(Family::GPT2, 4));
+    CausalLM m(testing::tiny_config(Family::GPT2, 4));
     m->to(torch::kCUDA);
     AdamW opt(named_params(*m), 0.9, 0.95, 1e-8, 0.0);
     compat::AutocastScope ac(bf16 == 1);

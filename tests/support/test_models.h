@@ -9,13 +9,11 @@
 
 namespace rlhf::testing {
 
-inline ModelConfig small_gen_cfg(Family f, int64_t kv) { return tiny_config(f, kv); }
-
 // Seeded init with every weight scaled by 8: sharper distributions than the 0.02 init, so
 // greedy and sampled continuations differ between models and positions.
 inline CausalLM sharp_model(Family f, int64_t kv, uint64_t seed) {
   torch::manual_seed(seed);
-  CausalLM m(small_gen_cfg(f, kv));
+  CausalLM m(tiny_config(f, kv));
   torch::NoGradGuard ng;
   for (auto& p : m->parameters()) p.mul_(8.0);
   return m;

@@ -5,6 +5,8 @@
 // Contract: header-only, no global state; the same seed gives the same stream everywhere.
 #pragma once
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "common/core/check.h"
 
@@ -37,6 +39,15 @@ class SplitMix64 {
  private:
   uint64_t state_;
 };
+
+// A permutation of [0, n) (Fisher-Yates driven by SplitMix64(seed)): the same on every platform.
+inline std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
+  SplitMix64 rng(seed);
+  std::vector<int64_t> p(n);
+  for (int64_t i = 0; i < n; ++i) p[i] = i;
+  for (int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[rng.uniform(i + 1)]);
+  return p;
+}
 
 // A seed for (seed, step, rank, salt) without state to checkpoint: exact on resume.
 inline uint64_t mix_seed(uint64_t seed, int64_t step, int rank, uint64_t salt) {

@@ -292,13 +292,8 @@ ShardedSampler::ShardedSampler(int64_t n, uint64_t seed, int rank, int world)
 }
 
 std::vector<int64_t> ShardedSampler::permutation(int64_t epoch) const {
-  // Fisher-Yates driven by splitmix64 with rejection sampling: identical on every platform
-  // (std::shuffle / std::uniform_int_distribution are implementation-defined).
-  SplitMix64 rng(seed_ ^ (0xD1B54A32D192ED03ULL * static_cast<uint64_t>(epoch + 1)));
-  std::vector<int64_t> p(n_);
-  for (int64_t i = 0; i < n_; ++i) p[i] = i;
-  for (int64_t i = n_ - 1; i > 0; --i) std::swap(p[i], p[rng.uniform(i + 1)]);
-  return p;
+  // Platform-independent (std::shuffle / std::uniform_int_distribution are implementation-defined).
+  return seeded_permutation(n_, seed_ ^ (0xD1B54A32D192ED03ULL * static_cast<uint64_t>(epoch + 1)));
 }
 
 std::vector<int64_t> ShardedSampler::next(int64_t global_batch) {
