@@ -287,26 +287,26 @@ TEST(TokenizerRunEncode, EachKind) {
   {
     std::istringstream in("\"hi\"\n\"\"\n\"\\u00e9\"\n");
     std::ostringstream out;
-    EXPECT_EQ(rlhf::run_encode("byte", in, out), 0);
+    EXPECT_EQ(rlhf::run_encode({"byte"}, in, out), 0);
     EXPECT_EQ(out.str(), "[104,105]\n[]\n[195,169]\n");
   }
   {
     std::istringstream in("\"Hello world\"\r\n\"Hello, world!\"\n");  // ids from golden file
     std::ostringstream out;
-    rlhf::run_encode(kGpt2Dir, in, out);
+    rlhf::run_encode({kGpt2Dir}, in, out);
     EXPECT_EQ(out.str(), "[15496,995]\n[15496,11,995,0]\n");
   }
   {
     const RawVocab v = read_tok512();
     std::istringstream in("\"the\"\n\"Lily\"\n");
     std::ostringstream out;
-    rlhf::run_encode(kTok512, in, out);
+    rlhf::run_encode({kTok512}, in, out);
     EXPECT_EQ(out.str(), "[" + std::to_string(v.id(" the")) + "]\n[" +
                              std::to_string(v.id(" Lily")) + "]\n");
   }
   std::istringstream bad_json("\"ok\"\n{not json\n");
   std::ostringstream sink;
-  expect_error([&] { rlhf::run_encode("byte", bad_json, sink); }, {"line 2"});
+  expect_error([&] { rlhf::run_encode({"byte"}, bad_json, sink); }, {"line 2"});
   std::istringstream not_string("42\n");
-  expect_error([&] { rlhf::run_encode("byte", not_string, sink); }, {"line 1", "string"});
+  expect_error([&] { rlhf::run_encode({"byte"}, not_string, sink); }, {"line 1", "string"});
 }

@@ -10,25 +10,17 @@
 #include <sstream>
 #include <unordered_map>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/core/check.h"
+#include "common/tokenizer/regex.h"
+#include "common/tokenizer/text.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace rlhf {
 namespace {
 
-// The reference pattern is 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// under Python's `regex`, whose \s is Unicode White_Space. PCRE2's UCP \s differs (it excludes
-// U+0085 and includes U+180E), so \s is spelled out as the White_Space set.
-#define RLHF_WS "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
-constexpr const char* kPattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" RLHF_WS
-                                 "\\p{L}\\p{N}]+|[" RLHF_WS "]+(?![^" RLHF_WS "])|[" RLHF_WS "]+";
-#undef RLHF_WS
 constexpr size_t kMaxCachedWord = 256;      // longer chunks are not cached
 constexpr size_t kMaxCacheEntries = 1 << 17;  // cleared when exceeded
 
@@ -40,53 +32,9 @@ std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-// encoder.py's bytes_to_unicode(): printable bytes map to themselves, the rest to 256 + n.
-std::array<uint32_t, 256> bytes_to_unicode() {
-  std::array<uint32_t, 256> m{};
-  std::array<bool, 256> direct{};
-  for (int b = 0; b < 256; ++b)
-    direct[b] = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-  uint32_t n = 0;
-  for (int b = 0; b < 256; ++b) m[b] = direct[b] ? static_cast<uint32_t>(b) : 256 + n++;
-  return m;
-}
-
-void append_utf8(std::string& s, uint32_t cp) {
-  if (cp < 0x80) {
-    s.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    s.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    s.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    s.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    s.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-// Decodes one codepoint of a valid UTF-8 string (nlohmann validates JSON strings) at i.
-uint32_t next_codepoint(const std::string& s, size_t& i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
-  uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-  for (int k = 1; k < len && i + k < s.size(); ++k)
-    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  i += len;
-  return cp;
-}
-
 uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
-
-struct MatchDataDeleter {
-  void operator()(pcre2_match_data* md) const { pcre2_match_data_free(md); }
-};
 
 }  // namespace
 
@@ -97,58 +45,23 @@ struct Gpt2Tokenizer::Impl {
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a, b) -> (rank, merged)
   int32_t eot = -1;
   std::string identity;
-  pcre2_code* re = nullptr;
+  std::unique_ptr<Regex> re;
   mutable std::mutex mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
-  ~Impl() {
-    if (re != nullptr) pcre2_code_free(re);
-  }
+  void compile_regex() { re = std::make_unique<Regex>(kGpt2Pattern, "gpt2 tokenizer"); }
 
-  void compile_regex() {
-    int err = 0;
-    PCRE2_SIZE err_off = 0;
-    re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPattern), PCRE2_ZERO_TERMINATED,
-                       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
-    if (re == nullptr) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof(msg));
-      throw Error(fmt::format("gpt2 tokenizer: PCRE2 cannot compile the pre-tokenizer regex at "
-                              "offset {}: {}",
-                              err_off, reinterpret_cast<const char*>(msg)));
-    }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // optional: pcre2_match falls back without JIT
-  }
-
-  // Calls emit(begin, length) for each pre-token chunk, in order, covering all of text.
+  // Calls emit(begin, length) for each pre-token chunk, in order, covering all of text: the
+  // regex's matches, and each byte between them (bytes that are not valid UTF-8) on its own.
   template <typename F>
   void split(const std::string& text, F&& emit) const {
-    std::unique_ptr<pcre2_match_data, MatchDataDeleter> md(
-        pcre2_match_data_create_from_pattern(re, nullptr));
-    RLHF_CHECK(md != nullptr, "gpt2 tokenizer: out of memory creating PCRE2 match data");
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    const size_t n = text.size();
     size_t off = 0;
-    while (off < n) {
-      const int rc = pcre2_match(re, subject, n, off, 0, md.get(), nullptr);
-      size_t mb = n, me = n;
-      if (rc >= 0) {
-        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-        mb = ov[0];
-        me = ov[1];
-      } else if (rc != PCRE2_ERROR_NOMATCH) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(rc, msg, sizeof(msg));
-        throw Error(fmt::format("gpt2 tokenizer: PCRE2 match failed at byte {} of a {}-byte "
-                                "text: {}",
-                                off, n, reinterpret_cast<const char*>(msg)));
-      }
-      for (; off < mb; ++off) emit(off, size_t{1});  // bytes that are not valid UTF-8
-      if (rc < 0) break;
-      RLHF_CHECK(me > mb, "gpt2 tokenizer: empty regex match at byte {}", mb);
+    for (auto [mb, me] : re->find_all(text)) {
+      for (; off < mb; ++off) emit(off, size_t{1});
       emit(mb, me - mb);
       off = me;
     }
+    for (; off < text.size(); ++off) emit(off, size_t{1});
   }
 
   // BPE of one chunk of raw bytes; appends its ids to out.
@@ -279,10 +192,7 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const std::string& folder) {
 
   const std::vector<std::string> unicode_tok = read_vocab(vocab_path);
   const size_t n = unicode_tok.size();
-  const auto b2u = bytes_to_unicode();
-  std::array<int32_t, 512> u2b;
-  u2b.fill(-1);
-  for (int b = 0; b < 256; ++b) u2b[b2u[b]] = b;
+  const auto& b2u = text::byte_to_codepoint();
   std::unordered_map<std::string, int32_t> tok_to_id;
   tok_to_id.reserve(n);
   m.token_bytes.resize(n);
@@ -294,15 +204,16 @@ std::unique_ptr<Gpt2Tokenizer> Gpt2Tokenizer::load(const std::string& folder) {
     std::string raw;
     bool mapped = true;
     for (size_t i = 0; i < u.size() && mapped;) {
-      const uint32_t cp = next_codepoint(u, i);
-      if (cp < u2b.size() && u2b[cp] >= 0) raw.push_back(static_cast<char>(u2b[cp]));
+      const uint32_t cp = text::next_codepoint(u, i);
+      const int byte = text::byte_of_codepoint(cp);
+      if (byte >= 0) raw.push_back(static_cast<char>(byte));
       else mapped = false;
     }
     m.token_bytes[id] = mapped ? raw : u;  // an added token outside the byte alphabet: as-is
   }
   for (int b = 0; b < 256; ++b) {
     std::string u;
-    append_utf8(u, b2u[b]);
+    text::append_utf8(u, b2u[b]);
     auto it = tok_to_id.find(u);
     RLHF_CHECK(it != tok_to_id.end(), "gpt2 tokenizer: '{}' lacks the single-byte token '{}' "
                "(byte {}); not a byte-level BPE vocabulary", vocab_path, u, b);

@@ -49,18 +49,27 @@ std::string ByteTokenizer::identity() const {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   if (spec == "byte") return std::make_unique<ByteTokenizer>();
   namespace fs = std::filesystem;
-  RLHF_CHECK(!spec.empty(),
-             "tokenizer spec is empty: expected \"byte\", a GPT-2 folder (vocab.json + "
-             "merges.txt) or a llama2.c tokenizer .bin file");
+  static const char* kExpected =
+      "expected \"byte\", a folder holding tokenizer.json, tokenizer.model or vocab.json + "
+      "merges.txt, a tokenizer.json file, a SentencePiece .model file or a llama2.c tokenizer .bin";
+  RLHF_CHECK(!spec.empty(), "tokenizer spec is empty: {}", kExpected);
   std::error_code ec;
   const fs::path abs = fs::absolute(fs::path(spec), ec).lexically_normal();
   RLHF_CHECK(!ec, "tokenizer '{}': cannot make an absolute path: {}", spec, ec.message());
-  if (fs::is_directory(abs, ec)) return Gpt2Tokenizer::load(abs.string());
-  if (fs::exists(abs, ec)) return Llama2cTokenizer::load(abs.string());
-  throw Error(fmt::format(
-      "tokenizer '{}' ({}) does not exist: expected \"byte\", a GPT-2 folder (vocab.json + "
-      "merges.txt) or a llama2.c tokenizer .bin file",
-      spec, abs.string()));
+  if (fs::is_directory(abs, ec)) {
+    if (fs::exists(abs / "tokenizer.json", ec)) return HfTokenizer::load(abs.string());
+    if (fs::exists(abs / "tokenizer.model", ec)) return SentencePieceTokenizer::load(abs.string());
+    if (fs::exists(abs / "vocab.json", ec)) return Gpt2Tokenizer::load(abs.string());
+    throw Error(fmt::format("tokenizer folder '{}' holds none of tokenizer.json, tokenizer.model, "
+                            "vocab.json + merges.txt",
+                            abs.string()));
+  }
+  if (fs::exists(abs, ec)) {
+    if (abs.extension() == ".json") return HfTokenizer::load(abs.string());
+    if (abs.extension() == ".model") return SentencePieceTokenizer::load(abs.string());
+    return Llama2cTokenizer::load(abs.string());
+  }
+  throw Error(fmt::format("tokenizer '{}' ({}) does not exist: {}", spec, abs.string(), kExpected));
 }
 
 }  // namespace rlhf

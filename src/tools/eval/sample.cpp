@@ -29,7 +29,9 @@ std::string sample_text(const SampleOptions& o) {
   model->to(dev);
 
   std::vector<int32_t> ids = tok->encode(o.prompt);
-  if (tok->bos_id() != tok->eos_id() || ids.empty()) ids.insert(ids.begin(), tok->bos_id());
+  if (tok->bos_id() >= 0 && (tok->bos_id() != tok->eos_id() || ids.empty()))
+    ids.insert(ids.begin(), tok->bos_id());
+  if (ids.empty()) ids.push_back(tok->eos_id());  // no BOS (Qwen): start after an end of text
   auto [prompts, mask] = left_pad({ids}, tok->pad_id());
   const SamplingConfig sc = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p,
                                             special_ids(TokenizerInfo::of(*tok)));

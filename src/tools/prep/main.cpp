@@ -76,11 +76,22 @@ int main(int argc, char** argv) {
     auto* c_inspect = app.add_subcommand("inspect", "summarise a dataset .h5");
     c_inspect->add_option("file", inspect_file, "dataset .h5")->required();
 
-    std::string enc_tok = "byte", enc_in, enc_out;
-    auto* c_encode = app.add_subcommand("encode", "JSON string per line -> JSON id array per line");
-    c_encode->add_option("--tokenizer", enc_tok)->capture_default_str();
+    rlhf::EncodeOptions enc;
+    std::string enc_in, enc_out;
+    auto* c_encode = app.add_subcommand(
+        "encode", "JSON string (or {\"text\": ...}) per line -> JSON id array per line");
+    c_encode->add_option("--tokenizer", enc.tokenizer)->capture_default_str();
+    c_encode->add_flag("--add-special-tokens", enc.add_special_tokens,
+                       "apply the tokenizer's special-token template (BOS ...)");
+    c_encode->add_option("--threads", enc.threads, "encoding threads (0 = all cores)")
+        ->capture_default_str();
     c_encode->add_option("--in", enc_in, "input file (default: stdin)");
     c_encode->add_option("--out", enc_out, "output file (default: stdout)");
+    std::string dec_tok = "byte", dec_in, dec_out;
+    auto* c_decode = app.add_subcommand("decode", "JSON id array per line -> JSON string per line");
+    c_decode->add_option("--tokenizer", dec_tok)->capture_default_str();
+    c_decode->add_option("--in", dec_in, "input file (default: stdin)");
+    c_decode->add_option("--out", dec_out, "output file (default: stdout)");
 
     try {
       app.parse(argc, argv);
@@ -99,19 +110,23 @@ int main(int argc, char** argv) {
     else if (c_pretrain->parsed()) rlhf::run_prep_pretrain(finalize(pretrain));
     else if (c_synth->parsed()) rlhf::write_synth_task(synth_dir, synth_seed, sizes);
     else if (c_inspect->parsed()) rlhf::run_prep_inspect(inspect_file, std::cout);
-    else if (c_encode->parsed()) {
+    else if (c_encode->parsed() || c_decode->parsed()) {
+      const bool is_enc = c_encode->parsed();
+      const std::string& in_path = is_enc ? enc_in : dec_in;
+      const std::string& out_path = is_enc ? enc_out : dec_out;
       std::ifstream fin;
       std::ofstream fout;
-      if (!enc_in.empty()) {
-        fin.open(enc_in);
-        RLHF_CHECK(fin.good(), "rlhf_prep encode: cannot open '{}'", enc_in);
+      if (!in_path.empty()) {
+        fin.open(in_path, std::ios::binary);
+        RLHF_CHECK(fin.good(), "rlhf_prep: cannot open '{}'", in_path);
       }
-      if (!enc_out.empty()) {
-        fout.open(enc_out);
-        RLHF_CHECK(fout.good(), "rlhf_prep encode: cannot create '{}'", enc_out);
+      if (!out_path.empty()) {
+        fout.open(out_path, std::ios::binary);
+        RLHF_CHECK(fout.good(), "rlhf_prep: cannot create '{}'", out_path);
       }
-      return rlhf::run_encode(enc_tok, enc_in.empty() ? std::cin : fin,
-                              enc_out.empty() ? std::cout : fout);
+      std::istream& in = in_path.empty() ? std::cin : fin;
+      std::ostream& out = out_path.empty() ? std::cout : fout;
+      return is_enc ? rlhf::run_encode(enc, in, out) : rlhf::run_decode(dec_tok, in, out);
     }
     return 0;
   });
