@@ -54,12 +54,15 @@ TokenizerInfo TokenizerInfo::of(const Tokenizer& tk) {
 void save_model_file(const std::string& path, const ModelFile& f) {
   RLHF_CHECK(f.kind == "causal_lm" || f.kind == "scalar",
              "{}: model kind must be 'causal_lm' or 'scalar', got '{}'", path, f.kind);
+  // The model folder carries its tokenizer: copied beside model.h5, referenced relatively.
+  TokenizerInfo tok = f.tok;
+  tok.spec = copy_tokenizer(tok.spec, fs::absolute(path).parent_path().string());
   H5File h = H5File::create(path);
   for (const auto& [name, t] : f.tensors) h.write_tensor(name, t.detach().to(torch::kCPU, torch::kFloat));
   h.set_attr("format_version", kModelFormatVersion);
   h.set_attr("kind", f.kind);
   h.set_attr("model_config", f.cfg.to_json().dump());
-  h.set_attr("tokenizer", f.tok.to_json().dump());
+  h.set_attr("tokenizer", tok.to_json().dump());
   h.set_attr("extra", (f.extra.is_null() ? nlohmann::json::object() : f.extra).dump());
 }
 
@@ -100,6 +103,7 @@ ModelFile read_model_h5(const std::string& path) {
   try {
     f.cfg = ModelConfig::from_json(json_attr(h, "model_config"));
     f.tok = TokenizerInfo::from_json(json_attr(h, "tokenizer"));
+    f.tok.spec = resolve_tokenizer_spec(f.tok.spec, fs::absolute(path).parent_path().string());
   } catch (const Error& e) {
     if (std::string(e.what()).rfind(path, 0) == 0) throw;
     throw Error(fmt::format("{}: {}", path, e.what()));

@@ -3,7 +3,9 @@
 // Format (format_version 1): one float32 dataset per named parameter, named exactly as
 // named_parameters() (Hugging Face names, e.g. "transformer.h.0.attn.c_attn.weight"); root
 // attributes: format_version (int), kind ("causal_lm" | "scalar"), model_config (JSON of
-// ModelConfig), tokenizer (JSON of TokenizerInfo), extra (JSON object, e.g. the RM's fitted bias).
+// ModelConfig), tokenizer (JSON of TokenizerInfo; its files are copied into tokenizer/ beside
+// model.h5 and the spec is stored relative to that folder, so a checkpoint can be moved; read
+// back as an absolute path), extra (JSON object, e.g. the RM's fitted bias).
 // Contract: only rank 0 writes (save_model_h5 does not coordinate ranks); any rank may read. Every
 // failure throws rlhf::Error naming the file and, where relevant, the tensor and both shapes.
 #pragma once

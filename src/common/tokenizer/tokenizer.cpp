@@ -72,4 +72,68 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   throw Error(fmt::format("tokenizer '{}' ({}) does not exist: {}", spec, abs.string(), kExpected));
 }
 
+namespace {
+
+namespace fs = std::filesystem;
+
+// (source, name in the copy) for every file that defines the tokenizer at `spec`.
+std::vector<std::pair<fs::path, std::string>> defining_files(const fs::path& spec) {
+  std::vector<std::pair<fs::path, std::string>> out;
+  std::error_code ec;
+  const bool folder = fs::is_directory(spec, ec);
+  const fs::path dir = folder ? spec : spec.parent_path();
+  auto configs = [&] {
+    for (const char* n : {"tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
+      if (fs::exists(dir / n, ec)) out.emplace_back(dir / n, n);
+  };
+  if (folder) {
+    if (fs::exists(spec / "tokenizer.json", ec)) {
+      out.emplace_back(spec / "tokenizer.json", "tokenizer.json");
+      configs();
+    } else if (fs::exists(spec / "tokenizer.model", ec)) {
+      out.emplace_back(spec / "tokenizer.model", "tokenizer.model");
+      configs();
+    } else {
+      for (const char* n : {"vocab.json", "merges.txt"}) out.emplace_back(spec / n, n);
+    }
+  } else if (spec.extension() == ".json") {
+    out.emplace_back(spec, "tokenizer.json");
+    configs();
+  } else if (spec.extension() == ".model") {
+    out.emplace_back(spec, "tokenizer.model");
+    configs();
+  } else {
+    out.emplace_back(spec, spec.filename().string());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string copy_tokenizer(const std::string& spec, const std::string& dir, bool flat) {
+  if (spec == "byte") return spec;
+  std::error_code ec;
+  const fs::path src = fs::absolute(spec, ec).lexically_normal();
+  const fs::path dst = (flat ? fs::absolute(dir, ec) : fs::absolute(dir, ec) / "tokenizer").lexically_normal();
+  const auto files = defining_files(src);
+  const bool is_bin = files.size() == 1 && fs::is_regular_file(src, ec) &&
+                      src.extension() != ".json" && src.extension() != ".model";
+  const std::string sub = flat ? "." : "tokenizer";
+  const std::string rel = is_bin ? sub + "/" + files[0].second : sub;
+  if ((fs::is_directory(src, ec) ? src : src.parent_path()) == dst) return rel;  // already ours
+  fs::create_directories(dst, ec);
+  RLHF_CHECK(!ec, "cannot create the tokenizer folder '{}': {}", dst.string(), ec.message());
+  for (const auto& [from, name] : files) {
+    fs::copy_file(from, dst / name, fs::copy_options::overwrite_existing, ec);
+    RLHF_CHECK(!ec, "cannot copy tokenizer file '{}' to '{}': {}", from.string(),
+               (dst / name).string(), ec.message());
+  }
+  return rel;
+}
+
+std::string resolve_tokenizer_spec(const std::string& spec, const std::string& dir) {
+  if (spec == "byte" || spec.empty() || fs::path(spec).is_absolute()) return spec;
+  return (fs::path(dir) / spec).lexically_normal().string();
+}
+
 }  // namespace rlhf

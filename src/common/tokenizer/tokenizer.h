@@ -200,4 +200,14 @@ std::string hex16(uint64_t h);  // 16 lowercase hex digits
 // file is a llama2.c tokenizer.bin. Throws rlhf::Error naming the path and what is wrong (missing file, bad JSON, truncated .bin).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
 
+// A model folder carries its tokenizer: copies the files that define `spec` into <dir>/tokenizer/
+// (tokenizer.json + tokenizer_config.json [+ generation_config.json, special_tokens_map.json];
+// or tokenizer.model [+ those configs]; or vocab.json + merges.txt; or the llama2.c .bin) and
+// returns the spec relative to dir ("tokenizer", or "tokenizer/<file>.bin"); "byte" stays "byte".
+// Nothing is copied when spec already is dir's own copy. Throws naming a file it cannot copy.
+// flat: copy into dir itself (a Hugging Face export folder) and return ".".
+std::string copy_tokenizer(const std::string& spec, const std::string& dir, bool flat = false);
+// A spec stored relative to a model folder (as copy_tokenizer returns it) made absolute.
+std::string resolve_tokenizer_spec(const std::string& spec, const std::string& dir);
+
 }  // namespace rlhf

@@ -31,27 +31,9 @@ nlohmann::json read_json(const std::string& path) {
 }
 
 // Copies the tokenizer files into ckpt and returns the spec of the copy.
-std::string adopt_tokenizer(const std::string& spec, const std::string& ckpt) {
-  if (spec == "byte") return spec;
-  if (fs::is_directory(spec)) {
-    const fs::path dst = fs::path(ckpt) / "tokenizer";
-    fs::create_directories(dst);
-    for (const char* f : {"vocab.json", "merges.txt"}) {
-      RLHF_CHECK(fs::exists(fs::path(spec) / f), "tokenizer folder '{}' has no {}", spec, f);
-      fs::copy_file(fs::path(spec) / f, dst / f, fs::copy_options::overwrite_existing);
-    }
-    return fs::absolute(dst).string();
-  }
-  RLHF_CHECK(fs::is_regular_file(spec), "tokenizer '{}' not found (expected 'byte', a folder with "
-             "vocab.json + merges.txt, or a llama2.c tokenizer file)", spec);
-  const fs::path dst = fs::path(ckpt) / "tokenizer.bin";
-  fs::copy_file(spec, dst, fs::copy_options::overwrite_existing);
-  return fs::absolute(dst).string();
-}
-
 void write_checkpoint(ModelFile& f, const std::string& ckpt, const std::string& tok_spec) {
   fs::create_directories(ckpt);
-  auto tok = load_tokenizer(adopt_tokenizer(tok_spec, ckpt));
+  auto tok = load_tokenizer(tok_spec);  // save_model_file copies its files into the checkpoint
   RLHF_CHECK(tok->vocab_size() <= f.cfg.vocab_size,
              "tokenizer '{}' has {} tokens but the model's vocab_size is {}", tok_spec,
              tok->vocab_size(), f.cfg.vocab_size);
@@ -94,10 +76,12 @@ int from_hf(const std::string& in, const std::string& out, const std::string& to
   }
   f.tensors = tensors_from_hf(f.cfg, hf, where);
   f.extra = {{"source", "hf"}, {"source_dir", fs::absolute(d).string()}};
-  std::string spec = tok_opt;
+  std::string spec = tok_opt;  // default: the folder's own (tokenizer.json, tokenizer.model, vocab.json)
   if (spec.empty()) {
-    RLHF_CHECK(fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt"),
-               "'{}' has no vocab.json + merges.txt; pass --tokenizer SPEC", in);
+    RLHF_CHECK(fs::exists(d / "tokenizer.json") || fs::exists(d / "tokenizer.model") ||
+                   (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt")),
+               "'{}' has no tokenizer.json, tokenizer.model or vocab.json + merges.txt; pass "
+               "--tokenizer SPEC", in);
     spec = fs::absolute(d).string();
   }
   write_checkpoint(f, out, spec);
@@ -117,9 +101,8 @@ int to_hf(const std::string& in, const std::string& out) {
     c << config_to_hf(f.cfg, f.tok.bos, f.tok.eos).dump(2) << "\n";
     RLHF_CHECK(c.good(), "cannot write {}/config.json", out);
   }
-  if (f.tok.identity.rfind("gpt2:", 0) == 0 && fs::is_directory(f.tok.spec))
-    for (const char* n : {"vocab.json", "merges.txt"})
-      fs::copy_file(fs::path(f.tok.spec) / n, fs::path(out) / n, fs::copy_options::overwrite_existing);
+  if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
+    copy_tokenizer(f.tok.spec, out, /*flat=*/true);  // llama2.c's .bin means nothing to HF
   std::cerr << fmt::format("wrote {}/model.safetensors and config.json from {} ({} tensors)\n", out,
                            path, f.tensors.size());
   return 0;

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
     auto* a = app.add_subcommand("from-hf", "Hugging Face folder (safetensors) -> CKPT/model.h5");
     a->add_option("--in", in, "HF model folder (config.json, model.safetensors)")->required();
     a->add_option("--out", out, "checkpoint directory to create")->required();
-    a->add_option("--tokenizer", tok, "tokenizer spec when the folder has no vocab.json/merges.txt");
+    a->add_option("--tokenizer", tok, "tokenizer spec (default: the folder's tokenizer.json, else tokenizer.model, else vocab.json + merges.txt)");
     a->callback([&] { rc = rlhf::from_hf(in, out, tok); });
     auto* b = app.add_subcommand("to-hf", "CKPT -> Hugging Face folder (model.safetensors, config.json)");
     b->add_option("--in", in, "checkpoint (dir, run dir or model.h5)")->required();
