@@ -142,16 +142,22 @@ SafetensorsData read_safetensors(const std::string& path) {
 }
 
 void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata,
+                       torch::ScalarType dtype) {
+  const char* dname = dtype == torch::kFloat ? "F32" : dtype == torch::kBFloat16 ? "BF16"
+                    : dtype == torch::kHalf ? "F16" : nullptr;
+  RLHF_CHECK(dname, "{}: write_safetensors supports float32, bfloat16 and float16, not {}", path,
+             c10::toString(dtype));
+  const int64_t esize = static_cast<int64_t>(c10::elementSize(dtype));
   nlohmann::json h = nlohmann::json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   std::vector<torch::Tensor> data;
   uint64_t off = 0;
   for (const auto& [name, t0] : tensors) {
     RLHF_CHECK(name != "__metadata__", "{}: a tensor may not be named __metadata__", path);
-    auto t = t0.detach().to(torch::kCPU, torch::kFloat).contiguous();
-    const uint64_t n = static_cast<uint64_t>(t.numel()) * 4;
-    h[name] = {{"dtype", "F32"}, {"shape", t.sizes().vec()}, {"data_offsets", {off, off + n}}};
+    auto t = t0.detach().to(torch::kCPU, dtype).contiguous();
+    const uint64_t n = static_cast<uint64_t>(t.numel() * esize);
+    h[name] = {{"dtype", dname}, {"shape", t.sizes().vec()}, {"data_offsets", {off, off + n}}};
     off += n;
     data.push_back(t);
   }
@@ -164,127 +170,19 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   for (int i = 0; i < 8; ++i) lb[i] = static_cast<unsigned char>((hl >> (8 * i)) & 0xff);
   o.write(reinterpret_cast<const char*>(lb), 8);
   o.write(header.data(), static_cast<std::streamsize>(header.size()));
-  for (const auto& t : data) o.write(static_cast<const char*>(t.data_ptr()), t.numel() * 4);
+  for (const auto& t : data) o.write(static_cast<const char*>(t.data_ptr()), t.numel() * esize);
   o.flush();
   RLHF_CHECK(o.good(), "{}: write failed (disk full?)", path);
 }
 
-// ---- config.json ----------------------------------------------------------------------------
-namespace {
-struct JGet {
-  const nlohmann::json& j;
-  const std::string& where;
-  bool has(const char* k) const { return j.contains(k) && !j[k].is_null(); }
-  int64_t i(const char* k) const {
-    RLHF_CHECK(has(k), "{}: required key '{}' missing", where, k);
-    RLHF_CHECK(j[k].is_number_integer(), "{}: '{}' must be an integer, got {}", where, k, j[k].dump());
-    return j[k].get<int64_t>();
-  }
-  int64_t i(const char* k, int64_t def) const { return has(k) ? i(k) : def; }
-  double d(const char* k, double def) const {
-    if (!has(k)) return def;
-    RLHF_CHECK(j[k].is_number(), "{}: '{}' must be a number, got {}", where, k, j[k].dump());
-    return j[k].get<double>();
-  }
-  bool b(const char* k, bool def) const {
-    if (!has(k)) return def;
-    RLHF_CHECK(j[k].is_boolean(), "{}: '{}' must be true/false, got {}", where, k, j[k].dump());
-    return j[k].get<bool>();
-  }
-  std::string s(const char* k, const std::string& def) const {
-    if (!has(k)) return def;
-    RLHF_CHECK(j[k].is_string(), "{}: '{}' must be a string, got {}", where, k, j[k].dump());
-    return j[k].get<std::string>();
-  }
-};
-}  // namespace
-
-ModelConfig config_from_hf(const nlohmann::json& j, const std::string& where) {
-  RLHF_CHECK(j.is_object(), "{}: expected a JSON object", where);
-  JGet g{j, where};
-  const std::string mt = g.s("model_type", "");
-  ModelConfig c;
-  c.dropout = 0.0;  // training choice, not a property of the weights
-  if (mt == "gpt2") {
-    c.family = Family::GPT2;
-    c.d_model = g.i("n_embd");
-    c.n_layer = g.i("n_layer");
-    c.n_head = g.i("n_head");
-    c.n_kv_head = c.n_head;
-    c.max_seq_len = g.i("n_positions");
-    c.vocab_size = g.i("vocab_size");
-    c.norm_eps = g.d("layer_norm_epsilon", 1e-5);
-    c.d_ff = g.i("n_inner", 4 * c.d_model);
-    c.tie_embeddings = g.b("tie_word_embeddings", true);
-    const std::string act = g.s("activation_function", "gelu_new");
-    RLHF_CHECK(act == "gelu_new" || act == "gelu_pytorch_tanh",
-               "{}: activation_function '{}' is not supported (gpt2 family uses gelu_new)", where, act);
-    RLHF_CHECK(g.b("scale_attn_weights", true) && !g.b("scale_attn_by_inverse_layer_idx", false),
-               "{}: non-standard attention scaling is not supported", where);
-  } else if (mt == "llama") {
-    c.family = Family::Llama;
-    c.d_model = g.i("hidden_size");
-    c.d_ff = g.i("intermediate_size");
-    c.n_head = g.i("num_attention_heads");
-    c.n_kv_head = g.i("num_key_value_heads", c.n_head);
-    c.n_layer = g.i("num_hidden_layers");
-    c.max_seq_len = g.i("max_position_embeddings");
-    c.norm_eps = g.d("rms_norm_eps", 1e-6);
-    c.rope_theta = g.d("rope_theta", 10000.0);
-    c.tie_embeddings = g.b("tie_word_embeddings", false);
-    c.vocab_size = g.i("vocab_size");
-    RLHF_CHECK(g.s("hidden_act", "silu") == "silu", "{}: hidden_act '{}' is not supported (silu)",
-               where, g.s("hidden_act", ""));
-    RLHF_CHECK(!g.has("rope_scaling"), "{}: rope_scaling {} is not supported", where,
-               j["rope_scaling"].dump());
-    RLHF_CHECK(!g.b("attention_bias", false) && !g.b("mlp_bias", false),
-               "{}: attention_bias / mlp_bias are not supported", where);
-    RLHF_CHECK(!g.has("head_dim") || g.i("head_dim") * c.n_head == c.d_model,
-               "{}: head_dim {} != hidden_size / num_attention_heads", where, g.i("head_dim", 0));
-  } else {
-    throw Error(fmt::format("{}: model_type '{}' is not supported (expected 'gpt2' or 'llama')",
-                            where, mt));
-  }
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(fmt::format("{}: {}", where, e.what()));
-  }
-  return c;
-}
-
-nlohmann::json config_to_hf(const ModelConfig& c, int64_t bos_id, int64_t eos_id) {
-  nlohmann::json j;
-  if (c.family == Family::GPT2) {
-    j = {{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"},
-         {"vocab_size", c.vocab_size}, {"n_positions", c.max_seq_len}, {"n_ctx", c.max_seq_len},
-         {"n_embd", c.d_model}, {"n_layer", c.n_layer}, {"n_head", c.n_head},
-         {"n_inner", c.d_ff}, {"activation_function", "gelu_new"},
-         {"layer_norm_epsilon", c.norm_eps}, {"resid_pdrop", c.dropout},
-         {"embd_pdrop", c.dropout}, {"attn_pdrop", c.dropout}, {"initializer_range", 0.02},
-         {"scale_attn_weights", true}, {"tie_word_embeddings", c.tie_embeddings}};
-  } else {
-    j = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
-         {"vocab_size", c.vocab_size}, {"hidden_size", c.d_model},
-         {"intermediate_size", c.d_ff}, {"num_hidden_layers", c.n_layer},
-         {"num_attention_heads", c.n_head}, {"num_key_value_heads", c.n_kv_head},
-         {"head_dim", c.head_dim()}, {"max_position_embeddings", c.max_seq_len},
-         {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}, {"rope_scaling", nullptr},
-         {"tie_word_embeddings", c.tie_embeddings}, {"hidden_act", "silu"},
-         {"attention_bias", false}, {"mlp_bias", false}, {"attention_dropout", c.dropout},
-         {"initializer_range", 0.02}};
-  }
-  j["torch_dtype"] = "float32";
-  if (bos_id >= 0) j["bos_token_id"] = bos_id;
-  if (eos_id >= 0) j["eos_token_id"] = eos_id;
-  return j;
-}
-
 // ---- tensor mapping -------------------------------------------------------------------------
 namespace {
-std::map<std::string, std::vector<int64_t>> parameter_shapes(const ModelConfig& c) {
+// Every parameter of the model with its shape; `scalar`: ScalarModel's score head instead of the
+// LM head.
+std::map<std::string, std::vector<int64_t>> parameter_shapes(const ModelConfig& c, bool scalar) {
   std::map<std::string, std::vector<int64_t>> s;
   const int64_t C = c.d_model, F = c.d_ff, V = c.vocab_size, D = c.head_dim();
+  const int64_t Q = c.n_head * D, KV = c.n_kv_head * D;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     if (c.family == Family::GPT2) {
       const std::string b = "transformer.h." + std::to_string(l) + ".";
@@ -297,14 +195,24 @@ std::map<std::string, std::vector<int64_t>> parameter_shapes(const ModelConfig& 
       s[b + "mlp.c_fc.bias"] = {F};
       s[b + "mlp.c_proj.weight"] = {C, F};
       s[b + "mlp.c_proj.bias"] = {C};
-    } else {
-      const std::string b = "model.layers." + std::to_string(l) + ".";
-      s[b + "input_layernorm.weight"] = s[b + "post_attention_layernorm.weight"] = {C};
-      s[b + "self_attn.q_proj.weight"] = {c.n_head * D, C};
-      s[b + "self_attn.k_proj.weight"] = s[b + "self_attn.v_proj.weight"] = {c.n_kv_head * D, C};
-      s[b + "self_attn.o_proj.weight"] = {C, c.n_head * D};
-      s[b + "mlp.gate_proj.weight"] = s[b + "mlp.up_proj.weight"] = {F, C};
-      s[b + "mlp.down_proj.weight"] = {C, F};
+      continue;
+    }
+    const std::string b = "model.layers." + std::to_string(l) + ".", a = b + "self_attn.";
+    s[b + "input_layernorm.weight"] = s[b + "post_attention_layernorm.weight"] = {C};
+    s[a + "q_proj.weight"] = {Q, C};
+    s[a + "k_proj.weight"] = s[a + "v_proj.weight"] = {KV, C};
+    s[a + "o_proj.weight"] = {C, Q};
+    if (c.qkv_bias) {
+      s[a + "q_proj.bias"] = {Q};
+      s[a + "k_proj.bias"] = s[a + "v_proj.bias"] = {KV};
+    }
+    if (c.o_bias) s[a + "o_proj.bias"] = {C};
+    if (c.qk_norm) s[a + "q_norm.weight"] = s[a + "k_norm.weight"] = {D};
+    s[b + "mlp.gate_proj.weight"] = s[b + "mlp.up_proj.weight"] = {F, C};
+    s[b + "mlp.down_proj.weight"] = {C, F};
+    if (c.mlp_bias) {
+      s[b + "mlp.gate_proj.bias"] = s[b + "mlp.up_proj.bias"] = {F};
+      s[b + "mlp.down_proj.bias"] = {C};
     }
   }
   if (c.family == Family::GPT2) {
@@ -315,7 +223,12 @@ std::map<std::string, std::vector<int64_t>> parameter_shapes(const ModelConfig& 
     s["model.embed_tokens.weight"] = {V, C};
     s["model.norm.weight"] = {C};
   }
-  if (!c.tie_embeddings) s["lm_head.weight"] = {V, C};
+  if (scalar) {
+    s["score.weight"] = {1, C};
+    s["score.bias"] = {1};
+  } else if (!c.tie_embeddings) {
+    s["lm_head.weight"] = {V, C};
+  }
   return s;
 }
 
@@ -328,8 +241,9 @@ bool is_conv1d(const ModelConfig& c, const std::string& n) {
 
 std::map<std::string, torch::Tensor> tensors_from_hf(const ModelConfig& c,
                                                      const std::map<std::string, torch::Tensor>& hf,
-                                                     const std::string& where) {
-  const auto want = parameter_shapes(c);
+                                                     const std::string& where, bool scalar) {
+  auto want = parameter_shapes(c, scalar);
+  if (scalar) want.erase("score.bias");  // HF's score head has none: added as zero below
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, t] : hf) {
     if (ends_with(name, ".attn.bias") && t.dim() == 4) continue;  // GPT-2 causal-mask buffer
@@ -360,16 +274,19 @@ std::map<std::string, torch::Tensor> tensors_from_hf(const ModelConfig& c,
     if (!out.count(n)) missing.push_back(n);
   RLHF_CHECK(missing.empty(), "{}: {} tensor(s) missing: {}", where, missing.size(),
              fmt::join(missing, ", "));
+  if (scalar) out["score.bias"] = torch::zeros({1});
   return out;
 }
 
 std::map<std::string, torch::Tensor> tensors_to_hf(const ModelConfig& c,
-                                                   const std::map<std::string, torch::Tensor>& native) {
-  const auto want = parameter_shapes(c);
+                                                   const std::map<std::string, torch::Tensor>& native,
+                                                   bool scalar) {
+  const auto want = parameter_shapes(c, scalar);
   std::map<std::string, torch::Tensor> out;
   for (const auto& [n, t] : native) {
-    RLHF_CHECK(want.count(n), "to-hf: tensor '{}' is not a parameter of a {} causal LM", n,
-               family_name(c.family));
+    RLHF_CHECK(want.count(n), "to-hf: tensor '{}' is not a parameter of a {} {}", n,
+               family_name(c.family), scalar ? "scalar model" : "causal LM");
+    if (n == "score.bias") continue;  // no bias in HF's score head: the exporter decides
     out[n] = is_conv1d(c, n) ? t.t().contiguous() : t;
   }
   return out;

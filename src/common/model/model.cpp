@@ -1,4 +1,4 @@
-// model.cpp — the layers of model.h (GPT-2 and Llama blocks, RMSNorm, activation
+// model.cpp — the layers of model.h (GPT-2 and Llama-architecture blocks, RMSNorm, activation
 // checkpointing) and the trunk (Transformer). Config and cache: model_config.cpp; heads: heads.cpp.
 #include "common/model/model.h"
 
@@ -135,47 +135,61 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
-// HF llama decoder layer: input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm,
-// mlp.{gate,up,down}_proj.
+// HF llama decoder layer: input_layernorm, self_attn.{q,k,v,o}_proj (+ q_norm/k_norm for qwen3),
+// post_attention_layernorm, mlp.{gate,up,down}_proj; biases per the config's flags.
 class LlamaBlockImpl : public BlockBase {
  public:
-  explicit LlamaBlockImpl(const ModelConfig& cfg) : H_(cfg.n_head), Hkv_(cfg.n_kv_head) {
-    const int64_t C = cfg.d_model, D = cfg.head_dim();
-    auto lin = [](int64_t i, int64_t o) { return torch::nn::Linear(torch::nn::LinearOptions(i, o).bias(false)); };
+  explicit LlamaBlockImpl(const ModelConfig& cfg)
+      : H_(cfg.n_head), Hkv_(cfg.n_kv_head), D_(cfg.head_dim()) {
+    const int64_t C = cfg.d_model, D = D_;
+    auto lin = [](int64_t i, int64_t o, bool bias) {
+      return torch::nn::Linear(torch::nn::LinearOptions(i, o).bias(bias));
+    };
     input_layernorm = register_module("input_layernorm", RMSNorm(C, cfg.norm_eps));
     auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-    q_proj = attn->register_module("q_proj", lin(C, H_ * D));
-    k_proj = attn->register_module("k_proj", lin(C, Hkv_ * D));
-    v_proj = attn->register_module("v_proj", lin(C, Hkv_ * D));
-    o_proj = attn->register_module("o_proj", lin(H_ * D, C));
+    q_proj = attn->register_module("q_proj", lin(C, H_ * D, cfg.qkv_bias));
+    k_proj = attn->register_module("k_proj", lin(C, Hkv_ * D, cfg.qkv_bias));
+    v_proj = attn->register_module("v_proj", lin(C, Hkv_ * D, cfg.qkv_bias));
+    o_proj = attn->register_module("o_proj", lin(H_ * D, C, cfg.o_bias));
+    if (cfg.qk_norm) {
+      q_norm = attn->register_module("q_norm", RMSNorm(D, cfg.norm_eps));
+      k_norm = attn->register_module("k_norm", RMSNorm(D, cfg.norm_eps));
+    }
     post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(C, cfg.norm_eps));
     auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-    gate_proj = mlp->register_module("gate_proj", lin(C, cfg.d_ff));
-    up_proj = mlp->register_module("up_proj", lin(C, cfg.d_ff));
-    down_proj = mlp->register_module("down_proj", lin(cfg.d_ff, C));
+    gate_proj = mlp->register_module("gate_proj", lin(C, cfg.d_ff, cfg.mlp_bias));
+    up_proj = mlp->register_module("up_proj", lin(C, cfg.d_ff, cfg.mlp_bias));
+    down_proj = mlp->register_module("down_proj", lin(cfg.d_ff, C, cfg.mlp_bias));
     dropout = cfg.dropout;
   }
   torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) override {
-    const int64_t B = x.size(0), T = x.size(1), D = x.size(2) / H_;
+    const int64_t B = x.size(0), T = x.size(1), D = D_;
     auto h = input_layernorm(x);
-    auto q = q_proj(h).view({B, T, H_, D}).transpose(1, 2);    // [B, H, T, D]
-    auto k = k_proj(h).view({B, T, Hkv_, D}).transpose(1, 2);  // [B, Hkv, T, D]
+    auto q = q_proj(h).view({B, T, H_, D});    // [B, T, H, D]
+    auto k = k_proj(h).view({B, T, Hkv_, D});  // [B, T, Hkv, D]
+    if (q_norm) {  // qwen3: per-head RMSNorm over D, before RoPE
+      q = q_norm(q);
+      k = k_norm(k);
+    }
+    q = q.transpose(1, 2);  // [B, H, T, D]
+    k = k.transpose(1, 2);  // [B, Hkv, T, D]
     auto v = v_proj(h).view({B, T, Hkv_, D}).transpose(1, 2);
     auto cos = c.cos.to(q.scalar_type()), sin = c.sin.to(q.scalar_type());  // [B, 1, T, D]
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
-    auto y = attend(q, k, v, c, layer, dropout, is_training());  // [B, T, C]
+    auto y = attend(q, k, v, c, layer, dropout, is_training());  // [B, T, H*D]
     auto r = x + drop(o_proj(y), dropout, is_training());
     auto g = post_attention_layernorm(r);
     auto m = down_proj(torch::silu(gate_proj(g)) * up_proj(g));  // [B, T, C]
     return r + drop(m, dropout, is_training());
   }
-  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr}, q_norm{nullptr},
+      k_norm{nullptr};
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr},
       gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 
  private:
-  int64_t H_, Hkv_;
+  int64_t H_, Hkv_, D_;
 };
 TORCH_MODULE(LlamaBlock);
 
@@ -280,6 +294,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg(c) {
     embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, C));
     register_module("layers", blocks);
     norm_ = register_module("norm", RMSNorm(C, cfg.norm_eps).ptr());
+    inv_freq_ = rope_inv_freq(cfg);
   }
   // Initialisation (GPT-2 style).
   torch::NoGradGuard ng;
@@ -292,7 +307,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg(c) {
     auto& t = p.value();
     if (ends_with(n, ".bias")) t.zero_();
     else if (n.find("ln_") != std::string::npos || n.find("layernorm") != std::string::npos ||
-             n == "norm.weight")
+             n == "norm.weight" || ends_with(n, "_norm.weight"))
       t.fill_(1.0);
     else if (ends_with(n, "c_proj.weight") || ends_with(n, "o_proj.weight") ||
              ends_with(n, "down_proj.weight"))
@@ -387,11 +402,8 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
     x = drop(wte(tokens) + wpe(positions), cfg.dropout, training);
   } else {
     x = embed_tokens(tokens);
-    const int64_t D = cfg.head_dim();
-    auto inv_freq = 1.0 / torch::pow(cfg.rope_theta,
-                                     torch::arange(0, D, 2, torch::dtype(torch::kLong).device(dev))
-                                             .to(torch::kFloat) / static_cast<double>(D));  // [D/2]
-    auto freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
+    if (inv_freq_.device() != dev) inv_freq_ = inv_freq_.to(dev);  // once per device
+    auto freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
     auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);             // [B, 1, T, D]
     c.cos = emb.cos();
     c.sin = emb.sin();

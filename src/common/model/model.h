@@ -1,11 +1,18 @@
 // model.h — the decoder-only transformer shared by every stage (SFT policy, reward model, critic).
 //
 // Contract:
-// - Two families with Hugging Face parameter names, so safetensors import/export is a rename:
+// - Families with Hugging Face parameter names, so safetensors import/export is a rename:
 //     gpt2 : learned positions, LayerNorm, GELU (tanh approximation, HF "gelu_new"), biases,
 //            fused c_attn, tied embeddings by default. n_kv_head must equal n_head.
-//     llama: RMSNorm, RoPE (HF rotate-half layout, rope_theta), SwiGLU MLP, no biases,
-//            grouped-query attention via n_kv_head (n_head % n_kv_head == 0), optional tie.
+//     llama, mistral, qwen2, qwen3 (the "Llama architecture", uses_rope()): RMSNorm, RoPE (HF
+//            rotate-half layout, rope_theta, optional rope_scaling linear | llama3), SwiGLU MLP,
+//            grouped-query attention via n_kv_head (n_head % n_kv_head == 0), optional tie,
+//            head_dim = head_dim_override or d_model / n_head (q/k/v [n*head_dim], o_proj
+//            [d_model, n_head*head_dim]). Feature flags, each pinned by validate() to what the
+//            family's HF class can hold: qkv_bias / o_bias (llama: attention_bias sets both;
+//            qwen2: q/k/v only, always; qwen3: both or neither; mistral: none), mlp_bias (llama
+//            only), qk_norm (qwen3 only, always: RMSNorm over head_dim on q and k before RoPE).
+//            sliding_window (mistral metadata): 0 = none, else >= max_seq_len, i.e. no effect.
 // - Shapes: tokens/positions [B, T] int64; key_mask [B, Tk] bool (true = real token) with
 //   Tk = cache_pos + T; hidden [B, T, d_model]; logits [B, T, V] always float32.
 // - Left padding: pad tokens get position 0 (positions_from_mask) and are never attended to as
@@ -36,10 +43,27 @@
 
 namespace rlhf {
 
-enum class Family { GPT2, Llama };
-inline constexpr EnumNames<Family, 2> kFamilyNames{{{Family::GPT2, "gpt2"}, {Family::Llama, "llama"}}};
-std::string family_name(Family);          // "gpt2" | "llama"
+enum class Family { GPT2, Llama, Mistral, Qwen2, Qwen3 };
+inline constexpr EnumNames<Family, 5> kFamilyNames{{{Family::GPT2, "gpt2"}, {Family::Llama, "llama"},
+    {Family::Mistral, "mistral"}, {Family::Qwen2, "qwen2"}, {Family::Qwen3, "qwen3"}}};
+std::string family_name(Family);          // "gpt2" | "llama" | "mistral" | "qwen2" | "qwen3"
 Family parse_family(const std::string&);  // throws rlhf::Error on unknown
+// Every family but gpt2 is the Llama architecture (RoPE, RMSNorm, SwiGLU, "model." trunk).
+inline bool uses_rope(Family f) { return f != Family::GPT2; }
+
+// RoPE frequency scaling, as Hugging Face's rope_scaling / rope_parameters:
+//   none  : inv_freq[i] = 1 / theta^(2i/D)
+//   linear: inv_freq / factor (positions / factor)
+//   llama3: Llama 3.1's per-frequency rule (transformers' _compute_llama3_parameters): wavelengths
+//           above original_max_position_embeddings / low_freq_factor divided by factor, below
+//           original / high_freq_factor kept, smooth interpolation between.
+struct RopeScaling {
+  std::string type = "none";  // "none" | "linear" | "llama3"
+  double factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+  bool operator==(const RopeScaling& o) const;
+  nlohmann::json to_json() const;  // null for "none"
+};
 
 struct ModelConfig {
   Family family = Family::GPT2;
@@ -48,10 +72,18 @@ struct ModelConfig {
   double norm_eps = 1e-5, rope_theta = 10000.0, dropout = 0.0;
   bool tie_embeddings = true;
   bool activation_checkpointing = false;  // recompute each block in backward
-  int64_t head_dim() const { return d_model / n_head; }
+  int64_t head_dim_override = 0;          // 0: d_model / n_head
+  bool qkv_bias = false, o_bias = false, mlp_bias = false, qk_norm = false;
+  RopeScaling rope_scaling;
+  int64_t sliding_window = 0;  // 0 = none; else >= max_seq_len (mistral metadata, no effect)
+  int64_t head_dim() const { return head_dim_override > 0 ? head_dim_override : d_model / n_head; }
   void validate() const;  // throws rlhf::Error naming the bad field
-  // Keys are the field names above; family as "gpt2"/"llama". from_json: missing keys keep their
-  // defaults, unknown keys and wrong types throw naming the key; the result is validated.
+  // The family's fixed flags (qwen2: qkv_bias; qwen3: qk_norm), all others off.
+  static ModelConfig defaults_for(Family);
+  // Keys are the field names above; family as its name; rope_scaling null or an object with
+  // type/factor/low_freq_factor/high_freq_factor/original_max_position_embeddings. from_json:
+  // starts from defaults_for(family), missing keys keep those defaults, unknown keys and wrong
+  // types throw naming the key; the result is validated.
   nlohmann::json to_json() const;
   static ModelConfig from_json(const nlohmann::json&);
 };
@@ -66,6 +98,10 @@ struct KVCache {
   // values come out of autocast matmuls in it), else the parameters' dtype.
   static torch::ScalarType storage_dtype(const torch::Device& dev, torch::ScalarType param_dtype);
 };
+
+// RoPE inverse frequencies [head_dim / 2] float32 (CPU) with cfg.rope_scaling applied, computed
+// in the same float32 operation order as transformers' rope init functions.
+torch::Tensor rope_inv_freq(const ModelConfig& cfg);
 
 // positions from a left-padded mask: cumsum(mask) - 1, clamped at 0. mask [B,T] bool -> [B,T] int64
 torch::Tensor positions_from_mask(const torch::Tensor& mask);
@@ -104,9 +140,10 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   // gpt2
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::LayerNorm ln_f{nullptr};
-  // llama
+  // llama architecture
   torch::nn::Embedding embed_tokens{nullptr};
   std::shared_ptr<torch::nn::Module> norm_;  // RMSNorm
+  torch::Tensor inv_freq_;                   // [head_dim / 2] float32, moved to the input's device
   // blocks, registered as "h" (gpt2) or "layers" (llama)
   torch::nn::ModuleList blocks{nullptr};
   std::vector<std::shared_ptr<torch::nn::Module>> block_ptrs_;
@@ -124,7 +161,7 @@ class CausalLMImpl : public torch::nn::Module {
   // The LM head's weight [V, C]: lm_head.weight, or the token embedding when tied.
   torch::Tensor head_weight();
   ModelConfig cfg;
-  Transformer trunk{nullptr};          // registered as "transformer" (gpt2) or "model" (llama)
+  Transformer trunk{nullptr};          // registered as trunk_name(family)
   torch::nn::Linear lm_head{nullptr};  // registered as "lm_head" only when not tied
 };
 TORCH_MODULE(CausalLM);
@@ -178,7 +215,7 @@ class EvalMode {
   bool was_training_;
 };
 
-// Name of the trunk submodule for a family: "transformer" (gpt2) | "model" (llama).
+// Name of the trunk submodule for a family: "transformer" (gpt2) | "model" (the others).
 std::string trunk_name(Family);
 
 }  // namespace rlhf

@@ -210,6 +210,11 @@ std::vector<Field> schema(Config& c, Stage stage) {
   add_double(f, "model.dropout", &c.model.dropout, 0, 0.99);
   add_bool(f, "model.tie_embeddings", &c.model.tie_embeddings);
   add_bool(f, "model.activation_checkpointing", &c.model.activation_checkpointing);
+  add_int(f, "model.head_dim_override", &c.model.head_dim_override, 0, 65536);
+  add_bool(f, "model.qkv_bias", &c.model.qkv_bias);
+  add_bool(f, "model.o_bias", &c.model.o_bias);
+  add_bool(f, "model.mlp_bias", &c.model.mlp_bias);
+  add_bool(f, "model.qk_norm", &c.model.qk_norm);
   add_string(f, "tokenizer", &c.tokenizer);
   add_string(f, "init", &c.init);
 

@@ -9,9 +9,11 @@
 
 #include "common/core/check.h"
 #include "common/dist/dist.h"
+#include "common/io/hf_folder.h"
 #include "common/io/llama2c_import.h"
 #include "common/io/model_file.h"
 #include "common/io/safetensors.h"
+#include "common/model/generate.h"
 #include "common/model/model.h"
 #include "common/tokenizer/tokenizer.h"
 
@@ -52,30 +54,7 @@ void write_checkpoint(ModelFile& f, const std::string& ckpt, const std::string& 
 
 int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt) {
   const fs::path d(in);
-  RLHF_CHECK(fs::is_directory(d), "'{}' is not a directory", in);
-  const std::string cfg_path = (d / "config.json").string();
-  RLHF_CHECK(fs::exists(cfg_path), "'{}' has no config.json", in);
-  ModelFile f;
-  f.kind = "causal_lm";
-  f.cfg = config_from_hf(read_json(cfg_path), cfg_path);
-  std::map<std::string, torch::Tensor> hf;
-  std::string where = (d / "model.safetensors").string();
-  if (fs::exists(where)) {
-    hf = read_safetensors(where).tensors;
-  } else {
-    const std::string idx = (d / "model.safetensors.index.json").string();
-    RLHF_CHECK(fs::exists(idx), "'{}' has neither model.safetensors nor "
-               "model.safetensors.index.json", in);
-    auto j = read_json(idx);
-    RLHF_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), "{}: no weight_map", idx);
-    std::set<std::string> shards;
-    for (auto& [k, v] : j["weight_map"].items()) shards.insert(v.get<std::string>());
-    for (const auto& s : shards)
-      for (auto& [k, t] : read_safetensors((d / s).string()).tensors) hf[k] = t;
-    where = idx;
-  }
-  f.tensors = tensors_from_hf(f.cfg, hf, where);
-  f.extra = {{"source", "hf"}, {"source_dir", fs::absolute(d).string()}};
+  ModelFile f = import_hf_folder(in);
   std::string spec = tok_opt;  // default: the folder's own (tokenizer.json, tokenizer.model, vocab.json)
   if (spec.empty()) {
     RLHF_CHECK(fs::exists(d / "tokenizer.json") || fs::exists(d / "tokenizer.model") ||
@@ -88,23 +67,15 @@ int from_hf(const std::string& in, const std::string& out, const std::string& to
   return 0;
 }
 
-int to_hf(const std::string& in, const std::string& out) {
+int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt) {
   const std::string path = resolve_model_path(in);
   ModelFile f = read_model_h5(path);
-  RLHF_CHECK(f.kind == "causal_lm", "{}: to-hf exports causal_lm checkpoints only (this is '{}')",
-             path, f.kind);
-  fs::create_directories(out);
-  write_safetensors((fs::path(out) / "model.safetensors").string(), tensors_to_hf(f.cfg, f.tensors),
-                    {{"format", "pt"}});
-  {
-    std::ofstream c(fs::path(out) / "config.json");
-    c << config_to_hf(f.cfg, f.tok.bos, f.tok.eos).dump(2) << "\n";
-    RLHF_CHECK(c.good(), "cannot write {}/config.json", out);
-  }
+  export_hf_folder(f, out, opt);
   if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
     copy_tokenizer(f.tok.spec, out, /*flat=*/true);  // llama2.c's .bin means nothing to HF
-  std::cerr << fmt::format("wrote {}/model.safetensors and config.json from {} ({} tensors)\n", out,
-                           path, f.tensors.size());
+  std::cerr << fmt::format("wrote {}: config.json and the weights of {} ({} {} tensors)
+", out,
+                           path, f.tensors.size(), f.kind);
   return 0;
 }
 
@@ -142,32 +113,83 @@ int init_model(const std::string& family, const std::string& cfg_json, const std
   return 0;
 }
 
-int dump_logits(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,
-                int64_t len, const std::string& device) {
-  const std::string path = resolve_model_path(in);
-  ModelFile f = read_model_h5(path);
-  RLHF_CHECK(f.kind == "causal_lm", "{}: logits needs a causal_lm checkpoint", path);
-  RLHF_CHECK(batch > 0 && len > 0 && len <= f.cfg.max_seq_len,
-             "logits: need batch > 0 and 0 < len <= max_seq_len ({})", f.cfg.max_seq_len);
-  const torch::Device dev = parse_device(device, world());
-  CausalLM m(f.cfg);
-  load_parameters(*m, f);
-  m->to(dev);
-  m->eval();
+namespace {
+// Seeded random tokens [B, T] in [0, V) with odd rows left-padded (pad positions hold token 0);
+// `avoid` >= 0 is replaced by (avoid + 1) % V in real positions (HF's sequence classifier finds
+// the last token by comparing with pad_token_id).
+std::pair<torch::Tensor, torch::Tensor> random_batch(uint64_t seed, int64_t batch, int64_t len,
+                                                     int64_t vocab, int64_t avoid) {
   torch::manual_seed(seed);
-  auto tokens = torch::randint(0, f.cfg.vocab_size, {batch, len}, torch::kLong);  // [B, T]
-  auto mask = torch::ones({batch, len}, torch::kBool);                            // [B, T]
+  auto tokens = torch::randint(0, vocab, {batch, len}, torch::kLong);  // [B, T]
+  if (avoid >= 0) tokens.masked_fill_(tokens == avoid, (avoid + 1) % vocab);
+  auto mask = torch::ones({batch, len}, torch::kBool);                 // [B, T]
   for (int64_t b = 1; b < batch; b += 2) {
     const int64_t pad = std::min<int64_t>(len - 1, 1 + b);
     mask[b].narrow(0, 0, pad).fill_(false);
     tokens[b].narrow(0, 0, pad).fill_(0);
   }
+  return {tokens, mask};
+}
+}  // namespace
+
+int dump_logits(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,
+                int64_t len, const std::string& device) {
+  const std::string path = resolve_model_path(in);
+  ModelFile f = read_model_h5(path);
+  RLHF_CHECK(f.kind == "causal_lm" || f.kind == "scalar",
+             "{}: logits needs a causal_lm or scalar checkpoint", path);
+  RLHF_CHECK(batch > 0 && len > 0 && len <= f.cfg.max_seq_len,
+             "logits: need batch > 0 and 0 < len <= max_seq_len ({})", f.cfg.max_seq_len);
+  const torch::Device dev = parse_device(device, world());
+  const bool scalar = f.kind == "scalar";
+  auto [tokens, mask] = random_batch(seed, batch, len, f.cfg.vocab_size,
+                                     scalar ? (f.tok.pad >= 0 ? f.tok.pad : f.tok.eos) : -1);
   torch::NoGradGuard ng;
-  auto logits = m->forward(tokens.to(dev), positions_from_mask(mask).to(dev), mask.to(dev));
-  write_safetensors(out, {{"tokens", tokens.to(torch::kFloat)}, {"mask", mask.to(torch::kFloat)},
-                          {"logits", logits.to(torch::kCPU)}});
-  std::cerr << fmt::format("wrote {}: logits [{}, {}, {}] of {} on {}\n", out, batch, len,
-                           f.cfg.vocab_size, path, dev.str());
+  std::map<std::string, torch::Tensor> res = {{"tokens", tokens.to(torch::kFloat)},
+                                              {"mask", mask.to(torch::kFloat)}};
+  if (scalar) {
+    ScalarModel m(f.cfg);
+    load_parameters(*m, f);
+    m->to(dev);
+    m->eval();
+    res["scores"] = m->score_last(tokens.to(dev), mask.to(dev)).to(torch::kCPU);  // [B]
+    res["score_bias"] = f.tensors.at("score.bias").to(torch::kFloat);               // [1]
+  } else {
+    CausalLM m(f.cfg);
+    load_parameters(*m, f);
+    m->to(dev);
+    m->eval();
+    res["logits"] = m->forward(tokens.to(dev), positions_from_mask(mask).to(dev), mask.to(dev))
+                        .to(torch::kCPU);  // [B, T, V]
+  }
+  write_safetensors(out, res);
+  std::cerr << fmt::format("wrote {}: {} [{}, {}] of {} on {}\n", out,
+                           scalar ? "scores" : "logits", batch, len, path, dev.str());
+  return 0;
+}
+
+int dump_greedy(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,
+                int64_t len, int64_t new_tokens, const std::string& device) {
+  const std::string path = resolve_model_path(in);
+  ModelFile f = read_model_h5(path);
+  RLHF_CHECK(f.kind == "causal_lm", "{}: greedy needs a causal_lm checkpoint", path);
+  RLHF_CHECK(batch > 0 && len > 0 && new_tokens > 0 && len + new_tokens <= f.cfg.max_seq_len,
+             "greedy: need batch, len, new > 0 and len + new <= max_seq_len ({})",
+             f.cfg.max_seq_len);
+  const torch::Device dev = parse_device(device, world());
+  auto [prompts, mask] = random_batch(seed, batch, len, f.cfg.vocab_size, -1);
+  CausalLM m(f.cfg);
+  load_parameters(*m, f);
+  m->to(dev);
+  SamplingConfig sc;
+  sc.max_new_tokens = new_tokens;
+  sc.temperature = 0.0;
+  sc.stop_at_eos = false;
+  auto g = generate(m, prompts, mask, sc, seed);
+  write_safetensors(out, {{"tokens", g.tokens.to(torch::kCPU, torch::kFloat)},
+                          {"prompt_mask", mask.to(torch::kFloat)}});
+  std::cerr << fmt::format("wrote {}: {} greedy tokens for {} prompts of {} on {}\n", out,
+                           g.new_tokens, batch, path, dev.str());
   return 0;
 }
 

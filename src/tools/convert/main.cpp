@@ -20,14 +20,29 @@ int main(int argc, char** argv) {
     auto* b = app.add_subcommand("to-hf", "CKPT -> Hugging Face folder (model.safetensors, config.json)");
     b->add_option("--in", in, "checkpoint (dir, run dir or model.h5)")->required();
     b->add_option("--out", out, "output folder")->required();
-    b->callback([&] { rc = rlhf::to_hf(in, out); });
+    std::string dtype = "fp32";
+    double shard_mb = 0;
+    bool drop_bias = false;
+    b->add_option("--dtype", dtype, "weights dtype: fp32 | bf16")
+        ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+    b->add_option("--max-shard-mb", shard_mb, "split the weights into shards of at most this many "
+                  "MB (0 = one file)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    b->add_flag("--drop-score-bias", drop_bias, "scalar model: export even when score.bias != 0 "
+                "(HF's score has no bias)");
+    b->callback([&] {
+      rlhf::HfExportOptions o;
+      o.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+      o.max_shard_bytes = static_cast<int64_t>(shard_mb * 1024 * 1024);
+      o.drop_score_bias = drop_bias;
+      rc = rlhf::to_hf(in, out, o);
+    });
     auto* c = app.add_subcommand("from-llama2c", "llama2.c legacy .bin + tokenizer.bin -> CKPT/model.h5");
     c->add_option("--model", model, "llama2.c model file")->required();
     c->add_option("--tokenizer", tok, "llama2.c tokenizer file")->required();
     c->add_option("--out", out, "checkpoint directory to create")->required();
     c->callback([&] { rc = rlhf::from_llama2c(model, tok, out); });
     auto* d = app.add_subcommand("init", "freshly initialised model -> CKPT/model.h5");
-    d->add_option("--family", family, "gpt2 | llama")->required();
+    d->add_option("--family", family, "gpt2 | llama | mistral | qwen2 | qwen3")->required();
     d->add_option("--tokenizer", tok, "tokenizer spec (byte, GPT-2 folder, llama2c file)")->required();
     d->add_option("--out", out, "checkpoint directory to create")->required();
     d->add_option("--config-json", cfg_json, "ModelConfig fields as JSON, or @file.json");
@@ -44,6 +59,16 @@ int main(int argc, char** argv) {
     e->add_option("--len", len, "tokens per row")->capture_default_str();
     e->add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
     e->callback([&] { rc = rlhf::dump_logits(in, out, seed, batch, len, device); });
+    int64_t new_tokens = 32;
+    auto* g = app.add_subcommand("greedy", "parity aid: greedy generation from seeded random prompts");
+    g->add_option("--in", in, "causal_lm checkpoint")->required();
+    g->add_option("--out", out, "output .safetensors (tokens, prompt_mask)")->required();
+    g->add_option("--seed", seed, "prompt seed")->capture_default_str();
+    g->add_option("--batch", batch, "prompts (odd rows are left-padded)")->capture_default_str();
+    g->add_option("--len", len, "prompt length")->capture_default_str();
+    g->add_option("--new", new_tokens, "tokens to generate")->capture_default_str();
+    g->add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
+    g->callback([&] { rc = rlhf::dump_greedy(in, out, seed, batch, len, new_tokens, device); });
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
