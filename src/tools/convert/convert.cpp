@@ -73,8 +73,7 @@ int to_hf(const std::string& in, const std::string& out, const HfExportOptions& 
   export_hf_folder(f, out, opt);
   if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
     copy_tokenizer(f.tok.spec, out, /*flat=*/true);  // llama2.c's .bin means nothing to HF
-  std::cerr << fmt::format("wrote {}: config.json and the weights of {} ({} {} tensors)
-", out,
+  std::cerr << fmt::format("wrote {}: config.json and the weights of {} ({} {} tensors)\n", out,
                            path, f.tensors.size(), f.kind);
   return 0;
 }
