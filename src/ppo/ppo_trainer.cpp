@@ -247,7 +247,13 @@ int run_ppo(const RunRequest& req) {
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
   const ModelSetup ms = ppo_model_setup(cfg, comm.is_root());
-  const SpecialIds ids = special_ids(ms.tok);
+  SpecialIds ids = special_ids(ms.tok);
+  if (!cfg.ppo.stop_token.empty()) {  // e.g. a chat model's end of turn
+    const int32_t s = ms.tokenizer->token_id(cfg.ppo.stop_token);
+    RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", cfg.ppo.stop_token,
+               ms.tok.spec);
+    if (s != ids.eos) ids.stops.push_back(s);
+  }
   const PpoData data = load_ppo_data(cfg, ms);
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());

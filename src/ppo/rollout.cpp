@@ -1,5 +1,7 @@
 #include "ppo/rollout.h"
 
+#include <algorithm>
+
 #include "common/core/check.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/model/lm_loss.h"
@@ -58,9 +60,13 @@ Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const to
   r.P = g.prompt_len;
   r.N = g.new_tokens;
   r.sample_logp = g.logprobs;         // [B, N]
-  r.has_eos = sc.eos_id >= 0
-                  ? (r.tokens.slice(1, r.P).eq(sc.eos_id).logical_and(r.response_mask)).any(1)
-                  : torch::zeros({r.tokens.size(0)}, torch::dtype(torch::kBool).device(r.tokens.device()));
+  auto resp = r.tokens.slice(1, r.P);  // [B, N]
+  auto stop = torch::zeros_like(r.response_mask);
+  if (sc.eos_id >= 0) {
+    stop.logical_or_(resp.eq(sc.eos_id));
+    for (int64_t s : sc.extra_stop_ids) stop.logical_or_(resp.eq(s));
+  }
+  r.has_eos = stop.logical_and(r.response_mask).any(1);  // [B]: ended by a stop token
   return r;
 }
 
@@ -94,7 +100,8 @@ std::vector<std::string> decode_responses(const Rollout& r, const Tokenizer& tok
     for (int64_t t = 0; t < r.N; ++t) {
       if (!msk[b][t].item<bool>()) break;
       int32_t id = static_cast<int32_t>(toks[b][t].item<int64_t>());
-      if (id == tok.eos_id()) break;
+      const auto stops = tok.stop_ids();
+      if (std::find(stops.begin(), stops.end(), id) != stops.end()) break;
       ids.push_back(id);
     }
     out.push_back(tok.decode(ids));

@@ -162,30 +162,37 @@ TEST(Generate, EosStopsOneRowOthersContinue) {
       eos = cand, k = t, k1 = first(r1, cand);
   }
   ASSERT_GE(eos, 0) << "test setup: no suitable EOS candidate in " << free_run.tokens;
-  sc.stop_at_eos = true;
-  sc.eos_id = eos;
-  sc.eos_check_every = 3;
-  auto out = generate(m, pr, pm, sc, 77);
-  // Both rows finished after step max(k, k1); the check every 3 steps then ends the loop.
-  const int64_t last = std::max(k, k1);
-  ASSERT_EQ(out.new_tokens, k1 >= 12 ? 12 : std::min<int64_t>(12, (last + 3) / 3 * 3));
-  for (int64_t row = 0; row < 2; ++row) {
-    const int64_t stop = row == 0 ? k : k1;  // step of this row's EOS (12 = none)
-    const auto& ref = row == 0 ? r0 : r1;
-    for (int64_t t = 0; t < out.new_tokens; ++t) {
-      int64_t tok = out.tokens[row][3 + t].item<int64_t>();
-      if (t <= stop) {
-        EXPECT_EQ(tok, ref[t].item<int64_t>()) << "row " << row << " step " << t;
-        EXPECT_TRUE(out.response_mask[row][t].item<bool>());
-        EXPECT_NE(out.logprobs[row][t].item<float>(), 0.0f);
-      } else {
-        EXPECT_EQ(tok, 0) << "row " << row << " step " << t;
-        EXPECT_FALSE(out.response_mask[row][t].item<bool>());
-        EXPECT_EQ(out.logprobs[row][t].item<float>(), 0.0f);
+  int64_t unused = 1;  // a token neither row ever emits
+  while (free_run.tokens.eq(unused).any().item<bool>()) ++unused;
+  // The same stop, given as EOS and then as an extra stop id (a chat model's end of turn).
+  for (bool as_extra : {false, true}) {
+    SCOPED_TRACE(as_extra ? "extra_stop_ids" : "eos_id");
+    sc.stop_at_eos = true;
+    sc.eos_id = as_extra ? unused : eos;
+    sc.extra_stop_ids = as_extra ? std::vector<int64_t>{eos} : std::vector<int64_t>{};
+    sc.eos_check_every = 3;
+    auto out = generate(m, pr, pm, sc, 77);
+    // Both rows finished after step max(k, k1); the check every 3 steps then ends the loop.
+    const int64_t last = std::max(k, k1);
+    ASSERT_EQ(out.new_tokens, k1 >= 12 ? 12 : std::min<int64_t>(12, (last + 3) / 3 * 3));
+    for (int64_t row = 0; row < 2; ++row) {
+      const int64_t stop = row == 0 ? k : k1;  // step of this row's EOS (12 = none)
+      const auto& ref = row == 0 ? r0 : r1;
+      for (int64_t t = 0; t < out.new_tokens; ++t) {
+        int64_t tok = out.tokens[row][3 + t].item<int64_t>();
+        if (t <= stop) {
+          EXPECT_EQ(tok, ref[t].item<int64_t>()) << "row " << row << " step " << t;
+          EXPECT_TRUE(out.response_mask[row][t].item<bool>());
+          EXPECT_NE(out.logprobs[row][t].item<float>(), 0.0f);
+        } else {
+          EXPECT_EQ(tok, 0) << "row " << row << " step " << t;
+          EXPECT_FALSE(out.response_mask[row][t].item<bool>());
+          EXPECT_EQ(out.logprobs[row][t].item<float>(), 0.0f);
+        }
       }
     }
+    EXPECT_TRUE(torch::equal(out.attention_mask.narrow(1, 3, out.new_tokens), out.response_mask));
   }
-  EXPECT_TRUE(torch::equal(out.attention_mask.narrow(1, 3, out.new_tokens), out.response_mask));
   // A single greedy row stops right after its EOS when checked every step.
   auto [p1, m1] = left_pad({{5, 6}}, 0);
   sc.temperature = 0;

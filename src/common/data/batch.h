@@ -20,6 +20,7 @@ namespace rlhf {
 
 struct SpecialIds {
   int64_t bos = -1, eos = -1, pad = 0;
+  std::vector<int64_t> stops;  // generation only: stop ids besides eos (e.g. <|eom_id|>)
 };
 
 struct SeqBatch {

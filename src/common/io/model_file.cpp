@@ -15,8 +15,8 @@ namespace rlhf {
 namespace fs = std::filesystem;
 
 nlohmann::json TokenizerInfo::to_json() const {
-  return {{"spec", spec}, {"identity", identity}, {"bos", bos},
-          {"eos", eos},   {"pad", pad},           {"vocab_size", vocab_size}};
+  return {{"spec", spec}, {"identity", identity}, {"bos", bos}, {"eos", eos},
+          {"pad", pad},   {"vocab_size", vocab_size}, {"stops", stops}};
 }
 
 TokenizerInfo TokenizerInfo::from_json(const nlohmann::json& j) {
@@ -37,6 +37,10 @@ TokenizerInfo TokenizerInfo::from_json(const nlohmann::json& j) {
   num("eos", t.eos);
   num("pad", t.pad);
   num("vocab_size", t.vocab_size);
+  if (j.contains("stops")) {
+    RLHF_CHECK(j["stops"].is_array(), "tokenizer info: 'stops' must be a list of ids");
+    t.stops = j["stops"].get<std::vector<int64_t>>();
+  }
   return t;
 }
 
@@ -48,6 +52,8 @@ TokenizerInfo TokenizerInfo::of(const Tokenizer& tk) {
   t.eos = tk.eos_id();
   t.pad = tk.pad_id();
   t.vocab_size = tk.vocab_size();
+  for (int32_t s : tk.stop_ids())
+    if (s != t.eos) t.stops.push_back(s);
   return t;
 }
 

@@ -26,6 +26,7 @@ constexpr int64_t kModelFormatVersion = 1;
 struct TokenizerInfo {
   std::string spec, identity;  // Tokenizer::spec() / identity()
   int64_t bos = -1, eos = -1, pad = -1, vocab_size = 0;
+  std::vector<int64_t> stops;  // Tokenizer::stop_ids() other than eos (JSON key "stops", optional)
   nlohmann::json to_json() const;
   static TokenizerInfo from_json(const nlohmann::json&);  // throws naming a missing/bad key
   static TokenizerInfo of(const Tokenizer&);

@@ -114,7 +114,10 @@ torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tenso
   r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
   r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
   r.resp_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
-  if (use_eos) r.finished.logical_or_(tok == cfg.eos_id);
+  if (use_eos) {
+    r.finished.logical_or_(tok == cfg.eos_id);
+    for (int64_t s : cfg.extra_stop_ids) r.finished.logical_or_(tok == s);
+  }
   return tok;
 }
 
@@ -258,6 +261,7 @@ SamplingConfig sampling_config(int64_t max_new_tokens, double temperature, int64
   sc.top_k = top_k;
   sc.top_p = top_p;
   sc.eos_id = ids.eos;
+  sc.extra_stop_ids = ids.stops;
   sc.pad_id = ids.pad;
   return sc;
 }

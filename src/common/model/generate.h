@@ -53,6 +53,7 @@ struct SamplingConfig {
   int64_t top_k = 0;
   double top_p = 1.0;
   int64_t eos_id = -1;
+  std::vector<int64_t> extra_stop_ids;  // also end a row (kept and masked in, like EOS)
   int64_t pad_id = 0;
   bool stop_at_eos = true;
   int64_t eos_check_every = 8;

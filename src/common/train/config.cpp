@@ -276,6 +276,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_double(f, "ppo.temperature", &p.temperature, 0, kInf);
     add_int(f, "ppo.top_k", &p.top_k, 0, kMax);
     add_double(f, "ppo.top_p", &p.top_p, 0, 1, true);
+    add_string(f, "ppo.stop_token", &p.stop_token);
     add_double(f, "ppo.no_eos_penalty", &p.no_eos_penalty, 0, kInf);
     add_double(f, "ppo.score_clip", &p.score_clip, 0, kInf);
   }

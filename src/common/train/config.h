@@ -105,6 +105,7 @@ struct PpoSection {
   double temperature = 1.0;
   int64_t top_k = 0;
   double top_p = 1.0;
+  std::string stop_token;       // "" = none; a token text (e.g. "<|im_end|>") that also ends a response
   double no_eos_penalty = 0.0;  // subtracted from the RM score when a response has no EOS
   double score_clip = 0.0;      // 0 = off; clip RM score to ±score_clip
 };

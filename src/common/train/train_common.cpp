@@ -32,7 +32,9 @@ ModelSetup resolve_model(const Config& cfg, const std::string& init) {
   return s;
 }
 
-SpecialIds special_ids(const TokenizerInfo& t) { return SpecialIds{t.bos, t.eos, std::max<int64_t>(0, t.pad)}; }
+SpecialIds special_ids(const TokenizerInfo& t) {
+  return SpecialIds{t.bos, t.eos, std::max<int64_t>(0, t.pad), t.stops};
+}
 
 int64_t seq_len_limit(const Config& cfg, const ModelConfig& m) {
   return cfg.data.max_seq_len > 0 ? std::min(cfg.data.max_seq_len, m.max_seq_len) : m.max_seq_len;
