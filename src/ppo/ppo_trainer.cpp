@@ -6,6 +6,7 @@
 
 #include "common/core/rng.h"
 #include "common/model/lm_loss.h"
+#include "common/train/dry_run.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
 #include "ppo/ppo_loss.h"
@@ -241,6 +242,7 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
 int run_ppo(int argc, char** argv) { return run_ppo(parse_run_args(Stage::PPO, argc, argv)); }
 
 int run_ppo(const RunRequest& req) {
+  if (req.dry_run) return dry_run(Stage::PPO, req.cfg, world().world_size());
   RunContext ctx = start_run(Stage::PPO, req);
   const Config& cfg = ctx.cfg;
   const PpoSection& pc = cfg.ppo;

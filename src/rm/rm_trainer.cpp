@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "common/model/generate.h"
+#include "common/train/dry_run.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
 #include "common/train/loop.h"
@@ -95,6 +96,7 @@ StepStats rm_step(ScalarModel& rm, const RankedData& train, const std::vector<in
 int run_rm(int argc, char** argv) { return run_rm(parse_run_args(Stage::RM, argc, argv)); }
 
 int run_rm(const RunRequest& req) {
+  if (req.dry_run) return dry_run(Stage::RM, req.cfg, world().world_size());
   RunContext ctx = start_run(Stage::RM, req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/train/dry_run.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
 #include "common/train/loop.h"
@@ -77,6 +78,7 @@ std::vector<SeqBatch> sft_micro_batches(const SftInputs& in, std::vector<int64_t
 int run_sft(int argc, char** argv) { return run_sft(parse_run_args(Stage::SFT, argc, argv)); }
 
 int run_sft(const RunRequest& req) {
+  if (req.dry_run) return dry_run(Stage::SFT, req.cfg, world().world_size());
   RunContext ctx = start_run(Stage::SFT, req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;

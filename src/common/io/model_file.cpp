@@ -92,8 +92,9 @@ static nlohmann::json json_attr(const H5File& h, const std::string& key) {
   }
 }
 
-ModelFile read_model_h5(const std::string& path) {
-  H5File h = H5File::open_read(path);
+namespace {
+
+ModelFile read_attributes(const H5File& h, const std::string& path) {
   RLHF_CHECK(h.has_attr("format_version"),
              "{}: not a model.h5 file (no 'format_version' attribute; written by something else?)",
              path);
@@ -115,6 +116,18 @@ ModelFile read_model_h5(const std::string& path) {
     throw Error(fmt::format("{}: {}", path, e.what()));
   }
   f.extra = h.has_attr("extra") ? json_attr(h, "extra") : nlohmann::json::object();
+  return f;
+}
+
+}  // namespace
+
+ModelFile read_model_header(const std::string& path) {
+  return read_attributes(H5File::open_read(path), path);
+}
+
+ModelFile read_model_h5(const std::string& path) {
+  H5File h = H5File::open_read(path);
+  ModelFile f = read_attributes(h, path);
   for (const auto& name : h.datasets()) {
     torch::Tensor t = h.read_tensor(name);
     RLHF_CHECK(t.scalar_type() == torch::kFloat, "{}: tensor '{}' has dtype {}, expected float32",

@@ -48,6 +48,8 @@ void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelCon
 // Same, from a ModelFile (converters). Tensors are converted to float32.
 void save_model_file(const std::string& path, const ModelFile& f);
 ModelFile read_model_h5(const std::string& path);
+// The attributes only (config, tokenizer, kind, extra): no tensors are read (--dry-run).
+ModelFile read_model_header(const std::string& path);
 
 // Copy tensors into m's parameters by name. Every parameter must be present with the right shape,
 // else rlhf::Error naming the file and tensor. allow_missing: names that may be absent (e.g.

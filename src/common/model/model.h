@@ -77,6 +77,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   int64_t sliding_window = 0;  // 0 = none; else >= max_seq_len (mistral metadata, no effect)
   int64_t head_dim() const { return head_dim_override > 0 ? head_dim_override : d_model / n_head; }
+  // Parameters of CausalLM(*this) (scalar_head: of ScalarModel), counted from the shapes without
+  // building the model (tested against the modules' numel for every family).
+  int64_t parameter_count(bool scalar_head = false) const;
   void validate() const;  // throws rlhf::Error naming the bad field
   // The family's fixed flags (qwen2: qkv_bias; qwen3: qk_norm), all others off.
   static ModelConfig defaults_for(Family);

@@ -14,6 +14,26 @@ std::string family_name(Family f) { return kFamilyNames.name(f); }
 
 Family parse_family(const std::string& s) { return kFamilyNames.parse(s, "model family"); }
 
+int64_t ModelConfig::parameter_count(bool scalar_head) const {
+  const int64_t C = d_model, F = d_ff, V = vocab_size, L = n_layer;
+  int64_t n = V * C, block = 0;
+  if (family == Family::GPT2) {
+    n += max_seq_len * C + 2 * C;                     // wpe, ln_f
+    block = 4 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * F + F) + (F * C + C);
+  } else {
+    const int64_t D = head_dim(), Q = n_head * D, KV = n_kv_head * D;
+    n += C;                                           // final norm
+    block = 2 * C + C * Q + 2 * C * KV + Q * C + 3 * C * F;
+    if (qkv_bias) block += Q + 2 * KV;
+    if (o_bias) block += C;
+    if (mlp_bias) block += 2 * F + C;
+    if (qk_norm) block += 2 * D;
+  }
+  n += L * block;
+  if (scalar_head) return n + C + 1;                  // score: weight + bias
+  return tie_embeddings ? n : n + V * C;              // lm_head
+}
+
 std::string trunk_name(Family f) { return f == Family::GPT2 ? "transformer" : "model"; }
 
 // ---- rope scaling --------------------------------------------------------------------------

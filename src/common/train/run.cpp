@@ -44,12 +44,15 @@ RunRequest parse_run_args(Stage stage, int argc, char** argv) {
   app.add_option("--set", sets, "override a key: --set train.learning_rate=3e-4 (repeatable)");
   app.add_flag("--resume", resume, "continue from run.dir/checkpoints/latest (fresh start if none)");
   app.add_option("--resume-from", resume_from, "continue from this checkpoint directory");
+  bool dry = false;
+  app.add_flag("--dry-run", dry, "print the resolved config, each model's parameter count and a "
+               "peak-memory estimate per rank, then exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e));
   }
-  return RunRequest{load_config(stage, config_file, sets), resume, resume_from};
+  return RunRequest{load_config(stage, config_file, sets), resume, resume_from, dry};
 }
 
 RunContext start_run(Stage stage, const RunRequest& req) {

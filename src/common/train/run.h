@@ -39,6 +39,7 @@ struct RunRequest {
   Config cfg;
   bool resume = false;      // --resume: continue from run.dir/checkpoints/latest if any
   std::string resume_from;  // --resume-from DIR: continue from exactly this checkpoint
+  bool dry_run = false;     // --dry-run: print config, models, memory estimate; exit (dry_run.h)
 };
 RunRequest parse_run_args(Stage stage, int argc, char** argv);
 

@@ -1,0 +1,127 @@
+// dry_run.cpp — see dry_run.h.
+#include "common/train/dry_run.h"
+
+#include <algorithm>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "common/core/check.h"
+#include "common/io/model_file.h"
+#include "common/train/train_common.h"
+
+namespace rlhf {
+namespace {
+
+ModelConfig header_config(const std::string& ckpt, const char* what) {
+  RLHF_CHECK(!ckpt.empty(), "--dry-run: {} is not set", what);
+  return read_model_header(resolve_model_path(ckpt)).cfg;
+}
+
+std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024 * 1024)); }
+
+std::string with_commas(int64_t n) {
+  std::string s = std::to_string(n), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > 0 && (s.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+// Activation bytes of one micro-batch forward+backward through a trainable model.
+double activation_bytes(const ModelConfig& m, double rows, double T, double e) {
+  const double per_layer_full = rows * T * (16.0 * m.d_model + 3.0 * m.d_ff) * e;
+  if (m.activation_checkpointing)
+    return m.n_layer * rows * T * m.d_model * e + per_layer_full;
+  return m.n_layer * per_layer_full;
+}
+
+}  // namespace
+
+std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
+  std::vector<StageModel> out;
+  auto with_overrides = [&](ModelConfig m) {
+    m.activation_checkpointing = cfg.model.activation_checkpointing;
+    return m;
+  };
+  const ModelConfig base = cfg.init.empty() ? cfg.model : with_overrides(header_config(cfg.init, "init"));
+  switch (stage) {
+    case Stage::SFT: out.push_back({"policy", base, false, true}); break;
+    case Stage::RM: out.push_back({"reward model", base, true, true}); break;
+    case Stage::PPO: {
+      RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint");
+      const ModelConfig rm = header_config(cfg.ppo.reward_model, "ppo.reward_model");
+      const ModelConfig critic =
+          cfg.ppo.critic_init.empty() ? rm : header_config(cfg.ppo.critic_init, "ppo.critic_init");
+      out.push_back({"actor", base, false, true});
+      out.push_back({"critic", with_overrides(critic), true, true});
+      out.push_back({"reference", base, false, false});
+      out.push_back({"reward", rm, true, false});
+      break;
+    }
+  }
+  return out;
+}
+
+MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector<StageModel>& models,
+                               int world_size, bool cuda) {
+  MemoryEstimate e;
+  const double elt = cuda && cfg.train.precision == Precision::BF16 ? 2.0 : 4.0;
+  const int64_t per_rank = std::max<int64_t>(1, cfg.train.global_batch_size / world_size);
+  const bool ppo = stage == Stage::PPO;
+  const int64_t share = ppo && cfg.ppo.minibatch_size > 0
+                            ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size)
+                            : per_rank;
+  const double micro = cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share;
+  for (const auto& m : models) {
+    const double n = static_cast<double>(m.cfg.parameter_count(m.scalar));
+    e.weights += 4.0 * n;
+    if (!m.trainable) continue;
+    e.grads += 4.0 * n;
+    e.optimizer += 8.0 * n;
+  }
+  const ModelConfig& first = models.front().cfg;
+  const double T = ppo ? std::min<double>(first.max_seq_len, seq_len_limit(cfg, first) +
+                                                                 static_cast<double>(cfg.ppo.max_new_tokens))
+                       : seq_len_limit(cfg, first);
+  for (const auto& m : models)
+    if (m.trainable) e.activations = std::max(e.activations, activation_bytes(m.cfg, micro, T, elt));
+  if (ppo) e.activations *= 2;  // actor and critic updates of one micro-batch can overlap in memory
+  e.logits = micro * T * first.vocab_size * 12.0;
+  if (ppo)
+    e.kv_cache = 2.0 * first.n_layer * per_rank * T * first.n_kv_head * first.head_dim() * elt;
+  return e;
+}
+
+int dry_run(Stage stage, const Config& cfg, int world_size) {
+  const std::string exe = stage_name(stage) + "_train";
+  std::cout << "# " << exe << " --dry-run: resolved config\n" << dump_config(cfg);
+  const auto models = stage_models(stage, cfg);
+  int64_t total = 0, trainable = 0;
+  std::cout << "# models\n";
+  for (const auto& m : models) {
+    const int64_t n = m.cfg.parameter_count(m.scalar);
+    total += n;
+    if (m.trainable) trainable += n;
+    std::cout << fmt::format("#   {:<12} {} {} (d_model {}, {} layers, {} heads / {} kv, head_dim "
+                             "{}, d_ff {}, vocab {}): {} parameters, {}\n",
+                             m.role, family_name(m.cfg.family), m.scalar ? "scalar" : "causal_lm",
+                             m.cfg.d_model, m.cfg.n_layer, m.cfg.n_head, m.cfg.n_kv_head,
+                             m.cfg.head_dim(), m.cfg.d_ff, m.cfg.vocab_size, with_commas(n),
+                             m.trainable ? "trained" : "frozen");
+  }
+  const bool cuda = cfg.train.device == DeviceKind::CUDA;
+  const MemoryEstimate e = estimate_memory(stage, cfg, models, world_size, cuda);
+  std::cout << fmt::format(
+      "# parameters: {} in all, {} trained\n"
+      "# peak memory estimate per rank ({} rank{}, {} {}): weights {} + grads {} + AdamW {} + "
+      "activations {} + logits {}{} = {}\n",
+      with_commas(total), with_commas(trainable), world_size, world_size > 1 ? "s" : "",
+      cuda ? "cuda" : "cpu", kPrecisionNames.name(cfg.train.precision), gib(e.weights),
+      gib(e.grads), gib(e.optimizer), gib(e.activations), gib(e.logits),
+      e.kv_cache > 0 ? " + kv cache " + gib(e.kv_cache) : "", gib(e.total()));
+  return 0;
+}
+
+}  // namespace rlhf

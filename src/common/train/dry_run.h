@@ -1,0 +1,45 @@
+// dry_run.h — `sft_train / rm_train / ppo_train --dry-run`: print the resolved config, every
+// model of the stage with its parameter count, and an estimate of peak memory per rank; then
+// exit without creating run.dir, reading datasets or allocating a model. Model configs come
+// from the init / reward-model / critic checkpoints' headers (no tensors are read).
+//
+// The memory estimate (per rank, no ZeRO/LoRA: every rank holds full copies):
+//   weights    4 B per parameter of every model (fp32 master weights; frozen ones too)
+//   grads      4 B per trainable parameter
+//   optimizer  8 B per trainable parameter (AdamW m and v, fp32)
+//   activations per micro-batch of b rows x T tokens, e bytes per element (2 under bf16
+//              autocast on CUDA, else 4): L x b x T x (16 C + 3 F) x e, or with activation
+//              checkpointing L x b x T x C x e + one block's share; plus logits b x T x V x 12 B
+//              (logits, log-softmax and its gradient in fp32)
+//   kv cache   (PPO rollouts) 2 x L x B x (P + N) x n_kv_head x head_dim x e for the actor, B =
+//              rows per rank per iteration
+// It is a planning number (no allocator overhead, workspace or fragmentation; expect the real
+// peak to be up to ~1.3x): it has not yet been checked against a GPU run's peak.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "common/model/model.h"
+#include "common/train/config.h"
+
+namespace rlhf {
+
+struct StageModel {
+  std::string role;  // "policy", "reward model", "actor", "reference", "critic", "reward"
+  ModelConfig cfg;
+  bool scalar = false, trainable = false;
+};
+
+struct MemoryEstimate {
+  double weights = 0, grads = 0, optimizer = 0, activations = 0, logits = 0, kv_cache = 0;  // bytes
+  double total() const { return weights + grads + optimizer + activations + logits + kv_cache; }
+};
+
+// The models a stage builds, from cfg (and the checkpoints it names). Throws like the trainer.
+std::vector<StageModel> stage_models(Stage stage, const Config& cfg);
+MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector<StageModel>& models,
+                               int world_size, bool cuda);
+// Prints the report to stdout; returns 0.
+int dry_run(Stage stage, const Config& cfg, int world_size);
+
+}  // namespace rlhf

@@ -1,0 +1,109 @@
+// test_dry_run.cpp — --dry-run's pieces: the analytic parameter count against the modules
+// themselves (every family, biases, q/k norm, untied, scalar head), the memory estimate's exact
+// terms on a hand-checkable case, and the printed report for SFT and PPO from checkpoint headers.
+#include <gtest/gtest.h>
+
+#include "common/io/model_file.h"
+#include "common/train/dry_run.h"
+#include "support/test_support.h"
+
+namespace {
+
+using rlhf::Family;
+using rlhf::ModelConfig;
+using rlhf::Stage;
+using rlhf::testing::TempDir;
+using rlhf::testing::tiny_config;
+
+int64_t numel(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+std::vector<ModelConfig> variety() {
+  std::vector<ModelConfig> out;
+  out.push_back(tiny_config(Family::GPT2));
+  ModelConfig untied = tiny_config(Family::GPT2);
+  untied.tie_embeddings = false;
+  out.push_back(untied);
+  ModelConfig llama = tiny_config(Family::Llama, 2);
+  llama.tie_embeddings = false;
+  llama.qkv_bias = llama.o_bias = llama.mlp_bias = true;
+  llama.head_dim_override = 16;
+  out.push_back(llama);
+  for (Family f : {Family::Mistral, Family::Qwen2, Family::Qwen3}) {
+    ModelConfig c = ModelConfig::defaults_for(f);
+    const ModelConfig t = tiny_config(f, 2);
+    c.vocab_size = t.vocab_size, c.n_layer = t.n_layer, c.n_head = t.n_head, c.n_kv_head = 2;
+    c.d_model = t.d_model, c.d_ff = t.d_ff, c.max_seq_len = t.max_seq_len;
+    if (f == Family::Qwen3) c.head_dim_override = 12;
+    out.push_back(c);
+  }
+  return out;
+}
+
+TEST(DryRun, ParameterCountEqualsTheModules) {
+  for (const auto& c : variety()) {
+    rlhf::CausalLM lm(c);
+    rlhf::ScalarModel sm(c);
+    EXPECT_EQ(c.parameter_count(false), numel(*lm)) << c.to_json().dump();
+    EXPECT_EQ(c.parameter_count(true), numel(*sm)) << c.to_json().dump();
+  }
+}
+
+// Writes a model.h5 of cfg into dir (random weights; only the header matters to --dry-run).
+std::string write_ckpt(const std::filesystem::path& dir, const ModelConfig& cfg, bool scalar) {
+  std::filesystem::create_directories(dir);
+  const auto path = (dir / "model.h5").string();
+  auto tok = rlhf::load_tokenizer("byte");
+  if (scalar) {
+    rlhf::ScalarModel m(cfg);
+    rlhf::save_model_h5(path, *m, cfg, rlhf::TokenizerInfo::of(*tok), "scalar");
+  } else {
+    rlhf::CausalLM m(cfg);
+    rlhf::save_model_h5(path, *m, cfg, rlhf::TokenizerInfo::of(*tok), "causal_lm");
+  }
+  return dir.string();
+}
+
+TEST(DryRun, MemoryTermsAndReport) {
+  TempDir d("dry_run");
+  ModelConfig pol = tiny_config(Family::Llama, 2);
+  pol.vocab_size = 259;
+  ModelConfig rm = pol;
+  rm.n_layer = 1;
+  rlhf::Config cfg;
+  cfg.init = write_ckpt(d.path / "sft", pol, false);
+  cfg.ppo.reward_model = write_ckpt(d.path / "rm", rm, true);
+  cfg.train.global_batch_size = 8;
+  cfg.train.micro_batch_size = 2;
+  cfg.ppo.max_new_tokens = 16;
+  cfg.data.max_seq_len = 32;
+
+  const auto models = rlhf::stage_models(Stage::PPO, cfg);
+  ASSERT_EQ(models.size(), 4u);
+  const double a = pol.parameter_count(false), c = rm.parameter_count(true);
+  const auto e = rlhf::estimate_memory(Stage::PPO, cfg, models, 2, false);
+  EXPECT_DOUBLE_EQ(e.weights, 4 * (a + c + a + c));  // actor, critic, reference, reward (fp32)
+  EXPECT_DOUBLE_EQ(e.grads, 4 * (a + c));             // only actor and critic train
+  EXPECT_DOUBLE_EQ(e.optimizer, 8 * (a + c));
+  const double T = std::min<double>(pol.max_seq_len, 32 + 16);
+  EXPECT_DOUBLE_EQ(e.logits, 2 * T * 259 * 12.0);
+  EXPECT_DOUBLE_EQ(e.kv_cache, 2.0 * pol.n_layer * 4 * T * 2 * pol.head_dim() * 4);  // 8 rows / 2 ranks
+  EXPECT_GT(e.activations, 0);
+
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(rlhf::dry_run(Stage::PPO, cfg, 1), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  for (const char* want : {"actor", "critic", "reference", "reward", "peak memory estimate",
+                           "kv cache", "frozen"})
+    EXPECT_NE(out.find(want), std::string::npos) << want << " missing in\n" << out;
+  EXPECT_FALSE(std::filesystem::exists(cfg.run.dir + "/config.yaml"));  // nothing written
+
+  cfg.ppo.reward_model = (d.path / "missing").string();
+  const std::string err = rlhf::testing::error_of([&] { rlhf::stage_models(Stage::PPO, cfg); });
+  EXPECT_NE(err.find("missing"), std::string::npos) << err;
+}
+
+}  // namespace
