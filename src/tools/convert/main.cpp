@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     c->callback([&] { rc = rlhf::from_llama2c(model, tok, out); });
     auto* d = app.add_subcommand("init", "freshly initialised model -> CKPT/model.h5");
     d->add_option("--family", family, "gpt2 | llama | mistral | qwen2 | qwen3")->required();
-    d->add_option("--tokenizer", tok, "tokenizer spec (byte, GPT-2 folder, llama2c file)")->required();
+    d->add_option("--tokenizer", tok, "tokenizer spec (byte, a tokenizer folder or file: see rlhf_prep --help)")->required();
     d->add_option("--out", out, "checkpoint directory to create")->required();
     d->add_option("--config-json", cfg_json, "ModelConfig fields as JSON, or @file.json");
     d->add_option("--seed", seed, "torch::manual_seed before initialisation")->capture_default_str();

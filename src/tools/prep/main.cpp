@@ -23,7 +23,8 @@ void add_common(CLI::App* sub, CommonFlags& f, bool with_format, bool with_lengt
   sub->add_option("--in", f.o.inputs, "input file (repeatable; .gz read directly)")->required();
   sub->add_option("--out", f.o.out, "output .h5 (written to a temp file, then renamed)")->required();
   sub->add_option("--tokenizer", f.o.tokenizer,
-                  "byte | GPT-2 folder (vocab.json + merges.txt) | llama2.c tokenizer file")
+                  "byte | a folder with tokenizer.json, tokenizer.model or vocab.json + merges.txt | a "
+                  "tokenizer.json | a SentencePiece .model | a llama2.c tokenizer .bin")
       ->capture_default_str();
   sub->add_flag("--strict", f.o.strict, "reject the first bad row (error names file:line)");
   if (with_format)
