@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/io/model_file.h"
 #include "common/tokenizer/hf_components.h"
 #include "common/tokenizer/text.h"
 #include "common/tokenizer/tokenizer.h"
@@ -242,6 +243,45 @@ TEST(HfTokenizer, AddedTokenRulesAndUnknowns) {
       {"merges", {"a b", "x a"}}}, json::array({added_token(8, "[E]", false, false, false, true)})));
   EXPECT_EQ(ignore->encode("xab"), (I{10}));  // whole word in the vocabulary: no merges
   EXPECT_EQ(ignore->encode("xabx"), (I{4, 5, 4}));  // "a b" (rank 0) before "x a"
+}
+
+TEST(HfTokenizer, ContinuingSubwordPrefixAndEndOfWordSuffix) {
+  TempDir d("hf_affix");
+  auto tok = rlhf::load_tokenizer(write_tiny(
+      d, {{"vocab", {{"<unk>", 0}, {"a", 1}, {"##b", 2}, {"ab", 3}, {"##a", 4}, {"aba", 5}}},
+          {"merges", {"a ##b", "ab ##a"}}, {"continuing_subword_prefix", "##"}},
+      json::array({added_token(8, "[E]", false, false, false, true)})));
+  EXPECT_EQ(tok->encode("ab"), (std::vector<int32_t>{3}));     // a + ##b -> "ab" (prefix dropped)
+  EXPECT_EQ(tok->encode("aba"), (std::vector<int32_t>{5}));    // then ab + ##a
+  EXPECT_EQ(tok->encode("aa"), (std::vector<int32_t>{1, 4}));  // no merge: a, ##a
+  TempDir d2("hf_suffix");
+  auto suf = rlhf::load_tokenizer(write_tiny(
+      d2, {{"vocab", {{"<unk>", 0}, {"a", 1}, {"b</w>", 2}, {"ab</w>", 3}}},
+           {"merges", {"a b</w>"}}, {"end_of_word_suffix", "</w>"}},
+      json::array({added_token(8, "[E]", false, false, false, true)})));
+  EXPECT_EQ(suf->encode("ab"), (std::vector<int32_t>{3}));
+}
+
+// A model folder carries its tokenizer: move the folder, the tokenizer comes along.
+TEST(HfTokenizer, CheckpointCarriesItsTokenizerFiles) {
+  TempDir d("hf_carry");
+  auto tok = rlhf::load_tokenizer(kTokDir + "/qwen3");
+  rlhf::ModelConfig cfg = rlhf::testing::tiny_config(rlhf::Family::Qwen3);
+  cfg.qk_norm = true;
+  cfg.vocab_size = tok->vocab_size();
+  cfg.d_model = 8, cfg.n_head = 2, cfg.n_kv_head = 2, cfg.d_ff = 8, cfg.n_layer = 1;
+  rlhf::CausalLM m(cfg);
+  std::filesystem::create_directories(d.path / "a");
+  rlhf::save_model_h5((d.path / "a/model.h5").string(), *m, cfg, rlhf::TokenizerInfo::of(*tok),
+                      "causal_lm");
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    EXPECT_TRUE(std::filesystem::exists(d.path / "a/tokenizer" / f)) << f;
+  std::filesystem::rename(d.path / "a", d.path / "b");  // move the run directory
+  const rlhf::ModelFile f = rlhf::read_model_header((d.path / "b/model.h5").string());
+  EXPECT_EQ(f.tok.spec, (d.path / "b/tokenizer").lexically_normal().string());
+  auto moved = rlhf::load_tokenizer(f.tok.spec);
+  EXPECT_EQ(moved->identity(), tok->identity());
+  EXPECT_EQ(f.tok.identity, tok->identity());
 }
 
 TEST(HfTokenizer, UnsupportedInputIsAnErrorNamingFilePathAndType) {

@@ -6,7 +6,7 @@ safetensors). Driven by tests/gpu/hf_parity.sh; see that script for what is chec
                                             the whole suite in this one process: makes the HF
                                             models, runs BIN_DIR/rlhf_convert (from-hf, to-hf,
                                             logits, greedy, init, from-llama2c) as subprocesses,
-                                            up to N at a time (default: the CPU count, at least 2),
+                                            up to N at a time (default: the CPU count + 1),
                                             compares, prints one line per check and a summary;
                                             exit 1 when any check fails, 2 on bad usage/setup
   hf_parity.py make OUTDIR                  random HF models of every family (weights perturbed so
@@ -45,7 +45,7 @@ except ImportError as e:
           file=sys.stderr)
     sys.exit(2)
 transformers.utils.logging.disable_progress_bar()
-torch.set_num_threads(min(2, os.cpu_count() or 1))  # tiny models: more threads only contend
+torch.set_num_threads(1)  # tiny models; with our runs alongside, 2+ threads spin-wait: 100x slower
 
 V = 300
 PAD = 258  # the byte tokenizer's pad id, which `rlhf_convert logits` keeps out of real tokens
@@ -205,7 +205,7 @@ def compare_greedy(hf_dir, path):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
     same = torch.equal(seq, ours)
     first = "" if same else f" (first difference at new token {int((seq != ours).any(0).nonzero()[0]) - P})"
-    print(f"{'ok  ' if same else 'FAIL'} {hf_dir}: greedy {N} tokens x {ours.shape[0]} rows "
+    print(f"{'ok  ' if same else 'FAIL'} {hf_dir} vs {path}: greedy {N} tokens x {ours.shape[0]} rows "
           f"{'equal' if same else 'differ'}{first}")
     return same
 
@@ -243,13 +243,15 @@ class Suite:
         self.tmp, self.tol, self.devices = tmp, tol, devices
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
         self.checks = []  # (label, ok)
+        # Each run is an MPI singleton: without this Open MPI forks an `orted` for every one.
+        self.env = {"OMPI_MCA_ess_singleton_isolated": "1", **os.environ}
         self.reported = set()  # failed runs already counted (a run's output may serve two checks)
 
     def _run(self, args, after):
         if after is not None and not after.result()[0]:
             return (False, None, None)  # what it needs failed (reported there): skipped
         p = subprocess.run([self.conv] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+                           text=True, env=self.env)
         return (p.returncode == 0, "rlhf_convert " + " ".join(args),
                 None if p.returncode == 0 else f"{p.stderr}{p.stdout}(exit {p.returncode})")
 
@@ -389,7 +391,8 @@ def run_all(argv):
     ap.add_argument("tol", type=float)
     ap.add_argument("--devices", default="cpu", help="our side's devices, comma-separated")
     ap.add_argument("--stories", default=STORIES, help="folder with stories260K.bin and tok512.bin")
-    ap.add_argument("--jobs", type=int, default=max(2, os.cpu_count() or 1),
+    # A run is ~0.5 s of libtorch start-up, part of it waiting: one more than the cores.
+    ap.add_argument("--jobs", type=int, default=(os.cpu_count() or 1) + 1,
                     help="runs of rlhf_convert at a time")
     a = ap.parse_args(argv)
     if not os.access(os.path.join(a.bin_dir, "rlhf_convert"), os.X_OK):
