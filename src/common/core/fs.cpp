@@ -1,5 +1,9 @@
 // fs.cpp — see fs.h.
 #include "common/core/fs.h"
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <fstream>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -14,6 +18,25 @@
 namespace fs = std::filesystem;
 
 namespace rlhf {
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  RLHF_CHECK(f.good(), "cannot open '{}'", path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  RLHF_CHECK(!f.bad(), "error reading '{}'", path);
+  return ss.str();
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  const std::string text = read_file_bytes(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("'{}' is not valid JSON: {}", path, e.what()));
+  }
+}
+
 
 namespace {
 

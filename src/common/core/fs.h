@@ -1,6 +1,7 @@
-// fs.h — durable file writes: write to a temporary beside the target, fsync it, rename it over
-// the target, fsync the directory. After a crash or power loss the target is either the old
-// file or the complete new one, never a prefix.
+// fs.h — reading whole files (bytes, JSON) with errors that name the path; and durable file
+// writes: write to a temporary beside the target, fsync it, rename it over the target, fsync the
+// directory. After a crash or power loss the target is either the old file or the complete new
+// one, never a prefix.
 // Contract: any rank may call (callers decide which rank writes); on failure the temporary is
 // removed, the previous target is untouched, and rlhf::Error names the file and the OS cause
 // (e.g. "No space left on device").
@@ -8,7 +9,14 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace rlhf {
+
+// The whole file as bytes; throws rlhf::Error naming the path when it cannot be opened or read.
+std::string read_file_bytes(const std::string& path);
+// The file parsed as JSON; throws naming the path and the parser's message.
+nlohmann::json read_json_file(const std::string& path);
 
 // fsync of a file or a directory (opened read-only); throws naming the path on failure.
 void fsync_path(const std::string& path);

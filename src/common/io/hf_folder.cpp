@@ -7,6 +7,7 @@
 
 #include "common/core/check.h"
 #include "common/io/hf_config.h"
+#include "common/core/fs.h"
 #include "common/io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -15,15 +16,6 @@ namespace rlhf {
 
 namespace {
 
-nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  RLHF_CHECK(in.good(), "cannot open '{}'", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
-  }
-}
 
 void write_json_file(const std::string& path, const nlohmann::json& j) {
   std::ofstream o(path);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/tokenizer/regex.h"
 #include "common/tokenizer/text.h"
 #include "common/tokenizer/tokenizer.h"
@@ -24,13 +25,6 @@ namespace {
 constexpr size_t kMaxCachedWord = 256;      // longer chunks are not cached
 constexpr size_t kMaxCacheEntries = 1 << 17;  // cleared when exceeded
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  RLHF_CHECK(f.good(), "cannot open '{}'", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
@@ -124,7 +118,7 @@ namespace {
 std::vector<std::string> read_vocab(const std::string& vocab_path) {
   nlohmann::json vocab;
   try {
-    vocab = nlohmann::json::parse(read_all(vocab_path));
+    vocab = nlohmann::json::parse(read_file_bytes(vocab_path));
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("gpt2 tokenizer: '{}' is not valid JSON: {}", vocab_path, e.what()));
   }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/tokenizer/hf_bpe.h"
 #include "common/tokenizer/hf_components.h"
 #include "common/tokenizer/text.h"
@@ -20,22 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  RLHF_CHECK(f.good(), "hf tokenizer: cannot open '{}'", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-json parse_file(const std::string& path) {
-  try {
-    return json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    throw Error(fmt::format("hf tokenizer: '{}' is not valid JSON: {}", path, e.what()));
-  }
-}
 
 struct AddedToken {
   std::string content;
@@ -199,7 +184,7 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path) {
   m.spec = p.string();
   m.json_path = tj;
   m.files = {tj};
-  const std::string bytes = read_file(tj);
+  const std::string bytes = read_file_bytes(tj);
   json j;
   try {
     j = json::parse(bytes);
@@ -236,7 +221,7 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path) {
   RLHF_CHECK(fs::exists(cfg_path, ec), "hf tokenizer: '{}' is missing: it names the BOS/EOS/PAD "
              "tokens beside '{}' (copy it from the model's folder)", cfg_path, tj);
   m.files.push_back(cfg_path);
-  const json cfg = parse_file(cfg_path);
+  const json cfg = read_json_file(cfg_path);
   auto resolve = [&](const char* key) {
     const std::string t = config_token(cfg, key, cfg_path);
     if (t.empty()) return -1;
@@ -254,7 +239,7 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path) {
   const std::string gen_path = (dir / "generation_config.json").string();
   if (fs::exists(gen_path, ec)) {
     m.files.push_back(gen_path);
-    const json g = parse_file(gen_path);
+    const json g = read_json_file(gen_path);
     if (g.contains("eos_token_id") && !g["eos_token_id"].is_null()) {
       const json& e = g["eos_token_id"];
       const json list = e.is_array() ? e : json::array({e});

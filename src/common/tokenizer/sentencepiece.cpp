@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/tokenizer/spm_shim.h"
 
@@ -92,11 +93,7 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::load(const std::
   std::error_code ec;
   fs::path p = fs::absolute(path, ec).lexically_normal();
   if (fs::is_directory(p, ec)) p /= "tokenizer.model";
-  std::ifstream f(p, std::ios::binary);
-  RLHF_CHECK(f.good(), "sentencepiece tokenizer: cannot open '{}'", p.string());
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  const std::string bytes = ss.str();
+  const std::string bytes = read_file_bytes(p.string());
   const SpmApi& api = spm_api();
   std::unique_ptr<SentencePieceTokenizer> tok(new SentencePieceTokenizer());
   Impl& m = *tok->impl_;

@@ -15,6 +15,7 @@
 #include "common/io/safetensors.h"
 #include "common/model/generate.h"
 #include "common/model/model.h"
+#include "common/core/fs.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -22,15 +23,6 @@ namespace fs = std::filesystem;
 namespace rlhf {
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  RLHF_CHECK(in.good(), "cannot open '{}'", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
-  }
-}
 
 // Copies the tokenizer files into ckpt and returns the spec of the copy.
 void write_checkpoint(ModelFile& f, const std::string& ckpt, const std::string& tok_spec) {
@@ -89,7 +81,7 @@ int init_model(const std::string& family, const std::string& cfg_json, const std
   nlohmann::json j = nlohmann::json::object();
   if (!cfg_json.empty()) {
     try {
-      j = cfg_json[0] == '@' ? read_json(cfg_json.substr(1)) : nlohmann::json::parse(cfg_json);
+      j = cfg_json[0] == '@' ? read_json_file(cfg_json.substr(1)) : nlohmann::json::parse(cfg_json);
     } catch (const nlohmann::json::exception& e) {
       throw Error(fmt::format("--config-json: invalid JSON: {}", e.what()));
     }
