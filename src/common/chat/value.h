@@ -4,7 +4,7 @@
 // and json.dumps (Hugging Face's tojson: ensure_ascii=False, optional indent, insertion order).
 // Kinds: Undefined (jinja2's default Undefined: prints "", is false, iterates as empty, equals
 // only another Undefined; anything else done with it is an error naming it), None, Bool, Int,
-// Float, String (UTF-8 bytes), List (tuples too), Dict (string keys, insertion order; a
+// Float, String (UTF-8 bytes), List (tuples too: a tuple prints as a list, [1, 2] not (1, 2)), Dict (string keys, insertion order; a
 // namespace() is a Dict with is_namespace set), Callable (globals, bound methods, macros).
 // Lists and dicts are shared by reference (a namespace is mutated through `set ns.x = ...`).
 // from_json converts nlohmann::json / ordered_json input (messages, extra variables).
