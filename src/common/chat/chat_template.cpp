@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-// The built-ins, as Jinja text of our own (documented outputs in docs/DATA.md).
+// The built-ins, as Jinja text of our own (their outputs: test_chat_template.cpp BuiltinsDocumentedOutputs).
 const std::map<std::string, std::string>& builtins() {
   static const std::map<std::string, std::string> t = {
       {"chatml",

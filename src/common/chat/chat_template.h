@@ -6,8 +6,8 @@
 // tokenizer_config.json sets), and extra keyword variables (e.g. enable_thinking).
 // Templates come from `choice` (select()): "auto" = the tokenizer's own chat_template from
 // tokenizer_config.json beside the tokenizer (a string, or the list-of-{name, template} form,
-// where "default" is used); a built-in name (chatml, hh, llama3, mistral; their text is in
-// chat_template.cpp and docs/DATA.md); or a FILE.jinja. Anything else, or "auto" for a
+// where "default" is used); a built-in name (chatml, hh, llama3, mistral; their Jinja text is in
+// chat_template.cpp; not yet documented in docs/DATA.md); or a FILE.jinja. Anything else, or "auto" for a
 // tokenizer without a template, is an rlhf::Error listing the built-in names.
 // Errors: template syntax / unsupported constructs at construction, rendering errors and
 // raise_exception at render(), all rlhf::Error naming the template, line and column; messages
