@@ -4,8 +4,8 @@
 #   bash tests/scripts/test_layering.sh BIN_DIR SOURCE_DIR    (ctest: script.test_layering)
 #
 # Every `#include "x/y.h"` under src/ must point at the same layer or one the table below lets
-# it use. Layers (lower first):  core ← dist, tokenizer, data, task ← model ← io ← train
-# ← sft, rm, ppo ← tools. The stages never include one another. The test also checks itself: it
+# it use. Layers (lower first):  core ← dist, tokenizer, data, task, chat ← model ← io ← train
+# ← sft, rm, ppo ← tools (chat: the chat-template engine, used by tools). The stages never include one another. The test also checks itself: it
 # adds a forbidden include to a copy of the tree and expects the check to fail.
 set -euo pipefail
 SRC_ROOT=${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -17,13 +17,14 @@ declare -A ALLOWED=(
   [tokenizer]="core"
   [data]="core"
   [task]="core"
+  [chat]="core tokenizer"
   [model]="core dist tokenizer data"
   [io]="core dist tokenizer data model"
   [train]="core dist tokenizer data task model io"
-  [sft]="core dist tokenizer data task model io train"
-  [rm]="core dist tokenizer data task model io train"
-  [ppo]="core dist tokenizer data task model io train"
-  [tools]="core dist tokenizer data task model io train sft rm ppo"
+  [sft]="core dist tokenizer data task chat model io train"
+  [rm]="core dist tokenizer data task chat model io train"
+  [ppo]="core dist tokenizer data task chat model io train"
+  [tools]="core dist tokenizer data task chat model io train sft rm ppo"
 )
 
 # The layer of a path relative to src/: common/<layer>/..., or <stage>/..., or tools/...

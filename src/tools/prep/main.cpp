@@ -7,6 +7,7 @@
 
 #include "common/core/check.h"
 #include "common/dist/dist.h"
+#include "tools/prep/chat.h"
 #include "tools/prep/commands.h"
 #include "tools/prep/encode.h"
 #include "tools/prep/synth.h"
@@ -94,6 +95,20 @@ int main(int argc, char** argv) {
     c_decode->add_option("--in", dec_in, "input file (default: stdin)");
     c_decode->add_option("--out", dec_out, "output file (default: stdout)");
 
+    std::string chat_tok = "byte", chat_choice = "auto", chat_in, chat_out;
+    auto* c_chat = app.add_subcommand(
+        "chat-template",
+        "JSONL {messages, add_generation_prompt, ...variables} -> {\"text\": ...} per line, rendered "
+        "by a chat template");
+    c_chat->add_option("--tokenizer", chat_tok,
+                       "tokenizer (its tokenizer_config.json gives the template and bos/eos tokens)")
+        ->capture_default_str();
+    c_chat->add_option("--chat-template", chat_choice,
+                       "auto (the tokenizer's own) | chatml | hh | llama3 | mistral | FILE.jinja")
+        ->capture_default_str();
+    c_chat->add_option("--in", chat_in, "input file (default: stdin)");
+    c_chat->add_option("--out", chat_out, "output file (default: stdout)");
+
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -111,10 +126,10 @@ int main(int argc, char** argv) {
     else if (c_pretrain->parsed()) rlhf::run_prep_pretrain(finalize(pretrain));
     else if (c_synth->parsed()) rlhf::write_synth_task(synth_dir, synth_seed, sizes);
     else if (c_inspect->parsed()) rlhf::run_prep_inspect(inspect_file, std::cout);
-    else if (c_encode->parsed() || c_decode->parsed()) {
-      const bool is_enc = c_encode->parsed();
-      const std::string& in_path = is_enc ? enc_in : dec_in;
-      const std::string& out_path = is_enc ? enc_out : dec_out;
+    else if (c_encode->parsed() || c_decode->parsed() || c_chat->parsed()) {
+      const bool is_enc = c_encode->parsed(), is_chat = c_chat->parsed();
+      const std::string& in_path = is_chat ? chat_in : is_enc ? enc_in : dec_in;
+      const std::string& out_path = is_chat ? chat_out : is_enc ? enc_out : dec_out;
       std::ifstream fin;
       std::ofstream fout;
       if (!in_path.empty()) {
@@ -127,6 +142,7 @@ int main(int argc, char** argv) {
       }
       std::istream& in = in_path.empty() ? std::cin : fin;
       std::ostream& out = out_path.empty() ? std::cout : fout;
+      if (is_chat) return rlhf::run_chat_template(chat_tok, chat_choice, in, out);
       return is_enc ? rlhf::run_encode(enc, in, out) : rlhf::run_decode(dec_tok, in, out);
     }
     return 0;
