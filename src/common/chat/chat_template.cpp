@@ -11,6 +11,7 @@
 
 #include "common/chat/jinja_eval.h"
 #include "common/core/check.h"
+#include "common/core/fs.h"
 
 namespace rlhf {
 namespace {
@@ -68,14 +69,6 @@ std::string token_string(const ojson& v) {
   return "";
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  RLHF_CHECK(f.good(), "chat template: cannot read '{}'", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 std::vector<std::string> builtin_chat_template_names() {
@@ -100,7 +93,7 @@ TokenizerChatConfig read_tokenizer_chat_config(const std::string& spec) {
   c.path = cfg.string();
   ojson j;
   try {
-    j = ojson::parse(read_text(c.path));
+    j = ojson::parse(read_file_bytes(c.path));
   } catch (const ojson::exception& e) {
     throw Error(fmt::format("{}: not valid JSON: {}", c.path, e.what()));
   }
@@ -140,7 +133,7 @@ ChatTemplate ChatTemplate::select(const std::string& choice, const std::string& 
   RLHF_CHECK(jinja_ext || fs::is_regular_file(choice),
              "unknown chat template '{}': use auto, a built-in name ({}) or a FILE.jinja", choice,
              fmt::join(builtin_chat_template_names(), ", "));
-  return ChatTemplate(choice, read_text(choice), cfg.special_tokens);
+  return ChatTemplate(choice, read_file_bytes(choice), cfg.special_tokens);
 }
 
 std::string ChatTemplate::render(const ojson& messages, bool add_generation_prompt, const ojson& extra) const {

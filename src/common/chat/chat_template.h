@@ -7,8 +7,8 @@
 // Templates come from `choice` (select()): "auto" = the tokenizer's own chat_template from
 // tokenizer_config.json beside the tokenizer (a string, or the list-of-{name, template} form,
 // where "default" is used); a built-in name (chatml, hh, llama3, mistral; their Jinja text is in
-// chat_template.cpp; not yet documented in docs/DATA.md); or a FILE.jinja. Anything else, or "auto" for a
-// tokenizer without a template, is an rlhf::Error listing the built-in names.
+// chat_template.cpp; their layouts in docs/DATA.md); or a FILE.jinja. Anything else, or "auto"
+// for a tokenizer without a template, is an rlhf::Error listing the built-in names.
 // Errors: template syntax / unsupported constructs at construction, rendering errors and
 // raise_exception at render(), all rlhf::Error naming the template, line and column; messages
 // that are not a list of objects -> rlhf::Error. A ChatTemplate is immutable and thread-safe.
