@@ -60,13 +60,8 @@ Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const to
   r.P = g.prompt_len;
   r.N = g.new_tokens;
   r.sample_logp = g.logprobs;         // [B, N]
-  auto resp = r.tokens.slice(1, r.P);  // [B, N]
-  auto stop = torch::zeros_like(r.response_mask);
-  if (sc.eos_id >= 0) {
-    stop.logical_or_(resp.eq(sc.eos_id));
-    for (int64_t s : sc.extra_stop_ids) stop.logical_or_(resp.eq(s));
-  }
-  r.has_eos = stop.logical_and(r.response_mask).any(1);  // [B]: ended by a stop token
+  // [B]: ended by a stop token (EOS or an extra stop id)
+  r.has_eos = stop_mask(r.tokens.slice(1, r.P), sc).logical_and(r.response_mask).any(1);
   return r;
 }
 
@@ -94,13 +89,13 @@ torch::Tensor score_rollout(ScalarModel& rm, const Rollout& r) {
 std::vector<std::string> decode_responses(const Rollout& r, const Tokenizer& tok) {
   auto toks = r.tokens.slice(1, r.P).to(torch::kCPU);
   auto msk = r.response_mask.to(torch::kCPU);
+  const std::vector<int32_t> stops = tok.stop_ids();
   std::vector<std::string> out;
   for (int64_t b = 0; b < toks.size(0); ++b) {
     std::vector<int32_t> ids;
     for (int64_t t = 0; t < r.N; ++t) {
       if (!msk[b][t].item<bool>()) break;
       int32_t id = static_cast<int32_t>(toks[b][t].item<int64_t>());
-      const auto stops = tok.stop_ids();
       if (std::find(stops.begin(), stops.end(), id) != stops.end()) break;
       ids.push_back(id);
     }

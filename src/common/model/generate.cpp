@@ -114,10 +114,7 @@ torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tenso
   r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
   r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
   r.resp_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
-  if (use_eos) {
-    r.finished.logical_or_(tok == cfg.eos_id);
-    for (int64_t s : cfg.extra_stop_ids) r.finished.logical_or_(tok == s);
-  }
+  if (use_eos) r.finished.logical_or_(stop_mask(tok, cfg));
   return tok;
 }
 
@@ -251,6 +248,14 @@ bool cuda_graph_enabled(const SamplingConfig& cfg, const torch::Device& dev) {
 DecodeMode resolved_decode_mode(const SamplingConfig& cfg, const torch::Device& dev) {
   if (cfg.decode != DecodeMode::Auto) return cfg.decode;
   return cuda_graph_enabled(cfg, dev) ? DecodeMode::Static : DecodeMode::Eager;
+}
+
+torch::Tensor stop_mask(const torch::Tensor& tokens, const SamplingConfig& cfg) {
+  auto stop = torch::zeros_like(tokens, torch::kBool);
+  if (cfg.eos_id < 0) return stop;
+  stop.logical_or_(tokens == cfg.eos_id);
+  for (int64_t s : cfg.extra_stop_ids) stop.logical_or_(tokens == s);
+  return stop;
 }
 
 SamplingConfig sampling_config(int64_t max_new_tokens, double temperature, int64_t top_k,

@@ -63,6 +63,10 @@ struct SamplingConfig {
   int64_t attend_bucket = 64;
 };
 
+// True where a token (any shape) ends a row: EOS or one of extra_stop_ids; all false when
+// eos_id < 0. The one stop rule, for generate() and for callers that inspect its output.
+torch::Tensor stop_mask(const torch::Tensor& tokens, const SamplingConfig& cfg);
+
 // The one builder of a SamplingConfig from the user-facing knobs (PPO config, rlhf_eval flags,
 // benchmarks): stop/pad ids from the tokenizer's special ids (eos < 0: no stop token; callers
 // that fill the ids later keep stop_at_eos = true, so the stop applies once eos_id is set).

@@ -46,9 +46,55 @@ std::string ByteTokenizer::identity() const {
 
 // ---- dispatch ------------------------------------------------------------------------------
 
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class SpecKind { Hf, SentencePiece, Gpt2, Llama2c };
+
+// Which kind a path names: the one rule load_tokenizer and copy_tokenizer share. A folder is
+// tokenizer.json, else tokenizer.model, else vocab.json + merges.txt; a file goes by extension.
+SpecKind kind_of(const fs::path& p) {
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) {
+    if (fs::exists(p / "tokenizer.json", ec)) return SpecKind::Hf;
+    if (fs::exists(p / "tokenizer.model", ec)) return SpecKind::SentencePiece;
+    if (fs::exists(p / "vocab.json", ec)) return SpecKind::Gpt2;
+    throw Error(fmt::format("tokenizer folder '{}' holds none of tokenizer.json, tokenizer.model, "
+                            "vocab.json + merges.txt",
+                            p.string()));
+  }
+  if (p.extension() == ".json") return SpecKind::Hf;
+  if (p.extension() == ".model") return SpecKind::SentencePiece;
+  return SpecKind::Llama2c;
+}
+
+// (source, name in the copy) for every file that defines the tokenizer of kind k at `spec`.
+std::vector<std::pair<fs::path, std::string>> defining_files(const fs::path& spec, SpecKind k) {
+  std::vector<std::pair<fs::path, std::string>> out;
+  std::error_code ec;
+  const bool folder = fs::is_directory(spec, ec);
+  const fs::path dir = folder ? spec : spec.parent_path();
+  auto main_and_configs = [&](const char* name) {
+    out.emplace_back(folder ? spec / name : spec, name);
+    for (const char* n : {"tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
+      if (fs::exists(dir / n, ec)) out.emplace_back(dir / n, n);
+  };
+  switch (k) {
+    case SpecKind::Hf: main_and_configs("tokenizer.json"); break;
+    case SpecKind::SentencePiece: main_and_configs("tokenizer.model"); break;
+    case SpecKind::Gpt2:
+      for (const char* n : {"vocab.json", "merges.txt"}) out.emplace_back(spec / n, n);
+      break;
+    case SpecKind::Llama2c: out.emplace_back(spec, spec.filename().string()); break;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   if (spec == "byte") return std::make_unique<ByteTokenizer>();
-  namespace fs = std::filesystem;
   static const char* kExpected =
       "expected \"byte\", a folder holding tokenizer.json, tokenizer.model or vocab.json + "
       "merges.txt, a tokenizer.json file, a SentencePiece .model file or a llama2.c tokenizer .bin";
@@ -56,68 +102,25 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   std::error_code ec;
   const fs::path abs = fs::absolute(fs::path(spec), ec).lexically_normal();
   RLHF_CHECK(!ec, "tokenizer '{}': cannot make an absolute path: {}", spec, ec.message());
-  if (fs::is_directory(abs, ec)) {
-    if (fs::exists(abs / "tokenizer.json", ec)) return HfTokenizer::load(abs.string());
-    if (fs::exists(abs / "tokenizer.model", ec)) return SentencePieceTokenizer::load(abs.string());
-    if (fs::exists(abs / "vocab.json", ec)) return Gpt2Tokenizer::load(abs.string());
-    throw Error(fmt::format("tokenizer folder '{}' holds none of tokenizer.json, tokenizer.model, "
-                            "vocab.json + merges.txt",
-                            abs.string()));
+  RLHF_CHECK(fs::exists(abs, ec), "tokenizer '{}' ({}) does not exist: {}", spec, abs.string(),
+             kExpected);
+  switch (kind_of(abs)) {
+    case SpecKind::Hf: return HfTokenizer::load(abs.string());
+    case SpecKind::SentencePiece: return SentencePieceTokenizer::load(abs.string());
+    case SpecKind::Gpt2: return Gpt2Tokenizer::load(abs.string());
+    case SpecKind::Llama2c: break;
   }
-  if (fs::exists(abs, ec)) {
-    if (abs.extension() == ".json") return HfTokenizer::load(abs.string());
-    if (abs.extension() == ".model") return SentencePieceTokenizer::load(abs.string());
-    return Llama2cTokenizer::load(abs.string());
-  }
-  throw Error(fmt::format("tokenizer '{}' ({}) does not exist: {}", spec, abs.string(), kExpected));
+  return Llama2cTokenizer::load(abs.string());
 }
-
-namespace {
-
-namespace fs = std::filesystem;
-
-// (source, name in the copy) for every file that defines the tokenizer at `spec`.
-std::vector<std::pair<fs::path, std::string>> defining_files(const fs::path& spec) {
-  std::vector<std::pair<fs::path, std::string>> out;
-  std::error_code ec;
-  const bool folder = fs::is_directory(spec, ec);
-  const fs::path dir = folder ? spec : spec.parent_path();
-  auto configs = [&] {
-    for (const char* n : {"tokenizer_config.json", "generation_config.json", "special_tokens_map.json"})
-      if (fs::exists(dir / n, ec)) out.emplace_back(dir / n, n);
-  };
-  if (folder) {
-    if (fs::exists(spec / "tokenizer.json", ec)) {
-      out.emplace_back(spec / "tokenizer.json", "tokenizer.json");
-      configs();
-    } else if (fs::exists(spec / "tokenizer.model", ec)) {
-      out.emplace_back(spec / "tokenizer.model", "tokenizer.model");
-      configs();
-    } else {
-      for (const char* n : {"vocab.json", "merges.txt"}) out.emplace_back(spec / n, n);
-    }
-  } else if (spec.extension() == ".json") {
-    out.emplace_back(spec, "tokenizer.json");
-    configs();
-  } else if (spec.extension() == ".model") {
-    out.emplace_back(spec, "tokenizer.model");
-    configs();
-  } else {
-    out.emplace_back(spec, spec.filename().string());
-  }
-  return out;
-}
-
-}  // namespace
 
 std::string copy_tokenizer(const std::string& spec, const std::string& dir, bool flat) {
   if (spec == "byte") return spec;
   std::error_code ec;
   const fs::path src = fs::absolute(spec, ec).lexically_normal();
   const fs::path dst = (flat ? fs::absolute(dir, ec) : fs::absolute(dir, ec) / "tokenizer").lexically_normal();
-  const auto files = defining_files(src);
-  const bool is_bin = files.size() == 1 && fs::is_regular_file(src, ec) &&
-                      src.extension() != ".json" && src.extension() != ".model";
+  const SpecKind kind = kind_of(src);
+  const auto files = defining_files(src, kind);
+  const bool is_bin = kind == SpecKind::Llama2c;
   const std::string sub = flat ? "." : "tokenizer";
   const std::string rel = is_bin ? sub + "/" + files[0].second : sub;
   if ((fs::is_directory(src, ec) ? src : src.parent_path()) == dst) return rel;  // already ours
