@@ -121,6 +121,7 @@ std::vector<std::vector<int64_t>> shard_batches(int64_t n, int64_t micro, Commun
 
 SamplingConfig with_ids(SamplingConfig sc, const SpecialIds& ids) {
   sc.eos_id = ids.eos;
+  sc.extra_stop_ids = ids.stops;
   sc.pad_id = ids.pad;
   return sc;
 }
@@ -130,7 +131,7 @@ SamplingConfig with_ids(SamplingConfig sc, const SpecialIds& ids) {
 PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarModel& rm,
                                  const PromptData& prompts, const Tokenizer& tok, int64_t max_len,
                                  const PolicyEvalOptions& opt, Communicator& comm, const torch::Device& dev) {
-  const SpecialIds ids = special_ids(TokenizerInfo::of(tok));
+  const SpecialIds ids = for_rows(special_ids(TokenizerInfo::of(tok)), prompts.meta);
   const bool synth = prompts.meta.source == "synth";
   const int64_t n = opt.max_prompts > 0 ? std::min(opt.max_prompts, prompts.size()) : prompts.size();
   const SamplingConfig sc = with_ids(opt.sampling, ids);
@@ -144,7 +145,7 @@ PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarMo
 CompareResult compare_policies(CausalLM& a, CausalLM& b, ScalarModel& rm, const PromptData& prompts,
                                const Tokenizer& tok, int64_t max_len, const PolicyEvalOptions& opt,
                                Communicator& comm, const torch::Device& dev) {
-  const SpecialIds ids = special_ids(TokenizerInfo::of(tok));
+  const SpecialIds ids = for_rows(special_ids(TokenizerInfo::of(tok)), prompts.meta);
   const bool synth = prompts.meta.source == "synth";
   const int64_t n = opt.max_prompts > 0 ? std::min(opt.max_prompts, prompts.size()) : prompts.size();
   const SamplingConfig sc = with_ids(opt.sampling, ids);

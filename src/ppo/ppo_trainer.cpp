@@ -87,6 +87,11 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
              "found '{}'", rm_path, rm_file.kind);
   RLHF_CHECK(rm_file.tok.identity == ms.tok.identity, "reward model tokenizer '{}' ({}) differs "
              "from the policy's '{}'", rm_file.tok.identity, rm_path, ms.tok.identity);
+  RLHF_CHECK(rm_file.tok.chat_template == ms.tok.chat_template,
+             "{}: the reward model was trained with chat template '{}' but the policy and its "
+             "prompts use '{}'", rm_path, rm_file.tok.chat_template.empty() ? "(none: plain rows)"
+             : rm_file.tok.chat_template_name, ms.tok.chat_template.empty() ? "(none: plain rows)"
+             : ms.tok.chat_template_name);
   n.reward = ScalarModel(rm_file.cfg);
   load_parameters(*n.reward, rm_file);
   ModelFile critic_file = pc.critic_init.empty() ? rm_file : read_model_h5(resolve_model_path(pc.critic_init));
@@ -248,15 +253,16 @@ int run_ppo(const RunRequest& req) {
   const PpoSection& pc = cfg.ppo;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
-  const ModelSetup ms = ppo_model_setup(cfg, comm.is_root());
-  SpecialIds ids = special_ids(ms.tok);
+  ModelSetup ms = ppo_model_setup(cfg, comm.is_root());
+  const PpoData data = load_ppo_data(cfg, ms);
+  adopt_chat_template(ms.tok, data.prompts.meta, ms.init_path);
+  SpecialIds ids = for_rows(special_ids(ms.tok), data.prompts.meta);
   if (!cfg.ppo.stop_token.empty()) {  // e.g. a chat model's end of turn
     const int32_t s = ms.tokenizer->token_id(cfg.ppo.stop_token);
     RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", cfg.ppo.stop_token,
                ms.tok.spec);
     if (s != ids.eos) ids.stops.push_back(s);
   }
-  const PpoData data = load_ppo_data(cfg, ms);
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
   PpoOptimizers opt = make_optimizers(cfg, nets, comm, ctx.config_text);

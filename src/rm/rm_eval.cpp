@@ -34,7 +34,7 @@ torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const std::vec
     offsets->push_back(static_cast<int64_t>(rows.size()));
   }
   const int64_t n = static_cast<int64_t>(rows.size());
-  const int64_t n_bos = ids.bos >= 0 ? 1 : 0, n_eos = ids.eos >= 0 ? 1 : 0;
+  const int64_t n_bos = ids.bos >= 0 ? 1 : 0, n_eos = ids.add_eos && ids.eos >= 0 ? 1 : 0;
   bool fits = true;
   for (const auto& r : rows)
     fits = fits && n_bos + r.prompt_len + r.response_len + n_eos <= max_len && r.response_len + n_eos > 0 &&

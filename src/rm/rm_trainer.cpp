@@ -103,14 +103,17 @@ int run_rm(const RunRequest& req) {
   const torch::Device dev = ctx.device;
 
   ModelSetup ms = resolve_model(cfg, cfg.init);
-  const SpecialIds ids = special_ids(ms.tok);
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a ranked dataset from rlhf_prep");
   RankedData train = RankedData::load(cfg.data.train, ms.tok.identity);
+  adopt_chat_template(ms.tok, train.meta, ms.init_path);
   RankedData eval;
   if (!cfg.data.eval.empty()) eval = RankedData::load(cfg.data.eval, ms.tok.identity);
+  if (!cfg.data.eval.empty()) adopt_chat_template(ms.tok, eval.meta, ms.init_path);
   // The demonstrations for the bias fit are read now, so a bad path fails before training.
   SftData demos;
   if (!cfg.data.bias_data.empty()) demos = SftData::load(cfg.data.bias_data, ms.tok.identity);
+  if (!cfg.data.bias_data.empty()) adopt_chat_template(ms.tok, demos.meta, ms.init_path);
+  const SpecialIds ids = for_rows(special_ids(ms.tok), train.meta);
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
 
   ScalarModel rm = build_reward_model(ms, cfg.run.seed, dev);

@@ -85,8 +85,12 @@ int run_sft(const RunRequest& req) {
   const torch::Device dev = ctx.device;
 
   ModelSetup ms = resolve_model(cfg, cfg.init);
-  const SpecialIds ids = special_ids(ms.tok);
   const SftInputs in = load_sft_inputs(cfg, ms);
+  if (!in.stream) {
+    adopt_chat_template(ms.tok, in.train.meta, ms.init_path);
+    if (in.eval.size() > 0) adopt_chat_template(ms.tok, in.eval.meta, ms.init_path);
+  }
+  const SpecialIds ids = for_rows(special_ids(ms.tok), in.train.meta);
   const int64_t max_len = in.max_len;
 
   torch::manual_seed(cfg.run.seed);

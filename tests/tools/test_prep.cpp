@@ -93,40 +93,49 @@ TEST(PrepReal, HhRlhfHarmlessTestAllPairsReassemble) {
 }
 
 namespace {
-// Independent Open Assistant count: kept = assistant, deleted false, synthetic false, rank set.
+bool kept(const json& r) {
+  return r["role"] == "assistant" && r["deleted"] == false && r["synthetic"] == false && r.contains("rank") &&
+         !r["rank"].is_null();
+}
+
+// Independent Open Assistant count: ranked groups (prompter turns with >= 2 kept replies) by K,
+// and SFT threads (follow the rank-0 kept reply at each prompter turn, branch at each
+// non-deleted prompter follow-up of an assistant turn, end where nothing continues).
 struct OasstCount {
   std::map<int, int> k_hist;  // K -> groups
-  int sft = 0;                // prompter turns with a kept rank-0 reply
-  std::string first_prompt, first_response;  // first SFT pair in depth-first order
-  std::string convo;                         // "\n\nHuman: ..." turns so far
-  void visit(const json& m) {
-    std::string saved = convo;
-    convo += (m["role"] == "prompter" ? "\n\nHuman: " : "\n\nAssistant: ") +
-             m["text"].get<std::string>();
+  int threads = 0;
+  std::vector<std::string> first_thread;  // assistant texts of the first thread (depth-first)
+  void groups(const json& m) {
     if (m["role"] == "prompter") {
-      int kept = 0;
-      bool has0 = false;
-      for (const auto& r : m["replies"]) {
-        if (r["role"] == "assistant" && r["deleted"] == false && r["synthetic"] == false &&
-            r.contains("rank") && !r["rank"].is_null()) {
-          ++kept;
-          if (r["rank"] == 0 && !has0 && sft == 0) {
-            first_prompt = convo + "\n\nAssistant:";
-            first_response = " " + r["text"].get<std::string>();
-          }
-          has0 = has0 || r["rank"] == 0;
-        }
-      }
-      if (kept >= 2) k_hist[kept]++;
-      sft += has0;
+      int k = 0;
+      for (const auto& r : m["replies"]) k += kept(r);
+      if (k >= 2) k_hist[k]++;
     }
-    for (const auto& r : m["replies"]) visit(r);
-    convo = saved;
+    for (const auto& r : m["replies"]) groups(r);
+  }
+  // Threads below m; `path` holds the assistant texts so far.
+  int walk(const json& m, std::vector<std::string>& path) {
+    if (m["role"] == "prompter") {
+      for (const auto& r : m["replies"])
+        if (kept(r) && r["rank"] == 0) return walk(r, path);
+      return 0;
+    }
+    path.push_back(m["text"].get<std::string>());
+    int n = 0;
+    for (const auto& r : m["replies"])
+      if (r["role"] == "prompter" && !(r.contains("deleted") && r["deleted"] == true)) n += walk(r, path);
+    if (n == 0) {
+      if (threads == 0) first_thread = path;
+      ++threads;
+      n = 1;
+    }
+    path.pop_back();
+    return n;
   }
 };
 }  // namespace
 
-TEST(PrepReal, OasstTreesGroupCountAndKHistogram) {
+TEST(PrepReal, OasstTreesAsConversations) {
   const std::string file = kShared + "oasst/en_100_tree.jsonl";
   ASSERT_TRUE(fs::exists(file)) << "missing shared data file " << file;
   OasstCount ref;
@@ -134,7 +143,10 @@ TEST(PrepReal, OasstTreesGroupCountAndKHistogram) {
   std::string line;
   int trees = 0;
   while (std::getline(in, line)) {
-    ref.visit(json::parse(line)["prompt"]);  // conversation restarts at each root
+    const json t = json::parse(line);
+    ref.groups(t["prompt"]);
+    std::vector<std::string> path;
+    ref.walk(t["prompt"], path);
     ++trees;
   }
   ASSERT_EQ(trees, 100);
@@ -144,6 +156,8 @@ TEST(PrepReal, OasstTreesGroupCountAndKHistogram) {
   TempDir dir;
   auto o = opts({file}, dir.at("oa.h5"));
   o.format = rlhf::SourceFormat::OasstTree;
+  EXPECT_NE(error_of([&] { rlhf::run_prep_ranked(o); }).find("needs a chat template"), std::string::npos);
+  o.chat_template = "hh";  // the byte tokenizer ships none
   auto rep = rlhf::run_prep_ranked(o);
   EXPECT_EQ(rep.get("rows_read"), 100);
   auto d = rlhf::RankedData::load(dir.at("oa.h5"));
@@ -151,17 +165,27 @@ TEST(PrepReal, OasstTreesGroupCountAndKHistogram) {
   std::map<int, int> hist;
   for (int64_t g = 0; g < d.size(); ++g) hist[static_cast<int>(d.group_size(g))]++;
   EXPECT_EQ(hist, ref.k_hist);
+  auto tok = rlhf::load_tokenizer("byte");
+  const std::string p0 = tok->decode(d.prompt.row(0));
+  EXPECT_EQ(p0.rfind("\n\nHuman: ", 0), 0u) << p0;
+  EXPECT_EQ(p0.substr(p0.size() - 12), "\n\nAssistant:") << p0;
 
   auto s = opts({file}, dir.at("oa_sft.h5"));
   s.format = rlhf::SourceFormat::OasstTree;
+  s.chat_template = "hh";
   rlhf::run_prep_sft(s);
   auto sft = rlhf::SftData::load(dir.at("oa_sft.h5"));
-  EXPECT_EQ(sft.size(), ref.sft);
-  // the first pair, formatted independently above
-  auto tok = rlhf::load_tokenizer("byte");
-  ASSERT_FALSE(ref.first_prompt.empty());
-  EXPECT_EQ(tok->decode(sft.prompt.row(0)), ref.first_prompt);
-  EXPECT_EQ(tok->decode(sft.response.row(0)), ref.first_response);
+  EXPECT_EQ(sft.size(), ref.threads);
+  ASSERT_TRUE(sft.has_targets());
+  // The first thread's targets: each assistant turn (" " + text, the hh layout) and the EOS
+  // that ends it (hh has no end-of-turn token).
+  const rlhf::PromptResponse r = sft.row(0);
+  ASSERT_EQ(static_cast<size_t>(r.spans_len), 2 * ref.first_thread.size());
+  for (size_t k = 0; k < ref.first_thread.size(); ++k) {
+    std::vector<int32_t> span(r.response + r.spans[2 * k], r.response + r.spans[2 * k + 1]);
+    EXPECT_EQ(span.back(), tok->eos_id());
+    EXPECT_EQ(tok->decode(span), " " + ref.first_thread[k]);
+  }
 }
 
 // ---- bad input classes ----------------------------------------------------------------------

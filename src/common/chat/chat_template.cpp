@@ -136,6 +136,11 @@ ChatTemplate ChatTemplate::select(const std::string& choice, const std::string& 
   return ChatTemplate(choice, read_file_bytes(choice), cfg.special_tokens);
 }
 
+ChatTemplate ChatTemplate::with_tokenizer(const std::string& name, const std::string& source,
+                                          const std::string& tokenizer_spec) {
+  return ChatTemplate(name, source, read_tokenizer_chat_config(tokenizer_spec).special_tokens);
+}
+
 std::string ChatTemplate::render(const ojson& messages, bool add_generation_prompt, const ojson& extra) const {
   RLHF_CHECK(messages.is_array(), "chat template '{}': messages must be a list, got {}", name_, messages.type_name());
   for (size_t k = 0; k < messages.size(); ++k)

@@ -43,6 +43,9 @@ class ChatTemplate {
                nlohmann::ordered_json special_tokens = nlohmann::ordered_json::object());
   // choice: "auto" | NAME | FILE.jinja (see above); special tokens always from the tokenizer.
   static ChatTemplate select(const std::string& choice, const std::string& tokenizer_spec);
+  // A template text (e.g. one stored in a checkpoint) with the tokenizer's special tokens.
+  static ChatTemplate with_tokenizer(const std::string& name, const std::string& source,
+                                     const std::string& tokenizer_spec);
 
   std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;

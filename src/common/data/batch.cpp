@@ -1,14 +1,36 @@
 #include "common/data/batch.h"
 
+#include <algorithm>
+
 #include "common/core/check.h"
 
 namespace rlhf {
 
+SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m) {
+  if (!m.chat()) return ids;
+  ids.bos = -1;
+  ids.add_eos = false;
+  if (m.end_of_turn >= 0 && m.end_of_turn != ids.eos &&
+      std::find(ids.stops.begin(), ids.stops.end(), m.end_of_turn) == ids.stops.end())
+    ids.stops.push_back(m.end_of_turn);
+  return ids;
+}
+
+namespace {
+// Whether response position j is a target of row r (no spans: every position is).
+bool is_target(const PromptResponse& r, int64_t j) {
+  if (r.spans == nullptr) return true;
+  for (int64_t k = 0; k + 1 < r.spans_len; k += 2)
+    if (j >= r.spans[k] && j < r.spans[k + 1]) return true;
+  return false;
+}
+}  // namespace
+
 SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialIds& ids,
-                         int64_t max_len, bool add_eos) {
+                         int64_t max_len) {
   RLHF_CHECK(!rows.empty(), "build_seq_batch: empty batch");
   const int64_t n_bos = ids.bos >= 0 ? 1 : 0;
-  const int64_t n_eos = add_eos && ids.eos >= 0 ? 1 : 0;
+  const int64_t n_eos = ids.add_eos && ids.eos >= 0 ? 1 : 0;
   RLHF_CHECK(max_len > n_bos + 1, "build_seq_batch: max_len {} too small", max_len);
   std::vector<std::vector<int64_t>> seqs(rows.size());
   std::vector<int64_t> resp_start(rows.size());
@@ -50,7 +72,8 @@ SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialI
     for (int64_t t = 0; t < static_cast<int64_t>(s.size()); ++t) {
       tok[i][t] = s[t];
       msk[i][t] = true;
-      if (t >= resp_start[i] && t > 0) {
+      const int64_t j = t - resp_start[i];  // response position (the EOS: past the response)
+      if (j >= 0 && t > 0 && (j >= rows[i].response_len || is_target(rows[i], j))) {
         tgt[i][t] = true;
         ++b.target_tokens;
       }

@@ -3,7 +3,9 @@
 // Training sequences (SFT, RM, ptx) are right-padded:  [BOS] prompt response [EOS] pad...
 //   tokens [B, T] int64, mask [B, T] bool (real tokens), positions [B, T] int64 (0..len-1, pads 0),
 //   target_mask [B, T] bool: true at response tokens and the EOS, i.e. the positions whose token
-//   is predicted (loss on response only). T = the longest row (<= max_len).
+//   is predicted (loss on response only; on a row's target spans when it has them — chat rows:
+//   the assistant turns). T = the longest row (<= max_len).
+// Chat rows (DatasetMeta::chat()) are complete: for_rows(ids, meta) turns BOS and EOS off.
 // Over-long rows: the prompt loses tokens from its start first (the end is what the response
 // follows), then the response is cut at its end (and loses its EOS). Truncations are counted.
 // Prompts for generation are left-padded: [pad...] [BOS] prompt (see left_pad in generate.h).
@@ -21,7 +23,12 @@ namespace rlhf {
 struct SpecialIds {
   int64_t bos = -1, eos = -1, pad = 0;
   std::vector<int64_t> stops;  // generation only: stop ids besides eos (e.g. <|eom_id|>)
+  bool add_eos = true;         // training rows end with EOS (off for chat rows)
 };
+
+// The ids to frame a dataset's rows with: plain rows as given; chat rows get no BOS and no EOS
+// (the template wrote them) and their end-of-turn id joins the stops.
+SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m);
 
 struct SeqBatch {
   torch::Tensor tokens;       // [B, T] int64
@@ -33,7 +40,7 @@ struct SeqBatch {
 };
 
 SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialIds& ids,
-                         int64_t max_len, bool add_eos = true);
+                         int64_t max_len);
 
 // Contiguous windows of a token stream (pretraining / ptx): rows of exactly seq_len tokens
 // starting at the given offsets (wrapping around the end of the stream); every token is a target

@@ -60,6 +60,11 @@ void write_meta(H5File& f, const DatasetMeta& m, DataKind kind, int64_t n_exampl
     f.set_attr(k, v);
   }
   f.set_attr("report_keys", keys);
+  if (m.chat()) {
+    f.set_attr("chat_template", m.chat_template);
+    f.set_attr("chat_template_name", m.chat_template_name);
+    f.set_attr("end_of_turn", m.end_of_turn);
+  }
 }
 
 // Writes through a temporary file, fsync and rename (core/fs.h): a crash never leaves a
@@ -120,6 +125,14 @@ static DatasetMeta read_meta(const H5File& f) {
   std::string k;
   while (std::getline(ss, k, ','))
     if (!k.empty()) m.report[k] = f.attr_int(k);
+  if (f.has_attr("chat_template")) {
+    m.chat_template = f.attr_string("chat_template");
+    m.chat_template_name = f.attr_string("chat_template_name");
+    m.end_of_turn = f.attr_int("end_of_turn");
+    RLHF_CHECK(m.end_of_turn >= -1 && m.end_of_turn < m.vocab_size,
+               "{}: end_of_turn {} is outside the vocabulary [0, {})", f.path(), m.end_of_turn,
+               m.vocab_size);
+  }
   return m;
 }
 
@@ -149,6 +162,32 @@ static Ragged read_ragged(const H5File& f, const DatasetMeta& m, const std::stri
   return r;
 }
 
+// The optional target spans of an sft file: one row per response, pairs [begin, end) that are
+// increasing, disjoint and within the response.
+static Ragged read_spans(const H5File& f, const DatasetMeta& m, const Ragged& response) {
+  Ragged r;
+  r.tokens = f.read_vector<int32_t>("targets/tokens");
+  r.offsets = f.read_vector<int64_t>("targets/offsets");
+  RLHF_CHECK(r.size() == response.size(), "{}: {} target rows for {} responses (corrupt file?)",
+             m.path, r.size(), response.size());
+  for (int64_t i = 0; i < r.size(); ++i) {
+    RLHF_CHECK(r.offsets[i + 1] >= r.offsets[i] && r.offsets[i + 1] <= static_cast<int64_t>(r.tokens.size()) &&
+                   (r.offsets[i + 1] - r.offsets[i]) % 2 == 0,
+               "{}: 'targets/offsets' row {} is not an even-length slice (corrupt file?)", m.path, i);
+    int64_t prev = 0;
+    for (int64_t k = r.offsets[i]; k < r.offsets[i + 1]; k += 2) {
+      const int64_t b = r.tokens[k], e = r.tokens[k + 1];
+      RLHF_CHECK(b >= prev && e > b && e <= response.row_len(i),
+                 "{}: target span [{}, {}) of row {} is not increasing within its {} response "
+                 "tokens (corrupt file?)", m.path, b, e, i, response.row_len(i));
+      prev = e;
+    }
+  }
+  RLHF_CHECK(r.offsets.front() == 0 && r.offsets.back() == static_cast<int64_t>(r.tokens.size()),
+             "{}: 'targets/offsets' does not cover 'targets/tokens' (corrupt file?)", m.path);
+  return r;
+}
+
 SftData SftData::load(const std::string& path, const std::string& identity) {
   H5File f = H5File::open_read(path);
   SftData d;
@@ -157,15 +196,19 @@ SftData SftData::load(const std::string& path, const std::string& identity) {
   d.response = read_ragged(f, d.meta, "response");
   RLHF_CHECK(d.prompt.size() == d.response.size(), "{}: {} prompts but {} responses", path,
              d.prompt.size(), d.response.size());
+  if (f.has("targets/tokens")) d.targets = read_spans(f, d.meta, d.response);
   return d;
 }
 
 void SftData::save(const std::string& path) const {
   RLHF_CHECK(prompt.size() == response.size(), "SftData::save '{}': {} prompts but {} responses",
              path, prompt.size(), response.size());
+  RLHF_CHECK(!has_targets() || targets.size() == size(),
+             "SftData::save '{}': {} target rows for {} examples", path, targets.size(), size());
   atomic_write(path, [&](H5File& f) {
     write_ragged(f, "prompt", prompt);
     write_ragged(f, "response", response);
+    if (has_targets()) write_ragged(f, "targets", targets);
     write_meta(f, meta, DataKind::Sft, size(), 0,
                static_cast<int64_t>(prompt.tokens.size() + response.tokens.size()));
   });
@@ -192,7 +235,12 @@ std::vector<PromptResponse> RankedData::group_rows(int64_t g) const {
 }
 PromptResponse SftData::row(int64_t i) const {
   RLHF_CHECK(i >= 0 && i < size(), "sft example {} out of range [0, {})", i, size());
-  return {prompt.row_data(i), prompt.row_len(i), response.row_data(i), response.row_len(i)};
+  PromptResponse r{prompt.row_data(i), prompt.row_len(i), response.row_data(i), response.row_len(i)};
+  if (has_targets()) {
+    r.spans = targets.row_data(i);
+    r.spans_len = targets.row_len(i);
+  }
+  return r;
 }
 
 void RankedData::push_group(const std::vector<int32_t>& p,

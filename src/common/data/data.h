@@ -5,6 +5,9 @@
 //                        (offsets[0] = 0, non-decreasing, offsets[n] = total); row i is
 //                        tokens[offsets[i] : offsets[i+1]].
 //   kind sft      : prompt (ragged, n)  + response (ragged, n)
+//                   [+ targets (ragged, n): per row, pairs [begin, end) of response positions
+//                   that are loss targets, increasing and disjoint; absent = the whole response.
+//                   Chat rows have it: only the assistant turns (with their end-of-turn) are.]
 //   kind ranked   : prompt (ragged, G)  + responses (ragged, R) + group_offsets int64 [G + 1]
 //                   (group g owns responses [group_offsets[g], group_offsets[g+1]), K >= 2)
 //                   + ranks int32 [R] (0 = best; ties allowed; never all tied within a group)
@@ -15,8 +18,13 @@
 //   n_tokens, and the prep report: one int64 attribute per report key, the key list in
 //   report_keys (comma separated; e.g. rows_read, rows_written, skipped_<reason>,
 //   truncated_prompt, truncated_response).
-// Tokens never include BOS/EOS around rows: trainers add them. Pretrain streams do contain EOS
-// between documents.
+// Chat rows (written with a chat template, docs/DATA.md): root attributes chat_template (the
+//   Jinja text), chat_template_name and end_of_turn (the id that ends an assistant turn; -1 when
+//   the template has no single-token end of turn, then EOS follows every assistant turn).
+//   Absent / "" = plain rows.
+// Framing: plain rows never include BOS/EOS around rows: trainers add them (SpecialIds in
+// batch.h). Chat rows are complete — the template wrote BOS (if any) and every turn's end — so
+// trainers add nothing. Pretrain streams contain EOS between documents.
 //
 // Loading: X::load(path, expected_identity) reads the whole file into memory (any rank may call
 // it); it throws rlhf::Error for a missing/foreign/truncated file, a wrong kind, a tokenizer
@@ -66,6 +74,10 @@ struct DatasetMeta {
   int64_t vocab_size = 0;          // every stored id is in [0, vocab_size)
   std::string source;              // "synth", "jsonl", "oasst-tree", "hh-rlhf", "text", ...
   std::map<std::string, int64_t> report;  // prep report (rows_read, skipped_<reason>, ...)
+  std::string chat_template;       // "" = plain rows; else the template the rows were rendered by
+  std::string chat_template_name;  // a built-in name, a file, or "<tokenizer_config>:chat_template"
+  int64_t end_of_turn = -1;        // chat: the id ending an assistant turn (-1: EOS follows it)
+  bool chat() const { return !chat_template.empty(); }
 };
 
 // One prompt + response pair as views into a dataset's token storage (valid while it lives).
@@ -74,11 +86,16 @@ struct PromptResponse {
   int64_t prompt_len;
   const int32_t* response;
   int64_t response_len;
+  // Loss targets within the response: spans_len/2 pairs [begin, end); nullptr = all of it.
+  const int32_t* spans = nullptr;
+  int64_t spans_len = 0;
 };
 
 struct SftData {
   DatasetMeta meta;
   Ragged prompt, response;  // same count
+  Ragged targets;           // empty (whole responses are targets) or one span row per example
+  bool has_targets() const { return targets.size() > 0; }
   int64_t size() const { return prompt.size(); }
   PromptResponse row(int64_t i) const;  // example i (checked)
   static SftData load(const std::string& path, const std::string& expected_tokenizer_identity = "");

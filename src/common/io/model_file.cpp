@@ -15,8 +15,14 @@ namespace rlhf {
 namespace fs = std::filesystem;
 
 nlohmann::json TokenizerInfo::to_json() const {
-  return {{"spec", spec}, {"identity", identity}, {"bos", bos}, {"eos", eos},
-          {"pad", pad},   {"vocab_size", vocab_size}, {"stops", stops}};
+  nlohmann::json j = {{"spec", spec}, {"identity", identity}, {"bos", bos}, {"eos", eos},
+                      {"pad", pad},   {"vocab_size", vocab_size}, {"stops", stops}};
+  if (!chat_template.empty()) {
+    j["chat_template"] = chat_template;
+    j["chat_template_name"] = chat_template_name;
+    j["end_of_turn"] = end_of_turn;
+  }
+  return j;
 }
 
 TokenizerInfo TokenizerInfo::from_json(const nlohmann::json& j) {
@@ -40,6 +46,11 @@ TokenizerInfo TokenizerInfo::from_json(const nlohmann::json& j) {
   if (j.contains("stops")) {
     RLHF_CHECK(j["stops"].is_array(), "tokenizer info: 'stops' must be a list of ids");
     t.stops = j["stops"].get<std::vector<int64_t>>();
+  }
+  if (j.contains("chat_template")) {
+    str("chat_template", t.chat_template);
+    str("chat_template_name", t.chat_template_name);
+    num("end_of_turn", t.end_of_turn);
   }
   return t;
 }

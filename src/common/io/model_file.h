@@ -27,6 +27,10 @@ struct TokenizerInfo {
   std::string spec, identity;  // Tokenizer::spec() / identity()
   int64_t bos = -1, eos = -1, pad = -1, vocab_size = 0;
   std::vector<int64_t> stops;  // Tokenizer::stop_ids() other than eos (JSON key "stops", optional)
+  // The chat template the model was trained with (from its chat datasets; "" = none, plain
+  // rows) and its end-of-turn id (also in stops). JSON keys optional (older files: none).
+  std::string chat_template, chat_template_name;
+  int64_t end_of_turn = -1;
   nlohmann::json to_json() const;
   static TokenizerInfo from_json(const nlohmann::json&);  // throws naming a missing/bad key
   static TokenizerInfo of(const Tokenizer&);

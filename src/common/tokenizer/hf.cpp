@@ -61,6 +61,8 @@ struct HfTokenizer::Impl {
   std::vector<int32_t> stops;
   std::string identity;
 
+  std::string decode(const std::vector<int32_t>& ids, bool keep_special) const;
+
   int32_t token_id(const std::string& t) const {
     for (const auto& a : added)
       if (a.content == t) return a.id;
@@ -266,15 +268,21 @@ std::vector<int32_t> HfTokenizer::encode_with_special_tokens(const std::string& 
   return impl_->post.apply(impl_->encode(text));
 }
 
-std::string HfTokenizer::decode(const std::vector<int32_t>& ids) const {
-  const Impl& m = *impl_;
+std::string HfTokenizer::decode(const std::vector<int32_t>& ids) const { return impl_->decode(ids, false); }
+
+std::string HfTokenizer::decode_with_special_tokens(const std::vector<int32_t>& ids) const {
+  return impl_->decode(ids, true);
+}
+
+std::string HfTokenizer::Impl::decode(const std::vector<int32_t>& ids, bool keep_special) const {
+  const Impl& m = *this;
   std::vector<std::string> toks;
   toks.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     auto a = m.added_by_id.find(id);
     if (a != m.added_by_id.end()) {
-      if (!m.added[a->second].special) toks.push_back(m.added[a->second].content);
+      if (keep_special || !m.added[a->second].special) toks.push_back(m.added[a->second].content);
       continue;
     }
     const std::string* t = m.model->token_of(id);

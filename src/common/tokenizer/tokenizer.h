@@ -43,6 +43,11 @@ class Tokenizer {
   // Decodes ids to text; special tokens (BOS/EOS/PAD) are dropped. llama2c: a piece right after
   // BOS loses its leading space and <0xNN> pieces become raw bytes (llama2.c's run.c rules).
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+  // decode() that keeps the text of special added tokens ("<|im_end|>", "<|begin_of_text|>"):
+  // what a chat template wrote (hf; the other kinds: = decode()).
+  virtual std::string decode_with_special_tokens(const std::vector<int32_t>& ids) const {
+    return decode(ids);
+  }
   virtual int32_t vocab_size() const = 0;
   virtual int32_t bos_id() const = 0;
   virtual int32_t eos_id() const = 0;
@@ -145,6 +150,7 @@ class HfTokenizer final : public Tokenizer {
   // Special added tokens are dropped (skip_special_tokens); the decoder chain then runs. Bytes
   // are kept raw (never replaced by U+FFFD), so decode(encode(s)) == normalised s for any s.
   std::string decode(const std::vector<int32_t>& ids) const override;
+  std::string decode_with_special_tokens(const std::vector<int32_t>& ids) const override;
   int32_t vocab_size() const override;
   int32_t bos_id() const override;
   int32_t eos_id() const override;

@@ -1,5 +1,6 @@
 #include "common/train/train_common.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/io/checkpoint.h"
@@ -34,6 +35,28 @@ ModelSetup resolve_model(const Config& cfg, const std::string& init) {
 
 SpecialIds special_ids(const TokenizerInfo& t) {
   return SpecialIds{t.bos, t.eos, std::max<int64_t>(0, t.pad), t.stops};
+}
+
+void adopt_chat_template(TokenizerInfo& tok, const DatasetMeta& data, const std::string& model) {
+  const std::string who = model.empty() ? std::string("the model") : model;
+  if (tok.chat_template.empty()) {
+    if (!data.chat()) return;
+    tok.chat_template = data.chat_template;
+    tok.chat_template_name = data.chat_template_name;
+    tok.end_of_turn = data.end_of_turn;
+    if (data.end_of_turn >= 0 && data.end_of_turn != tok.eos &&
+        std::find(tok.stops.begin(), tok.stops.end(), data.end_of_turn) == tok.stops.end())
+      tok.stops.push_back(data.end_of_turn);
+    return;
+  }
+  RLHF_CHECK(data.chat(),
+             "{}: the dataset holds plain rows, but {} was trained with chat template '{}': "
+             "prepare it with rlhf_prep --chat-template (the same template)", data.path, who,
+             tok.chat_template_name);
+  RLHF_CHECK(data.chat_template == tok.chat_template,
+             "{}: the dataset was rendered with chat template '{}', but {} was trained with chat "
+             "template '{}' (the texts differ): prepare the data with the model's template",
+             data.path, data.chat_template_name, who, tok.chat_template_name);
 }
 
 int64_t seq_len_limit(const Config& cfg, const ModelConfig& m) {

@@ -33,6 +33,14 @@ struct ModelSetup {
 // config and tokenizer (the config's model.dropout and activation_checkpointing still apply).
 ModelSetup resolve_model(const Config& cfg, const std::string& init);
 SpecialIds special_ids(const TokenizerInfo& t);
+
+// Chat templates travel with rows (docs/DATA.md). A dataset of sft / ranked / prompt rows must
+// have been rendered with the chat template the model was trained with (tok.chat_template; then
+// plain rows are refused too). A model with no template yet adopts the dataset's: tok records
+// the template and its end-of-turn id (which joins tok.stops), and checkpoints written with tok
+// carry them. Throws rlhf::Error naming the dataset, `model` (a checkpoint path; "" = "the
+// model") and both templates. Pretraining streams are plain by nature: do not pass them.
+void adopt_chat_template(TokenizerInfo& tok, const DatasetMeta& data, const std::string& model);
 int64_t seq_len_limit(const Config& cfg, const ModelConfig& m);
 
 // Model files of one checkpoint: file name -> (module, kind). E.g. {"model.h5", actor, "causal_lm"}.

@@ -3,6 +3,9 @@
 #include <chrono>
 #include <iostream>
 
+#include <algorithm>
+
+#include "common/chat/chat_encode.h"
 #include "common/core/check.h"
 #include "common/dist/dist.h"
 #include "common/model/generate.h"
@@ -28,20 +31,37 @@ std::string sample_text(const SampleOptions& o) {
   load_parameters(*model, f);
   model->to(dev);
 
-  std::vector<int32_t> ids = tok->encode(o.prompt);
-  if (tok->bos_id() >= 0 && (tok->bos_id() != tok->eos_id() || ids.empty()))
-    ids.insert(ids.begin(), tok->bos_id());
+  SpecialIds sids = special_ids(TokenizerInfo::of(*tok));
+  for (int64_t s : f.tok.stops)  // the checkpoint's (its chat template's end of turn among them)
+    if (s != sids.eos && std::find(sids.stops.begin(), sids.stops.end(), s) == sids.stops.end())
+      sids.stops.push_back(s);
+  std::vector<int32_t> ids;
+  if (o.chat) {
+    const ChatTemplate tpl = o.chat_template.empty() && !f.tok.chat_template.empty()
+        ? ChatTemplate::with_tokenizer(f.tok.chat_template_name, f.tok.chat_template, spec)
+        : ChatTemplate::select(o.chat_template.empty() ? "auto" : o.chat_template, spec);
+    const ChatEncoder enc(tpl, *tok);
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+    messages.push_back({{"role", "user"}, {"content", o.prompt}});
+    ids = enc.encode_prompt(messages);
+    if (enc.end_of_turn() >= 0 && enc.end_of_turn() != sids.eos) sids.stops.push_back(enc.end_of_turn());
+  } else {
+    ids = tok->encode(o.prompt);
+    if (tok->bos_id() >= 0 && (tok->bos_id() != tok->eos_id() || ids.empty()))
+      ids.insert(ids.begin(), tok->bos_id());
+  }
   if (ids.empty()) ids.push_back(tok->eos_id());  // no BOS (Qwen): start after an end of text
   auto [prompts, mask] = left_pad({ids}, tok->pad_id());
-  const SamplingConfig sc = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p,
-                                            special_ids(TokenizerInfo::of(*tok)));
+  const SamplingConfig sc = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p, sids);
   auto t0 = std::chrono::steady_clock::now();
   GenerateOutput out = generate(model, prompts, mask, sc, o.seed);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto toks = out.tokens[0].to(torch::kCPU);
   auto keep = out.attention_mask[0].to(torch::kCPU);
   std::vector<int32_t> all;
-  for (int64_t i = 0; i < toks.size(0); ++i)
+  const int64_t first = o.chat ? out.prompt_len : 0;  // chat: the reply only
+  for (int64_t i = first; i < toks.size(0); ++i)
     if (keep[i].item<bool>()) all.push_back(static_cast<int32_t>(toks[i].item<int64_t>()));
   std::cerr << fmt::format("sample: {} ({} {}, {} layers) on {}: {} prompt tokens, {} new tokens "
                            "in {:.2f} s ({:.1f} tok/s)\n", path, family_name(f.cfg.family),
@@ -68,6 +88,11 @@ void register_eval_sample(CLI::App& app, int* exit_code) {
   c->add_option("--seed", o.seed, "sampling seed")->capture_default_str();
   c->add_option("--tokenizer", o.tokenizer, "override the checkpoint's tokenizer spec (same identity)");
   c->add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when available)");
+  c->add_flag("--chat", o.chat, "the prompt is a user message, rendered by the chat template; prints the reply");
+  c->add_option("--system", o.system, "with --chat: a system message first");
+  c->add_option("--chat-template", o.chat_template,
+                "with --chat: auto | chatml | hh | llama3 | mistral | FILE.jinja (default: the "
+                "checkpoint's template, else auto)");
   c->callback([=] { *exit_code = run_eval_sample(o); });
 }
 

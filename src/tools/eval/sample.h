@@ -9,6 +9,11 @@
 // (unconditional generation starts from <|endoftext|>). Generation stops at the tokenizer's EOS.
 // stdout: the decoded text of prompt + continuation (like llama2.c's run; special tokens
 // dropped; llama2c pieces after BOS lose their leading space), then a newline. Logs on stderr.
+// --chat [--system TEXT] [--chat-template auto|NAME|FILE.jinja]: the prompt is one user message
+// (after an optional system message) rendered with the generation prompt by the checkpoint's
+// chat template (the one it was trained with), else by --chat-template (default auto: the
+// tokenizer's own); nothing else is added (the template writes BOS). Generation also stops at
+// the template's end of turn; stdout is the assistant's reply only.
 // Single process (rank 0 prints; other ranks do the same work silently).
 #pragma once
 #include <cstdint>
@@ -20,12 +25,15 @@ namespace rlhf {
 
 struct SampleOptions {
   std::string checkpoint, prompt, tokenizer, device;
+  bool chat = false;
+  std::string chat_template, system;
   int64_t max_new_tokens = 64, top_k = 0;
   double temperature = 1.0, top_p = 1.0;
   uint64_t seed = 0;
 };
 
-// The generated text (prompt + continuation), exactly as printed without the final newline.
+// The generated text (prompt + continuation; with chat the reply), as printed without the final
+// newline.
 std::string sample_text(const SampleOptions& o);
 int run_eval_sample(const SampleOptions& o);
 // Adds the `sample` subcommand; its callback stores the exit code in *exit_code.

@@ -30,6 +30,12 @@ void emit(const nlohmann::json& j) {
 
 torch::Device eval_device() { return parse_device("auto", world()); }
 
+// A checkpoint evaluated on a dataset: their chat templates must agree (adopt_chat_template).
+void check_chat_template(const ModelFile& f, const DatasetMeta& m, const std::string& ckpt) {
+  TokenizerInfo t = f.tok;
+  adopt_chat_template(t, m, ckpt);
+}
+
 PolicyEvalOptions policy_opts(const EvalOpts& o) {
   PolicyEvalOptions p;
   p.sampling = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p, SpecialIds{});
@@ -44,7 +50,8 @@ int ppl(const EvalOpts& o) {
   ModelFile f;
   CausalLM m = load_causal_lm(o.checkpoint, dev, &f);
   SftData d = SftData::load(o.data, f.tok.identity);
-  auto [loss, tokens] = eval_lm_loss(m, d, special_ids(f.tok), f.cfg.max_seq_len, o.micro_batch,
+  check_chat_template(f, d.meta, o.checkpoint);
+  auto [loss, tokens] = eval_lm_loss(m, d, for_rows(special_ids(f.tok), d.meta), f.cfg.max_seq_len, o.micro_batch,
                                      o.max_rows > 0 ? o.max_rows : d.size(), world(), dev);
   emit({{"loss", loss}, {"perplexity", std::exp(loss)}, {"tokens", tokens}, {"rows", std::min<int64_t>(d.size(), o.max_rows > 0 ? o.max_rows : d.size())}});
   return 0;
@@ -78,9 +85,10 @@ nlohmann::json rm_accuracy(const std::string& ckpt, const std::string& data, con
   ModelFile f;
   ScalarModel rm = load_scalar_model(ckpt, dev, &f);
   RankedData d = RankedData::load(data, f.tok.identity);
+  check_chat_template(f, d.meta, ckpt);
   const bool synth = d.meta.source == "synth";
   std::vector<float> rewards;
-  RankEval e = evaluate_ranked(rm, d, special_ids(f.tok), f.cfg.max_seq_len, std::max<int64_t>(1, micro / 8), 0, world(), dev,
+  RankEval e = evaluate_ranked(rm, d, for_rows(special_ids(f.tok), d.meta), f.cfg.max_seq_len, std::max<int64_t>(1, micro / 8), 0, world(), dev,
                                synth ? &rewards : nullptr);
   nlohmann::json j = {{"accuracy", e.accuracy()}, {"pairs", e.pairs}, {"mean_margin", e.mean_margin()},
                       {"loss", e.loss}, {"groups", e.groups}};
@@ -98,6 +106,8 @@ int reward(const EvalOpts& o) {
   std::unique_ptr<CausalLM> ref;
   if (!o.reference.empty()) ref = std::make_unique<CausalLM>(load_causal_lm(o.reference, dev));
   PromptData p = PromptData::load(o.prompts, pf.tok.identity);
+  check_chat_template(pf, p.meta, o.policy);
+  check_chat_template(rf, p.meta, o.reward_model);
   auto tok = load_tokenizer(pf.tok.spec);
   PolicyEvalResult r = evaluate_policy(policy, ref.get(), rm, p, *tok, pf.cfg.max_seq_len, policy_opts(o), world(), dev);
   emit(r.to_json());
@@ -111,6 +121,7 @@ int compare(const EvalOpts& o) {
   CausalLM b = load_causal_lm(o.b, dev);
   ScalarModel rm = load_scalar_model(o.reward_model, dev);
   PromptData p = PromptData::load(o.prompts, af.tok.identity);
+  check_chat_template(af, p.meta, o.a);
   auto tok = load_tokenizer(af.tok.spec);
   CompareResult c = compare_policies(a, b, rm, p, *tok, af.cfg.max_seq_len, policy_opts(o), world(), dev);
   nlohmann::json j = {{"prompts", c.prompts}, {"win_rate_rm", c.win_rate_rm}};
@@ -145,6 +156,7 @@ int report(const EvalOpts& o) {
   CausalLM ppo_m = load_causal_lm(ppo, dev);
   ScalarModel rm = load_scalar_model(rmd, dev);
   PromptData p = PromptData::load(o.data_dir + "/prompts_eval.h5", sf.tok.identity);
+  check_chat_template(sf, p.meta, sft);
   auto tok = load_tokenizer(sf.tok.spec);
   PolicyEvalOptions po = policy_opts(o);
   PolicyEvalResult rs = evaluate_policy(sft_m, &sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);

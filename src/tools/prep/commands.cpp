@@ -2,6 +2,7 @@
 
 #include <iostream>
 
+#include "common/chat/chat_encode.h"
 #include "common/core/check.h"
 #include "common/data/data.h"
 #include "tools/prep/sources.h"
@@ -12,35 +13,137 @@ namespace {
 
 std::string source_name(const PrepOptions& o) { return source_format_name(o.format); }
 
-void finish(const char* cmd, const PrepOptions& o, const PrepReport& rep) {
-  RLHF_CHECK(rep.get("rows_written") > 0, "rlhf_prep {}: no row survived ({} read); report:\n{}",
-             cmd, rep.get("rows_read"), rep.summary());
-  std::cerr << fmt::format("rlhf_prep {}: wrote {}\n{}", cmd, o.out, rep.summary());
-}
-
 void check_out(const PrepOptions& o) {
   RLHF_CHECK(!o.out.empty(), "rlhf_prep: --out FILE.h5 is required");
 }
 
-// The frame of every prep command: tokenizer and report, `fill(tok, rep, data)`, metadata, the
-// "some row survived" check, save.
+// A chat prep run's template and encoder (null for plain rows).
+struct ChatPrep {
+  ChatPrep(const PrepOptions& o, const Tokenizer& tok)
+      : tpl(ChatTemplate::select(o.chat_template, tok.spec())), enc(tpl, tok) {}
+  ChatTemplate tpl;
+  ChatEncoder enc;
+};
+
+// The frame of every prep command: tokenizer, chat template (when chosen) and report,
+// `fill(tok, chat, rep, data)`, metadata, the "some row survived" check, save, report.
 template <class Data, class Fill>
 PrepReport write_prep(const PrepOptions& o, const char* cmd, const std::string& source, Fill fill) {
   check_out(o);
   auto tok = load_tokenizer(o.tokenizer);
+  std::unique_ptr<ChatPrep> chat;
+  if (o.chat()) chat = std::make_unique<ChatPrep>(o, *tok);
   PrepReport rep(o.strict);
   Data d;
-  fill(*tok, rep, d);
+  fill(*tok, chat.get(), rep, d);
   d.meta = make_meta(*tok, source, rep);
-  finish(cmd, o, rep);
+  if (chat) {
+    d.meta.chat_template = chat->tpl.source();
+    d.meta.chat_template_name = chat->tpl.name();
+    d.meta.end_of_turn = chat->enc.end_of_turn();
+  }
+  RLHF_CHECK(rep.get("rows_written") > 0, "rlhf_prep {}: no row survived ({} read); report:\n{}",
+             cmd, rep.get("rows_read"), rep.summary());
   d.save(o.out);
+  std::cerr << fmt::format("rlhf_prep {}: wrote {}{}\n{}", cmd, o.out,
+                           chat ? fmt::format(" (chat template {})", chat->tpl.name()) : "", rep.summary());
   return rep;
+}
+
+// A ranked group's last checks (K >= 2 usable responses, not all tied) and its append.
+void push_group(PrepReport& rep, const std::string& where, const std::vector<int32_t>& p,
+                std::vector<std::vector<int32_t>> rs, std::vector<int32_t> ranks, RankedData& d) {
+  if (rs.size() < 2) {
+    rep.skip("too_few_responses", where, fmt::format("K = {} usable responses (need >= 2)", rs.size()));
+    return;
+  }
+  if (std::all_of(ranks.begin(), ranks.end(), [&](int32_t r) { return r == ranks[0]; })) {
+    rep.skip("all_ranks_tied", where,
+             fmt::format("all {} responses have rank {} (nothing to learn)", rs.size(), ranks[0]));
+    return;
+  }
+  d.push_group(p, rs, ranks);
+  rep.add("rows_written");
+}
+
+// ---- conversations (a chat template chosen) -----------------------------------------------
+void chat_sft(const PrepOptions& o, const ChatEncoder& enc, PrepReport& rep, SftData& d) {
+  for (const auto& row : read_chat_sft_rows(o, rep)) {
+    ChatEncoder::Encoded e;
+    try {
+      e = enc.encode_conversation(row.messages);
+    } catch (const ChatRowError& x) {
+      rep.skip(x.reason, row.where, x.what());
+      continue;
+    }
+    // prompt = everything before the first assistant turn; spans relative to the response.
+    const int32_t b0 = e.spans[0];
+    std::vector<int32_t> p(e.ids.begin(), e.ids.begin() + b0), r(e.ids.begin() + b0, e.ids.end());
+    if (!limit_prompt(o, rep, row.where, &p) || !limit_response(o, rep, row.where, false, &r)) continue;
+    std::vector<int32_t> spans;
+    const auto n = static_cast<int32_t>(r.size());
+    for (size_t k = 0; k < e.spans.size(); k += 2) {
+      const int32_t b = e.spans[k] - b0, end = std::min(e.spans[k + 1] - b0, n);
+      if (b < end) spans.insert(spans.end(), {b, end});
+    }
+    d.prompt.push(p);
+    d.response.push(r);
+    d.targets.push(spans);
+    rep.add("rows_written");
+  }
+}
+
+void chat_ranked(const PrepOptions& o, const ChatEncoder& enc, PrepReport& rep, RankedData& d) {
+  for (const auto& g : read_chat_ranked_rows(o, rep)) {
+    std::vector<int32_t> p;
+    bool have_prompt = false;
+    std::vector<std::vector<int32_t>> rs;
+    std::vector<int32_t> ranks;
+    for (size_t k = 0; k < g.responses.size(); ++k) {
+      std::pair<std::vector<int32_t>, std::vector<int32_t>> pr;
+      try {
+        pr = enc.encode_reply(g.prompt, g.responses[k]);
+      } catch (const ChatRowError& x) {
+        rep.drop_response(x.reason, g.where, fmt::format("response {}: {}", k, x.what()));
+        continue;
+      }
+      if (have_prompt && pr.first != p) {
+        rep.drop_response("prompt_mismatch", g.where,
+                          fmt::format("response {} renders the shared prompt differently", k));
+        continue;
+      }
+      p = std::move(pr.first);
+      have_prompt = true;
+      if (!limit_response(o, rep, g.where, true, &pr.second)) continue;
+      rs.push_back(std::move(pr.second));
+      ranks.push_back(g.ranks[k]);
+    }
+    if (have_prompt && !limit_prompt(o, rep, g.where, &p)) continue;
+    push_group(rep, g.where, p, std::move(rs), std::move(ranks), d);
+  }
+}
+
+void chat_prompts(const PrepOptions& o, const ChatEncoder& enc, PrepReport& rep, PromptData& d) {
+  for (const auto& row : read_chat_prompt_rows(o, rep)) {
+    std::vector<int32_t> p;
+    try {
+      p = enc.encode_prompt(row.messages);
+    } catch (const ChatRowError& x) {
+      rep.skip(x.reason, row.where, x.what());
+      continue;
+    }
+    if (!limit_prompt(o, rep, row.where, &p)) continue;
+    d.prompt.push(p);
+    rep.add("rows_written");
+  }
 }
 
 }  // namespace
 
 PrepReport run_prep_sft(const PrepOptions& o) {
-  return write_prep<SftData>(o, "sft", source_name(o), [&](const Tokenizer& tok, PrepReport& rep, SftData& d) {
+  return write_prep<SftData>(o, "sft", source_name(o), [&](const Tokenizer& tok, const ChatPrep* chat,
+                                                           PrepReport& rep, SftData& d) {
+    if (chat) return chat_sft(o, chat->enc, rep, d);
     for (const auto& row : read_sft_rows(o, rep)) {
       std::vector<int32_t> p, r;
       if (!tokenize_prompt(tok, o, rep, row.prompt, row.where, &p)) continue;
@@ -53,7 +156,9 @@ PrepReport run_prep_sft(const PrepOptions& o) {
 }
 
 PrepReport run_prep_ranked(const PrepOptions& o) {
-  return write_prep<RankedData>(o, "ranked", source_name(o), [&](const Tokenizer& tok, PrepReport& rep, RankedData& d) {
+  return write_prep<RankedData>(o, "ranked", source_name(o), [&](const Tokenizer& tok, const ChatPrep* chat,
+                                                                 PrepReport& rep, RankedData& d) {
+    if (chat) return chat_ranked(o, chat->enc, rep, d);
     for (const auto& g : read_ranked_rows(o, rep)) {
       std::vector<int32_t> p;
       if (!tokenize_prompt(tok, o, rep, g.prompt, g.where, &p)) continue;
@@ -65,24 +170,15 @@ PrepReport run_prep_ranked(const PrepOptions& o) {
         rs.push_back(std::move(r));
         ranks.push_back(g.ranks[j]);
       }
-      if (rs.size() < 2) {
-        rep.skip("too_few_responses", g.where,
-                 fmt::format("K = {} usable responses (need >= 2)", rs.size()));
-        continue;
-      }
-      if (std::all_of(ranks.begin(), ranks.end(), [&](int32_t r) { return r == ranks[0]; })) {
-        rep.skip("all_ranks_tied", g.where,
-                 fmt::format("all {} responses have rank {} (nothing to learn)", rs.size(), ranks[0]));
-        continue;
-      }
-      d.push_group(p, rs, ranks);
-      rep.add("rows_written");
+      push_group(rep, g.where, p, std::move(rs), std::move(ranks), d);
     }
   });
 }
 
 PrepReport run_prep_prompts(const PrepOptions& o) {
-  return write_prep<PromptData>(o, "prompts", source_name(o), [&](const Tokenizer& tok, PrepReport& rep, PromptData& d) {
+  return write_prep<PromptData>(o, "prompts", source_name(o), [&](const Tokenizer& tok, const ChatPrep* chat,
+                                                                  PrepReport& rep, PromptData& d) {
+    if (chat) return chat_prompts(o, chat->enc, rep, d);
     std::vector<std::string> wheres;
     auto rows = read_prompt_rows(o, rep, &wheres);
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -96,7 +192,9 @@ PrepReport run_prep_prompts(const PrepOptions& o) {
 
 PrepReport run_prep_pretrain(const PrepOptions& o) {
   RLHF_CHECK(!o.inputs.empty(), "rlhf_prep pretrain: no input files (--in FILE, repeatable)");
-  return write_prep<PretrainData>(o, "pretrain", "text", [&](const Tokenizer& tok, PrepReport& rep, PretrainData& d) {
+  RLHF_CHECK(!o.chat(), "rlhf_prep pretrain: plain text only (no --chat-template)");
+  return write_prep<PretrainData>(o, "pretrain", "text", [&](const Tokenizer& tok, const ChatPrep*,
+                                                             PrepReport& rep, PretrainData& d) {
     auto add_doc = [&](const std::string& doc, const std::string& w) {
       if (doc.find_first_not_of(" \t\r\n") == std::string::npos) return;  // nothing to learn
       rep.add("rows_read");
@@ -128,65 +226,6 @@ PrepReport run_prep_pretrain(const PrepOptions& o) {
       add_doc(para, where(file, start));
     }
   });
-}
-
-// ---- inspect --------------------------------------------------------------------------
-namespace {
-
-std::string length_stats(const char* what, const Ragged& r) {
-  if (r.size() == 0) return fmt::format("  {} lengths: (none)\n", what);
-  std::vector<int64_t> len;
-  for (int64_t i = 0; i < r.size(); ++i) len.push_back(r.row_len(i));
-  std::sort(len.begin(), len.end());
-  double mean = static_cast<double>(r.tokens.size()) / static_cast<double>(len.size());
-  return fmt::format("  {} lengths: min {} mean {:.1f} p50 {} p95 {} max {}\n", what, len.front(),
-                     mean, len[len.size() / 2], len[len.size() * 95 / 100], len.back());
-}
-
-}  // namespace
-
-void run_prep_inspect(const std::string& path, std::ostream& out) {
-  DatasetMeta m = load_dataset_meta(path);
-  out << fmt::format("file: {}\nkind: {}\nformat_version: {}\ntokenizer: {}\ntokenizer_spec: {}\n"
-                     "vocab_size: {}\nsource: {}\n",
-                     path, data_kind_name(m.kind), m.format_version, m.tokenizer,
-                     m.tokenizer_spec, m.vocab_size, m.source);
-  switch (m.kind) {
-    case DataKind::Sft: {
-      auto d = SftData::load(path);
-      out << fmt::format("examples: {}\ntokens: {}\n", d.size(),
-                         d.prompt.tokens.size() + d.response.tokens.size());
-      out << length_stats("prompt", d.prompt) << length_stats("response", d.response);
-      break;
-    }
-    case DataKind::Ranked: {
-      auto d = RankedData::load(path);
-      out << fmt::format("groups: {}\nresponses: {}\npairs: ", d.size(), d.responses.size());
-      std::map<int64_t, int64_t> hist;
-      int64_t pairs = 0;
-      for (int64_t g = 0; g < d.size(); ++g) {
-        hist[d.group_size(g)]++;
-        for (int64_t a = d.first_response(g); a < d.end_response(g); ++a)
-          for (int64_t b = a + 1; b < d.end_response(g); ++b) pairs += d.ranks[a] != d.ranks[b];
-      }
-      out << pairs << " (ordered, ties excluded)\nK histogram:";
-      for (const auto& [k, c] : hist) out << fmt::format(" K={}:{}", k, c);
-      out << "\n" << length_stats("prompt", d.prompt) << length_stats("response", d.responses);
-      break;
-    }
-    case DataKind::Prompts: {
-      auto d = PromptData::load(path);
-      out << fmt::format("prompts: {}\n", d.size()) << length_stats("prompt", d.prompt);
-      break;
-    }
-    case DataKind::Pretrain: {
-      auto d = PretrainData::load(path);
-      out << fmt::format("tokens: {}\n", d.size());
-      break;
-    }
-  }
-  out << "report:\n";
-  for (const auto& [k, v] : m.report) out << fmt::format("  {} = {}\n", k, v);
 }
 
 }  // namespace rlhf

@@ -20,7 +20,10 @@ PrepReport run_prep_prompts(const PrepOptions& o);
 PrepReport run_prep_pretrain(const PrepOptions& o);
 
 // Human-readable summary of any dataset file: kind, counts, K histogram (ranked), length
-// statistics, tokenizer identity, source and the stored prep report.
-void run_prep_inspect(const std::string& path, std::ostream& out);
+// statistics, tokenizer identity, source, chat template, target tokens (chat sft) and the stored
+// prep report; then (rows > 0) the first `rows` rows as JSON lines decoded with the dataset's
+// tokenizer, special tokens kept: sft {row, prompt, response[, targets: [text per span]]},
+// ranked {group, prompt, responses, ranks}, prompts {row, prompt} (inspect.cpp).
+void run_prep_inspect(const std::string& path, std::ostream& out, int64_t rows = 0);
 
 }  // namespace rlhf

@@ -12,16 +12,19 @@ const char* source_format_name(SourceFormat f) { return kSourceFormatNames.name(
 
 OverLength parse_over_length(const std::string& s) { return kOverLengthNames.parse(s, "--over-length"); }
 
+void PrepReport::count(const std::string& key, const std::string& where, const std::string& problem) {
+  if (strict_) throw Error(fmt::format("{}: {} (--strict)", where, problem));
+  if (counts_[key]++ == 0) first_[key] = fmt::format("{}: {}", where, problem);
+}
+
 void PrepReport::skip(const std::string& reason, const std::string& where,
                       const std::string& problem) {
-  if (strict_) throw Error(fmt::format("{}: {} (--strict)", where, problem));
-  counts_["skipped_" + reason] += 1;
+  count("skipped_" + reason, where, problem);
 }
 
 void PrepReport::drop_response(const std::string& reason, const std::string& where,
                                const std::string& problem) {
-  if (strict_) throw Error(fmt::format("{}: {} (--strict)", where, problem));
-  counts_["dropped_response_" + reason] += 1;
+  count("dropped_response_" + reason, where, problem);
 }
 
 int64_t PrepReport::get(const std::string& key) const {
@@ -31,7 +34,11 @@ int64_t PrepReport::get(const std::string& key) const {
 
 std::string PrepReport::summary() const {
   std::string s;
-  for (const auto& [k, v] : counts_) s += fmt::format("  {} = {}\n", k, v);
+  for (const auto& [k, v] : counts_) {
+    auto it = first_.find(k);
+    s += it == first_.end() ? fmt::format("  {} = {}\n", k, v)
+                            : fmt::format("  {} = {}   (first: {})\n", k, v, it->second);
+  }
   return s;
 }
 
@@ -117,6 +124,11 @@ bool tokenize_prompt(const Tokenizer& tok, const PrepOptions& o, PrepReport& rep
                      std::vector<int32_t>* ids) {
   if (!check_text(rep, "prompt", text, where, false)) return false;
   *ids = tok.encode(text);
+  return limit_prompt(o, rep, where, ids);
+}
+
+bool limit_prompt(const PrepOptions& o, PrepReport& rep, const std::string& where,
+                  std::vector<int32_t>* ids) {
   int64_t n = static_cast<int64_t>(ids->size());
   if (o.max_prompt_tokens > 0 && n > o.max_prompt_tokens) {
     if (o.over_length == OverLength::Skip) {
@@ -135,6 +147,11 @@ bool tokenize_response(const Tokenizer& tok, const PrepOptions& o, PrepReport& r
                        std::vector<int32_t>* ids) {
   if (!check_text(rep, "response", text, where, in_group)) return false;
   *ids = tok.encode(text);
+  return limit_response(o, rep, where, in_group, ids);
+}
+
+bool limit_response(const PrepOptions& o, PrepReport& rep, const std::string& where, bool in_group,
+                    std::vector<int32_t>* ids) {
   int64_t n = static_cast<int64_t>(ids->size());
   if (o.max_response_tokens > 0 && n > o.max_response_tokens) {
     if (o.over_length == OverLength::Skip) {

@@ -15,15 +15,18 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/data/data.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace rlhf {
 
-enum class SourceFormat { Jsonl, OasstTree, HhRlhf };
-inline constexpr EnumNames<SourceFormat, 3> kSourceFormatNames{{{SourceFormat::Jsonl, "jsonl"},
-    {SourceFormat::OasstTree, "oasst-tree"}, {SourceFormat::HhRlhf, "hh-rlhf"}}};
-SourceFormat parse_source_format(const std::string& s);  // "jsonl" | "oasst-tree" | "hh-rlhf"
+enum class SourceFormat { Jsonl, Messages, OasstTree, HhRlhf };
+inline constexpr EnumNames<SourceFormat, 4> kSourceFormatNames{{{SourceFormat::Jsonl, "jsonl"},
+    {SourceFormat::Messages, "messages"}, {SourceFormat::OasstTree, "oasst-tree"},
+    {SourceFormat::HhRlhf, "hh-rlhf"}}};
+SourceFormat parse_source_format(const std::string& s);  // jsonl | messages | oasst-tree | hh-rlhf
 const char* source_format_name(SourceFormat f);
 
 enum class OverLength { Truncate, Skip };
@@ -41,6 +44,13 @@ struct PrepOptions {
   OverLength over_length = OverLength::Truncate;
   bool strict = false;
   bool paragraphs = false;  // pretrain: blank-line separated paragraphs are documents
+  // --chat-template: "" = plain text rows (jsonl / hh-rlhf only); else auto | NAME | FILE.jinja,
+  // and every row becomes a conversation rendered by that template (docs/DATA.md).
+  std::string chat_template;
+  // Field names (--prompt-key ...): jsonl's text fields and messages' lists.
+  std::string prompt_key = "prompt", response_key = "response", chosen_key = "chosen",
+              rejected_key = "rejected", messages_key = "messages";
+  bool chat() const { return !chat_template.empty(); }
 };
 
 // Counters of one prep run. rows_read / rows_written always exist.
@@ -59,11 +69,14 @@ class PrepReport {
                      const std::string& problem);
   int64_t get(const std::string& key) const;
   const std::map<std::string, int64_t>& counts() const { return counts_; }
-  std::string summary() const;  // one "key = value" per line
+  // One "key = value" per line; skip/drop counters name their first row ("first: where: problem").
+  std::string summary() const;
 
  private:
+  void count(const std::string& key, const std::string& where, const std::string& problem);
   bool strict_;
   std::map<std::string, int64_t> counts_;
+  std::map<std::string, std::string> first_;  // counter -> "where: problem" of its first row
 };
 
 // Whole file content; gzip is detected and inflated by zlib (plain files pass through).
@@ -84,6 +97,25 @@ struct TextGroup {
   std::vector<int32_t> ranks;  // 0 = best
   std::string where;
 };
+
+// Conversations (chat rows, chat_sources.cpp): messages are {"role", "content"} lists.
+struct ChatRow {  // sft: a conversation with >= 1 assistant turn; prompts: ends with a user turn
+  nlohmann::ordered_json messages;
+  std::string where;
+};
+struct ChatGroup {  // ranked: a shared prompt, K replies (each a list of messages) and ranks
+  nlohmann::ordered_json prompt;
+  std::vector<nlohmann::ordered_json> responses;
+  std::vector<int32_t> ranks;
+  std::string where;
+};
+
+// The length rules on already-encoded ids (prompt keeps its END, response its START; skip mode
+// counts prompt_too_long / response_too_long); false = row (or, in_group, response) dropped.
+bool limit_prompt(const PrepOptions& o, PrepReport& rep, const std::string& where,
+                  std::vector<int32_t>* ids);
+bool limit_response(const PrepOptions& o, PrepReport& rep, const std::string& where, bool in_group,
+                    std::vector<int32_t>* ids);
 
 // Applies the empty / UTF-8 / length rules to one prompt; false = row skipped (counted).
 bool tokenize_prompt(const Tokenizer& tok, const PrepOptions& o, PrepReport& rep,

@@ -28,8 +28,20 @@ void add_common(CLI::App* sub, CommonFlags& f, bool with_format, bool with_lengt
                   "tokenizer.json | a SentencePiece .model | a llama2.c tokenizer .bin")
       ->capture_default_str();
   sub->add_flag("--strict", f.o.strict, "reject the first bad row (error names file:line)");
-  if (with_format)
-    sub->add_option("--format", f.format, "jsonl | oasst-tree | hh-rlhf")->capture_default_str();
+  if (with_format) {
+    sub->add_option("--format", f.format, "jsonl | messages | oasst-tree | hh-rlhf")
+        ->capture_default_str();
+    sub->add_option("--chat-template", f.o.chat_template,
+                    "render rows as conversations: auto (the tokenizer's own) | chatml | hh | "
+                    "llama3 | mistral | FILE.jinja (default: auto for messages / oasst-tree, "
+                    "plain text rows otherwise)");
+    sub->add_option("--prompt-key", f.o.prompt_key)->capture_default_str();
+    sub->add_option("--response-key", f.o.response_key, "(TRL's 'completion' works)")
+        ->capture_default_str();
+    sub->add_option("--chosen-key", f.o.chosen_key)->capture_default_str();
+    sub->add_option("--rejected-key", f.o.rejected_key)->capture_default_str();
+    sub->add_option("--messages-key", f.o.messages_key)->capture_default_str();
+  }
   if (with_lengths) {
     sub->add_option("--max-prompt-tokens", f.o.max_prompt_tokens, "0 = unlimited (keeps the END)");
     sub->add_option("--max-response-tokens", f.o.max_response_tokens,
@@ -47,12 +59,14 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
 
     CommonFlags sft, ranked, prompts, pretrain;
-    auto* c_sft = app.add_subcommand("sft", "JSONL {prompt, response} (or oasst-tree / hh-rlhf)");
+    auto* c_sft = app.add_subcommand(
+        "sft", "JSONL {prompt, response} or {messages} (or oasst-tree / hh-rlhf)");
     add_common(c_sft, sft, true, true);
     auto* c_ranked = app.add_subcommand(
-        "ranked", "JSONL {prompt, responses, ranks} or {prompt, chosen, rejected} (or oasst-tree / hh-rlhf)");
+        "ranked", "JSONL {prompt, responses, ranks} or {[prompt,] chosen, rejected}, text or messages "
+        "(or oasst-tree / hh-rlhf)");
     add_common(c_ranked, ranked, true, true);
-    auto* c_prompts = app.add_subcommand("prompts", "JSONL strings or {prompt}");
+    auto* c_prompts = app.add_subcommand("prompts", "JSONL strings or {prompt}, or {prompt|messages: [...]}");
     add_common(c_prompts, prompts, true, true);
     auto* c_pretrain = app.add_subcommand("pretrain", "plain text files -> one token stream");
     add_common(c_pretrain, pretrain, false, false);
@@ -77,6 +91,9 @@ int main(int argc, char** argv) {
     std::string inspect_file;
     auto* c_inspect = app.add_subcommand("inspect", "summarise a dataset .h5");
     c_inspect->add_option("file", inspect_file, "dataset .h5")->required();
+    int64_t inspect_rows = 0;
+    c_inspect->add_option("--rows", inspect_rows,
+                          "also print the first N rows decoded, as JSON lines (special tokens kept)");
 
     rlhf::EncodeOptions enc;
     std::string enc_in, enc_out;
@@ -118,6 +135,9 @@ int main(int argc, char** argv) {
     auto finalize = [](CommonFlags& f) {
       f.o.format = rlhf::parse_source_format(f.format);
       f.o.over_length = rlhf::parse_over_length(f.over_length);
+      const bool conversational = f.o.format == rlhf::SourceFormat::Messages ||
+                                  f.o.format == rlhf::SourceFormat::OasstTree;
+      if (conversational && f.o.chat_template.empty()) f.o.chat_template = "auto";
       return f.o;
     };
     if (c_sft->parsed()) rlhf::run_prep_sft(finalize(sft));
@@ -125,7 +145,7 @@ int main(int argc, char** argv) {
     else if (c_prompts->parsed()) rlhf::run_prep_prompts(finalize(prompts));
     else if (c_pretrain->parsed()) rlhf::run_prep_pretrain(finalize(pretrain));
     else if (c_synth->parsed()) rlhf::write_synth_task(synth_dir, synth_seed, sizes);
-    else if (c_inspect->parsed()) rlhf::run_prep_inspect(inspect_file, std::cout);
+    else if (c_inspect->parsed()) rlhf::run_prep_inspect(inspect_file, std::cout, inspect_rows);
     else if (c_encode->parsed() || c_decode->parsed() || c_chat->parsed()) {
       const bool is_enc = c_encode->parsed(), is_chat = c_chat->parsed();
       const std::string& in_path = is_chat ? chat_in : is_enc ? enc_in : dec_in;

@@ -6,8 +6,10 @@
 
 namespace rlhf {
 
+using json = nlohmann::ordered_json;
+
 void for_each_json(const std::string& file, PrepReport& rep,
-                   const std::function<void(const std::string&, const nlohmann::json&)>& fn) {
+                   const std::function<void(const std::string&, const json&)>& fn) {
   for_each_line(file, [&](int64_t line, const std::string& text) {
     if (text.find_first_not_of(" \t") == std::string::npos) return;
     rep.add("rows_read");
@@ -16,9 +18,9 @@ void for_each_json(const std::string& file, PrepReport& rep,
       rep.skip("invalid_utf8", w, "line is not valid UTF-8");
       return;
     }
-    nlohmann::json j;
+    json j;
     try {
-      j = nlohmann::json::parse(text);
+      j = json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       rep.skip("malformed_json", w, fmt::format("malformed JSON: {}", e.what()));
       return;
@@ -27,13 +29,8 @@ void for_each_json(const std::string& file, PrepReport& rep,
   });
 }
 
-namespace {
-
-using nlohmann::json;
-
-
 // Reads a string field; false (row skipped and counted) if missing or not a string.
-bool get_string(const json& j, const char* key, PrepReport& rep, const std::string& w,
+bool get_string(const json& j, const std::string& key, PrepReport& rep, const std::string& w,
                 std::string* out) {
   if (!j.is_object() || !j.contains(key)) {
     rep.skip("missing_field", w, fmt::format("field '{}' missing", key));
@@ -48,23 +45,49 @@ bool get_string(const json& j, const char* key, PrepReport& rep, const std::stri
   return true;
 }
 
-void jsonl_ranked(const std::string& file, PrepReport& rep, std::vector<TextGroup>* out) {
+bool has_ranked_list(const json& j) { return j.contains("responses") || j.contains("ranks"); }
+
+const json* ranked_list(const json& j, PrepReport& rep, const std::string& w) {
+  if (!j.contains("responses") || !j.contains("ranks")) {
+    rep.skip("missing_field", w, "'responses' and 'ranks' must come together");
+    return nullptr;
+  }
+  if (!j["responses"].is_array()) {
+    rep.skip("bad_field_type", w, "field 'responses' is not an array");
+    return nullptr;
+  }
+  return &j["responses"];
+}
+
+bool get_ranks(const json& j, size_t n, PrepReport& rep, const std::string& w,
+               std::vector<int32_t>* ranks) {
+  const json& rk = j["ranks"];
+  if (!rk.is_array() || rk.size() != n) {
+    rep.skip("bad_ranks", w, fmt::format("'ranks' must be an array of {} integers", n));
+    return false;
+  }
+  for (const auto& r : rk) {
+    if (!r.is_number_integer() || r.get<int64_t>() < 0 || r.get<int64_t>() > 1000000) {
+      rep.skip("bad_ranks", w, fmt::format("rank {} is not a non-negative integer", r.dump()));
+      return false;
+    }
+    ranks->push_back(r.get<int32_t>());
+  }
+  return true;
+}
+
+namespace {
+
+void jsonl_ranked(const PrepOptions& o, const std::string& file, PrepReport& rep,
+                  std::vector<TextGroup>* out) {
   for_each_json(file, rep, [&](const std::string& w, const json& j) {
     TextGroup g;
     g.where = w;
-    if (!get_string(j, "prompt", rep, w, &g.prompt)) return;
-    if (j.contains("responses") || j.contains("ranks")) {
-      if (!j.contains("responses") || !j.contains("ranks")) {
-        rep.skip("missing_field", w, "'responses' and 'ranks' must come together");
-        return;
-      }
-      const json& rs = j["responses"];
-      const json& rk = j["ranks"];
-      if (!rs.is_array()) {
-        rep.skip("bad_field_type", w, "field 'responses' is not an array");
-        return;
-      }
-      for (const auto& r : rs) {
+    if (!get_string(j, o.prompt_key, rep, w, &g.prompt)) return;
+    if (has_ranked_list(j)) {
+      const json* rs = ranked_list(j, rep, w);
+      if (!rs) return;
+      for (const auto& r : *rs) {
         if (!r.is_string()) {
           rep.skip("bad_field_type", w, fmt::format("a response is {}, expected a string",
                                                     r.type_name()));
@@ -72,20 +95,11 @@ void jsonl_ranked(const std::string& file, PrepReport& rep, std::vector<TextGrou
         }
         g.responses.push_back(r.get<std::string>());
       }
-      if (!rk.is_array() || rk.size() != rs.size()) {
-        rep.skip("bad_ranks", w, fmt::format("'ranks' must be an array of {} integers", rs.size()));
-        return;
-      }
-      for (const auto& r : rk) {
-        if (!r.is_number_integer() || r.get<int64_t>() < 0 || r.get<int64_t>() > 1000000) {
-          rep.skip("bad_ranks", w, fmt::format("rank {} is not a non-negative integer", r.dump()));
-          return;
-        }
-        g.ranks.push_back(r.get<int32_t>());
-      }
+      if (!get_ranks(j, rs->size(), rep, w, &g.ranks)) return;
     } else {
       std::string c, r;
-      if (!get_string(j, "chosen", rep, w, &c) || !get_string(j, "rejected", rep, w, &r)) return;
+      if (!get_string(j, o.chosen_key, rep, w, &c) || !get_string(j, o.rejected_key, rep, w, &r))
+        return;
       g.responses = {c, r};
       g.ranks = {0, 1};
     }
@@ -93,11 +107,11 @@ void jsonl_ranked(const std::string& file, PrepReport& rep, std::vector<TextGrou
   });
 }
 
-void hh_rows(const std::string& file, PrepReport& rep, std::vector<TextPair>* sft,
-             std::vector<TextGroup>* ranked) {
+void hh_rows(const PrepOptions& o, const std::string& file, PrepReport& rep,
+             std::vector<TextPair>* sft, std::vector<TextGroup>* ranked) {
   for_each_json(file, rep, [&](const std::string& w, const json& j) {
     std::string chosen, rejected;
-    if (!get_string(j, "chosen", rep, w, &chosen)) return;
+    if (!get_string(j, o.chosen_key, rep, w, &chosen)) return;
     if (sft) {
       TextPair p;
       p.where = w;
@@ -108,7 +122,7 @@ void hh_rows(const std::string& file, PrepReport& rep, std::vector<TextPair>* sf
       sft->push_back(std::move(p));
       return;
     }
-    if (!get_string(j, "rejected", rep, w, &rejected)) return;
+    if (!get_string(j, o.rejected_key, rep, w, &rejected)) return;
     TextGroup g;
     g.where = w;
     g.responses.resize(2);
@@ -126,6 +140,9 @@ void hh_rows(const std::string& file, PrepReport& rep, std::vector<TextPair>* sf
 
 void check_inputs(const PrepOptions& o) {
   RLHF_CHECK(!o.inputs.empty(), "rlhf_prep: no input files (--in FILE, repeatable)");
+  RLHF_CHECK(o.format == SourceFormat::Jsonl || o.format == SourceFormat::HhRlhf,
+             "rlhf_prep: --format {} holds conversations: it needs a chat template "
+             "(--chat-template auto|NAME|FILE.jinja)", source_format_name(o.format));
 }
 
 }  // namespace
@@ -139,13 +156,13 @@ std::vector<TextPair> read_sft_rows(const PrepOptions& o, PrepReport& rep) {
         for_each_json(file, rep, [&](const std::string& w, const json& j) {
           TextPair p;
           p.where = w;
-          if (!get_string(j, "prompt", rep, w, &p.prompt)) return;
-          if (!get_string(j, "response", rep, w, &p.response)) return;
+          if (!get_string(j, o.prompt_key, rep, w, &p.prompt)) return;
+          if (!get_string(j, o.response_key, rep, w, &p.response)) return;
           out.push_back(std::move(p));
         });
         break;
-      case SourceFormat::OasstTree: oasst_rows(file, rep, &out, nullptr); break;
-      case SourceFormat::HhRlhf: hh_rows(file, rep, &out, nullptr); break;
+      case SourceFormat::HhRlhf: hh_rows(o, file, rep, &out, nullptr); break;
+      default: break;  // check_inputs refused the conversational formats
     }
   }
   return out;
@@ -156,9 +173,9 @@ std::vector<TextGroup> read_ranked_rows(const PrepOptions& o, PrepReport& rep) {
   std::vector<TextGroup> out;
   for (const auto& file : o.inputs) {
     switch (o.format) {
-      case SourceFormat::Jsonl: jsonl_ranked(file, rep, &out); break;
-      case SourceFormat::OasstTree: oasst_rows(file, rep, nullptr, &out); break;
-      case SourceFormat::HhRlhf: hh_rows(file, rep, nullptr, &out); break;
+      case SourceFormat::Jsonl: jsonl_ranked(o, file, rep, &out); break;
+      case SourceFormat::HhRlhf: hh_rows(o, file, rep, nullptr, &out); break;
+      default: break;
     }
   }
   return out;
@@ -167,6 +184,7 @@ std::vector<TextGroup> read_ranked_rows(const PrepOptions& o, PrepReport& rep) {
 std::vector<std::string> read_prompt_rows(const PrepOptions& o, PrepReport& rep,
                                           std::vector<std::string>* wheres) {
   std::vector<std::string> out;
+  check_inputs(o);
   if (o.format != SourceFormat::Jsonl) {  // conversation prompts of the SFT rows
     for (auto& p : read_sft_rows(o, rep)) {
       out.push_back(std::move(p.prompt));
@@ -179,7 +197,7 @@ std::vector<std::string> read_prompt_rows(const PrepOptions& o, PrepReport& rep,
     for_each_json(file, rep, [&](const std::string& w, const json& j) {
       std::string p;
       if (j.is_string()) p = j.get<std::string>();
-      else if (!get_string(j, "prompt", rep, w, &p)) return;
+      else if (!get_string(j, o.prompt_key, rep, w, &p)) return;
       out.push_back(std::move(p));
       wheres->push_back(w);
     });

@@ -6,12 +6,7 @@
 //   jsonl      sft: {"prompt", "response"}; ranked: {"prompt", "responses": [...], "ranks": [...]}
 //              (rank 0 = best, ties allowed) or {"prompt", "chosen", "rejected"} (K = 2);
 //              prompts: a JSON string per line, or {"prompt"}.
-//   oasst-tree Open Assistant message trees, one per line. Kept assistant replies: deleted ==
-//              false, synthetic == false, rank not null. A prompter message with >= 2 kept
-//              replies is one ranked group; its kept reply with rank 0 is one SFT pair. The
-//              prompt is the conversation from the root to that prompter message, formatted as
-//              "\n\nHuman: <text>" / "\n\nAssistant: <text>" turns followed by "\n\nAssistant:";
-//              responses are " " + reply text (the hh-rlhf layout).
+//   oasst-tree, messages: conversations — only with a chat template (read_chat_* below).
 //   hh-rlhf    {"chosen", "rejected"} transcripts (gzip read directly). Each is split at its LAST
 //              "\n\nAssistant:" (prompt keeps the marker, response is the rest, leading space
 //              included). If the two prompts differ because a response itself contains
@@ -33,16 +28,46 @@ namespace rlhf {
 // Calls fn(where, json) for each non-blank line of a JSONL file that is valid UTF-8 and parses;
 // other lines are counted (rows_read) and skipped by reason (invalid_utf8, malformed_json).
 void for_each_json(const std::string& file, PrepReport& rep,
-                   const std::function<void(const std::string&, const nlohmann::json&)>& fn);
+                   const std::function<void(const std::string&, const nlohmann::ordered_json&)>& fn);
 
 std::vector<TextPair> read_sft_rows(const PrepOptions& o, PrepReport& rep);
 std::vector<TextGroup> read_ranked_rows(const PrepOptions& o, PrepReport& rep);
 std::vector<std::string> read_prompt_rows(const PrepOptions& o, PrepReport& rep,
                                           std::vector<std::string>* wheres);
 
-// Open Assistant trees (oasst.cpp).
-void oasst_rows(const std::string& file, PrepReport& rep, std::vector<TextPair>* sft,
-                std::vector<TextGroup>* ranked);
+// A string field of a JSON row; false (row skipped as missing_field / bad_field_type) otherwise.
+bool get_string(const nlohmann::ordered_json& j, const std::string& key, PrepReport& rep,
+                const std::string& where, std::string* out);
+
+// Ranked rows' {"responses": [...], "ranks": [...]} form: present? (either key); the responses
+// list (nullptr = row skipped: missing_field / bad_field_type); n ranks (false = bad_ranks).
+bool has_ranked_list(const nlohmann::ordered_json& j);
+const nlohmann::ordered_json* ranked_list(const nlohmann::ordered_json& j, PrepReport& rep,
+                                          const std::string& where);
+bool get_ranks(const nlohmann::ordered_json& j, size_t n, PrepReport& rep, const std::string& where,
+               std::vector<int32_t>* ranks);
+
+// Conversations (chat_sources.cpp), for a chosen chat template. Per format:
+//   messages   sft: {messages_key: [...]} (>= 1 assistant turn); ranked: {prompt_key: [...],
+//              "responses": [[...], ...], "ranks": [...]}, or {chosen_key: [...], rejected_key:
+//              [...]} with an optional {prompt_key: [...]} (without it the longest shared prefix
+//              of the two lists is the prompt); prompts: {prompt_key: [...]} or {messages_key: [...]}
+//              ending with a non-assistant turn.
+//   jsonl      the plain rows above with text fields, each text a one-message list (the prompt a
+//              user turn, each response an assistant turn).
+//   oasst-tree Open Assistant trees: sft = threads from the root that follow each prompter
+//              message's best kept reply (rank 0) and branch at every prompter follow-up, each
+//              thread ending where no best reply continues it; ranked = each prompter message
+//              with >= 2 kept replies (the conversation to it is the prompt); prompts = the
+//              threads' conversations before their last assistant turn.
+//   hh-rlhf    transcripts parsed into "Human:" / "Assistant:" turns (user / assistant).
+// Roles: prompter/Human -> user, assistant/Assistant -> assistant.
+std::vector<ChatRow> read_chat_sft_rows(const PrepOptions& o, PrepReport& rep);
+std::vector<ChatGroup> read_chat_ranked_rows(const PrepOptions& o, PrepReport& rep);
+std::vector<ChatRow> read_chat_prompt_rows(const PrepOptions& o, PrepReport& rep);
+// Open Assistant trees as conversations (oasst.cpp): threads (sft) and/or ranked groups.
+void oasst_conversations(const std::string& file, PrepReport& rep, std::vector<ChatRow>* threads,
+                         std::vector<ChatGroup>* groups);
 
 // hh-rlhf transcript split (hh.cpp): false if no usable common "\n\nAssistant:" marker.
 bool hh_split_pair(const std::string& chosen, const std::string& rejected, std::string* prompt,
