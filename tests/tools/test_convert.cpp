@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "common/io/model_file.h"
 #include "support/test_support.h"
@@ -40,6 +43,25 @@ TEST(Convert, InitToHfFromHfRoundTripIsBitIdentical) {
       EXPECT_TRUE(torch::equal(t, b.tensors.at(name))) << family << " " << name;
     }
   }
+}
+
+TEST(Convert, ToHfWritesTheTrainedChatTemplate) {
+  TempDir d("convert_chat");
+  ASSERT_EQ(init_model("gpt2", R"({"n_layer": 1, "n_head": 2, "d_model": 16, "d_ff": 32, "max_seq_len": 16})",
+                       "byte", 3, "causal_lm", d.at("init")), 0);
+  ModelFile f = read_model_h5(resolve_model_path(d.at("init")));
+  EXPECT_TRUE(f.tok.chat_template.empty());
+  f.tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}";
+  f.tok.chat_template_name = "mine.jinja";
+  f.tok.end_of_turn = -1;
+  fs::create_directories(d.at("chat"));
+  save_model_file(d.at("chat") + "/model.h5", f);
+  EXPECT_EQ(read_model_h5(d.at("chat") + "/model.h5").tok.chat_template, f.tok.chat_template);
+  ASSERT_EQ(to_hf(d.at("chat"), d.at("hf")), 0);
+  const auto j = nlohmann::json::parse(std::ifstream(d.at("hf") + "/tokenizer_config.json"));
+  EXPECT_EQ(j.at("chat_template"), f.tok.chat_template);
+  ASSERT_EQ(to_hf(d.at("init"), d.at("hf_plain")), 0);  // no template: no config written for byte
+  EXPECT_FALSE(fs::exists(d.at("hf_plain") + "/tokenizer_config.json"));
 }
 
 TEST(Convert, BadInputNamesTheFile) {

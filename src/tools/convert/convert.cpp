@@ -59,12 +59,29 @@ int from_hf(const std::string& in, const std::string& out, const std::string& to
   return 0;
 }
 
+// The chat template the model was trained with goes into the exported tokenizer_config.json
+// (created when the tokenizer has none), so apply_chat_template renders what the model saw.
+void write_chat_template(const std::string& out, const TokenizerInfo& tok) {
+  const fs::path p = fs::path(out) / "tokenizer_config.json";
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  if (fs::exists(p)) {
+    try {
+      j = nlohmann::ordered_json::parse(read_file_bytes(p.string()));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("{}: not valid JSON: {}", p.string(), e.what()));
+    }
+  }
+  j["chat_template"] = tok.chat_template;
+  write_file_atomic(p.string(), j.dump(2) + "\n");
+}
+
 int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt) {
   const std::string path = resolve_model_path(in);
   ModelFile f = read_model_h5(path);
   export_hf_folder(f, out, opt);
   if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
     copy_tokenizer(f.tok.spec, out, /*flat=*/true);  // llama2.c's .bin means nothing to HF
+  if (!f.tok.chat_template.empty()) write_chat_template(out, f.tok);
   std::cerr << fmt::format("wrote {}: config.json and the weights of {} ({} {} tensors)\n", out,
                            path, f.tensors.size(), f.kind);
   return 0;
