@@ -12,6 +12,13 @@
 #   rank killed by a signal makes mpirun kill the others. Both end the job non-zero. We pin the
 #   Open MPI settings that make this so (they are the defaults; an inherited environment must not
 #   turn them off): orte_abort_on_non_zero_status=1. See docs/DISTRIBUTED.md.
+# - Exit status: the ranks' own. mpirun reports 1 for any non-zero rank exit, so rank 0 writes its
+#   exit code to RLHF_EXIT_STATUS_FILE (a temporary file) and this script exits with it: 75 after a
+#   SIGTERM / SIGUSR1 checkpoint (kExitPreempted) reaches the scheduler, which can requeue. A
+#   SIGTERM or SIGUSR1 sent to this script reaches the ranks as SIGUSR1 (mpirun forwards USR1 and
+#   leaves the job running; a SIGTERM to mpirun itself would tear the job down with SIGKILL 1 s
+#   later, too soon for a large model's checkpoint) and the script waits for the job to end. So
+#   signal the launcher only (Slurm: sbatch --signal=B:TERM@120), not its process group.
 # - Extra mpirun options: MPIRUN_ARGS="--hostfile hosts -x NCCL_SOCKET_IFNAME" (see
 #   launch/hostfile.example for several nodes).
 set -euo pipefail
@@ -41,5 +48,20 @@ for v in NCCL_DEBUG NCCL_SOCKET_IFNAME NCCL_IB_DISABLE CUDA_VISIBLE_DEVICES; do
 done
 # shellcheck disable=SC2206
 EXTRA=(${MPIRUN_ARGS:-})
+STATUS=$(mktemp "${TMPDIR:-/tmp}/rlhf_exit.XXXXXX")
+export RLHF_EXIT_STATUS_FILE=$STATUS
+ARGS+=(-x RLHF_EXIT_STATUS_FILE)
 echo "[launch] mpirun ${ARGS[*]} ${EXTRA[*]} $BINARY $* (RLHF_THREADS=$RLHF_THREADS)" >&2
-exec mpirun "${ARGS[@]}" "${EXTRA[@]}" "$BINARY" "$@"
+mpirun "${ARGS[@]}" "${EXTRA[@]}" "$BINARY" "$@" &
+PID=$!
+trap 'kill -USR1 $PID 2>/dev/null || true' TERM USR1
+trap 'kill -INT $PID 2>/dev/null || true' INT
+set +e
+while :; do
+  wait "$PID"; RC=$?
+  kill -0 "$PID" 2>/dev/null || break  # wait returned for a trapped signal: keep waiting
+done
+set -e
+if [ "$RC" -ne 0 ] && [ -s "$STATUS" ]; then RC=$(cat "$STATUS"); fi
+rm -f "$STATUS"
+exit "$RC"

@@ -103,6 +103,12 @@ TEST(ModelH5, LoadErrorsNameFileTensorAndShapes) {
   ModelFile h = f;
   h.tensors.erase("transformer.ln_f.bias");
   EXPECT_ERROR_HAS(error_of([&] { load_parameters(*lm, h); }), "transformer.ln_f.bias");
+
+  ModelFile n = f;  // a NaN weight is refused at load, the tensor named
+  n.tensors["transformer.h.0.attn.c_proj.weight"] = n.tensors["transformer.h.0.attn.c_proj.weight"].clone();
+  n.tensors["transformer.h.0.attn.c_proj.weight"][3][5] = std::nan("");
+  EXPECT_ERROR_HAS(error_of([&] { load_parameters(*lm, n); }), p.c_str(), "transformer.h.0.attn.c_proj.weight",
+                   "non-finite");
 }
 
 TEST(ModelH5, TruncatedAndForeignFiles) {

@@ -155,6 +155,13 @@ TEST(ChatEncoder, BadConversationsNameTheirReason) {
   EXPECT_EQ(e.rfind("prompt_ends_with_assistant: ", 0), 0u) << e;
   e = refusal([&] { enc.encode_conversation(ojson::object()); });
   EXPECT_EQ(e.rfind("bad_messages: ", 0), 0u) << e;
+  // A role the template does not know: hh raises, naming it.
+  auto byte = rlhf::load_tokenizer("byte");
+  const ChatTemplate hh = ChatTemplate::select("hh", "byte");
+  const ChatEncoder hh_enc(hh, *byte);
+  e = refusal([&] { hh_enc.encode_conversation(ojson::array({msg("tool", "x"), msg("assistant", "y")})); });
+  EXPECT_EQ(e.rfind("template_error: ", 0), 0u) << e;
+  EXPECT_NE(e.find("unknown role tool"), std::string::npos) << e;
 }
 
 // ---- rlhf_prep --format messages --------------------------------------------------------------
@@ -329,6 +336,17 @@ TEST(PrepChat, FieldNamesByFlag) {
   o.format = rlhf::SourceFormat::Messages;
   o.chat_template.clear();
   EXPECT_NE(error_of([&] { rlhf::run_prep_sft(o); }).find("needs a chat template"), std::string::npos);
+}
+
+TEST(PrepChat, StrictNamesTheFileAndRow) {
+  TempDir dir;
+  const std::string in = dir.write("c.jsonl", ojson{{"messages", ojson::array({msg("user", "Q"), msg("assistant", "A")})}}.dump() +
+                                                  "\n" R"({"messages": [{"role": "user", "content": 5}]})" "\n");
+  auto o = chat_opts(in, dir.at("s.h5"));
+  o.strict = true;
+  const std::string e = error_of([&] { rlhf::run_prep_sft(o); });
+  EXPECT_NE(e.find(in + ":2: field 'messages': message 0 (user) has no string \"content\" (--strict)"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(dir.at("s.h5")));
 }
 
 // ---- templates travel with models -------------------------------------------------------------

@@ -1,5 +1,6 @@
 #include "common/core/h5.h"
 
+#include <cerrno>
 #include <cstring>
 
 #include "common/core/check.h"
@@ -9,6 +10,10 @@ namespace rlhf {
 void h5_quiet() {
   static bool done = false;
   if (!done) {
+    // No library teardown at exit: every file we write is closed explicitly (close() reports
+    // failures), and HDF5's atexit handler re-closes a file whose close failed (a full disk) and
+    // crashes doing so (H5F__close_cb, exit 139). Must precede every other HDF5 call.
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     done = true;
   }
@@ -36,17 +41,30 @@ H5File H5File::open_read(const std::string& path) {
 H5File::H5File(H5File&& o) noexcept : id_(o.id_), path_(std::move(o.path_)) { o.id_ = -1; }
 H5File& H5File::operator=(H5File&& o) noexcept {
   if (this != &o) {
-    close();
+    if (id_ >= 0) H5Fclose(id_);  // errors surface only through close()
     id_ = o.id_;
     path_ = std::move(o.path_);
     o.id_ = -1;
   }
   return *this;
 }
-H5File::~H5File() { close(); }
+H5File::~H5File() {
+  if (id_ >= 0) H5Fclose(id_);  // unwinding after an error: nothing more to report
+}
+
 void H5File::close() {
-  if (id_ >= 0) H5Fclose(id_);
+  if (id_ < 0) return;
+  const hid_t id = id_;
   id_ = -1;
+  unsigned intent = 0;
+  const bool writable = H5Fget_intent(id, &intent) >= 0 && (intent & H5F_ACC_RDWR);
+  errno = 0;
+  const herr_t flushed = writable ? H5Fflush(id, H5F_SCOPE_LOCAL) : 0;
+  const int err = errno;
+  const herr_t closed = H5Fclose(id);
+  RLHF_CHECK(flushed >= 0 && closed >= 0, "cannot write HDF5 file '{}': {} failed: {}", path_,
+             flushed < 0 ? "flushing it" : "closing it",
+             err != 0 ? std::strerror(err) : "unknown HDF5 error (disk full?)");
 }
 
 bool H5File::has(const std::string& name) const {
@@ -122,9 +140,12 @@ void H5File::write_tensor(const std::string& name, const torch::Tensor& t_in) {
   H5Pclose(dcpl);
   H5Sclose(space);
   RLHF_CHECK(ds >= 0, "{}: cannot create dataset '{}'", path_, name);
+  errno = 0;
   herr_t st = t.numel() ? H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) : 0;
+  const int err = errno;
   H5Dclose(ds);
-  RLHF_CHECK(st >= 0, "{}: cannot write dataset '{}' (disk full?)", path_, name);
+  RLHF_CHECK(st >= 0, "{}: cannot write dataset '{}': {}", path_, name,
+             err != 0 ? std::strerror(err) : "unknown HDF5 error (disk full?)");
   if (t.scalar_type() == torch::kBFloat16) set_attr("dtype", std::string("bfloat16"), name);
   if (t.scalar_type() == torch::kBool) set_attr("dtype", std::string("bool"), name);
 }

@@ -19,7 +19,9 @@ class H5File {
   H5File(H5File&& o) noexcept;
   H5File& operator=(H5File&& o) noexcept;
   H5File(const H5File&) = delete;
-  ~H5File();
+  ~H5File();  // closes quietly (an error path); writers call close() to learn of failures
+  // Flushes (when writable) and closes; throws rlhf::Error naming the file and the cause (e.g.
+  // "No space left on device") when either fails. Idempotent.
   void close();
 
   const std::string& path() const { return path_; }

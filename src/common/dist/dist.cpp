@@ -57,10 +57,27 @@ DistRuntime::~DistRuntime() {
   if (!finalized) MPI_Finalize();
 }
 
+// Rank 0's non-zero exit code, for launch/mpirun.sh (mpirun itself reports 1 for any failure).
+static void record_exit_status(int rc) {
+  const char* path = std::getenv("RLHF_EXIT_STATUS_FILE");
+  if (rc == 0 || path == nullptr || *path == '\0') return;
+  int rank = 0, inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (inited && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank != 0) return;
+  if (FILE* f = std::fopen(path, "w")) {
+    std::fprintf(f, "%d\n", rc);
+    std::fclose(f);
+  }
+}
+
 int run_main(const std::function<int()>& body) {
   std::string what;
   try {
-    return body();
+    const int rc = body();
+    record_exit_status(rc);
+    return rc;
   } catch (const std::exception& e) {
     what = e.what();
   } catch (...) {

@@ -4,7 +4,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -51,12 +53,19 @@ std::string CheckpointManager::save(int64_t step,
       fs::remove_all(final_dir);  // re-saving the same step (e.g. end of a resumed run)
       fs::rename(tmp, final_dir);
       fsync_path(root_);          // the rename itself is durable
+      validate(final_dir);        // re-read before `latest` names it and anything older goes
       write_file_atomic(root_ + "/latest", name + "\n");  // fsync'd, then its directory
-      auto steps = list_steps(root_);
-      for (size_t i = 0; i + keep_last_ < steps.size(); ++i)
-        fs::remove_all(root_ + "/" + steps[i].second);
+      // Retention: of the steps up to this one, the keep_last newest stay; newer steps (from a
+      // run resumed at an older checkpoint) are never deleted.
+      std::vector<std::string> older;
+      for (const auto& s : list_steps(root_))
+        if (s.first < step) older.push_back(s.second);
+      const int64_t drop = static_cast<int64_t>(older.size()) - (std::max<int64_t>(keep_last_, 1) - 1);
+      for (int64_t i = 0; i < drop; ++i) fs::remove_all(root_ + "/" + older[i]);
     } catch (const std::exception& e) {
       err = e.what();
+      std::error_code ec;
+      fs::remove_all(root_ + "/.tmp-" + name, ec);  // a failed save leaves nothing behind
     }
   }
   // Every rank learns whether the save worked, so none runs ahead or hangs.
@@ -75,30 +84,64 @@ void CheckpointManager::validate(const std::string& dir) {
 }
 
 std::string CheckpointManager::find_latest() const {
-  std::string found;
+  std::string found, err;
   if (comm_.is_root()) {
-    std::ifstream in(root_ + "/latest");
-    std::string name;
-    if (in && std::getline(in, name) && !name.empty()) {
-      try {
-        validate(root_ + "/" + name);
-        found = root_ + "/" + name;
-      } catch (const std::exception&) {
-        found.clear();
-      }
-    }
-    if (found.empty()) {  // `latest` missing or bad: newest complete step_N directory
-      auto steps = list_steps(root_);
-      for (auto it = steps.rbegin(); it != steps.rend() && found.empty(); ++it) {
-        try {
-          validate(root_ + "/" + it->second);
-          found = root_ + "/" + it->second;
-        } catch (const std::exception&) {
-        }
-      }
+    try {
+      found = newest_checkpoint();
+    } catch (const std::exception& e) {
+      err = e.what();
     }
   }
+  err = comm_.broadcast_string(err);
+  RLHF_CHECK(err.empty(), "{}", err);
   return comm_.broadcast_string(found);
+}
+
+// The checkpoint `latest` names (it must be a step_N directory of this run), else — no `latest`
+// yet — the newest step_N directory; "" when there is none. An unreadable one is an error that
+// lists the readable older ones; nothing is skipped silently and nothing deleted.
+std::string CheckpointManager::newest_checkpoint() const {
+  static const std::regex step_name("step_[0-9]+");
+  const auto steps = list_steps(root_);
+  std::string name;
+  if (fs::exists(root_ + "/latest")) {
+    std::ifstream in(root_ + "/latest");
+    std::getline(in, name);
+    RLHF_CHECK(std::regex_match(name, step_name),
+               "{}/latest names '{}', not a step_N checkpoint of this run (corrupt?); resume "
+               "explicitly with --resume-from {}/step_N", root_, name, root_);
+    RLHF_CHECK(fs::is_directory(root_ + "/" + name), "{}/latest names {}, which does not exist",
+               root_, name);
+    for (const auto& s : steps)
+      if (s.second > name)
+        std::cerr << fmt::format("# {}/{} is newer than `latest` ({}) but was never named by it "
+                                 "(a save interrupted before it finished): not resumed from\n",
+                                 root_, s.second, name);
+  } else if (!steps.empty()) {
+    name = steps.back().second;
+  }
+  if (name.empty()) return "";
+  const std::string dir = root_ + "/" + name;
+  try {
+    validate(dir);
+  } catch (const std::exception& e) {
+    std::string older;
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+      if (it->second >= name) continue;
+      try {
+        validate(root_ + "/" + it->second);
+        older += (older.empty() ? "" : ", ") + root_ + "/" + it->second;
+      } catch (const std::exception&) {
+      }
+    }
+    throw Error(fmt::format("cannot resume: the newest checkpoint {} is unreadable: {}. Nothing "
+                            "was deleted. {}", dir, e.what(),
+                            older.empty() ? "No older readable checkpoint exists; start fresh "
+                                            "without --resume (and move the run directory away)."
+                                          : "To resume from an older one, pass --resume-from DIR "
+                                            "(readable: " + older + ")."));
+  }
+  return dir;
 }
 
 // ---- state.yaml -------------------------------------------------------------------
@@ -167,7 +210,29 @@ nlohmann::json read_state_yaml(const std::string& path) {
   }
   RLHF_CHECK(j.is_object() && j.contains("step"), "{}: not a checkpoint state file (no 'step')",
              path);
+  validate_state(j, path);
   return j;
+}
+
+void validate_state(const nlohmann::json& j, const std::string& path) {
+  auto count = [&](const nlohmann::json& v, const std::string& key, int64_t lo) {
+    RLHF_CHECK(v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= (int64_t{1} << 50),
+               "{}: '{}' must be an integer >= {}, got {}", path, key, lo, v.dump());
+  };
+  count(j.at("step"), "step", 0);
+  if (j.contains("world_size")) count(j["world_size"], "world_size", 1);
+  if (j.contains("cursor")) {
+    const nlohmann::json& c = j["cursor"];
+    RLHF_CHECK(c.is_object() && c.contains("epoch") && c.contains("position"),
+               "{}: 'cursor' must be {{\"epoch\", \"position\"}}, got {}", path, c.dump());
+    count(c["epoch"], "cursor.epoch", 0);
+    count(c["position"], "cursor.position", 0);
+  }
+  if (j.contains("kl_coef"))
+    RLHF_CHECK(j["kl_coef"].is_number() && std::isfinite(j["kl_coef"].get<double>()) && j["kl_coef"].get<double>() >= 0,
+               "{}: 'kl_coef' must be a finite number >= 0, got {}", path, j["kl_coef"].dump());
+  if (j.contains("config"))
+    RLHF_CHECK(j["config"].is_string(), "{}: 'config' must be a string", path);
 }
 
 torch::Tensor get_rng_state() {

@@ -18,9 +18,7 @@ namespace {
 
 
 void write_json_file(const std::string& path, const nlohmann::json& j) {
-  std::ofstream o(path);
-  o << j.dump(2) << "\n";
-  RLHF_CHECK(o.good(), "cannot write {}", path);
+  write_file_atomic(path, j.dump(2) + "\n");  // fsync'd temp + rename; errors name the file
 }
 
 // shard file -> the tensors the index maps to it

@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/core/strings.h"
 #include "common/core/h5.h"
 
@@ -74,13 +75,18 @@ void save_model_file(const std::string& path, const ModelFile& f) {
   // The model folder carries its tokenizer: copied beside model.h5, referenced relatively.
   TokenizerInfo tok = f.tok;
   tok.spec = copy_tokenizer(tok.spec, fs::absolute(path).parent_path().string());
-  H5File h = H5File::create(path);
-  for (const auto& [name, t] : f.tensors) h.write_tensor(name, t.detach().to(torch::kCPU, torch::kFloat));
-  h.set_attr("format_version", kModelFormatVersion);
-  h.set_attr("kind", f.kind);
-  h.set_attr("model_config", f.cfg.to_json().dump());
-  h.set_attr("tokenizer", tok.to_json().dump());
-  h.set_attr("extra", (f.extra.is_null() ? nlohmann::json::object() : f.extra).dump());
+  // Through a temporary file, fsync'd and renamed: a failed write (a full disk) leaves no partial
+  // model.h5 and an existing one untouched; close() reports what the disk refused.
+  replace_file_atomic(path, [&](const std::string& tmp) {
+    H5File h = H5File::create(tmp);
+    for (const auto& [name, t] : f.tensors) h.write_tensor(name, t.detach().to(torch::kCPU, torch::kFloat));
+    h.set_attr("format_version", kModelFormatVersion);
+    h.set_attr("kind", f.kind);
+    h.set_attr("model_config", f.cfg.to_json().dump());
+    h.set_attr("tokenizer", tok.to_json().dump());
+    h.set_attr("extra", (f.extra.is_null() ? nlohmann::json::object() : f.extra).dump());
+    h.close();
+  });
 }
 
 void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelConfig& cfg,
@@ -171,6 +177,13 @@ void load_parameters(torch::nn::Module& m, const ModelFile& f,
   RLHF_CHECK(unexpected.empty() || ignore_unexpected,
              "{}: {} tensor(s) in the file are not parameters of the model: {}", src,
              unexpected.size(), fmt::join(unexpected, ", "));
+  for (auto& p : params) {  // a NaN/Inf weight would make every step non-finite
+    auto it = f.tensors.find(p.key());
+    if (it != f.tensors.end() && it->second.is_floating_point())
+      RLHF_CHECK(torch::isfinite(it->second).all().item<bool>(),
+                 "{}: tensor '{}' holds non-finite values (NaN or Inf): the model file is corrupt", src,
+                 p.key());
+  }
   torch::NoGradGuard ng;
   for (auto& p : params) {
     auto it = f.tensors.find(p.key());

@@ -1,6 +1,7 @@
 #include "common/io/safetensors.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/core/strings.h"
 
 namespace rlhf {
@@ -163,16 +165,20 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   }
   std::string header = h.dump();
   header.append((8 - (8 + header.size()) % 8) % 8, ' ');
-  std::ofstream o(path, std::ios::binary | std::ios::trunc);
-  RLHF_CHECK(o.good(), "cannot create '{}' (does the directory exist and is it writable?)", path);
-  unsigned char lb[8];
-  uint64_t hl = header.size();
-  for (int i = 0; i < 8; ++i) lb[i] = static_cast<unsigned char>((hl >> (8 * i)) & 0xff);
-  o.write(reinterpret_cast<const char*>(lb), 8);
-  o.write(header.data(), static_cast<std::streamsize>(header.size()));
-  for (const auto& t : data) o.write(static_cast<const char*>(t.data_ptr()), t.numel() * esize);
-  o.flush();
-  RLHF_CHECK(o.good(), "{}: write failed (disk full?)", path);
+  // Through a temporary file, fsync'd and renamed (core/fs.h): a failed write leaves no partial
+  // file and an existing one untouched.
+  replace_file_atomic(path, [&](const std::string& tmp) {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    RLHF_CHECK(o.good(), "cannot create '{}' (does the directory exist and is it writable?)", tmp);
+    unsigned char lb[8];
+    uint64_t hl = header.size();
+    for (int i = 0; i < 8; ++i) lb[i] = static_cast<unsigned char>((hl >> (8 * i)) & 0xff);
+    o.write(reinterpret_cast<const char*>(lb), 8);
+    o.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (const auto& t : data) o.write(static_cast<const char*>(t.data_ptr()), t.numel() * esize);
+    o.close();
+    RLHF_CHECK(!o.fail(), "{}: write failed: {}", path, std::strerror(errno));
+  });
 }
 
 // ---- tensor mapping -------------------------------------------------------------------------

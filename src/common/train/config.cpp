@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <functional>
 #include <limits>
 #include <sstream>
@@ -367,6 +369,21 @@ void apply_set(YAML::Node& root, const std::string& set, const std::vector<Field
 
 }  // namespace
 
+// YAML leaves a repeated key to the reader (yaml-cpp keeps both; lookups see the first): a
+// config that sets a key twice is an error naming it and its line, never "last one wins".
+static void reject_duplicate_keys(const YAML::Node& n, const std::string& prefix, const std::string& origin) {
+  if (!n.IsMap()) return;
+  std::set<std::string> seen;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const std::string key = it->first.Scalar();
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    if (!seen.insert(key).second)
+      throw ConfigError(fmt::format("{}:{}: key '{}' is set twice (remove one)", origin,
+                                    it->first.Mark().line + 1, path));
+    reject_duplicate_keys(it->second, path, origin);
+  }
+}
+
 Config parse_config(Stage stage, const std::string& yaml_text, const std::string& origin,
                     const std::vector<std::string>& sets) {
   Config cfg;
@@ -382,6 +399,7 @@ Config parse_config(Stage stage, const std::string& yaml_text, const std::string
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap())
     throw ConfigError(fmt::format("{}: the top level must be a mapping of sections (run:, train:, ...)", origin));
+  reject_duplicate_keys(root, "", origin);
   walk(root, "", origin, fields, stage);
   YAML::Node overrides(YAML::NodeType::Map);
   for (const auto& s : sets) apply_set(overrides, s, fields, stage);
@@ -399,6 +417,9 @@ Config parse_config(Stage stage, const std::string& yaml_text, const std::string
 Config load_config(Stage stage, const std::string& file, const std::vector<std::string>& sets) {
   std::string text;
   if (!file.empty()) {
+    if (std::filesystem::is_directory(file))
+      throw ConfigError(fmt::format("--config {} is a directory; give a YAML file (e.g. {}/sft.yaml)",
+                                    file, file));
     std::ifstream in(file);
     if (!in) throw ConfigError(fmt::format("config file not found or unreadable: {}", file));
     std::stringstream ss;

@@ -3,14 +3,44 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "common/core/check.h"
 #include "common/core/fs.h"
 
 namespace rlhf {
+
+int64_t drop_metrics_after(const std::string& run_dir, int64_t step) {
+  const std::string path = run_dir + "/metrics.jsonl";
+  if (!std::filesystem::exists(path)) return 0;
+  std::ifstream in(path, std::ios::binary);
+  RLHF_CHECK(in.good(), "cannot read '{}'", path);
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json row;
+    try {
+      row = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      ++dropped;  // a torn last line of a killed run
+      continue;
+    }
+    if (row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
+        row["step"].get<int64_t>() > step) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (dropped > 0) write_file_atomic(path, kept);
+  return dropped;
+}
 
 MetricsLogger::MetricsLogger(const std::string& run_dir, bool is_root, int64_t total_steps,
                              int64_t log_every, bool append)
@@ -60,6 +90,7 @@ void MetricsLogger::log(const nlohmann::json& row) {
   RLHF_CHECK(row.contains("step"), "metrics row without 'step'");
   out_ << row.dump() << "\n";
   out_.flush();
+  RLHF_CHECK(out_.good(), "cannot append to '{}/metrics.jsonl': {}", dir_, std::strerror(errno));
   double loss = row.contains("loss") && row["loss"].is_number() ? row["loss"].get<double>() : NAN;
   double tps = row.contains("tokens_per_s") && row["tokens_per_s"].is_number()
                    ? row["tokens_per_s"].get<double>() : 0.0;

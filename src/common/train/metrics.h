@@ -10,6 +10,11 @@
 
 namespace rlhf {
 
+// A resumed run continues at `step`: rows of run_dir/metrics.jsonl with a later step (logged
+// after that checkpoint by the interrupted run) are dropped, so no step appears twice. Rewrites
+// the file atomically; returns how many rows were dropped (0 when there is no file).
+int64_t drop_metrics_after(const std::string& run_dir, int64_t step);
+
 class MetricsLogger {
  public:
   // append = true when resuming (keeps earlier steps; later steps replace nothing).

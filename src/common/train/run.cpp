@@ -103,6 +103,14 @@ RunContext start_run(Stage stage, const RunRequest& req) {
       std::cerr << (ctx.resume_dir.empty() ? "# no checkpoint to resume from; starting fresh\n"
                                            : "# resuming from " + ctx.resume_dir + "\n");
   }
+  if (!ctx.resume_dir.empty() && comm.is_root()) {
+    const int64_t step = read_state_yaml(ctx.resume_dir + "/state.yaml").at("step").get<int64_t>();
+    const int64_t dropped = drop_metrics_after(ctx.cfg.run.dir, step);
+    if (dropped > 0)
+      std::cerr << fmt::format("# metrics.jsonl: dropped {} rows logged after step {} (resumed there)\n",
+                               dropped, step);
+  }
+  comm.barrier();
   install_stop_signals();
   return ctx;
 }

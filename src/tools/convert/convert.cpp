@@ -25,7 +25,10 @@ namespace {
 
 
 // Copies the tokenizer files into ckpt and returns the spec of the copy.
-void write_checkpoint(ModelFile& f, const std::string& ckpt, const std::string& tok_spec) {
+void write_checkpoint(ModelFile& f, const std::string& ckpt, const std::string& tok_spec, bool force) {
+  RLHF_CHECK(force || !fs::exists(fs::path(ckpt) / "model.h5"),
+             "{} already holds a model (model.h5): choose a new --out directory, or pass --force to "
+             "replace the model (anything else in it, e.g. optimizer state, stays as it is)", ckpt);
   fs::create_directories(ckpt);
   auto tok = load_tokenizer(tok_spec);  // save_model_file copies its files into the checkpoint
   RLHF_CHECK(tok->vocab_size() <= f.cfg.vocab_size,
@@ -44,7 +47,7 @@ void write_checkpoint(ModelFile& f, const std::string& ckpt, const std::string& 
 
 }  // namespace
 
-int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt) {
+int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt, bool force) {
   const fs::path d(in);
   ModelFile f = import_hf_folder(in);
   std::string spec = tok_opt;  // default: the folder's own (tokenizer.json, tokenizer.model, vocab.json)
@@ -55,7 +58,7 @@ int from_hf(const std::string& in, const std::string& out, const std::string& to
                "--tokenizer SPEC", in);
     spec = fs::absolute(d).string();
   }
-  write_checkpoint(f, out, spec);
+  write_checkpoint(f, out, spec, force);
   return 0;
 }
 
@@ -87,14 +90,14 @@ int to_hf(const std::string& in, const std::string& out, const HfExportOptions& 
   return 0;
 }
 
-int from_llama2c(const std::string& model, const std::string& tok, const std::string& out) {
+int from_llama2c(const std::string& model, const std::string& tok, const std::string& out, bool force) {
   ModelFile f = import_llama2c(model);
-  write_checkpoint(f, out, tok);
+  write_checkpoint(f, out, tok, force);
   return 0;
 }
 
 int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,
-               uint64_t seed, const std::string& kind, const std::string& out) {
+               uint64_t seed, const std::string& kind, const std::string& out, bool force) {
   nlohmann::json j = nlohmann::json::object();
   if (!cfg_json.empty()) {
     try {
@@ -117,7 +120,7 @@ int init_model(const std::string& family, const std::string& cfg_json, const std
   else if (kind == "scalar") m = ScalarModel(f.cfg).ptr();
   else throw Error(fmt::format("--kind must be causal_lm or scalar, got '{}'", kind));
   for (auto& p : m->named_parameters()) f.tensors[p.key()] = p.value().detach();
-  write_checkpoint(f, out, tok_spec);
+  write_checkpoint(f, out, tok_spec, force);
   return 0;
 }
 

@@ -34,11 +34,14 @@
 
 namespace rlhf {
 
-int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt);
+// The commands that write a checkpoint refuse an `out` that already holds a model.h5 (its
+// optimizer state and steps would no longer match) unless force (--force) is set.
+int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt, bool force = false);
 int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt = {});
-int from_llama2c(const std::string& model, const std::string& tok, const std::string& out);
+int from_llama2c(const std::string& model, const std::string& tok, const std::string& out,
+                 bool force = false);
 int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,
-               uint64_t seed, const std::string& kind, const std::string& out);
+               uint64_t seed, const std::string& kind, const std::string& out, bool force = false);
 int dump_logits(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,
                 int64_t len, const std::string& device);
 int dump_greedy(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,

@@ -11,12 +11,14 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::string in, out, tok, model, family, cfg_json, kind = "causal_lm";
     uint64_t seed = 0;
+    bool force = false;
     int rc = 0;
     auto* a = app.add_subcommand("from-hf", "Hugging Face folder (safetensors) -> CKPT/model.h5");
     a->add_option("--in", in, "HF model folder (config.json, model.safetensors)")->required();
     a->add_option("--out", out, "checkpoint directory to create")->required();
     a->add_option("--tokenizer", tok, "tokenizer spec (default: the folder's tokenizer.json, else tokenizer.model, else vocab.json + merges.txt)");
-    a->callback([&] { rc = rlhf::from_hf(in, out, tok); });
+    a->add_flag("--force", force, "replace the model.h5 of an existing checkpoint directory");
+    a->callback([&] { rc = rlhf::from_hf(in, out, tok, force); });
     auto* b = app.add_subcommand("to-hf", "CKPT -> Hugging Face folder (model.safetensors, config.json)");
     b->add_option("--in", in, "checkpoint (dir, run dir or model.h5)")->required();
     b->add_option("--out", out, "output folder")->required();
@@ -40,7 +42,8 @@ int main(int argc, char** argv) {
     c->add_option("--model", model, "llama2.c model file")->required();
     c->add_option("--tokenizer", tok, "llama2.c tokenizer file")->required();
     c->add_option("--out", out, "checkpoint directory to create")->required();
-    c->callback([&] { rc = rlhf::from_llama2c(model, tok, out); });
+    c->add_flag("--force", force, "replace the model.h5 of an existing checkpoint directory");
+    c->callback([&] { rc = rlhf::from_llama2c(model, tok, out, force); });
     auto* d = app.add_subcommand("init", "freshly initialised model -> CKPT/model.h5");
     d->add_option("--family", family, "gpt2 | llama | mistral | qwen2 | qwen3")->required();
     d->add_option("--tokenizer", tok, "tokenizer spec (byte, a tokenizer folder or file: see rlhf_prep --help)")->required();
@@ -48,7 +51,8 @@ int main(int argc, char** argv) {
     d->add_option("--config-json", cfg_json, "ModelConfig fields as JSON, or @file.json");
     d->add_option("--seed", seed, "torch::manual_seed before initialisation")->capture_default_str();
     d->add_option("--kind", kind, "causal_lm | scalar")->capture_default_str();
-    d->callback([&] { rc = rlhf::init_model(family, cfg_json, tok, seed, kind, out); });
+    d->add_flag("--force", force, "replace the model.h5 of an existing checkpoint directory");
+    d->callback([&] { rc = rlhf::init_model(family, cfg_json, tok, seed, kind, out, force); });
     std::string device = "cpu";
     int64_t batch = 3, len = 16;
     auto* e = app.add_subcommand("logits", "parity aid: a model's logits on seeded random tokens");

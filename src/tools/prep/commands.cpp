@@ -1,5 +1,6 @@
 #include "tools/prep/commands.h"
 
+#include <filesystem>
 #include <iostream>
 
 #include "common/chat/chat_encode.h"
@@ -15,6 +16,13 @@ std::string source_name(const PrepOptions& o) { return source_format_name(o.form
 
 void check_out(const PrepOptions& o) {
   RLHF_CHECK(!o.out.empty(), "rlhf_prep: --out FILE.h5 is required");
+  for (const auto& in : o.inputs) {
+    std::error_code ec, ec2;
+    const bool same = std::filesystem::equivalent(in, o.out, ec) ||
+                      std::filesystem::weakly_canonical(in, ec) == std::filesystem::weakly_canonical(o.out, ec2);
+    RLHF_CHECK(!same, "rlhf_prep: --out {} is also an input (--in {}): writing it would replace the "
+               "source; choose another output path", o.out, in);
+  }
 }
 
 // A chat prep run's template and encoder (null for plain rows).

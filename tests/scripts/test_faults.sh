@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Fault injection (ctest label faults): nothing is lost and nothing is silently accepted.
+#   1. Full disk while rlhf_prep writes (a 560 KiB tmpfs as root, else RLIMIT_FSIZE): non-zero
+#      exit with the cause, no crash, the previous output byte-identical, no temporary left.
+#   2. Full disk during a checkpoint save: clean non-zero exit, the earlier checkpoints intact and
+#      resumable once there is space again.
+#   3. Corrupt checkpoints: a truncated optim.h5 in the newest checkpoint stops --resume with the
+#      reason and the readable older ones (nothing deleted, no silent fallback); --resume-from an
+#      older one works and metrics.jsonl never repeats a step; `latest` pointing outside the run
+#      and a state.yaml with step -5 are refused naming what is wrong.
+#   4. Refusals: duplicate YAML keys, a directory as --config, rlhf_prep --in X --out X,
+#      rlhf_convert into an existing checkpoint without --force.
+#   5. SIGTERM to launch/mpirun.sh with 2 ranks: the ranks checkpoint and the launcher exits 75.
+# Usage: test_faults.sh BIN_DIR SOURCE_DIR
+set -uo pipefail
+BIN=$1; SRC=$2
+T=$(mktemp -d /tmp/rlhf_faults.XXXXXX)
+MOUNTS=()
+cleanup() { for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done; rm -rf "$T"; }
+trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
+fail=0
+ok() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; fail=1; }
+crashed() { [ "$1" -ge 128 ]; }  # killed by a signal (139 segfault, 134 abort)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 RLHF_THREADS=1 OMP_NUM_THREADS=1
+
+small_tmpfs() {  # small_tmpfs DIR SIZE -> 0 when mounted
+  mkdir -p "$1"
+  [ "$(id -u)" = 0 ] && mount -t tmpfs -o "size=$2" tmpfs "$1" 2>/dev/null && MOUNTS+=("$1")
+}
+
+"$BIN/rlhf_prep" synth --out "$T/data" --n-sft 64 --n-sft-eval 16 --n-ranked 32 --n-ranked-eval 8 \
+  --n-prompts 16 --n-prompts-eval 8 --pretrain-bytes 20000 --pretrain-eval-bytes 4000 2>/dev/null \
+  || { echo "FAIL synth"; exit 1; }
+SFT=("$BIN/sft_train" --config "$SRC/configs/tiny/sft.yaml" --set data.train="$T/data/sft.h5"
+     --set data.eval="$T/data/sft_eval.h5" --set model.n_layer=1 --set model.d_model=32
+     --set model.d_ff=64 --set model.n_head=2 --set model.n_kv_head=2 --set train.global_batch_size=4
+     --set train.micro_batch_size=4 --set train.eval_every=0 --set train.warmup_steps=1)
+
+# ---- 1. full disk during rlhf_prep -----------------------------------------------------------
+printf '"a prompt"\n"another"\n' > "$T/p.jsonl"
+if small_tmpfs "$T/full" 560k; then how="tmpfs 560k"; OUT=$T/full/out.h5; else
+  how="RLIMIT_FSIZE"; OUT=$T/out.h5; fi
+"$BIN/rlhf_prep" prompts --in "$T/p.jsonl" --out "$OUT" 2>/dev/null || bad "prep: first write"
+before=$(md5sum < "$OUT")
+if [ "$how" = "tmpfs 560k" ]; then
+  "$BIN/rlhf_prep" pretrain --in "$SRC/../shared/data/corpus/tinyshakespeare.txt" --out "$OUT" > "$T/p1.out" 2> "$T/p1.err"; rc=$?
+else
+  ( trap '' XFSZ; ulimit -f 560; exec "$BIN/rlhf_prep" pretrain --in "$SRC/../shared/data/corpus/tinyshakespeare.txt" --out "$OUT" ) > "$T/p1.out" 2> "$T/p1.err"; rc=$?
+fi
+if [ "$rc" -ne 0 ] && ! crashed "$rc" && grep -qiE "no space left|too large|disk full" "$T/p1.err"; then
+  ok "prep on a full disk ($how): exit $rc, $(grep -m1 -oiE "cannot write[^:]*: [^:]*: [A-Za-z ]+|No space left on device|File too large" "$T/p1.err" | head -1)"
+else cat "$T/p1.err" | tail -3; bad "prep on a full disk: exit $rc"; fi
+grep -q "wrote" "$T/p1.err" && bad "prep printed 'wrote' although the write failed"
+[ "$(md5sum < "$OUT")" = "$before" ] && ok "previous output intact" || bad "previous output changed"
+left=$(find "$(dirname "$OUT")" -name '*.tmp*' | wc -l)
+[ "$left" -eq 0 ] && ok "no temporary left" || bad "$left temporary files left"
+
+# ---- 2. full disk during a checkpoint save ---------------------------------------------------
+if small_tmpfs "$T/ck" 4m; then
+  R=$T/ck/run
+  "${SFT[@]}" --set run.dir="$R" --set train.max_steps=2 --set ckpt.every=1 --set ckpt.keep_last=5 > /dev/null 2>&1 \
+    || bad "ckpt: first run"
+  avail=$(df -k --output=avail "$T/ck" | tail -1)
+  dd if=/dev/zero of="$T/ck/filler" bs=1k count=$(( avail - 40 )) status=none 2>/dev/null
+  "${SFT[@]}" --set run.dir="$R" --set train.max_steps=4 --set ckpt.every=1 --set ckpt.keep_last=5 --resume > "$T/c1.out" 2> "$T/c1.err"; rc=$?
+  if [ "$rc" -ne 0 ] && ! crashed "$rc" && grep -qiE "no space left|disk full" "$T/c1.err"; then
+    ok "checkpoint save on a full disk: exit $rc ($(grep -m1 -oiE "checkpoint save at step [0-9]+ failed" "$T/c1.err"))"
+  else tail -3 "$T/c1.err"; bad "checkpoint save on a full disk: exit $rc"; fi
+  [ "$(cat "$R/checkpoints/latest")" = "step_00000002" ] && [ -d "$R/checkpoints/step_00000001" ] \
+    && ok "earlier checkpoints intact, latest unchanged" || bad "checkpoints after the failed save: $(ls "$R/checkpoints")"
+  [ -z "$(ls -A "$R/checkpoints" | grep '^\.tmp')" ] && ok "no temporary checkpoint left" || bad "temporary checkpoint left"
+  rm -f "$T/ck/filler"
+  "${SFT[@]}" --set run.dir="$R" --set train.max_steps=4 --set ckpt.every=1 --set ckpt.keep_last=5 --resume > /dev/null 2>&1 \
+    && ok "resumed after space came back" || bad "resume after space came back"
+else
+  echo "SKIP checkpoint full-disk case (needs root for a tmpfs)"
+fi
+
+# ---- 3. corrupt checkpoints --------------------------------------------------------------------
+R=$T/corrupt
+"${SFT[@]}" --set run.dir="$R" --set train.max_steps=4 --set ckpt.every=1 --set ckpt.keep_last=5 > /dev/null 2>&1 || bad "corrupt: first run"
+C=$R/checkpoints
+truncate -s $(( $(stat -c %s "$C/step_00000004/optim.h5") / 2 )) "$C/step_00000004/optim.h5"
+"${SFT[@]}" --set run.dir="$R" --set train.max_steps=6 --set ckpt.every=1 --set ckpt.keep_last=1 --resume > "$T/r1.out" 2> "$T/r1.err"; rc=$?
+if [ "$rc" -ne 0 ] && grep -q "step_00000004 is unreadable" "$T/r1.err" && grep -q -- "--resume-from" "$T/r1.err" \
+   && grep -q "step_00000003" "$T/r1.err"; then ok "truncated optim.h5: resume refused with the reason and the older ones"
+else tail -3 "$T/r1.err"; bad "truncated optim.h5 (exit $rc)"; fi
+[ "$(ls -d "$C"/step_* | wc -l)" -eq 4 ] && ok "nothing deleted" || bad "checkpoints deleted: $(ls "$C")"
+"${SFT[@]}" --set run.dir="$R" --set train.max_steps=4 --set ckpt.every=1 --set ckpt.keep_last=5 \
+  --resume-from "$C/step_00000003" > /dev/null 2> "$T/r2.err" || { tail -3 "$T/r2.err"; bad "--resume-from an older checkpoint"; }
+steps=$(jq -r '.step' "$R/metrics.jsonl" | tr '\n' ' ')
+[ "$steps" = "1 2 3 4 " ] && ok "metrics.jsonl steps after the resume: $steps" || bad "metrics.jsonl steps repeat: $steps"
+echo "../../../etc" > "$C/latest"
+"${SFT[@]}" --set run.dir="$R" --set train.max_steps=6 --resume > /dev/null 2> "$T/r3.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "not a step_N checkpoint of this run" "$T/r3.err" && ok "latest outside the run refused" \
+  || { tail -2 "$T/r3.err"; bad "latest outside the run (exit $rc)"; }
+echo "step_00000004" > "$C/latest"
+sed -i 's/"step": 4/"step": -5/' "$C/step_00000004/state.yaml"
+"${SFT[@]}" --set run.dir="$R" --set train.max_steps=6 --resume > /dev/null 2> "$T/r4.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "'step' must be an integer >= 0, got -5" "$T/r4.err" && ok "state.yaml step -5 refused" \
+  || { tail -2 "$T/r4.err"; bad "state.yaml step -5 (exit $rc)"; }
+
+# ---- 4. refusals -----------------------------------------------------------------------------------
+printf 'train:\n  max_steps: 3\n  max_steps: 5\n' > "$T/dup.yaml"
+"$BIN/sft_train" --config "$T/dup.yaml" --dry-run > /dev/null 2> "$T/d.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "key 'train.max_steps' is set twice" "$T/d.err" && ok "duplicate YAML key refused" \
+  || { tail -2 "$T/d.err"; bad "duplicate YAML key (exit $rc)"; }
+"$BIN/sft_train" --config "$SRC/configs/tiny" --dry-run > /dev/null 2> "$T/d2.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "is a directory" "$T/d2.err" && ok "directory as --config refused" || bad "directory as --config (exit $rc)"
+cp "$T/p.jsonl" "$T/same.jsonl"; before=$(md5sum < "$T/same.jsonl")
+"$BIN/rlhf_prep" prompts --in "$T/same.jsonl" --out "$T/same.jsonl" > /dev/null 2> "$T/s.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "is also an input" "$T/s.err" && [ "$(md5sum < "$T/same.jsonl")" = "$before" ] \
+  && ok "--in X --out X refused, X untouched" || bad "--in X --out X (exit $rc)"
+"$BIN/rlhf_convert" init --family gpt2 --tokenizer byte --out "$T/ck_init" > /dev/null 2>&1 || bad "convert init"
+"$BIN/rlhf_convert" init --family gpt2 --tokenizer byte --out "$T/ck_init" > /dev/null 2> "$T/i.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q -- "--force" "$T/i.err" && ok "convert into an existing checkpoint refused" || bad "convert overwrite (exit $rc)"
+"$BIN/rlhf_convert" init --family gpt2 --tokenizer byte --out "$T/ck_init" --force > /dev/null 2>&1 \
+  && ok "... and allowed with --force" || bad "convert --force"
+
+# ---- 5. SIGTERM to the launcher with 2 ranks -------------------------------------------------------
+R=$T/sig
+bash "$SRC/launch/mpirun.sh" 2 "${SFT[@]}" --set run.dir="$R" --set train.max_steps=100000 \
+  --set train.global_batch_size=8 > "$T/sig.out" 2> "$T/sig.err" &
+pid=$!
+for _ in $(seq 1 120); do [ -s "$R/metrics.jsonl" ] && break; sleep 0.5; done
+kill -TERM "$pid"
+wait "$pid"; rc=$?
+if [ "$rc" -eq 75 ] && [ -f "$R/checkpoints/latest" ]; then ok "SIGTERM to mpirun.sh -np 2: exit 75, checkpoint $(cat "$R/checkpoints/latest")"
+else tail -5 "$T/sig.err"; bad "SIGTERM to mpirun.sh -np 2: exit $rc"; fi
+exit $fail
