@@ -212,11 +212,14 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   const Config& cfg = it.cfg;
   const auto t0 = std::chrono::steady_clock::now();
   IterationTimes times;
-  // 1. rollouts from the current policy
-  auto [ptoks, pmask] = prompt_batch(it.data.prompts, it.sampler.next(cfg.train.global_batch_size),
-                                     it.ids, it.data.max_prompt);
-  Rollout ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc,
-                                mix_seed(cfg.run.seed, step, it.comm.rank(), 1));
+  // 1. rollouts from the current policy, one sampling stream per row of the global batch
+  const std::vector<int64_t> idx = it.sampler.next(cfg.train.global_batch_size);
+  auto [ptoks, pmask] = prompt_batch(it.data.prompts, idx, it.ids, it.data.max_prompt);
+  std::vector<uint64_t> row_seeds;
+  const int64_t first_row = it.comm.rank() * static_cast<int64_t>(idx.size());
+  for (size_t i = 0; i < idx.size(); ++i)
+    row_seeds.push_back(mix_seed(cfg.run.seed, step, static_cast<int>(first_row + i), 1));
+  Rollout ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc, row_seeds);
   times.generate = seconds_since(t0);
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
@@ -228,8 +231,8 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   it.upd.lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.learning_rate,
                     cfg.train.min_lr_ratio);
   it.upd.critic_lr = it.upd.lr * it.critic_lr_ratio;
-  it.upd.shuffle_seed = mix_seed(cfg.run.seed, step, it.comm.rank(), 3);
-  it.upd.ptx_seed = mix_seed(cfg.run.seed, step, it.comm.rank(), 2);
+  it.upd.shuffle_seed = mix_seed(cfg.run.seed, step, 0, 3);  // the same on every rank (ppo_step.h)
+  it.upd.ptx_seed = mix_seed(cfg.run.seed, step, 0, 2);
   const UpdateStats st = ppo_update(it.models, it.actor_opt, it.critic_opt, ro, it.upd, it.comm, it.dev);
   times.train = seconds_since(t2);
   times.total = seconds_since(t0);
