@@ -397,6 +397,20 @@ TEST_F(Trainers, PpoFirstIterationRatioIsOne) {
   }
 }
 
+// rlhf_eval's default response length for a policy: the ppo.max_new_tokens of a PPO checkpoint
+// (read from its state.yaml's config: 12 in ppo_args, 9 here), nothing (0) for an SFT one.
+TEST_F(Trainers, EvalResponseLengthComesFromThePpoConfig) {
+  const std::string dir = g_root + "/ppo_len";
+  auto args = ppo_args(dir, 1);
+  args.insert(args.end(), {"--set", "ppo.max_new_tokens=9"});
+  ASSERT_EQ(run_stage(rlhf::run_ppo, args), 0);
+  EXPECT_EQ(rlhf::ppo_response_length(dir), 9);                           // run dir
+  EXPECT_EQ(rlhf::ppo_response_length(latest_ckpt(dir)), 9);               // checkpoint dir
+  EXPECT_EQ(rlhf::ppo_response_length(latest_ckpt(dir) + "/model.h5"), 9);  // model file
+  EXPECT_EQ(rlhf::ppo_response_length(g_root + "/sft"), 0);
+  EXPECT_EQ(rlhf::ppo_response_length(g_root + "/rm"), 0);
+}
+
 // Truncating samplers and greedy decoding are refused by ppo_train, naming the key and why.
 TEST_F(Trainers, PpoRefusesTruncatedOrGreedySampling) {
   const std::vector<std::pair<std::string, std::string>> cases = {
