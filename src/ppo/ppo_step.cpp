@@ -77,6 +77,7 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
   const int64_t n = rows.size(0);
   RLHF_CHECK(opt.micro_rows > 0 && n % opt.micro_rows == 0,
              "minibatch_backward: {} rows do not split into micro-batches of {}", n, opt.micro_rows);
+  RLHF_CHECK(ptx_starts.empty() || opt.ptx != nullptr, "minibatch_backward: ptx windows without a ptx corpus");
   const int64_t accum = n / opt.micro_rows;
   const double world = comm.world_size();
   // Each term: Σ over this micro-batch's tokens / the minibatch's tokens over all ranks, times the
