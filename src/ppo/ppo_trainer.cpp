@@ -261,6 +261,7 @@ int run_ppo(const RunRequest& req) {
     nlohmann::json row = run_iteration(it, step, kl_ctl.value);
     if (pc.adaptive_kl) kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size);  // β for the next
     last = row;
+    last["step"] = step + 1;
     return row;
   }, [&]() -> nlohmann::json {
     if (!have_ptx_eval) return nlohmann::json::object();
