@@ -124,8 +124,8 @@ static int run(int argc, char** argv) {
     upd.shuffle_seed = seed;
     UpdateStats st = ppo_update(models, actor_opt, critic_opt, r, upd, comm, dev);
     const double tr = t.seconds();
-    last_pl = st.policy_loss / std::max<int64_t>(1, st.micro_batches);
-    last_vl = st.value_loss / std::max<int64_t>(1, st.micro_batches);
+    last_pl = st.policy_loss / std::max<int64_t>(1, st.optimizer_steps);
+    last_vl = st.value_loss / std::max<int64_t>(1, st.optimizer_steps);
     if (timed) {
       t_gen += g;
       t_score += s;

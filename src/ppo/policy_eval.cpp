@@ -1,7 +1,11 @@
 #include "ppo/policy_eval.h"
 
+#include <filesystem>
+
 #include "common/dist/dist.h"
+#include "common/io/checkpoint.h"
 #include "common/task/synth_task.h"
+#include "common/train/config.h"
 #include "common/train/train_common.h"
 #include "ppo/rollout.h"
 
@@ -31,6 +35,20 @@ Model load_model_of_kind(const std::string& ckpt, const char* kind, const char* 
   return m;
 }
 }  // namespace
+
+int64_t ppo_response_length(const std::string& ckpt) {
+  const std::string state_path =
+      (std::filesystem::path(resolve_model_path(ckpt)).parent_path() / "state.yaml").string();
+  if (!std::filesystem::exists(state_path)) return 0;  // a bare model file
+  const nlohmann::json st = read_state_yaml(state_path);
+  if (!st.contains("kl_coef") || !st.contains("config")) return 0;  // not a PPO checkpoint
+  try {
+    return parse_config(Stage::PPO, st.at("config").get<std::string>(), state_path).ppo.max_new_tokens;
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: cannot read ppo.max_new_tokens from the stored config ({}); pass "
+                            "--max-new-tokens N", state_path, e.what()));
+  }
+}
 
 CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
   return load_model_of_kind<CausalLM>(ckpt, "causal_lm", "policy", dev, file_out);

@@ -41,6 +41,12 @@ struct CompareResult {
   PolicyEvalResult a, b;
 };
 
+// The ppo.max_new_tokens a PPO checkpoint was trained with (ckpt: checkpoint dir, run dir or
+// model.h5; its state.yaml holds kl_coef and the run's config text); 0 when ckpt is not a PPO
+// training checkpoint (SFT / RM checkpoints, bare model files). Throws naming state.yaml when the
+// stored config does not parse.
+int64_t ppo_response_length(const std::string& ckpt);
+
 CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
 ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
 

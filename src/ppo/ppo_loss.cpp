@@ -99,6 +99,14 @@ torch::Tensor masked_mean(const torch::Tensor& x, const torch::Tensor& mask) {
   return total / m.sum().clamp_min(1).to(total.scalar_type());
 }
 
+namespace {
+// Σ_mask x / normalizer when normalizer > 0, else masked_mean(x, mask).
+torch::Tensor masked_reduce(const torch::Tensor& x, const torch::Tensor& mask, double normalizer) {
+  if (normalizer <= 0) return masked_mean(x, mask);
+  return torch::where(as_bool(mask), x, torch::zeros_like(x)).sum() / normalizer;
+}
+}  // namespace
+
 double MaskedStats::mean() const { return count > 0 ? sum / count : 0.0; }
 
 double MaskedStats::var() const {
@@ -154,7 +162,7 @@ void AdaptiveKlController::update(double current_kl, int64_t n_steps) {
 
 PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                        const torch::Tensor& advantages, const torch::Tensor& mask,
-                       double clip_eps) {
+                       double clip_eps, double normalizer) {
   check_same_shape("policy_loss", "old_logp", old_logp, logp);
   check_same_shape("policy_loss", "advantages", advantages, logp);
   check_same_shape("policy_loss", "mask", mask, logp);
@@ -165,16 +173,17 @@ PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
   const torch::Tensor surr1 = ratio * adv;                                            // [B, T]
   const torch::Tensor surr2 = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv;      // [B, T]
   PolicyLoss out;
-  out.loss = masked_mean(-torch::min(surr1, surr2), mask);
+  out.loss = masked_reduce(-torch::min(surr1, surr2), mask, normalizer);
   torch::NoGradGuard no_grad;
-  out.clip_frac = masked_mean((surr2 < surr1).to(logp.scalar_type()), mask);
+  out.clip_frac = masked_reduce((surr2 < surr1).to(logp.scalar_type()), mask, normalizer);
   const torch::Tensor lr = log_ratio.detach();
-  out.approx_kl = masked_mean(0.5 * lr * lr, mask);
+  out.approx_kl = masked_reduce(0.5 * lr * lr, mask, normalizer);
   return out;
 }
 
 ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
-                     const torch::Tensor& returns, const torch::Tensor& mask, double value_clip) {
+                     const torch::Tensor& returns, const torch::Tensor& mask, double value_clip,
+                     double normalizer) {
   check_same_shape("value_loss", "old_values", old_values, values);
   check_same_shape("value_loss", "returns", returns, values);
   check_same_shape("value_loss", "mask", mask, values);
@@ -182,16 +191,16 @@ ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_value
   const torch::Tensor err = (values - R).pow(2);                                    // [B, T]
   ValueLoss out;
   if (value_clip <= 0.0) {
-    out.loss = 0.5 * masked_mean(err, mask);
+    out.loss = 0.5 * masked_reduce(err, mask, normalizer);
     out.clip_frac = torch::zeros({}, values.options().requires_grad(false));
     return out;
   }
   const torch::Tensor old_v = old_values.detach();
   const torch::Tensor v_clipped = old_v + (values - old_v).clamp(-value_clip, value_clip);
   const torch::Tensor err_clipped = (v_clipped - R).pow(2);                         // [B, T]
-  out.loss = 0.5 * masked_mean(torch::max(err, err_clipped), mask);
+  out.loss = 0.5 * masked_reduce(torch::max(err, err_clipped), mask, normalizer);
   torch::NoGradGuard no_grad;
-  out.clip_frac = masked_mean((err_clipped > err).to(values.scalar_type()), mask);
+  out.clip_frac = masked_reduce((err_clipped > err).to(values.scalar_type()), mask, normalizer);
   return out;
 }
 

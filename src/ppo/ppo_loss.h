@@ -104,9 +104,12 @@ struct PolicyLoss {
 // clipped branch is selected and has zero gradient). approx_kl uses ½(log ρ)², a second-order
 // estimate of KL(π_old || π_θ) that is ≥ 0 per token (as in TRL / OpenAI baselines).
 // logp, old_logp, advantages, mask [B, T].
+// normalizer > 0: every output is Σ_mask(...) / normalizer instead of the mean over this batch's
+// mask, so that micro-batches of one minibatch (on one or several ranks), each divided by the
+// whole minibatch's token count, add up to the minibatch's token mean (ppo_step.h).
 PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                        const torch::Tensor& advantages, const torch::Tensor& mask,
-                       double clip_eps);
+                       double clip_eps, double normalizer = 0);
 
 struct ValueLoss {
   torch::Tensor loss;       // scalar, differentiable w.r.t. values
@@ -117,8 +120,10 @@ struct ValueLoss {
 //   v_c = old_v + clip(v - old_v, -value_clip, value_clip)
 //   L = ½ · mean_mask max((v - R)², (v_c - R)²)
 // value_clip ≤ 0 disables clipping (plain ½ MSE, clip_frac 0). values, old_values, returns,
-// mask [B, T]. clip_frac counts tokens where the clipped error is strictly larger.
+// mask [B, T]. clip_frac counts tokens where the clipped error is strictly larger. normalizer as
+// in policy_loss.
 ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
-                     const torch::Tensor& returns, const torch::Tensor& mask, double value_clip);
+                     const torch::Tensor& returns, const torch::Tensor& mask, double value_clip,
+                     double normalizer = 0);
 
 }  // namespace rlhf

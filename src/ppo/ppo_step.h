@@ -12,14 +12,24 @@
 // with the first term optimised by PPO-clip on per-token rewards (−β·KL_t, + r_θ at the last
 // token; ppo_loss.h) and the second by the ptx LM loss (γ = ppo.ptx_coef).
 //
-// Contract: make_experience and ppo_metrics are collective (global whitening / sums); ppo_update
-// is collective through the optimizer steps (gradient all-reduce). Every log-prob forward uses
-// the sampling temperature (rollout.h). The actor and critic run without dropout (ppo_trainer).
+// Normalisation: each minibatch's loss is the token mean over the WHOLE minibatch (all its
+// micro-batches on all ranks): policy and value losses over its response tokens, the ptx LM loss
+// over its pretraining targets. Each micro-batch adds Σ_tokens / (the minibatch's global count),
+// so neither micro_rows nor the number of ranks changes the gradient (as SFT, loop.h). The
+// minibatches themselves (epoch_order in ppo_step.cpp), the sampled responses (one generator per
+// global row) and the ptx windows (one global list) do not depend on the number of ranks either:
+// 1 rank and N ranks take the same steps up to round-off (tests/scripts/test_ppo_dp.sh).
+//
+// Contract: make_experience, minibatch_backward and ppo_metrics are collective (global whitening,
+// token counts, sums); ppo_update is collective through them and the optimizer steps (gradient
+// all-reduce). Every log-prob forward uses the sampling temperature (rollout.h). The actor and
+// critic run without dropout (ppo_trainer).
 #pragma once
 #include <cstdint>
 
 #include <nlohmann/json.hpp>
 
+#include "common/core/rng.h"
 #include "common/data/data.h"
 #include "common/dist/dist.h"
 #include "common/model/model.h"
@@ -58,15 +68,20 @@ struct UpdateOptions {
   double temperature = 1.0;
   double clip_eps = 0.2, value_clip = 0.2, vf_coef = 0.5;
   double lr = 0.0, critic_lr = 0.0, grad_clip = 1.0, bucket_mb = 25.0;
-  uint64_t shuffle_seed = 0;    // per-iteration seed: each epoch visits the rows in a new order
-  // The pretraining mix: ptx_rows per rank per minibatch of ptx_seq_len-token windows of *ptx.
+  // Per-iteration seed, the same on every rank: each epoch visits the rows in a new order.
+  uint64_t shuffle_seed = 0;
+  // The pretraining mix: ptx_rows per rank per minibatch of ptx_seq_len-token windows of *ptx,
+  // drawn from one list of ptx_rows · world windows per minibatch (ptx_seed: the same on every
+  // rank).
   const PretrainData* ptx = nullptr;
   int64_t ptx_rows = 0, ptx_seq_len = 0;
   double ptx_coef = 0.0;
   uint64_t ptx_seed = 0;
 };
 
-// Sums over this rank's micro-batches (means are formed in ppo_metrics).
+// Sums over this rank's micro-batches of their shares of each minibatch's global token mean:
+// all-reduced (sum) and divided by optimizer_steps, they are the mean over minibatches of the
+// minibatch losses (ppo_metrics). ptx_nll / ptx_tokens: this rank's plain sums.
 struct UpdateStats {
   double loss = 0;  // policy loss + vf_coef · value loss
   double policy_loss = 0, value_loss = 0, clip_frac = 0, value_clip_frac = 0, approx_kl = 0,
@@ -75,6 +90,19 @@ struct UpdateStats {
   int64_t micro_batches = 0, optimizer_steps = 0, skipped = 0;
   double grad_norm = 0, critic_grad_norm = 0;  // of the last optimizer step
 };
+
+// The next minibatch's pretraining windows of this rank (start offsets into opt.ptx): every rank
+// draws the global list of ptx_rows · world starts from rng and keeps its slice.
+std::vector<int64_t> ptx_window_starts(const UpdateOptions& opt, SplitMix64& rng, int rank, int world);
+
+// Forward and backward of one minibatch: this rank's rows `rows` [n] (int64, ro's device) of ro in
+// micro-batches of opt.micro_rows (dividing n), and its pretraining windows ptx_starts spread over
+// the micro-batches. Gradients accumulate into the actor's and critic's .grad (all-reduce
+// averaging then gives the minibatch's token-mean gradient); stats are added to st. Returns
+// whether this rank's loss was finite. Collective (one all-reduce of the token count).
+bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& rows,
+                        const std::vector<int64_t>& ptx_starts, const UpdateOptions& opt,
+                        Communicator& comm, const torch::Device& dev, UpdateStats& st);
 
 UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW& critic_opt, const Rollout& ro,
                        const UpdateOptions& opt, Communicator& comm, const torch::Device& dev);

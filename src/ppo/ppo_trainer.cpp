@@ -1,5 +1,7 @@
-// ppo_trainer.cpp — ppo_train: set-up (data, the four models, optimizers, resume) and the loop of
-// iterations; each iteration is the three steps of ppo_step.h.
+// ppo_trainer.cpp — ppo_train: set-up (data, the four models) and the iterations, run by the
+// training loop all stages share (loop.h: optimizers, resume, seeding, checkpoints, stop signal,
+// summary; β and the start ptx loss as PPO's extra state); each iteration is the three steps of
+// ppo_step.h.
 #include "ppo/ppo_trainer.h"
 
 #include <cmath>
@@ -7,6 +9,7 @@
 #include "common/core/rng.h"
 #include "common/model/lm_loss.h"
 #include "common/train/dry_run.h"
+#include "common/train/loop.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
 #include "ppo/ppo_loss.h"
@@ -152,48 +155,6 @@ ModelSetup ppo_model_setup(const Config& cfg, bool root) {
   return ms;
 }
 
-// AdamW for the actor and the critic, after every rank agrees on the config and parameter count
-// and holds rank 0's weights.
-struct PpoOptimizers {
-  std::unique_ptr<AdamW> actor, critic;
-  int64_t n_params = 0;
-};
-
-PpoOptimizers make_optimizers(const Config& cfg, PpoNets& nets, Communicator& comm,
-                              const std::string& config_text) {
-  auto actor_params = named_params(*nets.actor);
-  auto critic_params = named_params(*nets.critic);
-  PpoOptimizers o;
-  for (auto& p : actor_params) o.n_params += p.param.numel();
-  for (auto& p : critic_params) o.n_params += p.param.numel();
-  check_consistency(comm, config_text, o.n_params);
-  broadcast_parameters(comm, tensors_of(actor_params));
-  broadcast_parameters(comm, tensors_of(critic_params));
-  const TrainSection& t = cfg.train;
-  o.actor = std::make_unique<AdamW>(actor_params, t.beta1, t.beta2, t.adam_eps, t.weight_decay);
-  o.critic = std::make_unique<AdamW>(critic_params, t.beta1, t.beta2, t.adam_eps, t.weight_decay);
-  return o;
-}
-
-// What a PPO checkpoint's state.yaml holds besides the weights and moments: the step, skipped
-// steps, sampler cursor, β, and the ptx held-out loss at the start (for the rise at the end).
-struct PpoProgress {
-  int64_t step = 0, skipped_total = 0;
-  double ptx_eval_start = NAN;
-
-  void restore(const nlohmann::json& st, ShardedSampler& sampler, AdaptiveKlController& kl) {
-    step = st.at("step").get<int64_t>();
-    skipped_total = st.value("skipped_steps", int64_t{0});
-    sampler.set_cursor(cursor_from_json(st.at("cursor")));
-    kl.value = st.at("kl_coef").get<double>();
-    ptx_eval_start = st.value("ptx_eval_loss_start", NAN);
-  }
-  nlohmann::json state(const ShardedSampler& sampler, const AdaptiveKlController& kl) const {
-    return {{"cursor", cursor_json(sampler.cursor())}, {"skipped_steps", skipped_total},
-            {"kl_coef", kl.value}, {"ptx_eval_loss_start", std::isnan(ptx_eval_start) ? 0.0 : ptx_eval_start}};
-  }
-};
-
 // What one iteration reads and advances.
 struct Iteration {
   const Config& cfg;
@@ -217,11 +178,14 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   const Config& cfg = it.cfg;
   const auto t0 = std::chrono::steady_clock::now();
   IterationTimes times;
-  // 1. rollouts from the current policy
-  auto [ptoks, pmask] = prompt_batch(it.data.prompts, it.sampler.next(cfg.train.global_batch_size),
-                                     it.ids, it.data.max_prompt);
-  Rollout ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc,
-                                mix_seed(cfg.run.seed, step, it.comm.rank(), 1));
+  // 1. rollouts from the current policy, one sampling stream per row of the global batch
+  const std::vector<int64_t> idx = it.sampler.next(cfg.train.global_batch_size);
+  auto [ptoks, pmask] = prompt_batch(it.data.prompts, idx, it.ids, it.data.max_prompt);
+  std::vector<uint64_t> row_seeds;
+  const int64_t first_row = it.comm.rank() * static_cast<int64_t>(idx.size());
+  for (size_t i = 0; i < idx.size(); ++i)
+    row_seeds.push_back(mix_seed(cfg.run.seed, step, static_cast<int>(first_row + i), 1));
+  Rollout ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc, row_seeds);
   times.generate = seconds_since(t0);
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
@@ -233,8 +197,8 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   it.upd.lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.learning_rate,
                     cfg.train.min_lr_ratio);
   it.upd.critic_lr = it.upd.lr * it.critic_lr_ratio;
-  it.upd.shuffle_seed = mix_seed(cfg.run.seed, step, it.comm.rank(), 3);
-  it.upd.ptx_seed = mix_seed(cfg.run.seed, step, it.comm.rank(), 2);
+  it.upd.shuffle_seed = mix_seed(cfg.run.seed, step, 0, 3);  // the same on every rank (ppo_step.h)
+  it.upd.ptx_seed = mix_seed(cfg.run.seed, step, 0, 2);
   const UpdateStats st = ppo_update(it.models, it.actor_opt, it.critic_opt, ro, it.upd, it.comm, it.dev);
   times.train = seconds_since(t2);
   times.total = seconds_since(t0);
@@ -265,73 +229,58 @@ int run_ppo(const RunRequest& req) {
   }
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
-  PpoOptimizers opt = make_optimizers(cfg, nets, comm, ctx.config_text);
 
-  ShardedSampler sampler(data.prompts.size(), cfg.run.seed, comm.rank(), comm.world_size());
+  // The shared loop (loop.h) with PPO's extra state: β, and the held-out ptx loss at the start
+  // (for its rise at the end).
   AdaptiveKlController kl_ctl(pc.kl_coef, pc.kl_target, pc.kl_horizon);
-  torch::manual_seed(cfg.run.seed * 1000003ULL + comm.rank());
-  std::vector<CkptModel> ck_models{{"model.h5", nets.actor.get(), "causal_lm", {}},
-                                   {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}};
-  const std::vector<CkptOptim> ck_optims{{"actor", opt.actor.get()}, {"critic", opt.critic.get()}};
-  PpoProgress pr;
-  if (!ctx.resume_dir.empty())
-    pr.restore(load_training_checkpoint(ctx.resume_dir, comm, ck_models, ck_optims), sampler, kl_ctl);
+  double ptx_eval_start = NAN;
+  ExtraState extra{
+      [&]() -> nlohmann::json {
+        return {{"kl_coef", kl_ctl.value}, {"ptx_eval_loss_start", std::isnan(ptx_eval_start) ? 0.0 : ptx_eval_start}};
+      },
+      [&](const nlohmann::json& st) {
+        kl_ctl.value = st.at("kl_coef").get<double>();
+        ptx_eval_start = st.value("ptx_eval_loss_start", NAN);
+      }};
+  TrainLoop loop(ctx, ms, {{"model.h5", nets.actor.get(), "causal_lm", {}},
+                           {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}},
+                 {{nets.actor.get(), "actor"}, {nets.critic.get(), "critic"}}, data.prompts.size(), extra);
   const bool have_ptx_eval = data.ptx_eval.size() > pc.ptx_seq_len;
   const int64_t ptx_eval_windows = have_ptx_eval ? std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len) : 0;
   auto ptx_eval_loss = [&] {
     return eval_stream_loss(nets.actor, data.ptx_eval, pc.ptx_seq_len, ptx_eval_windows, comm, dev);
   };
-  if (have_ptx_eval && std::isnan(pr.ptx_eval_start)) pr.ptx_eval_start = ptx_eval_loss();
-
-  MetricsLogger metrics(cfg.run.dir, comm.is_root(), cfg.train.max_steps, cfg.run.log_every, !ctx.resume_dir.empty());
-  metrics.message(fmt::format("# ppo: actor+critic {} trainable params, {} prompts, {} per rank per iteration, "
-                              "minibatch {} per rank ({} per forward), ptx_coef {}", opt.n_params, data.prompts.size(),
-                              cfg.train.global_batch_size / comm.world_size(), upd.minibatch_rows, upd.micro_rows,
-                              pc.ptx_coef));
-  auto save = [&]() {
-    return save_training_checkpoint(*ctx.ckpt, comm, pr.step, ck_models, ck_optims, ms.cfg, ms.tok,
-                                    pr.state(sampler, kl_ctl), ctx.config_text);
-  };
-  Iteration it{cfg, comm, dev, data, ids, nets.view(), *opt.actor, *opt.critic, sampler,
+  if (have_ptx_eval && std::isnan(ptx_eval_start)) ptx_eval_start = ptx_eval_loss();
+  loop.metrics().message(fmt::format("# ppo: actor+critic {} trainable params, {} prompts, {} per rank per iteration, "
+                                     "minibatch {} per rank ({} per forward), ptx_coef {}", loop.n_params(),
+                                     data.prompts.size(), cfg.train.global_batch_size / comm.world_size(),
+                                     upd.minibatch_rows, upd.micro_rows, pc.ptx_coef));
+  Iteration it{cfg, comm, dev, data, ids, nets.view(), loop.optimizer(0), loop.optimizer(1), loop.sampler(),
                sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
                ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
                                  pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
                                  pc.gamma, pc.gae_lambda},
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0};
 
-  int exit_code = 0;
   nlohmann::json last;
-  const int64_t end_step = cfg.train.stop_at_step > 0 ? std::min(cfg.train.stop_at_step, cfg.train.max_steps)
-                                                      : cfg.train.max_steps;
-  while (pr.step < end_step) {
-    nlohmann::json row = run_iteration(it, pr.step, kl_ctl.value);
+  const int exit_code = loop.run_steps([&](int64_t step) {
+    nlohmann::json row = run_iteration(it, step, kl_ctl.value);
     if (pc.adaptive_kl) kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size);  // β for the next
-    const int64_t step = ++pr.step;
-    pr.skipped_total += row["skipped"].get<int64_t>();
-    row["step"] = step;
-    row["skipped_total"] = pr.skipped_total;
-    if (have_ptx_eval && cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0) row["ptx_eval_loss"] = ptx_eval_loss();
-    metrics.log(row);
     last = row;
-    if (cfg.ckpt.every > 0 && step % cfg.ckpt.every == 0 && step < end_step) save();
-    if (stop_requested(comm)) {
-      metrics.message(fmt::format("# stop signal: checkpointing at step {} and exiting with code {}", step, kExitPreempted));
-      exit_code = kExitPreempted;
-      break;
-    }
-  }
-  const std::string ckpt = save();
-  nlohmann::json summary = {{"stage", "ppo"}, {"steps", pr.step}, {"checkpoint", ckpt},
-                            {"complete", pr.step >= cfg.train.max_steps}, {"skipped_steps", pr.skipped_total},
-                            {"kl_coef", kl_ctl.value}, {"last", last}};
-  if (have_ptx_eval) {
+    last["step"] = step + 1;
+    return row;
+  }, [&]() -> nlohmann::json {
+    if (!have_ptx_eval) return nlohmann::json::object();
+    return {{"ptx_eval_loss", ptx_eval_loss()}};
+  });
+  nlohmann::json summary = loop.finish("ppo", {{"kl_coef", kl_ctl.value}, {"last", last}}, [&]() -> nlohmann::json {
+    if (!have_ptx_eval) return nlohmann::json::object();
     const double end_loss = ptx_eval_loss();
-    summary["ptx_eval_loss_start"] = pr.ptx_eval_start;
-    summary["ptx_eval_loss_end"] = end_loss;
-    summary["ptx_eval_loss_rise"] = end_loss - pr.ptx_eval_start;
-  }
-  metrics.summary(summary);
-  metrics.message(fmt::format("# ppo done: step {}, checkpoint {}", pr.step, ckpt));
+    return {{"ptx_eval_loss_start", ptx_eval_start}, {"ptx_eval_loss_end", end_loss},
+            {"ptx_eval_loss_rise", end_loss - ptx_eval_start}};
+  });
+  loop.metrics().message(fmt::format("# ppo done: step {}, checkpoint {}", loop.step(),
+                                     summary["checkpoint"].get<std::string>()));
   return exit_code;
 }
 

@@ -48,10 +48,8 @@ std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, con
   return left_pad(rows, ids.pad);
 }
 
-Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
-                         const SamplingConfig& sc, uint64_t seed) {
-  torch::NoGradGuard ng;
-  GenerateOutput g = generate(actor, prompts, prompt_mask, sc, seed);
+namespace {
+Rollout rollout_of(const GenerateOutput& g, const SamplingConfig& sc) {
   Rollout r;
   r.tokens = g.tokens;                // [B, P+N]
   r.attention_mask = g.attention_mask;  // [B, P+N]
@@ -63,6 +61,17 @@ Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const to
   // [B]: ended by a stop token (EOS or an extra stop id)
   r.has_eos = stop_mask(r.tokens.slice(1, r.P), sc).logical_and(r.response_mask).any(1);
   return r;
+}
+}  // namespace
+
+Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
+                         const SamplingConfig& sc, uint64_t seed) {
+  return rollout_of(generate(actor, prompts, prompt_mask, sc, seed), sc);
+}
+
+Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
+                         const SamplingConfig& sc, const std::vector<uint64_t>& row_seeds) {
+  return rollout_of(generate(actor, prompts, prompt_mask, sc, row_seeds), sc);
 }
 
 torch::Tensor response_logprobs(CausalLM& m, const Rollout& r, double temperature,

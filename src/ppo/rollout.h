@@ -41,6 +41,10 @@ std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, con
 // Generate and fill tokens/attention_mask/positions/response_mask/P/N/has_eos/sample_logp.
 Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
                          const SamplingConfig& sc, uint64_t seed);
+// The same with one sampling stream per row (generate.h): ppo_train seeds row b with its index in
+// the global batch, so the responses do not depend on the number of ranks.
+Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
+                         const SamplingConfig& sc, const std::vector<uint64_t>& row_seeds);
 
 // Log-probs (and optionally entropies) of the response tokens under log_softmax(logits /
 // temperature), the distribution generate() samples from (and records) at that temperature:

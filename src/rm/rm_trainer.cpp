@@ -119,9 +119,8 @@ int run_rm(const RunRequest& req) {
   ScalarModel rm = build_reward_model(ms, cfg.run.seed, dev);
   const PairNormalizer norm = cfg.rm.pair_normalizer == PairNormalizerKind::Paper
                                   ? PairNormalizer::Paper : PairNormalizer::StrictPairs;
-  SingleModelLoop loop(ctx, *rm, ms,
-                       {"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}},
-                       "rm", train.size());
+  TrainLoop loop(ctx, ms, {{"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}}},
+                 {{rm.get(), "rm"}}, train.size());
   const int64_t accum = loop.accum();
   loop.metrics().message(fmt::format("# rm: {} params, {} train groups ({} responses), {} ranks x {} groups x {} accum",
                                      loop.n_params(), train.size(), train.responses.size(), comm.world_size(),

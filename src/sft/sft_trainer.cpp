@@ -97,7 +97,7 @@ int run_sft(const RunRequest& req) {
   CausalLM model(ms.cfg);
   if (!ms.init_path.empty()) load_parameters(*model, read_model_h5(ms.init_path));
   model->to(dev);
-  SingleModelLoop loop(ctx, *model, ms, {"model.h5", model.get(), "causal_lm", {}}, "policy", in.n_items);
+  TrainLoop loop(ctx, ms, {{"model.h5", model.get(), "causal_lm", {}}}, {{model.get(), "policy"}}, in.n_items);
   const int64_t accum = loop.accum();
   loop.metrics().message(fmt::format("# sft: {} params, {} train {}, {} ranks x {} micro x {} accum",
                                      loop.n_params(), in.n_items, in.stream ? "windows (pretraining)" : "rows",

@@ -227,6 +227,34 @@ TEST(Generate, SeedingAndTopKOneIsGreedy) {
   EXPECT_LT((k1.logprobs - g.logprobs).abs().max().item<double>(), 1e-6);
 }
 
+// Per-row seeds: a row's sampled tokens depend on its prompt and seed only. Rows 1 and 2 of a
+// 3-row batch equal the same prompts generated as a 2-row batch with their seeds (PPO on 2 ranks),
+// in eager and static decoding; a single seed for the batch would not give that.
+TEST(Generate, RowSeedsMakeRowsIndependentOfTheBatch) {
+  CausalLM m = make_model(Family::Llama, 4, 15);
+  SamplingConfig sc;
+  sc.max_new_tokens = 12;
+  sc.temperature = 1.0;
+  auto [p3, m3] = left_pad({{5, 6}, {7}, {8, 9, 10}}, 0);
+  auto [p2, m2] = left_pad({{7}, {8, 9, 10}}, 0);
+  for (DecodeMode mode : {DecodeMode::Eager, DecodeMode::Static}) {
+    sc.decode = mode;
+    auto all = generate(m, p3, m3, sc, std::vector<uint64_t>{11, 22, 33});
+    auto two = generate(m, p2, m2, sc, std::vector<uint64_t>{22, 33});
+    for (int64_t r = 0; r < 2; ++r) {
+      EXPECT_TRUE(torch::equal(all.tokens[r + 1].narrow(0, 3, 12), two.tokens[r].narrow(0, 3, 12)))
+          << "row " << r + 1;
+      EXPECT_LT((all.logprobs[r + 1] - two.logprobs[r]).abs().max().item<double>(), 1e-5);
+    }
+    // One seed for the whole batch draws row 1's noise after row 0's: different tokens.
+    auto batch_seeded = generate(m, p3, m3, sc, uint64_t{22});
+    auto alone = generate(m, p2, m2, sc, uint64_t{22});
+    EXPECT_FALSE(torch::equal(batch_seeded.tokens[1].narrow(0, 3, 12), alone.tokens[0].narrow(0, 3, 12)));
+  }
+  EXPECT_NE(testing::error_of([&] { generate(m, p3, m3, sc, std::vector<uint64_t>{1, 2}); }).find("2 row seeds for 3"),
+            std::string::npos);
+}
+
 TEST(Generate, SamplingFiltersAndFrequencies) {
   // probabilities 0.5, 0.3, 0.15, 0.05 in every row; 20000 independent rows.
   auto probs = torch::tensor({0.5, 0.3, 0.15, 0.05}, torch::kFloat);

@@ -202,6 +202,39 @@ TEST_F(Trainers, SftSigtermCheckpointsAndResumesExactly) {
   expect_same_run(a, b, "loss");
 }
 
+// A CPU checkpoint has no CUDA generator state (rng/cuda); one that has it (a GPU run's) resumes
+// on CPU with a warning, the CPU stream restored as before: the resumed run equals the straight one.
+TEST_F(Trainers, CheckpointWithCudaRngStateResumesOnCpuWithAWarning) {
+  const std::string a = g_root + "/sft_cuda_rng_a", b = g_root + "/sft_cuda_rng_b";
+  ASSERT_EQ(run_stage(rlhf::run_sft, sft_args(a, 4)), 0);
+  auto half = sft_args(b, 4);
+  half.insert(half.end(), {"--set", "train.stop_at_step=2"});
+  ASSERT_EQ(run_stage(rlhf::run_sft, half), 0);
+  const std::string optim = latest_ckpt(b) + "/optim.h5";
+  {  // rewrite optim.h5 with a (made-up) CUDA generator state per rank, as a GPU run saves it
+    auto in = rlhf::H5File::open_read(optim);
+    EXPECT_TRUE(in.has("rng/cpu"));
+    EXPECT_FALSE(in.has("rng/cuda")) << "a CPU run saved a CUDA generator state";
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& n : in.datasets()) tensors.emplace_back(n, in.read_tensor(n));
+    const int64_t step = in.attr_int("policy_step");
+    in.close();
+    auto out = rlhf::H5File::create(optim);
+    for (const auto& [n, t] : tensors) out.write_tensor(n, t);
+    out.set_attr("policy_step", step);
+    out.write_tensor("rng/cuda", torch::arange(16, torch::kUInt8).unsqueeze(0));  // [world 1, 16 bytes]
+    out.close();
+  }
+  auto rest = sft_args(b, 4);
+  rest.push_back("--resume");
+  ::testing::internal::CaptureStderr();
+  const int rc = run_stage(rlhf::run_sft, rest);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(rc, 0) << err;
+  EXPECT_NE(err.find("holds CUDA generator states but this run is on cpu"), std::string::npos) << err;
+  expect_same_run(a, b, "loss");
+}
+
 // sft_train on a token stream (pretraining): windows of max_seq_len tokens, every token but each
 // window's first a target; the loss falls and stop/resume is exact as for SFT rows.
 TEST_F(Trainers, SftOnTokenStreamPretrainsAndResumesExactly) {
@@ -362,6 +395,20 @@ TEST_F(Trainers, PpoFirstIterationRatioIsOne) {
     EXPECT_LT(std::abs(m[0]["approx_kl"].get<double>()), 1e-9) << "temperature " << temp;
     EXPECT_EQ(m[0]["clip_frac"].get<double>(), 0.0) << "temperature " << temp;
   }
+}
+
+// rlhf_eval's default response length for a policy: the ppo.max_new_tokens of a PPO checkpoint
+// (read from its state.yaml's config: 12 in ppo_args, 9 here), nothing (0) for an SFT one.
+TEST_F(Trainers, EvalResponseLengthComesFromThePpoConfig) {
+  const std::string dir = g_root + "/ppo_len";
+  auto args = ppo_args(dir, 1);
+  args.insert(args.end(), {"--set", "ppo.max_new_tokens=9"});
+  ASSERT_EQ(run_stage(rlhf::run_ppo, args), 0);
+  EXPECT_EQ(rlhf::ppo_response_length(dir), 9);                           // run dir
+  EXPECT_EQ(rlhf::ppo_response_length(latest_ckpt(dir)), 9);               // checkpoint dir
+  EXPECT_EQ(rlhf::ppo_response_length(latest_ckpt(dir) + "/model.h5"), 9);  // model file
+  EXPECT_EQ(rlhf::ppo_response_length(g_root + "/sft"), 0);
+  EXPECT_EQ(rlhf::ppo_response_length(g_root + "/rm"), 0);
 }
 
 // Truncating samplers and greedy decoding are refused by ppo_train, naming the key and why.

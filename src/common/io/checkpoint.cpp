@@ -247,4 +247,18 @@ void set_rng_state(const torch::Tensor& state) {
   gen.set_state(state);
 }
 
+torch::Tensor get_device_rng_state(const torch::Device& dev) {
+  RLHF_CHECK(dev.is_cuda(), "get_device_rng_state: {} has no device generator state", dev.str());
+  at::Generator gen = at::globalContext().defaultGenerator(dev);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_device_rng_state(const torch::Device& dev, const torch::Tensor& state) {
+  RLHF_CHECK(dev.is_cuda(), "set_device_rng_state: {} has no device generator state", dev.str());
+  at::Generator gen = at::globalContext().defaultGenerator(dev);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
 }  // namespace rlhf

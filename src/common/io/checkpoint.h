@@ -47,5 +47,9 @@ void validate_state(const nlohmann::json& state, const std::string& path);
 // libtorch's default CPU generator state (dropout, init) as bytes, for exact resume.
 torch::Tensor get_rng_state();
 void set_rng_state(const torch::Tensor& state);
+// The default generator of a CUDA device (dropout and initialisation on the GPU) as bytes (a CPU
+// uint8 tensor: seed and Philox offset). REQUIRES: dev.is_cuda() (a CUDA build on a GPU machine).
+torch::Tensor get_device_rng_state(const torch::Device& dev);
+void set_device_rng_state(const torch::Device& dev, const torch::Tensor& state);
 
 }  // namespace rlhf

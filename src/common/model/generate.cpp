@@ -91,6 +91,34 @@ at::Generator make_generator(const torch::Device& dev, uint64_t seed) {
   return g;
 }
 
+// Where the sampling noise of a step comes from: one generator for the whole [B, V] draw, or
+// one per row (row b's draws then depend only on its seed, not on the batch it is in).
+class NoiseSource {
+ public:
+  NoiseSource(const torch::Device& dev, const std::vector<uint64_t>& seeds, bool per_row)
+      : per_row_(per_row) {
+    for (uint64_t s : seeds) gens_.push_back(make_generator(dev, s));
+  }
+  void fill(torch::Tensor& noise) {  // [B, V]
+    if (!per_row_) {
+      noise.exponential_(1.0, gens_[0]);
+      return;
+    }
+    for (size_t b = 0; b < gens_.size(); ++b)
+      noise.select(0, static_cast<int64_t>(b)).exponential_(1.0, gens_[b]);
+  }
+  torch::Tensor sample(const torch::Tensor& logits, const SamplingConfig& cfg) {
+    if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
+    auto noise = torch::empty(logits.sizes(), logits.options().dtype(torch::kFloat));
+    fill(noise);                                            // [B, V]
+    return draw(logits, cfg, noise);
+  }
+
+ private:
+  bool per_row_;
+  std::vector<at::Generator> gens_;
+};
+
 // What a generate() call writes, all on the model's device.
 struct Rollout {
   torch::Tensor tokens;     // [B, P + N] int64, prompts then sampled tokens
@@ -143,8 +171,8 @@ class StaticDecoder {
     const int64_t need = r_.P + t + 1, b = cfg_.attend_bucket;
     return std::min(cache_.capacity, (need + b - 1) / b * b);
   }
-  void step(int64_t t, at::Generator& gen) {
-    if (noise_.defined()) noise_.exponential_(1.0, gen);  // same draws, same order as Eager
+  void step(int64_t t, NoiseSource& noise) {
+    if (noise_.defined()) noise.fill(noise_);  // same draws, same order as Eager
     const int64_t L = attend_len(t);
 #ifdef RLHF_WITH_CUDA
     if (capture_) {
@@ -271,9 +299,10 @@ SamplingConfig sampling_config(int64_t max_new_tokens, double temperature, int64
   return sc;
 }
 
-GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
-                        const torch::Tensor& prompt_mask_in, const SamplingConfig& cfg,
-                        uint64_t seed) {
+namespace {
+GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
+                             const torch::Tensor& prompt_mask_in, const SamplingConfig& cfg,
+                             const std::vector<uint64_t>& seeds, bool per_row) {
   torch::NoGradGuard ng;
   EvalMode eval_mode(*model);
   const ModelConfig& mc = model->cfg;
@@ -314,7 +343,9 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
   r.logprobs = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kFloat).device(dev));
   r.finished = torch::zeros({B}, bool_opt);                               // [B]
   const bool use_eos = cfg.stop_at_eos && cfg.eos_id >= 0;
-  at::Generator gen = make_generator(dev, seed);
+  RLHF_CHECK(!per_row || static_cast<int64_t>(seeds.size()) == B,
+             "generate: {} row seeds for {} prompt rows", seeds.size(), B);
+  NoiseSource noise(dev, seeds, per_row);
 
   int64_t n = 0;
   if (N > 0) {
@@ -323,7 +354,7 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
     auto logits = model->logits_from_hidden(h.narrow(1, P - 1, 1)).squeeze(1);  // [B, V]
     auto next_pos = pos.select(1, P - 1).unsqueeze(1) + 1;             // [B, 1]
     auto t_idx = [&](int64_t t) { return torch::full({1}, t, long_opt); };  // [1]
-    auto tok = record(r, logits, sample_tokens(logits, cfg, gen), t_idx(0), cfg, use_eos);  // [B]
+    auto tok = record(r, logits, noise.sample(logits, cfg), t_idx(0), cfg, use_eos);  // [B]
     std::unique_ptr<StaticDecoder> stat;
     if (N > 1 && resolved_decode_mode(cfg, dev) == DecodeMode::Static)
       stat = std::make_unique<StaticDecoder>(model, cache, r, cfg, tok, next_pos,
@@ -333,14 +364,14 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
       if (use_eos && (t + 1) % cfg.eos_check_every == 0 && r.finished.all().item<bool>()) break;
       if (t + 1 == N) break;
       if (stat) {
-        stat->step(t, gen);
+        stat->step(t, noise);
         continue;
       }
       h = model->trunk(tok.unsqueeze(1), next_pos, r.key_mask.narrow(1, 0, P + t + 1), &cache,
                        P + t);                                         // [B, 1, C]
       logits = model->logits_from_hidden(h).squeeze(1);                // [B, V]
       next_pos = next_pos + 1;
-      tok = record(r, logits, sample_tokens(logits, cfg, gen), t_idx(t + 1), cfg, use_eos);
+      tok = record(r, logits, noise.sample(logits, cfg), t_idx(t + 1), cfg, use_eos);
     }
     if (stat) out.cuda_graphs = stat->graphs_captured();
   }
@@ -350,6 +381,19 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts_in,
   out.logprobs = r.logprobs.narrow(1, 0, n).contiguous();
   out.attention_mask = torch::cat({prompt_mask, out.response_mask}, 1);
   return out;
+}
+}  // namespace
+
+GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
+                        const torch::Tensor& prompt_mask, const SamplingConfig& cfg,
+                        uint64_t seed) {
+  return generate_with(model, prompts, prompt_mask, cfg, {seed}, false);
+}
+
+GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
+                        const torch::Tensor& prompt_mask, const SamplingConfig& cfg,
+                        const std::vector<uint64_t>& row_seeds) {
+  return generate_with(model, prompts, prompt_mask, cfg, row_seeds, true);
 }
 
 }  // namespace rlhf

@@ -11,8 +11,9 @@
 //   then top-k (0 = off), then top-p (1 = off; keeps the smallest prefix of the sorted
 //   distribution whose mass reaches top_p, at least one token), then a draw with the
 //   exponential-race trick (argmax p_i / E_i, E_i ~ Exp(1)) from a private generator seeded with
-//   `seed` (CPU: CPUGeneratorImpl; CUDA: a clone of the device's default generator, reseeded).
-//   Same seed, same device, same inputs -> same output.
+//   `seed`, or one per row seeded with `row_seeds[b]` (CPU: CPUGeneratorImpl; CUDA: a clone of
+//   the device's default generator, reseeded). Same seed(s), same device, same inputs -> same
+//   output.
 // - Per-row EOS stop (cfg.stop_at_eos && cfg.eos_id >= 0): the EOS token is kept and masked in;
 //   afterwards the row emits pad_id with mask false and logprob 0. The only host syncs in the
 //   loop are an "all rows finished?" check every eos_check_every steps.
@@ -86,6 +87,12 @@ struct GenerateOutput {
 // prompts [B,P] int64 left-padded, prompt_mask [B,P] bool. temperature 0 = greedy.
 GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
                         const torch::Tensor& prompt_mask, const SamplingConfig& cfg, uint64_t seed);
+// The same with one generator per row, seeded with row_seeds[b] (size B): row b's tokens depend
+// on its prompt and seed only, not on the other rows of the batch (up to the round-off of a
+// different padding), so PPO draws the same responses on 1 rank or N ranks.
+GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
+                        const torch::Tensor& prompt_mask, const SamplingConfig& cfg,
+                        const std::vector<uint64_t>& row_seeds);
 
 // left-pad ragged prompts: returns {tokens [B,P] int64, mask [B,P] bool} (CPU), P = longest row.
 std::pair<torch::Tensor, torch::Tensor> left_pad(const std::vector<std::vector<int32_t>>& rows,

@@ -1,16 +1,18 @@
-// loop.h — the scaffolding SFT and RM share around their loss (PPO has its own iteration):
-// parameter broadcast and consistency check, AdamW, the sharded sampler and accumulation count,
-// resume from a training checkpoint, metrics, and the step loop read top to bottom:
-//   compute (this rank's micro-batches: forward + backward) -> lr -> optimizer_step (all-reduce,
-//   global norm, skip on non-finite, clip, AdamW) -> metrics row -> periodic eval / checkpoint
-//   -> stop signal;
+// loop.h — the training loop every stage shares (SFT, RM, PPO): parameter consistency check and
+// broadcast, one AdamW per trained model, seeding, the sharded sampler and accumulation count,
+// resume from a training checkpoint (weights, moments, RNG, cursor, the stage's extra state),
+// metrics, the step loop read top to bottom:
+//   step (SFT/RM: compute = this rank's micro-batches, forward + backward -> lr -> optimizer_step
+//   (all-reduce, global norm, skip on non-finite, clip, AdamW); PPO: one iteration that steps its
+//   optimizers itself) -> metrics row -> periodic eval / checkpoint -> stop signal;
 // then the final checkpoint, held-out evaluation and summary.json.
-// Contract: collective — every rank constructs it and calls run() and finish() together. The
-// model (already on ctx.device) and ModelSetup outlive the loop; AdamW steps the parameters that
-// require grad.
+// Contract: collective — every rank constructs it and calls run*/finish together. The models
+// (already on ctx.device) and ModelSetup outlive the loop; each AdamW steps the parameters of its
+// model that require grad.
 #pragma once
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,30 +24,52 @@
 
 namespace rlhf {
 
-// What a stage's compute step reports.
+// What a stage's compute step reports (SFT/RM).
 struct StepStats {
   double loss = NAN;  // the global batch's mean loss (already all-reduced)
   double tokens = 0;  // tokens this rank processed (-> tokens_per_s over all ranks)
   nlohmann::json fields = nlohmann::json::object();  // stage metrics for this step's row
 };
 
-class SingleModelLoop {
- public:
-  SingleModelLoop(RunContext& ctx, torch::nn::Module& model, const ModelSetup& ms,
-                  CkptModel ck_model, const std::string& optim_prefix, int64_t dataset_size);
+// A model the loop trains: its AdamW moments are saved in optim.h5 under `optim_prefix`.
+struct TrainedModel {
+  torch::nn::Module* module;
+  std::string optim_prefix;
+};
 
-  int64_t n_params() const { return n_params_; }
+// State a stage keeps beside the loop's (e.g. PPO's β): `save` is written into state.yaml with
+// every checkpoint, `restore` receives state.yaml's content on resume (called by the constructor).
+struct ExtraState {
+  std::function<nlohmann::json()> save;
+  std::function<void(const nlohmann::json&)> restore;
+};
+
+class TrainLoop {
+ public:
+  // saved: the files a checkpoint writes (model.h5 first); trained: the models with an optimizer
+  // (in a fixed order: parameters are broadcast and counted in it); dataset_size: the sampler's n.
+  TrainLoop(RunContext& ctx, const ModelSetup& ms, std::vector<CkptModel> saved,
+            const std::vector<TrainedModel>& trained, int64_t dataset_size, ExtraState extra = {});
+
+  int64_t n_params() const { return n_params_; }      // of all trained models
   int64_t accum() const { return accum_; }            // micro-batches per rank per step
   int64_t step() const { return step_; }
   bool complete() const { return step_ >= ctx_.cfg.train.max_steps; }
+  bool resumed() const { return resumed_; }
+  AdamW& optimizer(size_t i) { return *opts_.at(i); }
   ShardedSampler& sampler() { return sampler_; }
   MetricsLogger& metrics() { return metrics_; }
-  nlohmann::json& model_extra() { return ck_models_[0].extra; }  // written with model.h5
+  nlohmann::json& model_extra() { return saved_[0].extra; }  // written with model.h5
 
-  // Steps until train.max_steps (or train.stop_at_step, or a stop signal: checkpoint + exit code
-  // kExitPreempted). `evaluate` runs every train.eval_every steps; its keys join the row.
+  // SFT/RM: steps until train.max_steps (or train.stop_at_step, or a stop signal: checkpoint +
+  // exit code kExitPreempted); each step is compute() then the optimizer step of the (one)
+  // trained model. `evaluate` runs every train.eval_every steps; its keys join the row.
   int run(const std::function<StepStats()>& compute,
           const std::function<nlohmann::json()>& evaluate);
+  // Stages whose step takes its own optimizer steps (PPO): iterate(step) returns the step's row
+  // with at least "loss" and "skipped" (optimizer steps skipped in it); otherwise as run().
+  int run_steps(const std::function<nlohmann::json(int64_t step)>& iterate,
+                const std::function<nlohmann::json()>& evaluate);
   // Final checkpoint, evaluation and summary.json ({stage, steps, final_loss, skipped_steps,
   // checkpoint, complete} + extra + evaluation); returns the summary.
   nlohmann::json finish(const std::string& stage, const nlohmann::json& extra,
@@ -57,13 +81,15 @@ class SingleModelLoop {
   RunContext& ctx_;
   const ModelSetup& ms_;
   int64_t n_params_ = 0;
-  AdamW opt_;
+  std::vector<std::unique_ptr<AdamW>> opts_;
   ShardedSampler sampler_;
   int64_t accum_;
-  std::vector<CkptModel> ck_models_;
+  std::vector<CkptModel> saved_;
   std::vector<CkptOptim> ck_optims_;
+  ExtraState extra_;
   int64_t step_ = 0, skipped_total_ = 0;
   double last_loss_ = NAN;
+  bool resumed_ = false;
   MetricsLogger metrics_;
 };
 

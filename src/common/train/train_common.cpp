@@ -71,6 +71,17 @@ Cursor cursor_from_json(const nlohmann::json& j) {
   return c;
 }
 
+namespace {
+// The device the checkpointed models live on (their first parameter's; CPU when none has one).
+torch::Device models_device(const std::vector<CkptModel>& models) {
+  for (const auto& m : models) {
+    const auto params = m.module->parameters();
+    if (!params.empty()) return params[0].device();
+  }
+  return torch::kCPU;
+}
+}  // namespace
+
 std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm, int64_t step,
                                      const std::vector<CkptModel>& models,
                                      const std::vector<CkptOptim>& optims,
@@ -78,6 +89,11 @@ std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm,
                                      nlohmann::json state, const std::string& config_text) {
   torch::Tensor rng = get_rng_state().contiguous();
   torch::Tensor all_rng = comm.all_gather(rng.unsqueeze(0));  // [world, bytes]
+  // On GPUs also each rank's CUDA generator (dropout there draws from it, not from the CPU's).
+  const torch::Device dev = models_device(models);
+  const bool cuda = comm.all_reduce_scalar(dev.is_cuda() ? 1.0 : 0.0) == comm.world_size();
+  torch::Tensor all_cuda_rng;  // [world, bytes]
+  if (cuda) all_cuda_rng = comm.all_gather(get_device_rng_state(dev).contiguous().unsqueeze(0));
   state["step"] = step;
   state["world_size"] = comm.world_size();
   state["config"] = config_text;
@@ -86,6 +102,7 @@ std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm,
     H5File f = H5File::create(dir + "/optim.h5");
     for (const auto& o : optims) o.opt->save(f, o.prefix);
     f.write_tensor("rng/cpu", all_rng);
+    if (cuda) f.write_tensor("rng/cuda", all_cuda_rng);
     f.close();
     write_state_yaml(dir + "/state.yaml", state);
   });
@@ -99,10 +116,23 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
   H5File f = H5File::open_read(dir + "/optim.h5");
   for (const auto& o : optims) o.opt->load(f, o.prefix);
   torch::Tensor all_rng = f.read_tensor("rng/cpu");  // [saved_world, bytes]
-  if (all_rng.size(0) == comm.world_size()) set_rng_state(all_rng[comm.rank()].clone());
+  const bool same_world = all_rng.size(0) == comm.world_size();
+  if (same_world) set_rng_state(all_rng[comm.rank()].clone());
   else if (comm.is_root())
     fmt::print(stderr, "# note: checkpoint saved with {} ranks, resuming on {}: RNG streams restart\n",
                all_rng.size(0), comm.world_size());
+  const torch::Device dev = models_device(models);
+  if (f.has("rng/cuda")) {
+    torch::Tensor all_cuda = f.read_tensor("rng/cuda");  // [saved_world, bytes]
+    if (dev.is_cuda() && same_world) set_device_rng_state(dev, all_cuda[comm.rank()].clone());
+    else if (!dev.is_cuda() && comm.is_root())
+      fmt::print(stderr, "# warning: {}/optim.h5 holds CUDA generator states but this run is on {}: "
+                 "only the CPU generator is restored (dropout draws differ from the GPU run)\n",
+                 dir, dev.str());
+  } else if (dev.is_cuda() && comm.is_root()) {
+    fmt::print(stderr, "# note: {}/optim.h5 has no CUDA generator state (saved on CPU or by an older "
+               "version): the CUDA stream restarts from the seed\n", dir);
+  }
   return state;
 }
 

@@ -55,13 +55,17 @@ struct CkptOptim {
   AdamW* opt;
 };
 
-// Collective: gathers every rank's RNG state, rank 0 writes the checkpoint directory.
+// Collective: gathers every rank's RNG state (the CPU generator as rng/cpu, and when the models
+// are on CUDA on every rank the device generator as rng/cuda, both [world, bytes] in optim.h5),
+// rank 0 writes the checkpoint directory.
 std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm, int64_t step,
                                      const std::vector<CkptModel>& models,
                                      const std::vector<CkptOptim>& optims,
                                      const ModelConfig& mcfg, const TokenizerInfo& tok,
                                      nlohmann::json state, const std::string& config_text);
-// Every rank reads: weights, optimizer moments, its own RNG state. Returns state.yaml's content.
+// Every rank reads: weights, optimizer moments, its own RNG states (CPU; CUDA when the models are
+// on CUDA and the checkpoint has them — on CPU a checkpoint's CUDA states are skipped with a
+// warning; a different rank count restarts the streams with a note). Returns state.yaml's content.
 nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& comm,
                                         const std::vector<CkptModel>& models,
                                         const std::vector<CkptOptim>& optims);

@@ -12,6 +12,7 @@
 #include "common/io/model_file.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/train/train_common.h"
+#include "ppo/policy_eval.h"
 
 namespace rlhf {
 
@@ -53,7 +54,9 @@ std::string sample_text(const SampleOptions& o) {
   }
   if (ids.empty()) ids.push_back(tok->eos_id());  // no BOS (Qwen): start after an end of text
   auto [prompts, mask] = left_pad({ids}, tok->pad_id());
-  const SamplingConfig sc = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p, sids);
+  const int64_t ppo_length = o.max_new_tokens > 0 ? 0 : ppo_response_length(o.checkpoint);
+  const int64_t length = o.max_new_tokens > 0 ? o.max_new_tokens : ppo_length > 0 ? ppo_length : kSampleDefaultLength;
+  const SamplingConfig sc = sampling_config(length, o.temperature, o.top_k, o.top_p, sids);
   auto t0 = std::chrono::steady_clock::now();
   GenerateOutput out = generate(model, prompts, mask, sc, o.seed);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -81,7 +84,8 @@ void register_eval_sample(CLI::App& app, int* exit_code) {
   auto* c = app.add_subcommand("sample", "generate text from a causal-LM checkpoint (text on stdout)");
   c->add_option("--checkpoint", o.checkpoint, "checkpoint dir, run dir or model.h5")->required();
   c->add_option("--prompt", o.prompt, "prompt text (may be empty)")->required();
-  c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")->capture_default_str();
+  c->add_option("--max-new-tokens", o.max_new_tokens,
+                 "tokens to generate (default: the PPO checkpoint's ppo.max_new_tokens, else 64)");
   c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
   c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str();
   c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str();

@@ -7,6 +7,8 @@
 // without special tokens; BOS is prepended when the tokenizer has a BOS distinct from its EOS
 // (byte, llama2c), and for tokenizers whose BOS == EOS (gpt2) only when the prompt is empty
 // (unconditional generation starts from <|endoftext|>). Generation stops at the tokenizer's EOS.
+// --max-new-tokens defaults to the length a PPO checkpoint was trained with (its state.yaml's
+// config), else 64.
 // stdout: the decoded text of prompt + continuation (like llama2.c's run; special tokens
 // dropped; llama2c pieces after BOS lose their leading space), then a newline. Logs on stderr.
 // --chat [--system TEXT] [--chat-template auto|NAME|FILE.jinja]: the prompt is one user message
@@ -23,11 +25,14 @@
 
 namespace rlhf {
 
+constexpr int64_t kSampleDefaultLength = 64;
+
 struct SampleOptions {
   std::string checkpoint, prompt, tokenizer, device;
   bool chat = false;
   std::string chat_template, system;
-  int64_t max_new_tokens = 64, top_k = 0;
+  // 0: the ppo.max_new_tokens of a PPO checkpoint (ppo_response_length), else kSampleDefaultLength.
+  int64_t max_new_tokens = 0, top_k = 0;
   double temperature = 1.0, top_p = 1.0;
   uint64_t seed = 0;
 };

@@ -18,7 +18,7 @@ namespace {
 
 struct EvalOpts {
   std::string checkpoint, data, policy, reward_model, reference, prompts, a, b, run_dir, data_dir;
-  int64_t max_new_tokens = 48, micro_batch = 32, max_prompts = 0, max_rows = 0;
+  int64_t max_new_tokens = 0, micro_batch = 32, max_prompts = 0, max_rows = 0;  // 0: see response_length
   double temperature = 1.0, top_p = 1.0;
   int64_t top_k = 0;
   uint64_t seed = 1;
@@ -36,9 +36,20 @@ void check_chat_template(const ModelFile& f, const DatasetMeta& m, const std::st
   adopt_chat_template(t, m, ckpt);
 }
 
-PolicyEvalOptions policy_opts(const EvalOpts& o) {
+constexpr int64_t kDefaultResponseLength = 48;
+
+// Tokens sampled per prompt: --max-new-tokens when given, else the ppo.max_new_tokens of the first
+// PPO checkpoint among `policies` (the length it was trained to), else kDefaultResponseLength.
+int64_t response_length(const EvalOpts& o, const std::vector<std::string>& policies) {
+  if (o.max_new_tokens > 0) return o.max_new_tokens;
+  for (const auto& p : policies)
+    if (const int64_t n = ppo_response_length(p); n > 0) return n;
+  return kDefaultResponseLength;
+}
+
+PolicyEvalOptions policy_opts(const EvalOpts& o, int64_t max_new_tokens) {
   PolicyEvalOptions p;
-  p.sampling = sampling_config(o.max_new_tokens, o.temperature, o.top_k, o.top_p, SpecialIds{});
+  p.sampling = sampling_config(max_new_tokens, o.temperature, o.top_k, o.top_p, SpecialIds{});
   p.seed = o.seed;
   p.max_prompts = o.max_prompts;
   p.micro_batch = o.micro_batch;
@@ -109,8 +120,11 @@ int reward(const EvalOpts& o) {
   check_chat_template(pf, p.meta, o.policy);
   check_chat_template(rf, p.meta, o.reward_model);
   auto tok = load_tokenizer(pf.tok.spec);
-  PolicyEvalResult r = evaluate_policy(policy, ref.get(), rm, p, *tok, pf.cfg.max_seq_len, policy_opts(o), world(), dev);
-  emit(r.to_json());
+  const int64_t length = response_length(o, {o.policy});
+  PolicyEvalResult r = evaluate_policy(policy, ref.get(), rm, p, *tok, pf.cfg.max_seq_len, policy_opts(o, length), world(), dev);
+  nlohmann::json j = r.to_json();
+  j["max_new_tokens"] = length;
+  emit(j);
   return 0;
 }
 
@@ -123,8 +137,9 @@ int compare(const EvalOpts& o) {
   PromptData p = PromptData::load(o.prompts, af.tok.identity);
   check_chat_template(af, p.meta, o.a);
   auto tok = load_tokenizer(af.tok.spec);
-  CompareResult c = compare_policies(a, b, rm, p, *tok, af.cfg.max_seq_len, policy_opts(o), world(), dev);
-  nlohmann::json j = {{"prompts", c.prompts}, {"win_rate_rm", c.win_rate_rm}};
+  const int64_t length = response_length(o, {o.a, o.b});
+  CompareResult c = compare_policies(a, b, rm, p, *tok, af.cfg.max_seq_len, policy_opts(o, length), world(), dev);
+  nlohmann::json j = {{"prompts", c.prompts}, {"win_rate_rm", c.win_rate_rm}, {"max_new_tokens", length}};
   if (!std::isnan(c.win_rate_hidden)) j["win_rate_hidden"] = c.win_rate_hidden;
   j.update(c.a.to_json("a_"));
   j.update(c.b.to_json("b_"));
@@ -158,7 +173,8 @@ int report(const EvalOpts& o) {
   PromptData p = PromptData::load(o.data_dir + "/prompts_eval.h5", sf.tok.identity);
   check_chat_template(sf, p.meta, sft);
   auto tok = load_tokenizer(sf.tok.spec);
-  PolicyEvalOptions po = policy_opts(o);
+  const int64_t length = response_length(o, {ppo});
+  PolicyEvalOptions po = policy_opts(o, length);
   PolicyEvalResult rs = evaluate_policy(sft_m, &sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
   PolicyEvalResult rp = evaluate_policy(ppo_m, &sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
   CompareResult c = compare_policies(ppo_m, sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
@@ -179,7 +195,7 @@ int report(const EvalOpts& o) {
   nlohmann::json ps = read_json_file(ppo + "/summary.json");
   for (const char* k : {"ptx_eval_loss_start", "ptx_eval_loss_end", "ptx_eval_loss_rise"})
     if (ps.contains(k)) out[std::string("ppo_") + k] = ps[k];
-  out["sampling"] = {{"temperature", o.temperature}, {"max_new_tokens", o.max_new_tokens}, {"seed", o.seed}};
+  out["sampling"] = {{"temperature", o.temperature}, {"max_new_tokens", length}, {"seed", o.seed}};
   emit(out);
   return 0;
 }
@@ -203,7 +219,8 @@ int weights_diff(const EvalOpts& o) {
 }
 
 void sampling_flags(CLI::App* c, EvalOpts& o) {
-  c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to sample per prompt")->capture_default_str();
+  c->add_option("--max-new-tokens", o.max_new_tokens,
+                 "tokens to sample per prompt (default: the PPO checkpoint's ppo.max_new_tokens, else 48)");
   c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
   c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str();
   c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str();
