@@ -9,7 +9,8 @@
 #      older one works and metrics.jsonl never repeats a step; `latest` pointing outside the run
 #      and a state.yaml with step -5 are refused naming what is wrong.
 #   4. Refusals: duplicate YAML keys, a directory as --config, rlhf_prep --in X --out X,
-#      rlhf_convert into an existing checkpoint without --force.
+#      rlhf_convert into an existing checkpoint without --force; absurd model sizes (n_layer 1e12
+#      in YAML and in a config.json) fail in seconds naming the key.
 #   5. SIGTERM to launch/mpirun.sh with 2 ranks: the ranks checkpoint and the launcher exits 75.
 # Usage: test_faults.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
@@ -118,6 +119,18 @@ cp "$T/p.jsonl" "$T/same.jsonl"; before=$(md5sum < "$T/same.jsonl")
 [ "$rc" -ne 0 ] && grep -q -- "--force" "$T/i.err" && ok "convert into an existing checkpoint refused" || bad "convert overwrite (exit $rc)"
 "$BIN/rlhf_convert" init --family gpt2 --tokenizer byte --out "$T/ck_init" --force > /dev/null 2>&1 \
   && ok "... and allowed with --force" || bad "convert --force"
+
+# Absurd sizes fail fast, naming the key: from YAML and from a Hugging Face config.json.
+start=$(date +%s)
+"$BIN/sft_train" --config "$SRC/configs/tiny/sft.yaml" --set model.n_layer=1000000000000 --dry-run > /dev/null 2> "$T/n.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "model.n_layer = .1000000000000.: expected an integer in \[1, 1024\]" "$T/n.err" \
+  && ok "model.n_layer 1e12 refused" || { tail -2 "$T/n.err"; bad "n_layer 1e12 (exit $rc)"; }
+mkdir -p "$T/hf_big"
+printf '{"model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1000000000000, "num_attention_heads": 4, "max_position_embeddings": 64}' > "$T/hf_big/config.json"
+"$BIN/rlhf_convert" from-hf --in "$T/hf_big" --out "$T/hf_big_ckpt" --tokenizer byte > /dev/null 2> "$T/h.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "n_layer must be in" "$T/h.err" && ok "config.json num_hidden_layers 1e12 refused" \
+  || { tail -2 "$T/h.err"; bad "config.json n_layer 1e12 (exit $rc)"; }
+[ $(( $(date +%s) - start )) -le 20 ] && ok "size checks fail fast ($(( $(date +%s) - start )) s)" || bad "size checks slow"
 
 # ---- 5. SIGTERM to the launcher with 2 ranks -------------------------------------------------------
 R=$T/sig

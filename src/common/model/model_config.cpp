@@ -155,18 +155,21 @@ ModelConfig ModelConfig::defaults_for(Family f) {
 }
 
 void ModelConfig::validate() const {
-  auto pos = [](const char* k, int64_t v) {
-    RLHF_CHECK(v > 0, "model config: {} must be > 0, got {}", k, v);
+  // Bounds far above any released model (vocab 262K, 126 layers, d_model 16384, d_ff 53248,
+  // 128 heads, 1M context), checked before anything is allocated: a corrupt or mistyped
+  // dimension (n_layer: 1e12) is an error here, not an exhausted memory later.
+  auto in_range = [](const char* k, int64_t v, int64_t max) {
+    RLHF_CHECK(v > 0 && v <= max, "model config: {} must be in [1, {}], got {}", k, max, v);
   };
-  pos("vocab_size", vocab_size);
-  pos("n_layer", n_layer);
-  pos("n_head", n_head);
-  pos("n_kv_head", n_kv_head);
-  pos("d_model", d_model);
-  pos("d_ff", d_ff);
-  pos("max_seq_len", max_seq_len);
-  RLHF_CHECK(head_dim_override >= 0, "model config: head_dim_override must be >= 0, got {}",
-             head_dim_override);
+  in_range("vocab_size", vocab_size, int64_t{1} << 22);
+  in_range("n_layer", n_layer, 1024);
+  in_range("n_head", n_head, 1024);
+  in_range("n_kv_head", n_kv_head, 1024);
+  in_range("d_model", d_model, int64_t{1} << 17);
+  in_range("d_ff", d_ff, int64_t{1} << 19);
+  in_range("max_seq_len", max_seq_len, int64_t{1} << 23);
+  RLHF_CHECK(head_dim_override >= 0 && head_dim_override <= 8192,
+             "model config: head_dim_override must be in [0, 8192], got {}", head_dim_override);
   RLHF_CHECK(sliding_window >= 0, "model config: sliding_window must be >= 0, got {}",
              sliding_window);
   if (head_dim_override == 0)
