@@ -219,7 +219,9 @@ int run_ppo(const RunRequest& req) {
   const torch::Device dev = ctx.device;
   ModelSetup ms = ppo_model_setup(cfg, comm.is_root());
   const PpoData data = load_ppo_data(cfg, ms);
-  adopt_chat_template(ms.tok, data.prompts.meta, ms.init_path);
+  accept_dataset(ms, data.prompts.meta);
+  if (data.ptx.size() > 0) accept_dataset(ms, data.ptx.meta);
+  if (data.ptx_eval.size() > 0) accept_dataset(ms, data.ptx_eval.meta);
   SpecialIds ids = for_rows(special_ids(ms.tok), data.prompts.meta);
   if (!cfg.ppo.stop_token.empty()) {  // e.g. a chat model's end of turn
     const int32_t s = ms.tokenizer->token_id(cfg.ppo.stop_token);

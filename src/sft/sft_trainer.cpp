@@ -86,9 +86,12 @@ int run_sft(const RunRequest& req) {
 
   ModelSetup ms = resolve_model(cfg, cfg.init);
   const SftInputs in = load_sft_inputs(cfg, ms);
-  if (!in.stream) {
-    adopt_chat_template(ms.tok, in.train.meta, ms.init_path);
-    if (in.eval.size() > 0) adopt_chat_template(ms.tok, in.eval.meta, ms.init_path);
+  if (in.stream) {
+    accept_dataset(ms, in.train_stream.meta);
+    if (in.eval_stream.size() > 0) accept_dataset(ms, in.eval_stream.meta);
+  } else {
+    accept_dataset(ms, in.train.meta);
+    if (in.eval.size() > 0) accept_dataset(ms, in.eval.meta);
   }
   const SpecialIds ids = for_rows(special_ids(ms.tok), in.train.meta);
   const int64_t max_len = in.max_len;

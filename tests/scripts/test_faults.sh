@@ -130,6 +130,9 @@ printf '{"model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermedi
 "$BIN/rlhf_convert" from-hf --in "$T/hf_big" --out "$T/hf_big_ckpt" --tokenizer byte > /dev/null 2> "$T/h.err"; rc=$?
 [ "$rc" -ne 0 ] && grep -q "n_layer must be in" "$T/h.err" && ok "config.json num_hidden_layers 1e12 refused" \
   || { tail -2 "$T/h.err"; bad "config.json n_layer 1e12 (exit $rc)"; }
+"$BIN/rlhf_eval" reward --policy x --reward-model y --prompts z --micro-batch 0 > /dev/null 2> "$T/m.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q -- "--micro-batch: Value 0 not in range" "$T/m.err" && ok "rlhf_eval --micro-batch 0 refused naming the flag" \
+  || { tail -2 "$T/m.err"; bad "--micro-batch 0 (exit $rc)"; }
 [ $(( $(date +%s) - start )) -le 20 ] && ok "size checks fail fast ($(( $(date +%s) - start )) s)" || bad "size checks slow"
 
 # ---- 5. SIGTERM to the launcher with 2 ranks -------------------------------------------------------

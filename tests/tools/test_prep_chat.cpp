@@ -380,6 +380,17 @@ TEST(ChatTravel, ModelsAdoptAndThenRequireTheirTemplate) {
   EXPECT_NE(e.find("runs/sft"), std::string::npos) << e;
   e = error_of([&] { rlhf::adopt_chat_template(tok, plain, "runs/sft"); });
   EXPECT_NE(e.find("plain.h5: the dataset holds plain rows"), std::string::npos) << e;
+  // Data meets model: a dataset whose ids may exceed the model's vocabulary is refused up front.
+  rlhf::ModelSetup ms;
+  ms.cfg.vocab_size = 259;
+  rlhf::DatasetMeta big = plain;
+  big.path = "big.h5";
+  big.vocab_size = 300;
+  e = error_of([&] { rlhf::accept_dataset(ms, big); });
+  EXPECT_NE(e.find("big.h5: the dataset's ids go up to 299 (vocab_size 300) but the model's vocabulary has 259"),
+            std::string::npos) << e;
+  big.vocab_size = 259;
+  rlhf::accept_dataset(ms, big);
   // Model files carry it.
   const rlhf::TokenizerInfo back = rlhf::TokenizerInfo::from_json(tok.to_json());
   EXPECT_EQ(back.chat_template, tok.chat_template);

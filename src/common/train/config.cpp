@@ -222,6 +222,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
 
   add_int(f, "train.max_steps", &c.train.max_steps, 1, kMax);
   add_int(f, "train.stop_at_step", &c.train.stop_at_step, 0, kMax);
+  add_int(f, "train.max_skipped_steps", &c.train.max_skipped_steps, 0, kMax);
   add_int(f, "train.global_batch_size", &c.train.global_batch_size, 1, kMax);
   add_int(f, "train.micro_batch_size", &c.train.micro_batch_size, 0, kMax);  // 0 = auto (run.cpp)
   add_double(f, "train.learning_rate", &c.train.learning_rate, 0, 10, true);

@@ -45,6 +45,7 @@ struct RunSection {
 struct TrainSection {
   int64_t max_steps = 100;      // fixes the LR schedule
   int64_t stop_at_step = 0;     // 0 = off; end early as if interrupted (checkpoint, exit code 0)
+  int64_t max_skipped_steps = 10;  // stop (error) after this many skipped steps in a row; 0 = never
   int64_t global_batch_size = 32;  // sequences (SFT), prompt groups (RM), prompts (PPO) per step, all ranks
   int64_t micro_batch_size = 8;    // per rank per forward/backward; 0 = auto (start_run)
   double learning_rate = 3e-4;

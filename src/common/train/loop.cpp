@@ -88,11 +88,14 @@ int TrainLoop::run_steps(const std::function<nlohmann::json(int64_t)>& iterate,
     row.update(iterate(step_));
     ++step_;
     const nlohmann::json& skipped = row.at("skipped");  // SFT/RM: a flag; PPO: a count
-    skipped_total_ += skipped.is_boolean() ? int64_t{skipped.get<bool>()} : skipped.get<int64_t>();
+    const int64_t n_skipped = skipped.is_boolean() ? int64_t{skipped.get<bool>()} : skipped.get<int64_t>();
+    skipped_total_ += n_skipped;
+    skipped_in_a_row_ = n_skipped > 0 ? skipped_in_a_row_ + 1 : 0;
     last_loss_ = row.at("loss").get<double>();
     row["skipped_total"] = skipped_total_;
     if (t.eval_every > 0 && step_ % t.eval_every == 0) row.update(evaluate());
     metrics_.log(row);
+    if (t.max_skipped_steps > 0 && skipped_in_a_row_ >= t.max_skipped_steps) stop_non_finite();
     if (ctx_.cfg.ckpt.every > 0 && step_ % ctx_.cfg.ckpt.every == 0 && step_ < end_step) save();
     if (stop_requested(comm)) {
       metrics_.message(fmt::format("# stop signal: checkpointing at step {} and exiting with code {}",
@@ -101,6 +104,17 @@ int TrainLoop::run_steps(const std::function<nlohmann::json(int64_t)>& iterate,
     }
   }
   return 0;
+}
+
+void TrainLoop::stop_non_finite() {
+  const std::string why = fmt::format(
+      "{} optimizer steps in a row were skipped as non-finite (NaN/Inf loss or gradients), up to "
+      "step {} (train.max_skipped_steps = {}): stopping without a checkpoint of this state; "
+      "lower train.learning_rate, check the data and the initial weights, then resume from the "
+      "last checkpoint", skipped_in_a_row_, step_, ctx_.cfg.train.max_skipped_steps);
+  metrics_.summary({{"steps", step_}, {"skipped_steps", skipped_total_}, {"complete", false},
+                    {"error", why}});
+  throw Error(why);
 }
 
 nlohmann::json TrainLoop::finish(const std::string& stage, const nlohmann::json& extra,

@@ -87,7 +87,8 @@ class TrainLoop {
   std::vector<CkptModel> saved_;
   std::vector<CkptOptim> ck_optims_;
   ExtraState extra_;
-  int64_t step_ = 0, skipped_total_ = 0;
+  int64_t step_ = 0, skipped_total_ = 0, skipped_in_a_row_ = 0;
+  [[noreturn]] void stop_non_finite();  // summary (complete: false), then rlhf::Error
   double last_loss_ = NAN;
   bool resumed_ = false;
   MetricsLogger metrics_;

@@ -59,6 +59,13 @@ void adopt_chat_template(TokenizerInfo& tok, const DatasetMeta& data, const std:
              data.path, data.chat_template_name, who, tok.chat_template_name);
 }
 
+void accept_dataset(ModelSetup& ms, const DatasetMeta& data) {
+  RLHF_CHECK(data.vocab_size <= ms.cfg.vocab_size,
+             "{}: the dataset's ids go up to {} (vocab_size {}) but the model's vocabulary has {} "
+             "entries", data.path, data.vocab_size - 1, data.vocab_size, ms.cfg.vocab_size);
+  if (data.kind != DataKind::Pretrain) adopt_chat_template(ms.tok, data, ms.init_path);
+}
+
 int64_t seq_len_limit(const Config& cfg, const ModelConfig& m) {
   return cfg.data.max_seq_len > 0 ? std::min(cfg.data.max_seq_len, m.max_seq_len) : m.max_seq_len;
 }

@@ -41,6 +41,12 @@ SpecialIds special_ids(const TokenizerInfo& t);
 // carry them. Throws rlhf::Error naming the dataset, `model` (a checkpoint path; "" = "the
 // model") and both templates. Pretraining streams are plain by nature: do not pass them.
 void adopt_chat_template(TokenizerInfo& tok, const DatasetMeta& data, const std::string& model);
+
+// Where a dataset meets the model (every stage, every dataset it reads): its ids must fit the
+// model's vocabulary (a dataset's ids are only checked against its own vocab_size attribute when
+// read), and sft / ranked / prompt rows must carry the model's chat template
+// (adopt_chat_template). Throws rlhf::Error naming the dataset.
+void accept_dataset(ModelSetup& ms, const DatasetMeta& data);
 int64_t seq_len_limit(const Config& cfg, const ModelConfig& m);
 
 // Model files of one checkpoint: file name -> (module, kind). E.g. {"model.h5", actor, "causal_lm"}.

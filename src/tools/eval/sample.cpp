@@ -85,10 +85,12 @@ void register_eval_sample(CLI::App& app, int* exit_code) {
   c->add_option("--checkpoint", o.checkpoint, "checkpoint dir, run dir or model.h5")->required();
   c->add_option("--prompt", o.prompt, "prompt text (may be empty)")->required();
   c->add_option("--max-new-tokens", o.max_new_tokens,
-                 "tokens to generate (default: the PPO checkpoint's ppo.max_new_tokens, else 64)");
-  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
-  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str();
-  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str();
+                 "tokens to generate (default: the PPO checkpoint's ppo.max_new_tokens, else 64)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1000.0));
+  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
   c->add_option("--seed", o.seed, "sampling seed")->capture_default_str();
   c->add_option("--tokenizer", o.tokenizer, "override the checkpoint's tokenizer spec (same identity)");
   c->add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when available)");

@@ -220,13 +220,17 @@ int weights_diff(const EvalOpts& o) {
 
 void sampling_flags(CLI::App* c, EvalOpts& o) {
   c->add_option("--max-new-tokens", o.max_new_tokens,
-                 "tokens to sample per prompt (default: the PPO checkpoint's ppo.max_new_tokens, else 48)");
-  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
-  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str();
-  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str();
+                 "tokens to sample per prompt (default: the PPO checkpoint's ppo.max_new_tokens, else 48)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1000.0));
+  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
   c->add_option("--seed", o.seed, "sampling seed")->capture_default_str();
-  c->add_option("--max-prompts", o.max_prompts, "evaluate only the first N prompts (0 = all)");
-  c->add_option("--micro-batch", o.micro_batch, "prompts per generation batch")->capture_default_str();
+  c->add_option("--max-prompts", o.max_prompts, "evaluate only the first N prompts (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--micro-batch", o.micro_batch, "prompts per generation batch")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
 }
 
 }  // namespace
@@ -236,14 +240,16 @@ void register_stage_eval_commands(CLI::App& app, int* exit_code) {
   auto* c = app.add_subcommand("ppl", "held-out loss and perplexity of a policy on an SFT dataset");
   c->add_option("--checkpoint", o.checkpoint, "policy checkpoint (dir, run dir or model.h5)")->required();
   c->add_option("--data", o.data, "SFT dataset (.h5)")->required();
-  c->add_option("--max-rows", o.max_rows, "only the first N rows (0 = all)");
-  c->add_option("--micro-batch", o.micro_batch, "rows per forward")->capture_default_str();
+  c->add_option("--max-rows", o.max_rows, "only the first N rows (0 = all)")->check(CLI::NonNegativeNumber);
+  c->add_option("--micro-batch", o.micro_batch, "rows per forward")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   c->callback([=] { *exit_code = ppl(o); });
 
   c = app.add_subcommand("rm-acc", "pairwise accuracy of a reward model on ranked data");
   c->add_option("--checkpoint", o.checkpoint, "reward model checkpoint")->required();
   c->add_option("--data", o.data, "ranked dataset (.h5)")->required();
-  c->add_option("--micro-batch", o.micro_batch, "responses per forward (approx.)")->capture_default_str();
+  c->add_option("--micro-batch", o.micro_batch, "responses per forward (approx.)")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   c->callback([=] {
     emit(rm_accuracy(o.checkpoint, o.data, eval_device(), o.micro_batch));
     *exit_code = 0;

@@ -43,9 +43,10 @@ void add_common(CLI::App* sub, CommonFlags& f, bool with_format, bool with_lengt
     sub->add_option("--messages-key", f.o.messages_key)->capture_default_str();
   }
   if (with_lengths) {
-    sub->add_option("--max-prompt-tokens", f.o.max_prompt_tokens, "0 = unlimited (keeps the END)");
+    sub->add_option("--max-prompt-tokens", f.o.max_prompt_tokens, "0 = unlimited (keeps the END)")
+        ->check(CLI::NonNegativeNumber);
     sub->add_option("--max-response-tokens", f.o.max_response_tokens,
-                    "0 = unlimited (keeps the START)");
+                    "0 = unlimited (keeps the START)")->check(CLI::NonNegativeNumber);
     sub->add_option("--over-length", f.over_length, "truncate | skip")->capture_default_str();
   }
 }
@@ -79,21 +80,22 @@ int main(int argc, char** argv) {
     auto* c_synth = app.add_subcommand("synth", "write the embedded task's datasets into a folder");
     c_synth->add_option("--out", synth_dir, "output folder")->required();
     c_synth->add_option("--seed", synth_seed, "generator seed")->capture_default_str();
-    c_synth->add_option("--n-sft", sizes.sft)->capture_default_str();
-    c_synth->add_option("--n-sft-eval", sizes.sft_eval)->capture_default_str();
-    c_synth->add_option("--n-ranked", sizes.ranked)->capture_default_str();
-    c_synth->add_option("--n-ranked-eval", sizes.ranked_eval)->capture_default_str();
-    c_synth->add_option("--n-prompts", sizes.prompts)->capture_default_str();
-    c_synth->add_option("--n-prompts-eval", sizes.prompts_eval)->capture_default_str();
-    c_synth->add_option("--pretrain-bytes", sizes.pretrain_bytes)->capture_default_str();
-    c_synth->add_option("--pretrain-eval-bytes", sizes.pretrain_eval_bytes)->capture_default_str();
+    c_synth->add_option("--n-sft", sizes.sft)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--n-sft-eval", sizes.sft_eval)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--n-ranked", sizes.ranked)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--n-ranked-eval", sizes.ranked_eval)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--n-prompts", sizes.prompts)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--n-prompts-eval", sizes.prompts_eval)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--pretrain-bytes", sizes.pretrain_bytes)->capture_default_str()->check(CLI::NonNegativeNumber);
+    c_synth->add_option("--pretrain-eval-bytes", sizes.pretrain_eval_bytes)->capture_default_str()->check(CLI::NonNegativeNumber);
 
     std::string inspect_file;
     auto* c_inspect = app.add_subcommand("inspect", "summarise a dataset .h5");
     c_inspect->add_option("file", inspect_file, "dataset .h5")->required();
     int64_t inspect_rows = 0;
     c_inspect->add_option("--rows", inspect_rows,
-                          "also print the first N rows decoded, as JSON lines (special tokens kept)");
+                          "also print the first N rows decoded, as JSON lines (special tokens kept)")
+        ->check(CLI::NonNegativeNumber);
 
     rlhf::EncodeOptions enc;
     std::string enc_in, enc_out;
@@ -103,7 +105,7 @@ int main(int argc, char** argv) {
     c_encode->add_flag("--add-special-tokens", enc.add_special_tokens,
                        "apply the tokenizer's special-token template (BOS ...)");
     c_encode->add_option("--threads", enc.threads, "encoding threads (0 = all cores)")
-        ->capture_default_str();
+        ->capture_default_str()->check(CLI::Range(0, 1024));
     c_encode->add_option("--in", enc_in, "input file (default: stdin)");
     c_encode->add_option("--out", enc_out, "output file (default: stdout)");
     std::string dec_tok = "byte", dec_in, dec_out;
