@@ -227,7 +227,7 @@ int run_ppo(const RunRequest& req) {
     const int32_t s = ms.tokenizer->token_id(cfg.ppo.stop_token);
     RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", cfg.ppo.stop_token,
                ms.tok.spec);
-    if (s != ids.eos) ids.stops.push_back(s);
+    add_stop_id(ids.stops, ids.eos, s);
   }
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());

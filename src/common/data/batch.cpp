@@ -10,10 +10,12 @@ SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m) {
   if (!m.chat()) return ids;
   ids.bos = -1;
   ids.add_eos = false;
-  if (m.end_of_turn >= 0 && m.end_of_turn != ids.eos &&
-      std::find(ids.stops.begin(), ids.stops.end(), m.end_of_turn) == ids.stops.end())
-    ids.stops.push_back(m.end_of_turn);
+  add_stop_id(ids.stops, ids.eos, m.end_of_turn);
   return ids;
+}
+
+void add_stop_id(std::vector<int64_t>& stops, int64_t eos, int64_t id) {
+  if (id >= 0 && id != eos && std::find(stops.begin(), stops.end(), id) == stops.end()) stops.push_back(id);
 }
 
 namespace {

@@ -26,6 +26,10 @@ struct SpecialIds {
   bool add_eos = true;         // training rows end with EOS (off for chat rows)
 };
 
+// Adds `id` to `stops` unless it is negative (none), the EOS (always a stop) or already there:
+// the one rule for every extra stop id (generation_config, chat end of turn, ppo.stop_token).
+void add_stop_id(std::vector<int64_t>& stops, int64_t eos, int64_t id);
+
 // The ids to frame a dataset's rows with: plain rows as given; chat rows get no BOS and no EOS
 // (the template wrote them) and their end-of-turn id joins the stops.
 SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m);

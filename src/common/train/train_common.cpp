@@ -44,9 +44,7 @@ void adopt_chat_template(TokenizerInfo& tok, const DatasetMeta& data, const std:
     tok.chat_template = data.chat_template;
     tok.chat_template_name = data.chat_template_name;
     tok.end_of_turn = data.end_of_turn;
-    if (data.end_of_turn >= 0 && data.end_of_turn != tok.eos &&
-        std::find(tok.stops.begin(), tok.stops.end(), data.end_of_turn) == tok.stops.end())
-      tok.stops.push_back(data.end_of_turn);
+    add_stop_id(tok.stops, tok.eos, data.end_of_turn);
     return;
   }
   RLHF_CHECK(data.chat(),

@@ -3,8 +3,6 @@
 #include <chrono>
 #include <iostream>
 
-#include <algorithm>
-
 #include "common/chat/chat_encode.h"
 #include "common/core/check.h"
 #include "common/dist/dist.h"
@@ -33,9 +31,7 @@ std::string sample_text(const SampleOptions& o) {
   model->to(dev);
 
   SpecialIds sids = special_ids(TokenizerInfo::of(*tok));
-  for (int64_t s : f.tok.stops)  // the checkpoint's (its chat template's end of turn among them)
-    if (s != sids.eos && std::find(sids.stops.begin(), sids.stops.end(), s) == sids.stops.end())
-      sids.stops.push_back(s);
+  for (int64_t s : f.tok.stops) add_stop_id(sids.stops, sids.eos, s);  // incl. its template's end of turn
   std::vector<int32_t> ids;
   if (o.chat) {
     const ChatTemplate tpl = o.chat_template.empty() && !f.tok.chat_template.empty()
@@ -46,7 +42,7 @@ std::string sample_text(const SampleOptions& o) {
     if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
     messages.push_back({{"role", "user"}, {"content", o.prompt}});
     ids = enc.encode_prompt(messages);
-    if (enc.end_of_turn() >= 0 && enc.end_of_turn() != sids.eos) sids.stops.push_back(enc.end_of_turn());
+    add_stop_id(sids.stops, sids.eos, enc.end_of_turn());
   } else {
     ids = tok->encode(o.prompt);
     if (tok->bos_id() >= 0 && (tok->bos_id() != tok->eos_id() || ids.empty()))
@@ -79,19 +75,25 @@ int run_eval_sample(const SampleOptions& o) {
   return 0;
 }
 
+void add_sampling_flags(CLI::App* c, int64_t& max_new_tokens, double& temperature, int64_t& top_k,
+                        double& top_p, uint64_t& seed, int64_t default_length) {
+  c->add_option("--max-new-tokens", max_new_tokens,
+                fmt::format("tokens to sample per prompt (default: the PPO checkpoint's "
+                            "ppo.max_new_tokens, else {})", default_length))
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  c->add_option("--temperature", temperature, "sampling temperature (0 = greedy)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1000.0));
+  c->add_option("--top-k", top_k, "top-k (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--top-p", top_p, "nucleus top-p (1 = off)")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
+  c->add_option("--seed", seed, "sampling seed")->capture_default_str();
+}
+
 void register_eval_sample(CLI::App& app, int* exit_code) {
   static SampleOptions o;  // lives as long as the app's callbacks
   auto* c = app.add_subcommand("sample", "generate text from a causal-LM checkpoint (text on stdout)");
   c->add_option("--checkpoint", o.checkpoint, "checkpoint dir, run dir or model.h5")->required();
   c->add_option("--prompt", o.prompt, "prompt text (may be empty)")->required();
-  c->add_option("--max-new-tokens", o.max_new_tokens,
-                 "tokens to generate (default: the PPO checkpoint's ppo.max_new_tokens, else 64)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")
-      ->capture_default_str()->check(CLI::Range(0.0, 1000.0));
-  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
-  c->add_option("--seed", o.seed, "sampling seed")->capture_default_str();
+  add_sampling_flags(c, o.max_new_tokens, o.temperature, o.top_k, o.top_p, o.seed, kSampleDefaultLength);
   c->add_option("--tokenizer", o.tokenizer, "override the checkpoint's tokenizer spec (same identity)");
   c->add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when available)");
   c->add_flag("--chat", o.chat, "the prompt is a user message, rendered by the chat template; prints the reply");

@@ -41,6 +41,11 @@ struct SampleOptions {
 // newline.
 std::string sample_text(const SampleOptions& o);
 int run_eval_sample(const SampleOptions& o);
+// The sampling flags of rlhf_eval's generating commands (sample, reward, compare, report), with
+// their bounds: --max-new-tokens (0 = the PPO checkpoint's length, else default_length),
+// --temperature, --top-k, --top-p, --seed.
+void add_sampling_flags(CLI::App* c, int64_t& max_new_tokens, double& temperature, int64_t& top_k,
+                        double& top_p, uint64_t& seed, int64_t default_length);
 // Adds the `sample` subcommand; its callback stores the exit code in *exit_code.
 void register_eval_sample(CLI::App& app, int* exit_code);
 

@@ -10,6 +10,7 @@
 #include "common/task/synth_task.h"
 #include "common/train/train_common.h"
 #include "ppo/policy_eval.h"
+#include "tools/eval/sample.h"
 #include "rm/rm_eval.h"
 
 namespace rlhf {
@@ -219,14 +220,7 @@ int weights_diff(const EvalOpts& o) {
 }
 
 void sampling_flags(CLI::App* c, EvalOpts& o) {
-  c->add_option("--max-new-tokens", o.max_new_tokens,
-                 "tokens to sample per prompt (default: the PPO checkpoint's ppo.max_new_tokens, else 48)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  c->add_option("--temperature", o.temperature, "sampling temperature (0 = greedy)")
-      ->capture_default_str()->check(CLI::Range(0.0, 1000.0));
-  c->add_option("--top-k", o.top_k, "top-k (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--top-p", o.top_p, "nucleus top-p (1 = off)")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
-  c->add_option("--seed", o.seed, "sampling seed")->capture_default_str();
+  add_sampling_flags(c, o.max_new_tokens, o.temperature, o.top_k, o.top_p, o.seed, kDefaultResponseLength);
   c->add_option("--max-prompts", o.max_prompts, "evaluate only the first N prompts (0 = all)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--micro-batch", o.micro_batch, "prompts per generation batch")->capture_default_str()
