@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -306,6 +307,52 @@ TEST(PrepBad, FailedRunLeavesExistingOutputIntact) {
   EXPECT_EQ(after.prompt.tokens, before.prompt.tokens);
   for (const auto& e : fs::directory_iterator(dir.path))
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
+}
+
+// gzip written by zlib's own gz* writer (each call one member), then inspected byte for byte.
+std::string gzip_member(const std::string& dir, const std::string& text) {
+  const std::string path = dir + "/member.gz";
+  gzFile f = gzopen(path.c_str(), "wb");
+  EXPECT_NE(f, nullptr);
+  gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
+  gzclose(f);
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(PrepBad, GzipMembersTrailingDataAndTruncation) {
+  TempDir dir;
+  const std::string row = R"({"prompt":"p","response":"r"})" "\n";
+  const std::string a = gzip_member(dir.path.string(), row + row), b = gzip_member(dir.path.string(), row);
+  auto run = [&](const std::string& name, const std::string& bytes, bool strict) {
+    auto o = opts({dir.write(name, bytes)}, dir.at(name + ".h5"));
+    o.strict = strict;
+    return rlhf::run_prep_sft(o);
+  };
+  // Two concatenated members are one stream (as gunzip reads them): 3 rows, nothing flagged.
+  auto rep = run("two.jsonl.gz", a + b, false);
+  EXPECT_EQ(rep.get("rows_written"), 3);
+  EXPECT_EQ(rep.get("trailing_data_after_gzip"), 0);
+  // Bytes after the stream that are not another member: counted (named with their offset), or
+  // an error under --strict.
+  rep = run("junk.jsonl.gz", a + "JUNK!", false);
+  EXPECT_EQ(rep.get("rows_written"), 2);
+  EXPECT_EQ(rep.get("trailing_data_after_gzip"), 1);
+  EXPECT_NE(rep.summary().find(fmt::format("5 bytes after the gzip stream (from byte {})", a.size())),
+            std::string::npos) << rep.summary();
+  std::string msg = error_of([&] { run("junk2.jsonl.gz", a + "JUNK!", true); });
+  EXPECT_NE(msg.find("junk2.jsonl.gz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not gzip data"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(dir.at("junk2.jsonl.gz.h5")));
+  // A stream cut short (its CRC trailer lost) or with a flipped byte is an error in both modes.
+  msg = error_of([&] { run("cut.jsonl.gz", a.substr(0, a.size() - 6), false); });
+  EXPECT_NE(msg.find("cut.jsonl.gz': gzip stream is truncated or corrupt"), std::string::npos) << msg;
+  std::string flipped = a;
+  flipped[flipped.size() - 3] ^= 0x55;  // inside the length trailer
+  msg = error_of([&] { run("flip.jsonl.gz", flipped, false); });
+  EXPECT_NE(msg.find("flip.jsonl.gz': gzip stream is truncated or corrupt"), std::string::npos) << msg;
+  // A plain file that is not gzip passes through.
+  EXPECT_EQ(run("plain.jsonl", row, true).get("rows_written"), 1);
 }
 
 // ---- tokenization, truncation, pretrain, inspect -------------------------------------------

@@ -217,12 +217,12 @@ PrepReport run_prep_pretrain(const PrepOptions& o) {
     };
     for (const auto& file : o.inputs) {
       if (!o.paragraphs) {
-        add_doc(read_input_file(file), where(file, 1));
+        add_doc(read_input_file(file, rep), where(file, 1));
         continue;
       }
       std::string para;
       int64_t start = 0;
-      for_each_line(file, [&](int64_t line, const std::string& l) {
+      for_each_line(file, rep, [&](int64_t line, const std::string& l) {
         if (l.find_first_not_of(" \t") == std::string::npos) {
           add_doc(para, where(file, start));
           para.clear();

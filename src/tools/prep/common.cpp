@@ -2,9 +2,17 @@
 
 #include <zlib.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "common/core/check.h"
 
 namespace rlhf {
+
+namespace fs = std::filesystem;
 
 SourceFormat parse_source_format(const std::string& s) { return kSourceFormatNames.parse(s, "--format"); }
 
@@ -42,31 +50,69 @@ std::string PrepReport::summary() const {
   return s;
 }
 
-std::string read_input_file(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  RLHF_CHECK(f != nullptr, "cannot open input '{}': file not found or unreadable", path);
-  std::string out;
+static std::string read_raw(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  RLHF_CHECK(in.good() && !fs::is_directory(path), "cannot open input '{}': file not found, "
+             "unreadable or a directory", path);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  RLHF_CHECK(!in.bad(), "cannot read '{}': {}", path, std::strerror(errno));
+  return raw;
+}
+
+static bool gzip_magic(const std::string& s, size_t at) {
+  return s.size() >= at + 2 && static_cast<unsigned char>(s[at]) == 0x1f &&
+         static_cast<unsigned char>(s[at + 1]) == 0x8b;
+}
+
+// Inflates the gzip member starting at raw[at] into out; returns the offset just past it.
+static size_t inflate_member(const std::string& path, const std::string& raw, size_t at,
+                             std::string& out) {
+  z_stream z{};
+  RLHF_CHECK(inflateInit2(&z, 16 + MAX_WBITS) == Z_OK, "cannot read '{}': zlib init failed", path);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data() + at));
+  z.avail_in = static_cast<uInt>(raw.size() - at);  // input files are < 4 GiB per member read
   char buf[1 << 16];
-  while (true) {
-    int n = gzread(f, buf, sizeof(buf));
-    if (n < 0) {
-      int err = 0;
-      std::string msg = gzerror(f, &err);
-      gzclose(f);
-      throw Error(fmt::format("cannot read '{}': {} (truncated gzip?)", path, msg));
-    }
-    if (n == 0) break;
-    out.append(buf, n);
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof(buf) - z.avail_out);
+    if (rc == Z_OK) continue;
+    if (rc == Z_STREAM_END) break;
+    const std::string msg = z.msg ? z.msg : (rc == Z_BUF_ERROR ? "unexpected end of file" : "");
+    const size_t pos = at + z.total_in;
+    inflateEnd(&z);
+    throw Error(fmt::format("cannot read '{}': gzip stream is truncated or corrupt at byte {}: {}",
+                            path, pos, msg.empty() ? fmt::format("zlib code {}", rc) : msg));
   }
-  int rc = gzclose(f);
-  RLHF_CHECK(rc == Z_OK, "cannot read '{}': gzip stream is truncated or corrupt (zlib code {})",
-             path, rc);
+  const size_t next = at + z.total_in;
+  inflateEnd(&z);
+  return next;
+}
+
+std::string read_input_file(const std::string& path, PrepReport& rep) {
+  std::string raw = read_raw(path);
+  RLHF_CHECK(raw.size() < (size_t{1} << 32) || !gzip_magic(raw, 0),
+             "cannot read '{}': gzip inputs over 4 GiB are not supported; decompress it first", path);
+  if (!gzip_magic(raw, 0)) return raw;
+  std::string out;
+  size_t at = 0;
+  while (at < raw.size()) {
+    if (!gzip_magic(raw, at)) {
+      rep.input_problem("trailing_data_after_gzip", path,
+                        fmt::format("{} bytes after the gzip stream (from byte {}) are not gzip "
+                                    "data and were ignored", raw.size() - at, at));
+      break;
+    }
+    at = inflate_member(path, raw, at, out);
+  }
   return out;
 }
 
-void for_each_line(const std::string& path,
+void for_each_line(const std::string& path, PrepReport& rep,
                    const std::function<void(int64_t, const std::string&)>& fn) {
-  std::string text = read_input_file(path);
+  std::string text = read_input_file(path, rep);
   size_t pos = 0;
   int64_t line = 0;
   while (pos < text.size()) {

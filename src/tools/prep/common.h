@@ -67,6 +67,10 @@ class PrepReport {
   // A response dropped from a ranked group (dropped_response_<reason>); strict throws likewise.
   void drop_response(const std::string& reason, const std::string& where,
                      const std::string& problem);
+  // Input-level problems (e.g. trailing_data_after_gzip): counted under `key`, thrown in strict mode.
+  void input_problem(const std::string& key, const std::string& where, const std::string& problem) {
+    count(key, where, problem);
+  }
   int64_t get(const std::string& key) const;
   const std::map<std::string, int64_t>& counts() const { return counts_; }
   // One "key = value" per line; skip/drop counters name their first row ("first: where: problem").
@@ -79,10 +83,14 @@ class PrepReport {
   std::map<std::string, std::string> first_;  // counter -> "where: problem" of its first row
 };
 
-// Whole file content; gzip is detected and inflated by zlib (plain files pass through).
-std::string read_input_file(const std::string& path);
+// Whole file content. A file starting with the gzip magic (1f 8b) is inflated member by member
+// (concatenated members are one stream, as gunzip reads them); a truncated or corrupt stream is an
+// error naming the file; bytes after the last member that are not another member are
+// "trailing_data_after_gzip" in `rep` (an error under --strict, counted otherwise). Plain files
+// pass through unchanged.
+std::string read_input_file(const std::string& path, PrepReport& rep);
 // Calls fn(line_number, line) for every line (1-based; '\r\n' endings stripped).
-void for_each_line(const std::string& path,
+void for_each_line(const std::string& path, PrepReport& rep,
                    const std::function<void(int64_t, const std::string&)>& fn);
 bool valid_utf8(const std::string& s);
 std::string where(const std::string& file, int64_t line);  // "file:line"

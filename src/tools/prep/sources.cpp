@@ -10,7 +10,7 @@ using json = nlohmann::ordered_json;
 
 void for_each_json(const std::string& file, PrepReport& rep,
                    const std::function<void(const std::string&, const json&)>& fn) {
-  for_each_line(file, [&](int64_t line, const std::string& text) {
+  for_each_line(file, rep, [&](int64_t line, const std::string& text) {
     if (text.find_first_not_of(" \t") == std::string::npos) return;
     rep.add("rows_read");
     std::string w = where(file, line);
