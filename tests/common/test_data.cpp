@@ -179,6 +179,40 @@ TEST(Data, InconsistentOffsetsAndIdsRejected) {
   EXPECT_NE(msg.find("999"), std::string::npos) << msg;
 }
 
+// A shape that the file cannot hold is refused before anything is allocated: an unwritten chunked
+// dataset claiming 10^12 tokens (HDF5 stores no chunks for it, so the file stays tiny), and one
+// whose byte count overflows 64 bits.
+TEST(Data, ShapesBeyondTheFileAreRefusedBeforeAllocation) {
+  TempDir dir;
+  auto make = [&](const std::string& name, hsize_t n) {
+    rlhf::h5_quiet();
+    hid_t f = H5Fcreate(dir.at(name).c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[1] = {n}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {1024};
+    hid_t space = H5Screate_simple(1, dims, maxdims);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, chunk);
+    hid_t ds = H5Dcreate2(f, "tokens", H5T_STD_I32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    EXPECT_GE(ds, 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Fclose(f);
+  };
+  make("huge.h5", hsize_t{1000000000000});
+  make("overflow.h5", hsize_t{1} << 62);  // x 4 bytes: past 2^63
+  make("small.h5", 10);
+  auto f = rlhf::H5File::open_read(dir.at("huge.h5"));
+  std::string msg = error_of([&] { f.read_tensor("tokens"); });
+  EXPECT_NE(msg.find("huge.h5: dataset 'tokens' has shape [1000000000000] (4000000000000 bytes) "
+                     "but the file holds"), std::string::npos) << msg;
+  auto g = rlhf::H5File::open_read(dir.at("overflow.h5"));
+  msg = error_of([&] { g.read_tensor("tokens"); });
+  EXPECT_NE(msg.find("does not fit in 64 bits"), std::string::npos) << msg;
+  // An unwritten small dataset reads as HDF5's fill value (0): the check does not over-reach.
+  auto h = rlhf::H5File::open_read(dir.at("small.h5"));
+  EXPECT_EQ(h.read_tensor("tokens").sum().item<int64_t>(), 0);
+}
+
 // ---- sampler --------------------------------------------------------------------------------
 
 TEST(Sampler, TwoRanksCoverEachExampleOncePerEpoch) {

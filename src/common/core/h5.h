@@ -46,6 +46,8 @@ class H5File {
   double attr_double(const std::string& key, const std::string& on = "") const;
 
  private:
+  void check_fits_file(hid_t ds, const std::string& name, const std::vector<int64_t>& dims,
+                       int64_t esize) const;
   H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
   hid_t id_ = -1;
   std::string path_;
