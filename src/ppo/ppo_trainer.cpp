@@ -56,9 +56,12 @@ PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
   RLHF_CHECK(pc.ptx_coef == 0 || !cfg.data.pretrain.empty(),
              "ppo.ptx_coef = {} but data.pretrain is not set", pc.ptx_coef);
   PpoData d;
-  d.prompts = PromptData::load(cfg.data.train, ms.tok.identity);
-  if (!cfg.data.pretrain.empty()) d.ptx = PretrainData::load(cfg.data.pretrain, ms.tok.identity);
-  if (!cfg.data.pretrain_eval.empty()) d.ptx_eval = PretrainData::load(cfg.data.pretrain_eval, ms.tok.identity);
+  d.prompts = from_key("data.train", [&] { return PromptData::load(cfg.data.train, ms.tok.identity); });
+  if (!cfg.data.pretrain.empty())
+    d.ptx = from_key("data.pretrain", [&] { return PretrainData::load(cfg.data.pretrain, ms.tok.identity); });
+  if (!cfg.data.pretrain_eval.empty())
+    d.ptx_eval = from_key("data.pretrain_eval",
+                          [&] { return PretrainData::load(cfg.data.pretrain_eval, ms.tok.identity); });
   d.max_len = seq_len_limit(cfg, ms.cfg);
   d.max_prompt = d.max_len - pc.max_new_tokens;
   RLHF_CHECK(d.max_prompt >= 2, "ppo.max_new_tokens = {} leaves no room for a prompt in {} tokens",
@@ -84,8 +87,8 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   n.reference = CausalLM(ms.cfg);
   load_parameters(*n.actor, sft_file);
   load_parameters(*n.reference, sft_file);
-  const std::string rm_path = resolve_model_path(pc.reward_model);
-  ModelFile rm_file = read_model_h5(rm_path);
+  const std::string rm_path = from_key("ppo.reward_model", [&] { return resolve_model_path(pc.reward_model); });
+  ModelFile rm_file = from_key("ppo.reward_model", [&] { return read_model_h5(rm_path); });
   RLHF_CHECK(rm_file.kind == "scalar", "{}: ppo.reward_model must be a reward model (kind scalar), "
              "found '{}'", rm_path, rm_file.kind);
   RLHF_CHECK(rm_file.tok.identity == ms.tok.identity, "reward model tokenizer '{}' ({}) differs "
@@ -97,7 +100,9 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
              : ms.tok.chat_template_name);
   n.reward = ScalarModel(rm_file.cfg);
   load_parameters(*n.reward, rm_file);
-  ModelFile critic_file = pc.critic_init.empty() ? rm_file : read_model_h5(resolve_model_path(pc.critic_init));
+  ModelFile critic_file = pc.critic_init.empty() ? rm_file : from_key("ppo.critic_init", [&] {
+    return read_model_h5(resolve_model_path(pc.critic_init));
+  });
   ModelConfig critic_cfg = critic_file.cfg;
   critic_cfg.dropout = 0.0;
   n.critic = ScalarModel(critic_cfg);
@@ -146,7 +151,8 @@ UpdateOptions base_update_options(const Config& cfg, const PpoData& d, int world
 // first ratio differ from 1 by noise that clipping then acts on.
 ModelSetup ppo_model_setup(const Config& cfg, bool root) {
   RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint (init: runs/x/sft)");
-  ModelSetup ms = resolve_model(cfg, cfg.init);
+  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
+                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
   check_ppo_sampling(cfg.ppo, ms.cfg.vocab_size);
   if (ms.cfg.dropout > 0 && root)
     fmt::print(stderr, "# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "

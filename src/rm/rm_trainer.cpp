@@ -102,16 +102,19 @@ int run_rm(const RunRequest& req) {
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
 
-  ModelSetup ms = resolve_model(cfg, cfg.init);
+  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
+                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a ranked dataset from rlhf_prep");
-  RankedData train = RankedData::load(cfg.data.train, ms.tok.identity);
+  RankedData train = from_key("data.train", [&] { return RankedData::load(cfg.data.train, ms.tok.identity); });
   accept_dataset(ms, train.meta);
   RankedData eval;
-  if (!cfg.data.eval.empty()) eval = RankedData::load(cfg.data.eval, ms.tok.identity);
+  if (!cfg.data.eval.empty())
+    eval = from_key("data.eval", [&] { return RankedData::load(cfg.data.eval, ms.tok.identity); });
   if (!cfg.data.eval.empty()) accept_dataset(ms, eval.meta);
   // The demonstrations for the bias fit are read now, so a bad path fails before training.
   SftData demos;
-  if (!cfg.data.bias_data.empty()) demos = SftData::load(cfg.data.bias_data, ms.tok.identity);
+  if (!cfg.data.bias_data.empty())
+    demos = from_key("data.bias_data", [&] { return SftData::load(cfg.data.bias_data, ms.tok.identity); });
   if (!cfg.data.bias_data.empty()) accept_dataset(ms, demos.meta);
   const SpecialIds ids = for_rows(special_ids(ms.tok), train.meta);
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);

@@ -29,14 +29,16 @@ struct SftInputs {
 SftInputs load_sft_inputs(const Config& cfg, const ModelSetup& ms) {
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give an SFT dataset from rlhf_prep");
   SftInputs in;
-  in.stream = load_dataset_meta(cfg.data.train).kind == DataKind::Pretrain;
+  in.stream = from_key("data.train", [&] { return load_dataset_meta(cfg.data.train); }).kind == DataKind::Pretrain;
   in.max_len = seq_len_limit(cfg, ms.cfg);
   if (in.stream) {
-    in.train_stream = PretrainData::load(cfg.data.train, ms.tok.identity);
-    if (!cfg.data.eval.empty()) in.eval_stream = PretrainData::load(cfg.data.eval, ms.tok.identity);
+    in.train_stream = from_key("data.train", [&] { return PretrainData::load(cfg.data.train, ms.tok.identity); });
+    if (!cfg.data.eval.empty())
+      in.eval_stream = from_key("data.eval", [&] { return PretrainData::load(cfg.data.eval, ms.tok.identity); });
   } else {
-    in.train = SftData::load(cfg.data.train, ms.tok.identity);
-    if (!cfg.data.eval.empty()) in.eval = SftData::load(cfg.data.eval, ms.tok.identity);
+    in.train = from_key("data.train", [&] { return SftData::load(cfg.data.train, ms.tok.identity); });
+    if (!cfg.data.eval.empty())
+      in.eval = from_key("data.eval", [&] { return SftData::load(cfg.data.eval, ms.tok.identity); });
   }
   in.n_items = in.stream ? in.train_stream.size() / in.max_len : in.train.size();
   RLHF_CHECK(in.n_items > 0, "{}: no training {} (a stream needs at least max_seq_len = {} tokens)",
@@ -84,7 +86,8 @@ int run_sft(const RunRequest& req) {
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
 
-  ModelSetup ms = resolve_model(cfg, cfg.init);
+  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
+                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
   const SftInputs in = load_sft_inputs(cfg, ms);
   if (in.stream) {
     accept_dataset(ms, in.train_stream.meta);

@@ -5,7 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include "common/core/fs.h"
 #include "common/core/rng.h"
@@ -142,6 +146,41 @@ TEST(Dist, ParseDevice) {
   const std::string msg = error_of([] { parse_device("gpu", world(), "train.device"); });
   EXPECT_NE(msg.find("train.device 'gpu': expected auto, cpu, cuda or cuda:N"), std::string::npos)
       << msg;
+}
+
+// What run_main prints for each kind of exception: libtorch's message without its backtrace
+// (unless debugging), library errors with the library named, our own errors unchanged.
+TEST(Dist, ExceptionsAreDescribedWithoutBacktraces) {
+  auto describe = [](const std::function<void()>& f, bool debug) {
+    try {
+      f();
+    } catch (...) {
+      return describe_current_exception(debug);
+    }
+    return std::string("no exception");
+  };
+  // A libtorch error raised inside libtorch, and one raised by TORCH_CHECK here (which carries
+  // the C++ backtrace in what()).
+  std::string m = describe([] { torch::empty({-1}); }, false);
+  EXPECT_EQ(m.rfind("libtorch: Trying to create tensor with negative dimension -1", 0), 0u) << m;
+  EXPECT_NE(m.find("RLHF_DEBUG=1"), std::string::npos) << m;
+  auto checked = [] { TORCH_CHECK(false, "micro batch ", 0, " is not positive"); };
+  std::string full;
+  try { checked(); } catch (const c10::Error& e) { full = e.what(); }
+  ASSERT_NE(full.find("frame #"), std::string::npos) << full;
+  m = describe(checked, false);
+  EXPECT_EQ(m.rfind("libtorch: micro batch 0 is not positive", 0), 0u) << m;
+  EXPECT_EQ(m.find("frame #"), std::string::npos) << m;
+  EXPECT_NE(describe(checked, true).find("frame #"), std::string::npos);
+  m = describe([] { (void)nlohmann::json::parse("{oops"); }, false);
+  EXPECT_EQ(m.rfind("JSON: [json.exception.parse_error", 0), 0u) << m;
+  m = describe([] { (void)YAML::Load("a: [1, 2"); }, false);
+  EXPECT_EQ(m.rfind("YAML: ", 0), 0u) << m;
+  EXPECT_NE(m.find("line 1"), std::string::npos) << m;
+  m = describe([] { throw std::bad_alloc(); }, false);
+  EXPECT_EQ(m.rfind("out of memory (std::bad_alloc)", 0), 0u) << m;
+  EXPECT_EQ(describe([] { throw Error("data.train: x.h5: missing"); }, false),
+            "data.train: x.h5: missing");
 }
 
 TEST(Dist, RankChunksAtOneRankAreConsecutive) {

@@ -10,7 +10,9 @@
 #      and a state.yaml with step -5 are refused naming what is wrong.
 #   4. Refusals: duplicate YAML keys, a directory as --config, rlhf_prep --in X --out X,
 #      rlhf_convert into an existing checkpoint without --force; absurd model sizes (n_layer 1e12
-#      in YAML and in a config.json) fail in seconds naming the key.
+#      in YAML and in a config.json, train.micro_batch_size 1e9) fail in seconds naming the key;
+#      a missing data.bias_data or a wrong-kind data.eval fails before step 1 naming key and
+#      file; gzip trailing data is counted, or refused under --strict; no backtraces.
 #   5. SIGTERM to launch/mpirun.sh with 2 ranks: the ranks checkpoint and the launcher exits 75.
 # Usage: test_faults.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
@@ -133,7 +135,35 @@ printf '{"model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermedi
 "$BIN/rlhf_eval" reward --policy x --reward-model y --prompts z --micro-batch 0 > /dev/null 2> "$T/m.err"; rc=$?
 [ "$rc" -ne 0 ] && grep -q -- "--micro-batch: Value 0 not in range" "$T/m.err" && ok "rlhf_eval --micro-batch 0 refused naming the flag" \
   || { tail -2 "$T/m.err"; bad "--micro-batch 0 (exit $rc)"; }
+"${SFT[@]}" --set run.dir="$T/mb" --set train.micro_batch_size=1000000000 --set train.global_batch_size=1000000000 > /dev/null 2> "$T/mb.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "train.micro_batch_size = 1000000000 .* is far too large" "$T/mb.err" && [ ! -s "$T/mb/metrics.jsonl" ] \
+  && ok "train.micro_batch_size 1e9 refused before allocating ($(grep -o 'needs about [0-9.]* GiB' "$T/mb.err"))" \
+  || { tail -2 "$T/mb.err"; bad "micro_batch_size 1e9 (exit $rc)"; }
 [ $(( $(date +%s) - start )) -le 20 ] && ok "size checks fail fast ($(( $(date +%s) - start )) s)" || bad "size checks slow"
+
+# Every input a stage will need is opened before step 1, and a bad one names its key and file.
+"${SFT[@]}" --set run.dir="$T/rm_sft" --set train.max_steps=1 > /dev/null 2>&1 || bad "sft for rm"
+"$BIN/rm_train" --config "$SRC/configs/tiny/rm.yaml" --set run.dir="$T/rmrun" --set init="$T/rm_sft" \
+  --set data.train="$T/data/ranked.h5" --set data.eval="$T/data/ranked_eval.h5" \
+  --set data.bias_data="$T/nope/sft.h5" --set train.max_steps=2 > /dev/null 2> "$T/b.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "data.bias_data: cannot open '$T/nope/sft.h5'" "$T/b.err" && [ ! -s "$T/rmrun/metrics.jsonl" ] \
+  && [ ! -d "$T/rmrun/checkpoints" ] && ok "rm_train: a missing data.bias_data fails before step 1, naming key and file" \
+  || { tail -2 "$T/b.err"; bad "missing bias_data (exit $rc)"; }
+"${SFT[@]}" --set run.dir="$T/ev" --set data.eval="$T/data/ranked_eval.h5" > /dev/null 2> "$T/e.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "data.eval: $T/data/ranked_eval.h5" "$T/e.err" && [ ! -s "$T/ev/metrics.jsonl" ] \
+  && ok "sft_train: a ranked file as data.eval fails before step 1" || { tail -2 "$T/e.err"; bad "wrong-kind data.eval (exit $rc)"; }
+
+# gzip input with bytes after the stream: counted (with the offset), an error under --strict.
+printf '{"prompt": "p", "response": "r"}\n' | gzip -c > "$T/g.jsonl.gz"; printf 'JUNK' >> "$T/g.jsonl.gz"
+"$BIN/rlhf_prep" sft --in "$T/g.jsonl.gz" --out "$T/g.h5" > /dev/null 2> "$T/g.err"; rc=$?
+[ "$rc" -eq 0 ] && grep -q "trailing_data_after_gzip = 1" "$T/g.err" && ok "gzip trailing data counted" \
+  || { tail -3 "$T/g.err"; bad "gzip trailing data not counted (exit $rc)"; }
+"$BIN/rlhf_prep" sft --in "$T/g.jsonl.gz" --out "$T/g2.h5" --strict > /dev/null 2> "$T/g2.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "4 bytes after the gzip stream" "$T/g2.err" && [ ! -e "$T/g2.h5" ] \
+  && ok "gzip trailing data refused under --strict" || { tail -2 "$T/g2.err"; bad "gzip trailing data --strict (exit $rc)"; }
+
+# Library errors reach the user without a C++ backtrace (RLHF_DEBUG=1 keeps it).
+for f in "$T"/*.err; do grep -q "frame #" "$f" && bad "backtrace printed in $(basename "$f")"; done
 
 # ---- 5. SIGTERM to the launcher with 2 ranks -------------------------------------------------------
 R=$T/sig

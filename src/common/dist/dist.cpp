@@ -9,6 +9,11 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <new>
+#include <typeinfo>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include "common/core/check.h"
 #include "common/core/compat.h"
@@ -72,16 +77,38 @@ static void record_exit_status(int rc) {
   }
 }
 
+std::string describe_current_exception(bool debug) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const c10::Error& e) {
+    // libtorch appends a 20-frame C++ backtrace to what(); users get the message and its context.
+    return fmt::format("libtorch: {}{}", debug ? e.what() : e.what_without_backtrace(),
+                       debug ? "" : " (RLHF_DEBUG=1 prints libtorch's backtrace)");
+  } catch (const YAML::Exception& e) {
+    return fmt::format("YAML: {}", e.what());
+  } catch (const nlohmann::json::exception& e) {
+    return fmt::format("JSON: {}", e.what());
+  } catch (const std::bad_alloc&) {
+    return "out of memory (std::bad_alloc): a size from the config, a flag or a file needs more "
+           "memory than this process can get; reduce batch or model sizes";
+  } catch (const std::exception& e) {
+    return debug ? fmt::format("{} ({})", e.what(), typeid(e).name()) : e.what();
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
 int run_main(const std::function<int()>& body) {
   std::string what;
   try {
     const int rc = body();
     record_exit_status(rc);
     return rc;
-  } catch (const std::exception& e) {
-    what = e.what();
   } catch (...) {
-    what = "unknown exception (not derived from std::exception)";
+    const char* dbg = std::getenv("RLHF_DEBUG");
+    what = describe_current_exception(dbg != nullptr && std::string(dbg) == "1");
   }
   int rank = 0, world_size = 1, inited = 0, finalized = 0;
   MPI_Initialized(&inited);

@@ -37,8 +37,14 @@ class DistRuntime {
 };
 
 // Runs body(); on any exception prints "[rank R] error: <message>" to stderr and calls MPI_Abort
-// (world size > 1) or returns 1 (world size 1).
+// (world size > 1) or returns 1 (world size 1). Library exceptions are reported by
+// describe_current_exception, without libtorch's backtrace unless RLHF_DEBUG=1.
 int run_main(const std::function<int()>& body);
+
+// The message for the exception being handled (call inside a catch block): ours as they are;
+// libtorch's without its C++ backtrace (with it when `debug`), YAML / JSON library errors with the
+// library named; std::bad_alloc as out of memory with what to reduce.
+std::string describe_current_exception(bool debug);
 
 enum class ReduceOp { Sum, Avg, Max };
 

@@ -2,7 +2,10 @@
 #include "common/train/dry_run.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -92,6 +95,25 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
   if (ppo)
     e.kv_cache = 2.0 * first.n_layer * per_rank * T * first.n_kv_head * first.head_dim() * elt;
   return e;
+}
+
+void check_memory_fits(Stage stage, const Config& cfg, int world_size, int local_size, bool cuda) {
+  const char* skip = std::getenv("RLHF_SKIP_MEMORY_CHECK");
+  if (cuda || (skip != nullptr && std::string(skip) == "1")) return;
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  if (ram <= 0) return;
+  const double per_rank = ram / std::max(1, local_size);
+  const auto models = stage_models(stage, cfg);
+  const MemoryEstimate e = estimate_memory(stage, cfg, models, world_size, false);
+  RLHF_CHECK(e.total() <= 4 * per_rank,
+             "this run needs about {} per rank (weights {}, grads {}, AdamW {}, activations {}, "
+             "logits {}{}), more than 4x the {} this machine has per rank: train.micro_batch_size "
+             "= {} with sequences of up to {} tokens{} is far too large (--dry-run prints the "
+             "estimate; RLHF_SKIP_MEMORY_CHECK=1 runs anyway)",
+             gib(e.total()), gib(e.weights), gib(e.grads), gib(e.optimizer), gib(e.activations),
+             gib(e.logits), e.kv_cache > 0 ? ", kv cache " + gib(e.kv_cache) : "", gib(per_rank),
+             cfg.train.micro_batch_size, seq_len_limit(cfg, models.front().cfg),
+             stage == Stage::PPO ? fmt::format(" (+ ppo.max_new_tokens {})", cfg.ppo.max_new_tokens) : "");
 }
 
 int dry_run(Stage stage, const Config& cfg, int world_size) {

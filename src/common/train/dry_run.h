@@ -39,6 +39,13 @@ struct MemoryEstimate {
 std::vector<StageModel> stage_models(Stage stage, const Config& cfg);
 MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector<StageModel>& models,
                                int world_size, bool cuda);
+// Fails fast, before anything is allocated, when the estimate for this rank exceeds 4x the
+// memory it can count on (on CPU: physical memory / ranks on this node): sizes such as
+// train.micro_batch_size = 10^9 would otherwise grow until the machine swaps or the allocator
+// gives up mid-step. The factor leaves room for the estimate's pessimism (full logits); the error
+// names the batch and length keys and --dry-run. RLHF_SKIP_MEMORY_CHECK=1 turns it off. CUDA is
+// not checked here (its allocator fails cleanly with the sizes it wanted).
+void check_memory_fits(Stage stage, const Config& cfg, int world_size, int local_size, bool cuda);
 // Prints the report to stdout; returns 0.
 int dry_run(Stage stage, const Config& cfg, int world_size);
 

@@ -1,6 +1,7 @@
 #include "common/train/run.h"
 
 #include "common/core/fs.h"
+#include "common/train/dry_run.h"
 
 #include <CLI/CLI.hpp>
 
@@ -87,6 +88,7 @@ RunContext start_run(Stage stage, const RunRequest& req) {
                 << " per rank, no accumulation\n";
   }
   ctx.device = select_run_device(ctx.cfg, comm);
+  check_memory_fits(stage, ctx.cfg, comm.world_size(), comm.local_size(), ctx.device.is_cuda());
   if (ctx.cfg.train.precision == Precision::BF16) {
     if (ctx.device.is_cuda())
       ctx.autocast = std::make_unique<compat::AutocastScope>(true, at::kBFloat16);

@@ -49,6 +49,17 @@ void adopt_chat_template(TokenizerInfo& tok, const DatasetMeta& data, const std:
 void accept_dataset(ModelSetup& ms, const DatasetMeta& data);
 int64_t seq_len_limit(const Config& cfg, const ModelConfig& m);
 
+// Runs load() and prefixes an rlhf::Error with the config key its input came from, so a bad
+// input names both the file and the key: "data.eval: cannot open 'x.h5': ...".
+template <class F>
+auto from_key(const char* key, F&& load) -> decltype(load()) {
+  try {
+    return load();
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", key, e.what()));
+  }
+}
+
 // Model files of one checkpoint: file name -> (module, kind). E.g. {"model.h5", actor, "causal_lm"}.
 struct CkptModel {
   std::string file;
