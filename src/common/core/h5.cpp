@@ -321,7 +321,11 @@ std::string H5File::attr_string(const std::string& key, const std::string& on) c
   Obj o = open_obj(id_, on, path_);
   hid_t a = open_attr(o.id, key, path_);
   hid_t type = H5Aget_type(a);
-  RLHF_CHECK(H5Tget_class(type) == H5T_STRING, "{}: attribute '{}' is not a string", path_, key);
+  if (H5Tget_class(type) != H5T_STRING) {  // close both first: a handle left open keeps the file open
+    H5Tclose(type);
+    H5Aclose(a);
+    throw Error(fmt::format("{}: attribute '{}' is not a string", path_, key));
+  }
   std::string out;
   if (H5Tis_variable_str(type) > 0) {
     char* buf = nullptr;

@@ -311,9 +311,12 @@ std::string closest_key(const std::string& key, const std::vector<Field>& fields
 void walk(const YAML::Node& node, const std::string& prefix, const std::string& where,
           const std::vector<Field>& fields, Stage stage) {
   for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar())
+      throw ConfigError(fmt::format("{}: a key{} is not a plain name (a list or mapping used as a "
+                                    "key?)", where, prefix.empty() ? "" : " under '" + prefix + "'"));
     const std::string key = prefix.empty() ? it->first.as<std::string>()
                                            : prefix + "." + it->first.as<std::string>();
-    const YAML::Node& val = it->second;
+    const YAML::Node val = it->second;  // a copy: it->second lives in a temporary
     const Field* field = nullptr;
     for (const auto& f : fields)
       if (f.path == key) field = &f;

@@ -199,7 +199,7 @@ std::vector<std::string> read_prompt_rows(const PrepOptions& o, PrepReport& rep,
       if (j.is_string()) p = j.get<std::string>();
       else if (!get_string(j, o.prompt_key, rep, w, &p)) return;
       out.push_back(std::move(p));
-      wheres->push_back(w);
+      if (wheres != nullptr) wheres->push_back(w);
     });
   }
   return out;

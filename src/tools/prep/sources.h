@@ -32,6 +32,7 @@ void for_each_json(const std::string& file, PrepReport& rep,
 
 std::vector<TextPair> read_sft_rows(const PrepOptions& o, PrepReport& rep);
 std::vector<TextGroup> read_ranked_rows(const PrepOptions& o, PrepReport& rep);
+// wheres (optional): each row's "file:line".
 std::vector<std::string> read_prompt_rows(const PrepOptions& o, PrepReport& rep,
                                           std::vector<std::string>* wheres);
 
