@@ -5,6 +5,8 @@
 #   RLHF_TORCH=pip bash launch/setup.sh   build against PyPI's torch (the GPU machine's libtorch,
 #                                      CUDA-enabled: every CUDA path is compiled; runs on CPU too)
 #   RLHF_CUDA=1 bash launch/setup.sh   the same (RLHF_CUDA=1 implies RLHF_TORCH=pip)
+#   RLHF_FUZZ=1 bash launch/setup.sh   the libFuzzer targets only (clang, ASan + UBSan, Debian's
+#                                      libtorch; RelWithDebInfo), for launch/fuzz.sh
 # PyPI torch: a python3 that already imports torch (RLHF_PYTHON, else build/pyenv, else python3 —
 # the GPU machine has one) is used as it is; otherwise build/pyenv is created and
 # torch==$RLHF_TORCH_VERSION installed into it from PyPI (with nvidia-nccl-cu13: NCCL), once.
@@ -19,6 +21,8 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 BUILD_TYPE=${BUILD_TYPE:-Release}
 JOBS=${JOBS:-$(nproc)}
 CUDA=${RLHF_CUDA:-0}
+FUZZ=${RLHF_FUZZ:-0}
+[ "$FUZZ" != "0" ] && BUILD_TYPE=${BUILD_TYPE_FUZZ:-RelWithDebInfo}
 TORCH_SRC=${RLHF_TORCH:-debian}
 [ "$CUDA" != "0" ] && TORCH_SRC=pip
 case "$TORCH_SRC" in debian|pip) ;; *) echo "setup.sh: error: RLHF_TORCH must be debian or pip, got '$TORCH_SRC'" >&2; exit 1 ;; esac
@@ -35,6 +39,8 @@ if [ "$TORCH_SRC" = "debian" ]; then
   # libtorch on reference BLAS is ~20x slower: OpenBLAS (OpenMP flavour) is required.
   PKGS+=(libtorch-dev libopenblas0-openmp)
 fi
+# libFuzzer and the sanitizer runtimes come with clang's compiler-rt.
+[ "$FUZZ" != "0" ] && PKGS+=(clang libclang-rt-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -102,8 +108,14 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && ! command -v make >/dev/null && comma
 fi
 [ -n "${PCRE2_ROOT:-}" ] && CMAKE_ARGS+=(-DPCRE2_ROOT="$PCRE2_ROOT")
 [ -n "${RLHF_CXX_STANDARD:-}" ] && CMAKE_ARGS+=(-DRLHF_CXX_STANDARD="$RLHF_CXX_STANDARD")
+BUILD_ARGS=()
+if [ "$FUZZ" != "0" ]; then
+  [ "$TORCH_SRC" = "debian" ] || die "RLHF_FUZZ=1 builds against Debian's libtorch (not with RLHF_TORCH=pip / RLHF_CUDA=1)"
+  CMAKE_ARGS+=(-DRLHF_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+  BUILD_ARGS+=(--target rlhf_fuzz_all)
+fi
 cmake "${CMAKE_ARGS[@]}" >/dev/null \
   || die "cmake configure failed (see the messages above)${unresolved:+; packages not installed: $unresolved}"
-cmake --build "$BUILD_DIR" -j "$JOBS" \
+cmake --build "$BUILD_DIR" -j "$JOBS" ${BUILD_ARGS[@]+"${BUILD_ARGS[@]}"} \
   || die "build failed${unresolved:+ (packages not installed: $unresolved)}"
 echo "setup.sh: built into $BUILD_DIR/bin" >&2

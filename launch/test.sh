@@ -9,8 +9,12 @@
 #                 with every target, tests included: compiled and linked, and any error fails this
 #                 command. It needs the CUDA toolkit (nvcc); without one it is skipped with a
 #                 warning, unless RLHF_CUDA_BUILD=1 (then missing nvcc is an error).
+# Then the fuzzers (launch/fuzz.sh: tests/fuzz, clang + ASan/UBSan, build/fuzz) run for
+# RLHF_FUZZ_SECONDS (30) each; a finding fails this command. RLHF_FUZZ=0 skips them, and they are
+# skipped when extra arguments select part of the suite.
 # Variables: RLHF_CUDA_BUILD (auto | 1 | 0), RLHF_TEST_TORCH (debian | pip: which build the suite
-#   runs in; pip = build/cuda, the CUDA-enabled pip libtorch, on CPU), BUILD_DIR (build).
+#   runs in; pip = build/cuda, the CUDA-enabled pip libtorch, on CPU), BUILD_DIR (build),
+#   RLHF_FUZZ (1 | 0), RLHF_FUZZ_SECONDS (30).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
@@ -43,4 +47,11 @@ case "$TEST_TORCH" in
   *) echo "test.sh: error: RLHF_TEST_TORCH must be debian or pip, got '$TEST_TORCH'" >&2; exit 1 ;;
 esac
 echo "test.sh: running the suite in $PWD" >&2
-ctest --output-on-failure --timeout 1200 "$@"
+rc=0
+ctest --output-on-failure --timeout 1200 "$@" || rc=$?
+if [ "${RLHF_FUZZ:-1}" != "0" ] && [ $# -eq 0 ]; then
+  t3=$(stamp)
+  FUZZ_BUILD_DIR=$BUILD_DIR/fuzz bash "$ROOT/launch/fuzz.sh" "${RLHF_FUZZ_SECONDS:-30}" || rc=1
+  echo "test.sh: fuzzing (build + runs) took $(( $(stamp) - t3 )) s" >&2
+fi
+exit $rc

@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string body(reinterpret_cast<const char*>(data + 1), size - 1);
   std::string spec;
   switch (data[0] % 3) {
-    case 0:
+    case 0:  // beside it, the tokenizer_config.json that names EOS (the seeds' added token)
+      fuzz::write_scratch("tokenizer_config.json", R"({"eos_token": "<|endoftext|>"})");
       spec = fuzz::write_scratch("tokenizer.json", body);
       break;
     case 1: {

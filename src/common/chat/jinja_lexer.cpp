@@ -211,7 +211,14 @@ class Lexer {
         case 'x': case 'u': case 'U': {
           const size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
           if (p + n >= src_.size()) fail(line, col, "truncated \\" + std::string(1, e) + " escape");
-          put_utf8(out, static_cast<uint32_t>(std::stoul(src_.substr(p + 1, n), nullptr, 16)));
+          const std::string hex = src_.substr(p + 1, n);
+          if (hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+            fail(line, col, "\\" + std::string(1, e) + " escape needs " + std::to_string(n) +
+                                " hex digits, got '" + hex + "'");
+          const unsigned long cp = std::stoul(hex, nullptr, 16);
+          if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            fail(line, col, "\\" + std::string(1, e) + hex + " is not a Unicode code point");
+          put_utf8(out, static_cast<uint32_t>(cp));
           p += n;
           break;
         }

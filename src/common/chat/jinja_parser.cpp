@@ -373,7 +373,11 @@ NodePtr Parser::parse_postfix(NodePtr n) {
       if (a.type == Tok::Int) {
         ++p_;
         auto idx = make(K::Literal, a);
-        idx->value = Value::integer(std::stoll(a.text));
+        try {
+          idx->value = Value::integer(std::stoll(a.text));
+        } catch (const std::exception&) {
+          fail(a, "index out of range: " + a.text);
+        }
         auto it = make(K::Item, at);
         it->kids = {n, idx};
         n = it;

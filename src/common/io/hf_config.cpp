@@ -156,6 +156,8 @@ void read_llama_like(Reader& g, ModelConfig& c) {
   const std::string act = g.s("hidden_act", "silu");
   RLHF_CHECK(act == "silu", "{}: hidden_act '{}' is not supported (silu)", g.where, act);
   read_rope(g, c);
+  RLHF_CHECK(c.n_head > 0 && c.d_model > 0, "{}: num_attention_heads ({}) and hidden_size ({}) "
+             "must be positive", g.where, c.n_head, c.d_model);
   const int64_t derived = c.d_model / c.n_head;
   const int64_t hd = g.i("head_dim", f == Family::Qwen3 ? 128 : derived);
   if (hd != derived || c.d_model % c.n_head != 0) c.head_dim_override = hd;

@@ -20,6 +20,9 @@ uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
 
+// Ids beyond this are refused: vocabularies in use stay under 2^20 (Gemma's 262k is the largest).
+constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+
 std::string opt_str(const nlohmann::json& j, const char* key) {
   return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
 }
@@ -38,9 +41,10 @@ BpeModel::BpeModel(const nlohmann::json& m, const JsonAt& at) {
   RLHF_CHECK(m.contains("vocab") && m["vocab"].is_object(), "{}: missing object 'vocab'",
              at.str());
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    RLHF_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0,
-               "{}: token '{}' has id {}, expected a non-negative integer",
-               at.at("vocab").str(), it.key(), it.value().dump());
+    RLHF_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
+                   it.value().get<int64_t>() < kMaxTokenId,
+               "{}: token '{}' has id {}, expected an integer in [0, {})",
+               at.at("vocab").str(), it.key(), it.value().dump(), kMaxTokenId);
     const auto id = it.value().get<int32_t>();
     if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(id + 1);
     id_to_token_[id] = it.key();

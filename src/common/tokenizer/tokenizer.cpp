@@ -2,6 +2,8 @@
 // gpt2.cpp / llama2c.cpp. Contract: see tokenizer.h.
 #include "common/tokenizer/tokenizer.h"
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <system_error>
 
@@ -104,13 +106,21 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
   RLHF_CHECK(!ec, "tokenizer '{}': cannot make an absolute path: {}", spec, ec.message());
   RLHF_CHECK(fs::exists(abs, ec), "tokenizer '{}' ({}) does not exist: {}", spec, abs.string(),
              kExpected);
-  switch (kind_of(abs)) {
-    case SpecKind::Hf: return HfTokenizer::load(abs.string());
-    case SpecKind::SentencePiece: return SentencePieceTokenizer::load(abs.string());
-    case SpecKind::Gpt2: return Gpt2Tokenizer::load(abs.string());
-    case SpecKind::Llama2c: break;
+  // The readers check what they rely on; a JSON value of another type than expected anywhere
+  // else in these files is still named here, with the file, instead of escaping as a raw
+  // nlohmann error (found by tests/fuzz/fuzz_tokenizer).
+  try {
+    switch (kind_of(abs)) {
+      case SpecKind::Hf: return HfTokenizer::load(abs.string());
+      case SpecKind::SentencePiece: return SentencePieceTokenizer::load(abs.string());
+      case SpecKind::Gpt2: return Gpt2Tokenizer::load(abs.string());
+      case SpecKind::Llama2c: break;
+    }
+    return Llama2cTokenizer::load(abs.string());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("tokenizer '{}': a field of its JSON files has an unexpected type or "
+                            "value: {}", abs.string(), e.what()));
   }
-  return Llama2cTokenizer::load(abs.string());
 }
 
 std::string copy_tokenizer(const std::string& spec, const std::string& dir, bool flat) {

@@ -188,7 +188,7 @@ std::vector<std::string> read_prompt_rows(const PrepOptions& o, PrepReport& rep,
   if (o.format != SourceFormat::Jsonl) {  // conversation prompts of the SFT rows
     for (auto& p : read_sft_rows(o, rep)) {
       out.push_back(std::move(p.prompt));
-      wheres->push_back(std::move(p.where));
+      if (wheres != nullptr) wheres->push_back(std::move(p.where));
     }
     return out;
   }
