@@ -121,6 +121,13 @@ cp "$T/p.jsonl" "$T/same.jsonl"; before=$(md5sum < "$T/same.jsonl")
 [ "$rc" -ne 0 ] && grep -q -- "--force" "$T/i.err" && ok "convert into an existing checkpoint refused" || bad "convert overwrite (exit $rc)"
 "$BIN/rlhf_convert" init --family gpt2 --tokenizer byte --out "$T/ck_init" --force > /dev/null 2>&1 \
   && ok "... and allowed with --force" || bad "convert --force"
+"$BIN/rlhf_convert" to-hf --in "$T/ck_init" --out "$T/hf_out" --max-shard-mb 0.05 > /dev/null 2>&1 && [ "$(ls "$T/hf_out" | grep -c safetensors)" -gt 2 ] || bad "to-hf in shards"
+"$BIN/rlhf_convert" to-hf --in "$T/ck_init" --out "$T/hf_out" > /dev/null 2> "$T/th.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "already holds a Hugging Face model" "$T/th.err" && ok "to-hf into an existing HF folder refused" \
+  || { tail -2 "$T/th.err"; bad "to-hf overwrite (exit $rc)"; }
+"$BIN/rlhf_convert" to-hf --in "$T/ck_init" --out "$T/hf_out" --force > /dev/null 2>&1 \
+  && [ "$(ls "$T/hf_out" | grep -c safetensors)" -eq 1 ] && ok "... --force replaces it, no stale shards left" \
+  || bad "to-hf --force: $(ls "$T/hf_out" | tr '\n' ' ')"
 
 # Absurd sizes fail fast, naming the key: from YAML and from a Hugging Face config.json.
 start=$(date +%s)

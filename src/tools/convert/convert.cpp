@@ -78,9 +78,22 @@ void write_chat_template(const std::string& out, const TokenizerInfo& tok) {
   write_file_atomic(p.string(), j.dump(2) + "\n");
 }
 
-int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt) {
+int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt, bool force) {
   const std::string path = resolve_model_path(in);
+  RLHF_CHECK(force || !fs::exists(fs::path(out) / "config.json"),
+             "{} already holds a Hugging Face model (config.json): choose a new --out folder, or "
+             "pass --force to replace its config and weights", out);
   ModelFile f = read_model_h5(path);
+  if (force && fs::is_directory(out)) {
+    // Weights of the model being replaced would otherwise sit beside the new ones (a stale
+    // shard index makes loaders read the old shards).
+    for (const auto& e : fs::directory_iterator(out)) {
+      const std::string n = e.path().filename().string();
+      if (n == "model.safetensors.index.json" ||
+          (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0))
+        fs::remove(e.path());
+    }
+  }
   export_hf_folder(f, out, opt);
   if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
     copy_tokenizer(f.tok.spec, out, /*flat=*/true);  // llama2.c's .bin means nothing to HF

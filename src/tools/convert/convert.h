@@ -37,7 +37,10 @@ namespace rlhf {
 // The commands that write a checkpoint refuse an `out` that already holds a model.h5 (its
 // optimizer state and steps would no longer match) unless force (--force) is set.
 int from_hf(const std::string& in, const std::string& out, const std::string& tok_opt, bool force = false);
-int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt = {});
+// Refuses an --out that already holds config.json unless force (then its *.safetensors and shard
+// index are removed first, so no stale weights remain beside the new ones).
+int to_hf(const std::string& in, const std::string& out, const HfExportOptions& opt = {},
+          bool force = false);
 int from_llama2c(const std::string& model, const std::string& tok, const std::string& out,
                  bool force = false);
 int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,

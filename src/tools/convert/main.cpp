@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
     b->add_option("--max-shard-mb", shard_mb, "split the weights into shards of at most this many "
                   "MB (0 = one file)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    b->add_flag("--force", force, "replace the config and weights of an existing HF folder");
     b->add_flag("--drop-score-bias", drop_bias, "scalar model: export even when score.bias != 0 "
                 "(HF's score has no bias)");
     b->callback([&] {
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
       o.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
       o.max_shard_bytes = static_cast<int64_t>(shard_mb * 1024 * 1024);
       o.drop_score_bias = drop_bias;
-      rc = rlhf::to_hf(in, out, o);
+      rc = rlhf::to_hf(in, out, o, force);
     });
     auto* c = app.add_subcommand("from-llama2c", "llama2.c legacy .bin + tokenizer.bin -> CKPT/model.h5");
     c->add_option("--model", model, "llama2.c model file")->required();
