@@ -198,6 +198,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
   add_string(f, "run.dir", &c.run.dir);
   add_int(f, "run.seed", &c.run.seed, 0, kMax);
   add_int(f, "run.log_every", &c.run.log_every, 1, kMax);
+  add_bool(f, "run.tensorboard", &c.run.tensorboard);
 
   add_enum(f, "model.family", &c.model.family, kFamilyNames);
   add_int(f, "model.vocab_size", &c.model.vocab_size, 1, kMax);

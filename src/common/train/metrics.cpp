@@ -12,6 +12,7 @@
 
 #include "common/core/check.h"
 #include "common/core/fs.h"
+#include "common/train/tensorboard.h"
 
 namespace rlhf {
 
@@ -43,13 +44,34 @@ int64_t drop_metrics_after(const std::string& run_dir, int64_t step) {
 }
 
 MetricsLogger::MetricsLogger(const std::string& run_dir, bool is_root, int64_t total_steps,
-                             int64_t log_every, bool append)
+                             int64_t log_every, bool append, bool tensorboard)
     : dir_(run_dir), root_(is_root), total_(total_steps), every_(std::max<int64_t>(1, log_every)),
       tty_(isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {
   if (!root_) return;
   std::filesystem::create_directories(dir_);
   out_.open(dir_ + "/metrics.jsonl", append ? std::ios::app : std::ios::trunc);
   RLHF_CHECK(out_.good(), "cannot open '{}/metrics.jsonl' for writing", dir_);
+  if (!append) remove_event_files(dir_ + "/tb");
+  if (tensorboard) tb_ = std::make_unique<EventWriter>(dir_ + "/tb");
+}
+
+static void add_scalars(const std::string& prefix, const nlohmann::json& j,
+                        std::vector<std::pair<std::string, float>>& out) {
+  for (const auto& [k, v] : j.items()) {
+    const std::string tag = prefix.empty() ? k : prefix + "/" + k;
+    if (v.is_number() || v.is_boolean())
+      out.emplace_back(tag, v.is_boolean() ? float(v.get<bool>()) : v.get<float>());
+    else if (v.is_object())
+      add_scalars(tag, v, out);
+  }
+}
+
+std::vector<std::pair<std::string, float>> row_scalars(const nlohmann::json& row) {
+  std::vector<std::pair<std::string, float>> out;
+  nlohmann::json rest = row;
+  rest.erase("step");
+  add_scalars("", rest, out);
+  return out;
 }
 
 MetricsLogger::~MetricsLogger() {
@@ -91,6 +113,7 @@ void MetricsLogger::log(const nlohmann::json& row) {
   out_ << row.dump() << "\n";
   out_.flush();
   RLHF_CHECK(out_.good(), "cannot append to '{}/metrics.jsonl': {}", dir_, std::strerror(errno));
+  if (tb_) tb_->scalars(row["step"].get<int64_t>(), row_scalars(row));
   double loss = row.contains("loss") && row["loss"].is_number() ? row["loss"].get<double>() : NAN;
   double tps = row.contains("tokens_per_s") && row["tokens_per_s"].is_number()
                    ? row["tokens_per_s"].get<double>() : 0.0;

@@ -1,6 +1,7 @@
 #include "common/train/run.h"
 
 #include "common/core/fs.h"
+#include "common/train/tensorboard.h"
 
 #include <CLI/CLI.hpp>
 
@@ -109,6 +110,10 @@ RunContext start_run(Stage stage, const RunRequest& req) {
     if (dropped > 0)
       std::cerr << fmt::format("# metrics.jsonl: dropped {} rows logged after step {} (resumed there)\n",
                                dropped, step);
+    const int64_t dropped_events = drop_events_after(ctx.cfg.run.dir + "/tb", step);
+    if (dropped_events > 0)
+      std::cerr << fmt::format("# tb: dropped {} events logged after step {} (resumed there)\n",
+                               dropped_events, step);
   }
   comm.barrier();
   install_stop_signals();
