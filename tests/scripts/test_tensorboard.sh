@@ -8,8 +8,10 @@
 # step 4; it is then resumed from the step-2 checkpoint, so steps 3 and 4 were logged twice by
 # the two runs: metrics.jsonl and the events files must each hold them once. The reader runs with
 # purge_orphaned_data=False (no repair on its side), and every (tag, step) of metrics.jsonl must
-# be in the events exactly once with the value as float32, and nothing else. A third run with
-# run.tensorboard=false writes no tb/. About 15 s on 2 cores. Skips (exit 0, "SKIPPED") only
+# be in the events exactly once with the value as float32, and nothing else. Also checked on the
+# same runs: samples.jsonl's held-out examples (3 per evaluation, no repeated step) and train.log
+# (timestamped, ranked lines of both runs). A run with run.tensorboard=false writes no tb/, one
+# with run.log_level=warn no info line. About 15 s on 2 cores. Skips (exit 0, "SKIPPED") only
 # when the reference Python environment cannot be made (no PyPI access).
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
@@ -68,8 +70,25 @@ print(f"ok   {len(want)} scalars ({len({k for k, _ in want})} tags x steps 1..6,
       f"identical in {len(files)} events files, no duplicate step")
 EOF
 
+# SFT's held-out examples (samples.jsonl): 3 rows at each evaluation (steps 2, 4, 6), once each
+# after the resume, with prompt, reference and the greedy continuation.
+[ "$(jq -c -s 'map(.step)' "$T/sft/samples.jsonl")" = "[2,2,2,4,4,4,6,6,6]" ] \
+  && jq -e -s 'all(.[]; .stage == "sft" and (.prompt | length > 0) and (.reference | length > 0)
+                and (.response | strings) and (.length | numbers) and (.eos | type == "boolean"))' "$T/sft/samples.jsonl" >/dev/null \
+  && echo "ok   sft samples.jsonl: 3 held-out examples at steps 2, 4, 6" \
+  || { echo "FAIL sft samples.jsonl: $(jq -c -s 'map(.step)' "$T/sft/samples.jsonl")"; exit 1; }
+# The run log: timestamped lines with the rank and level in run.dir/train.log (both runs appended).
+[ "$(grep -c '^[0-9-]* [0-9:.]* \[rank 0\] INFO  # sft_train' "$T/sft/train.log")" = 2 ] \
+  && echo "ok   train.log: $(head -1 "$T/sft/train.log" | cut -c1-60)..." \
+  || { echo "FAIL train.log: $(head -2 "$T/sft/train.log")"; exit 1; }
+
 "${SFT[@]}" --set run.dir="$T/off" --set run.tensorboard=false --set train.max_steps=1 2> "$T/run3.log" \
   || { tail -5 "$T/run3.log"; echo "FAIL run.tensorboard=false"; exit 1; }
 [ ! -e "$T/off/tb" ] || { echo "FAIL: run.tensorboard=false wrote $T/off/tb"; exit 1; }
 echo "ok   run.tensorboard=false writes no tb/"
+# run.log_level=warn: no info lines on stderr or in train.log.
+"${SFT[@]}" --set run.dir="$T/quiet" --set run.log_level=warn --set train.max_steps=1 2> "$T/run4.log" \
+  || { tail -5 "$T/run4.log"; echo "FAIL run.log_level=warn"; exit 1; }
+! grep -q "INFO" "$T/run4.log" "$T/quiet/train.log" && echo "ok   run.log_level=warn: no info lines" \
+  || { echo "FAIL: info lines with run.log_level=warn"; exit 1; }
 echo PASS

@@ -145,7 +145,7 @@ std::vector<std::string> config_keys(Stage stage);
 // Keys that were given a non-default value but have no effect in this configuration, one
 // sentence each (printed as warnings at start): model architecture keys and `tokenizer` when
 // `init` is set (the checkpoint fixes them; model.dropout and model.activation_checkpointing
-// still apply), and PPO's data.eval (PPO evaluates with `rlhf_eval reward`).
+// still apply).
 std::vector<std::string> ineffective_keys(const Config& cfg, Stage stage);
 
 // Edit distance used for "did you mean" suggestions.

@@ -12,35 +12,14 @@
 
 #include "common/core/check.h"
 #include "common/core/fs.h"
+#include "common/train/log.h"
+#include "common/train/samples.h"
 #include "common/train/tensorboard.h"
 
 namespace rlhf {
 
 int64_t drop_metrics_after(const std::string& run_dir, int64_t step) {
-  const std::string path = run_dir + "/metrics.jsonl";
-  if (!std::filesystem::exists(path)) return 0;
-  std::ifstream in(path, std::ios::binary);
-  RLHF_CHECK(in.good(), "cannot read '{}'", path);
-  std::string kept, line;
-  int64_t dropped = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    nlohmann::json row;
-    try {
-      row = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      ++dropped;  // a torn last line of a killed run
-      continue;
-    }
-    if (row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
-        row["step"].get<int64_t>() > step) {
-      ++dropped;
-      continue;
-    }
-    kept += line + "\n";
-  }
-  if (dropped > 0) write_file_atomic(path, kept);
-  return dropped;
+  return drop_jsonl_after(run_dir + "/metrics.jsonl", step);
 }
 
 MetricsLogger::MetricsLogger(const std::string& run_dir, bool is_root, int64_t total_steps,
@@ -102,8 +81,9 @@ void MetricsLogger::progress(int64_t step, double loss, double tps) {
       std::cerr << std::endl;
       line_open_ = false;
     }
+    if (step % every_ == 0 || step == total_ || step == first_step_ + 1) log_file_only(LogLevel::Info, line);
   } else if (step % every_ == 0 || step == total_ || step == first_step_ + 1) {
-    std::cerr << line << std::endl;
+    log_line(LogLevel::Info, line);
   }
 }
 
@@ -126,7 +106,7 @@ void MetricsLogger::message(const std::string& text) {
     std::cerr << std::endl;
     line_open_ = false;
   }
-  std::cerr << text << std::endl;
+  log_line(LogLevel::Info, text);
 }
 
 void MetricsLogger::summary(const nlohmann::json& obj) {
