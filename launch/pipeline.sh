@@ -4,8 +4,10 @@
 #   with a pretrain.yaml too, a pretraining stage (sft_train on a token stream) runs first and the
 #   SFT stage starts from it (InstructGPT's base model).
 #   Stage run directories: RUN_DIR/pretrain, RUN_DIR/sft, RUN_DIR/rm, RUN_DIR/ppo (each with its config.yaml);
-#   datasets in RUN_DIR/data; the evaluation in RUN_DIR/eval.json.
-# Variables: NP (MPI ranks per stage, default 1), BIN (default build/bin), EXTRA_PRETRAIN /
+#   datasets in RUN_DIR/data; the evaluation in RUN_DIR/eval.json; curves in RUN_DIR/plots/*.png
+#   (launch/rlhf_plot).
+# Variables: NP (MPI ranks per stage, default 1), BIN (default build/bin; PREFIX/bin when run from
+# an installed copy), EXTRA_PRETRAIN /
 # EXTRA_SFT / EXTRA_RM / EXTRA_PPO (extra "--set k=v" arguments per stage), RESUME=1 (continue interrupted stages).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +15,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONFIG_DIR=$(cd "$1" && pwd)
 mkdir -p "$2"
 RUN_DIR=$(cd "$2" && pwd)
-BIN=${BIN:-$ROOT/build/bin}
+# Default binaries: the build tree's, else (an installed copy: PREFIX/share/rlhf/launch) PREFIX/bin.
+if [ -z "${BIN:-}" ]; then
+  BIN=$ROOT/build/bin
+  [ -x "$BIN/sft_train" ] || [ ! -x "$ROOT/../../bin/sft_train" ] || BIN=$(cd "$ROOT/../../bin" && pwd)
+fi
 NP=${NP:-1}
 export RLHF_RUN=$RUN_DIR RLHF_DATA=$RUN_DIR/data RLHF_BIN=$BIN RLHF_ROOT=$ROOT
 export RLHF_SHARED_DATA=${RLHF_SHARED_DATA:-$(cd "$ROOT/.." && pwd)/shared/data}
@@ -52,5 +58,8 @@ stamp "eval"
 # Convention: prep.sh writes ranked_eval.h5 and prompts_eval.h5 (held-out) into $RLHF_DATA.
 run "$BIN/rlhf_eval" report --run-dir "$RUN_DIR" --data-dir "$RLHF_DATA" | tail -n 1 > "$RUN_DIR/eval.json.tmp"
 mv "$RUN_DIR/eval.json.tmp" "$RUN_DIR/eval.json"
+stamp "plots: $RUN_DIR/plots"
+"$ROOT/launch/rlhf_plot" "$RUN_DIR" --out "$RUN_DIR/plots" >&2 \
+  || echo "pipeline.sh: warning: rlhf_plot failed (python3-matplotlib missing? launch/setup.sh installs it)" >&2
 stamp "done: $RUN_DIR/eval.json"
 cat "$RUN_DIR/eval.json"

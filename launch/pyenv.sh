@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # pyenv.sh — the Python environment holding the *reference* packages that some tests compare
-# against (Hugging Face tokenizers / transformers). The product never needs Python.
+# against (Hugging Face tokenizers / transformers; TensorBoard's event reader). The product never
+# needs Python.
 #
 #   PY=$(bash launch/pyenv.sh)      ensure the environment, print its python (the only stdout line)
 #
 # Uses PYENV_DIR (default build/pyenv, the same virtual environment launch/setup.sh creates for
 # RLHF_TORCH=pip): created with `python3 -m venv` when missing (apt-get installs python3-venv
 # when python3 cannot create one). Then only the packages of PYENV_PKGS (default: tokenizers
-# transformers safetensors numpy jinja2) that are not importable are pip-installed from PyPI, so a
+# transformers safetensors numpy jinja2 tensorboard) that are not importable are pip-installed from PyPI, so a
 # second call only checks (well under a second). Concurrent calls are serialised with flock.
 # Variables: PYENV_DIR, PYENV_PKGS (pip requirement specifiers; module name = the part before
 # any version specifier, lower-cased, '-' -> '_').
@@ -15,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYENV_DIR=${PYENV_DIR:-$ROOT/build/pyenv}
 export -n PYENV_DIR  # the pyenv version manager's python3 shim reads (and cd's into) PYENV_DIR
-read -r -a PKGS <<< "${PYENV_PKGS:-tokenizers transformers safetensors numpy jinja2}"
+read -r -a PKGS <<< "${PYENV_PKGS:-tokenizers transformers safetensors numpy jinja2 tensorboard}"
 PY=$PYENV_DIR/bin/python
 
 die() { echo "pyenv.sh: error: $*" >&2; exit 1; }

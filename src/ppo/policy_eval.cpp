@@ -137,9 +137,12 @@ std::vector<std::vector<int64_t>> shard_batches(int64_t n, int64_t micro, Commun
   return out;
 }
 
+// The tokenizer's ids; extra stops already in sc (e.g. ppo.stop_token) are kept.
 SamplingConfig with_ids(SamplingConfig sc, const SpecialIds& ids) {
+  const std::vector<int64_t> given = sc.extra_stop_ids;
   sc.eos_id = ids.eos;
   sc.extra_stop_ids = ids.stops;
+  for (int64_t s : given) add_stop_id(sc.extra_stop_ids, sc.eos_id, s);
   sc.pad_id = ids.pad;
   return sc;
 }

@@ -8,10 +8,14 @@
 
 #include "common/core/rng.h"
 #include "common/model/lm_loss.h"
+#include "common/task/synth_task.h"
 #include "common/train/dry_run.h"
+#include "common/train/log.h"
 #include "common/train/loop.h"
 #include "common/train/run.h"
+#include "common/train/samples.h"
 #include "common/train/train_common.h"
+#include "ppo/policy_eval.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
@@ -43,9 +47,9 @@ void freeze(torch::nn::Module& m) {
   m.eval();
 }
 
-// What the iterations read: prompts, the ptx corpus and its held-out stream.
+// What the iterations read: prompts, the ptx corpus and its held-out stream, held-out prompts.
 struct PpoData {
-  PromptData prompts;
+  PromptData prompts, eval;
   PretrainData ptx, ptx_eval;
   int64_t max_len = 0, max_prompt = 0;
 };
@@ -62,6 +66,8 @@ PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
   if (!cfg.data.pretrain_eval.empty())
     d.ptx_eval = from_key("data.pretrain_eval",
                           [&] { return PretrainData::load(cfg.data.pretrain_eval, ms.tok.identity); });
+  if (!cfg.data.eval.empty())
+    d.eval = from_key("data.eval", [&] { return PromptData::load(cfg.data.eval, ms.tok.identity); });
   d.max_len = seq_len_limit(cfg, ms.cfg);
   d.max_prompt = d.max_len - pc.max_new_tokens;
   RLHF_CHECK(d.max_prompt >= 2, "ppo.max_new_tokens = {} leaves no room for a prompt in {} tokens",
@@ -113,7 +119,7 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   freeze(*n.reference);
   freeze(*n.reward);
   if (root && !rm_file.extra.value("bias_fitted", false))
-    fmt::print(stderr, "# warning: {} has no fitted bias (rm_train without data.bias_data)\n", rm_path);
+    log_warn("# warning: {} has no fitted bias (rm_train without data.bias_data)", rm_path);
   return n;
 }
 
@@ -155,11 +161,15 @@ ModelSetup ppo_model_setup(const Config& cfg, bool root) {
                                   : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
   check_ppo_sampling(cfg.ppo, ms.cfg.vocab_size);
   if (ms.cfg.dropout > 0 && root)
-    fmt::print(stderr, "# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
-               "noise would enter the PPO ratio)\n", ms.cfg.dropout);
+    log_info("# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
+             "noise would enter the PPO ratio)", ms.cfg.dropout);
   ms.cfg.dropout = 0.0;
   return ms;
 }
+
+// Rollouts written to run.dir/samples.jsonl every ppo.log_samples_every iterations (rank 0's first
+// rows; on the embedded task with the hidden score).
+constexpr int64_t kSamplesPerLog = 4;
 
 // What one iteration reads and advances.
 struct Iteration {
@@ -176,7 +186,33 @@ struct Iteration {
   ExperienceOptions exp;
   UpdateOptions upd;
   double critic_lr_ratio = 1.0;
+  SamplesLog& samples;
+  const Tokenizer& tok;
 };
+
+// Rank 0's first rows of this iteration's experience: prompt, response, RM score (raw, and after
+// the no-EOS penalty / clip), the sequence's KL to the reference (sum of the per-token estimator),
+// length, EOS, and on the embedded task the hidden score.
+void log_samples(Iteration& it, int64_t step, const std::vector<int64_t>& idx, const Rollout& ro) {
+  if (!it.comm.is_root()) return;
+  const int64_t n = std::min<int64_t>(kSamplesPerLog, ro.batch());
+  const std::vector<int64_t> first(idx.begin(), idx.begin() + n);
+  const std::vector<std::string> prompts = decode_prompts(it.data.prompts, first, it.tok);
+  const std::vector<std::string> responses = decode_responses(ro.slice(0, n), it.tok);
+  const torch::Tensor kl = ro.kl.slice(0, 0, n).sum(1).to(torch::kCPU);
+  const torch::Tensor len = ro.response_mask.slice(0, 0, n).sum(1).to(torch::kCPU);
+  const torch::Tensor raw = ro.raw_score.to(torch::kCPU), score = ro.score.to(torch::kCPU);
+  const torch::Tensor eos = ro.has_eos.to(torch::kCPU);
+  for (int64_t b = 0; b < n; ++b) {
+    nlohmann::json row = {{"step", step + 1}, {"stage", "ppo"}, {"prompt", prompts[b]},
+                          {"response", responses[b]}, {"rm_score", raw[b].item<double>()},
+                          {"reward", score[b].item<double>()}, {"kl", kl[b].item<double>()},
+                          {"length", len[b].item<int64_t>()}, {"eos", eos[b].item<bool>()}};
+    if (it.data.prompts.meta.source == "synth")
+      row["hidden_score"] = synth_hidden_score(prompts[b], responses[b], eos[b].item<bool>());
+    it.samples.write(row);
+  }
+}
 
 // One PPO iteration at `step` with β = beta: rollouts → experience → update. Returns the
 // metrics row (without "step").
@@ -198,6 +234,8 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   it.exp.kl_coef = beta;
   make_experience(it.models, ro, it.exp, it.comm);
   times.score = seconds_since(t1);
+  const int64_t every = cfg.ppo.log_samples_every;
+  if (every > 0 && (step + 1) % every == 0) log_samples(it, step, idx, ro);
   // 3. PPO epochs over minibatches, with the ptx term
   const auto t2 = std::chrono::steady_clock::now();
   it.upd.lr = lr_at(step, cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.learning_rate,
@@ -211,6 +249,61 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   // 4. the metrics row
   return ppo_metrics(ro, st, times, cfg.train.global_batch_size, beta, it.upd.lr, it.comm);
 }
+
+// PPO's held-out evaluation, every train.eval_every iterations and at the end (one per step:
+// finish() reuses the last iteration's): ptx_eval_loss on data.pretrain_eval, and on data.eval's
+// prompts — the first train.eval_batches × train.global_batch_size, sampled as in training with
+// seed run.seed (the same draws at every evaluation) — the eval_* keys of policy_eval.h: reward
+// under the RM, KL to the reference, length, EOS rate, hidden score on the embedded task.
+class PpoEvaluation {
+ public:
+  PpoEvaluation(const Config& cfg, const PpoData& data, PpoNets& nets, const ModelSetup& ms,
+                const SpecialIds& ids, Communicator& comm, const torch::Device& dev)
+      : cfg_(cfg), data_(data), nets_(nets), tok_(*ms.tokenizer), comm_(comm), dev_(dev) {
+    const PpoSection& pc = cfg.ppo;
+    if (data.ptx_eval.size() > pc.ptx_seq_len)
+      ptx_windows_ = std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len);
+    opt_.sampling = sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids);
+    opt_.seed = static_cast<uint64_t>(cfg.run.seed);
+    opt_.max_prompts = cfg.train.eval_batches * cfg.train.global_batch_size;
+    opt_.micro_batch = cfg.train.micro_batch_size;
+  }
+  bool have_ptx() const { return ptx_windows_ > 0; }
+  double ptx_loss() {
+    return eval_stream_loss(nets_.actor, data_.ptx_eval, cfg_.ppo.ptx_seq_len, ptx_windows_, comm_, dev_);
+  }
+  // The evaluation at `step` (collective); an info line on the run log.
+  nlohmann::json at(int64_t step, MetricsLogger& log) {
+    if (step == step_) return last_;
+    nlohmann::json j = nlohmann::json::object();
+    if (have_ptx()) j["ptx_eval_loss"] = ptx_loss();
+    if (data_.eval.size() > 0) {
+      j.update(evaluate_policy(nets_.actor, &nets_.reference, nets_.reward, data_.eval, tok_,
+                               data_.max_len, opt_, comm_, dev_).to_json("eval_"));
+      log.message(fmt::format(
+          "# ppo eval at step {} on {} held-out prompts: reward {:.4f}, KL to ref {:.3f}, length {:.1f}{}",
+          step, j["eval_prompts"].get<int64_t>(), j["eval_reward_mean"].get<double>(),
+          j["eval_kl_to_ref"].get<double>(), j["eval_length_mean"].get<double>(),
+          j.contains("eval_hidden_score") ? fmt::format(", hidden score {:.4f}", j["eval_hidden_score"].get<double>())
+                                          : std::string()));
+    }
+    step_ = step;
+    last_ = j;
+    return j;
+  }
+
+ private:
+  const Config& cfg_;
+  const PpoData& data_;
+  PpoNets& nets_;
+  const Tokenizer& tok_;
+  Communicator& comm_;
+  const torch::Device dev_;
+  PolicyEvalOptions opt_;
+  int64_t ptx_windows_ = 0;
+  int64_t step_ = -1;
+  nlohmann::json last_;
+};
 
 }  // namespace
 
@@ -228,6 +321,7 @@ int run_ppo(const RunRequest& req) {
   accept_dataset(ms, data.prompts.meta);
   if (data.ptx.size() > 0) accept_dataset(ms, data.ptx.meta);
   if (data.ptx_eval.size() > 0) accept_dataset(ms, data.ptx_eval.meta);
+  if (data.eval.size() > 0) accept_dataset(ms, data.eval.meta);
   SpecialIds ids = for_rows(special_ids(ms.tok), data.prompts.meta);
   if (!cfg.ppo.stop_token.empty()) {  // e.g. a chat model's end of turn
     const int32_t s = ms.tokenizer->token_id(cfg.ppo.stop_token);
@@ -253,12 +347,10 @@ int run_ppo(const RunRequest& req) {
   TrainLoop loop(ctx, ms, {{"model.h5", nets.actor.get(), "causal_lm", {}},
                            {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}},
                  {{nets.actor.get(), "actor"}, {nets.critic.get(), "critic"}}, data.prompts.size(), extra);
-  const bool have_ptx_eval = data.ptx_eval.size() > pc.ptx_seq_len;
-  const int64_t ptx_eval_windows = have_ptx_eval ? std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len) : 0;
-  auto ptx_eval_loss = [&] {
-    return eval_stream_loss(nets.actor, data.ptx_eval, pc.ptx_seq_len, ptx_eval_windows, comm, dev);
-  };
-  if (have_ptx_eval && std::isnan(ptx_eval_start)) ptx_eval_start = ptx_eval_loss();
+  PpoEvaluation eval(cfg, data, nets, ms, ids, comm, dev);
+  if (eval.have_ptx() && std::isnan(ptx_eval_start)) ptx_eval_start = eval.ptx_loss();
+  auto evaluate = [&] { return eval.at(loop.step(), loop.metrics()); };
+  SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
   loop.metrics().message(fmt::format("# ppo: actor+critic {} trainable params, {} prompts, {} per rank per iteration, "
                                      "minibatch {} per rank ({} per forward), ptx_coef {}", loop.n_params(),
                                      data.prompts.size(), cfg.train.global_batch_size / comm.world_size(),
@@ -268,7 +360,8 @@ int run_ppo(const RunRequest& req) {
                ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
                                  pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
                                  pc.gamma, pc.gae_lambda},
-               upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0};
+               upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
+               samples, *ms.tokenizer};
 
   nlohmann::json last;
   const int exit_code = loop.run_steps([&](int64_t step) {
@@ -277,15 +370,15 @@ int run_ppo(const RunRequest& req) {
     last = row;
     last["step"] = step + 1;
     return row;
-  }, [&]() -> nlohmann::json {
-    if (!have_ptx_eval) return nlohmann::json::object();
-    return {{"ptx_eval_loss", ptx_eval_loss()}};
-  });
+  }, evaluate);
   nlohmann::json summary = loop.finish("ppo", {{"kl_coef", kl_ctl.value}, {"last", last}}, [&]() -> nlohmann::json {
-    if (!have_ptx_eval) return nlohmann::json::object();
-    const double end_loss = ptx_eval_loss();
-    return {{"ptx_eval_loss_start", ptx_eval_start}, {"ptx_eval_loss_end", end_loss},
-            {"ptx_eval_loss_rise", end_loss - ptx_eval_start}};
+    nlohmann::json j = evaluate();
+    if (!eval.have_ptx()) return j;
+    const double end_loss = j.at("ptx_eval_loss").get<double>();
+    j.erase("ptx_eval_loss");
+    j.update({{"ptx_eval_loss_start", ptx_eval_start}, {"ptx_eval_loss_end", end_loss},
+              {"ptx_eval_loss_rise", end_loss - ptx_eval_start}});
+    return j;
   });
   loop.metrics().message(fmt::format("# ppo done: step {}, checkpoint {}", loop.step(),
                                      summary["checkpoint"].get<std::string>()));

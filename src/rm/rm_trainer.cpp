@@ -9,6 +9,7 @@
 #include "common/train/run.h"
 #include "common/train/train_common.h"
 #include "common/train/loop.h"
+#include "common/train/samples.h"
 #include "rm/rm_eval.h"
 #include "rm/rm_loss.h"
 
@@ -93,6 +94,32 @@ StepStats rm_step(ScalarModel& rm, const RankedData& train, const std::vector<in
 
 }  // namespace
 
+namespace {
+// Held-out groups written to run.dir/samples.jsonl at each evaluation.
+constexpr int64_t kEvalExampleGroups = 2;
+
+// The first kEvalExampleGroups held-out groups: the prompt and each response with its labelled
+// rank and the model's reward. Rank 0 only (group_rewards has no collectives).
+void write_rm_examples(ScalarModel& rm, const RankedData& eval, const Tokenizer& tok, const SpecialIds& ids,
+                       int64_t max_len, int64_t step, SamplesLog& log, const torch::Device& dev) {
+  torch::NoGradGuard no_grad;
+  EvalMode eval_mode(*rm);
+  for (int64_t g = 0; g < std::min<int64_t>(kEvalExampleGroups, eval.size()); ++g) {
+    std::vector<int64_t> offsets;
+    std::vector<int32_t> ranks;
+    const torch::Tensor r = group_rewards(rm, eval, {g}, ids, max_len, dev, &offsets, &ranks).to(torch::kCPU);
+    const std::vector<PromptResponse> rows = eval.group_rows(g);
+    nlohmann::json responses = nlohmann::json::array();
+    for (size_t k = 0; k < rows.size(); ++k)
+      responses.push_back({{"text", tok.decode(std::vector<int32_t>(rows[k].response, rows[k].response + rows[k].response_len))},
+                           {"rank", ranks.at(k)}, {"reward", r[static_cast<int64_t>(k)].item<double>()}});
+    log.write({{"step", step}, {"stage", "rm"}, {"group", g},
+               {"prompt", tok.decode(std::vector<int32_t>(rows[0].prompt, rows[0].prompt + rows[0].prompt_len))},
+               {"responses", responses}});
+  }
+}
+}  // namespace
+
 int run_rm(int argc, char** argv) { return run_rm(parse_run_args(Stage::RM, argc, argv)); }
 
 int run_rm(const RunRequest& req) {
@@ -128,8 +155,14 @@ int run_rm(const RunRequest& req) {
   loop.metrics().message(fmt::format("# rm: {} params, {} train groups ({} responses), {} ranks x {} groups x {} accum",
                                      loop.n_params(), train.size(), train.responses.size(), comm.world_size(),
                                      cfg.train.micro_batch_size, accum));
+  SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
+  int64_t examples_step = -1;  // finish() evaluates again at the last step: one set per step
   auto evaluate = [&]() -> nlohmann::json {
     if (eval.size() == 0) return nlohmann::json::object();
+    if (comm.is_root() && examples_step != loop.step()) {
+      write_rm_examples(rm, eval, *ms.tokenizer, ids, max_len, loop.step(), samples, dev);
+      examples_step = loop.step();
+    }
     RankEval e = evaluate_ranked(rm, eval, ids, max_len, cfg.train.micro_batch_size, 0, comm, dev,
                                  nullptr, norm);
     return {{"eval_loss", e.loss}, {"eval_accuracy", e.accuracy()}, {"eval_margin", e.mean_margin()},

@@ -7,6 +7,8 @@
 #include "common/train/run.h"
 #include "common/train/train_common.h"
 #include "common/train/loop.h"
+#include "common/train/samples.h"
+#include "common/model/generate.h"
 #include "common/model/lm_loss.h"
 
 namespace rlhf {
@@ -75,6 +77,39 @@ std::vector<SeqBatch> sft_micro_batches(const SftInputs& in, std::vector<int64_t
   return out;
 }
 
+// Held-out rows written to run.dir/samples.jsonl at each evaluation.
+constexpr int64_t kEvalExamples = 3;
+
+// The first kEvalExamples rows of the held-out set: prompt, reference response and the model's
+// greedy continuation (up to the reference's length + 8 tokens, within max_len). Rank 0 only: no
+// collectives, and greedy decoding draws no random numbers (resume stays exact).
+void write_sft_examples(CausalLM& model, const SftData& eval, const Tokenizer& tok, const SpecialIds& ids,
+                        int64_t max_len, int64_t step, SamplesLog& log, const torch::Device& dev) {
+  torch::NoGradGuard no_grad;
+  EvalMode eval_mode(*model);
+  for (int64_t i = 0; i < std::min<int64_t>(kEvalExamples, eval.size()); ++i) {
+    const PromptResponse r = eval.row(i);
+    std::vector<int32_t> prompt(r.prompt, r.prompt + r.prompt_len);
+    const std::vector<int32_t> reference(r.response, r.response + r.response_len);
+    std::vector<int32_t> framed = prompt;
+    if (ids.bos >= 0) framed.insert(framed.begin(), static_cast<int32_t>(ids.bos));
+    const int64_t room = max_len - static_cast<int64_t>(framed.size());
+    if (room < 1) continue;  // a prompt that fills the context: nothing to generate
+    auto [toks, mask] = left_pad({framed}, ids.pad);
+    const SamplingConfig sc = sampling_config(std::min<int64_t>(room, r.response_len + 8), 0.0, 0, 1.0, ids);
+    GenerateOutput out = generate(model, toks.to(dev), mask.to(dev), sc, uint64_t{0});
+    const torch::Tensor gen = out.tokens[0].slice(0, out.prompt_len).to(torch::kCPU);
+    const torch::Tensor keep = out.response_mask[0].to(torch::kCPU) & stop_mask(gen, sc).logical_not();
+    std::vector<int32_t> response;
+    for (int64_t t = 0; t < gen.size(0) && keep[t].item<bool>(); ++t)
+      response.push_back(static_cast<int32_t>(gen[t].item<int64_t>()));
+    log.write({{"step", step}, {"stage", "sft"}, {"row", i}, {"prompt", tok.decode(prompt)},
+               {"reference", tok.decode(reference)}, {"response", tok.decode(response)},
+               {"length", static_cast<int64_t>(response.size())},
+               {"eos", out.response_mask[0].sum().item<int64_t>() > static_cast<int64_t>(response.size())}});
+  }
+}
+
 }  // namespace
 
 int run_sft(int argc, char** argv) { return run_sft(parse_run_args(Stage::SFT, argc, argv)); }
@@ -108,7 +143,13 @@ int run_sft(const RunRequest& req) {
   loop.metrics().message(fmt::format("# sft: {} params, {} train {}, {} ranks x {} micro x {} accum",
                                      loop.n_params(), in.n_items, in.stream ? "windows (pretraining)" : "rows",
                                      comm.world_size(), cfg.train.micro_batch_size, accum));
+  SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
+  int64_t examples_step = -1;  // finish() evaluates again at the last step: one set per step
   auto evaluate = [&]() -> nlohmann::json {
+    if (!in.stream && comm.is_root() && examples_step != loop.step()) {
+      write_sft_examples(model, in.eval, *ms.tokenizer, ids, max_len, loop.step(), samples, dev);
+      examples_step = loop.step();
+    }
     if (in.stream) {
       if (in.eval_windows == 0) return nlohmann::json::object();
       const double loss = eval_stream_loss(model, in.eval_stream, max_len, in.eval_windows, comm, dev);

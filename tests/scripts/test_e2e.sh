@@ -10,7 +10,9 @@
 #   - PPO's mean reward under the RM above SFT's
 #   - KL(PPO || SFT) per sequence below ppo.kl_target of configs/tiny/ppo.yaml
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
-#   - the pipeline (everything after the build) takes <= 600 s (538 s measured)
+#   - ppo eval_* metrics at steps 20 and 40, 16 rollouts in ppo/samples.jsonl, plots/{sft,rm,ppo,overview}.png
+#   - the pipeline (everything after the build) takes <= 600 s (538 s measured before the PPO
+#     held-out evaluation and the plots were added)
 # Usage: test_e2e.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
@@ -29,6 +31,7 @@ echo "pipeline time: ${elapsed}s"
 # Same PPO with ptx off (same seed) for the ptx comparison.
 "$BIN/ppo_train" --config "$SRC/configs/tiny/ppo.yaml" --set run.dir="$RUN/ppo_noptx" --set init="$RUN/sft" \
   --set ppo.reward_model="$RUN/rm" --set ppo.ptx_coef=0 --set data.train="$RUN/data/prompts.h5" \
+  --set data.eval="$RUN/data/prompts_eval.h5" \
   --set data.pretrain="$RUN/data/pretrain.h5" --set data.pretrain_eval="$RUN/data/pretrain_eval.h5" \
   > "$RUN/noptx.log" 2>&1 || { tail -n 40 "$RUN/noptx.log"; echo "FAIL: ppo without ptx failed"; exit 1; }
 rise_on=$(jq '.ptx_eval_loss_rise' "$RUN/ppo/summary.json")
@@ -45,5 +48,13 @@ check "ppo hidden score >= sft hidden score + $HIDDEN_MARGIN" ".ppo_hidden_score
 check "ppo KL to sft < $kl_target" ".ppo_kl_to_sft < $kl_target"
 check "ppo reward > sft reward" '.ppo_reward_mean > .sft_reward_mean'
 if jq -n -e "$rise_on < $rise_off" >/dev/null; then echo "ok   ptx limits the pretraining-loss rise"; else echo "FAIL ptx: $rise_on !< $rise_off"; fail=1; fi
+# What a user watches (issue 18): eval_* metrics at PPO's eval_every (20), samples.jsonl
+# (ppo.log_samples_every 10: 4 rollouts at steps 10, 20, 30, 40), plots of every stage.
+at=$(jq -c -s 'map(select(has("eval_reward_mean") and has("eval_kl_to_ref") and has("eval_hidden_score")) | .step)' "$RUN/ppo/metrics.jsonl")
+if [ "$at" = "[20,40]" ]; then echo "ok   ppo eval_* metrics at steps $at"; else echo "FAIL ppo eval_* at steps $at"; fail=1; fi
+n=$(jq -s 'map(select(.stage == "ppo" and (.hidden_score | numbers))) | length' "$RUN/ppo/samples.jsonl" 2>/dev/null || echo 0)
+if [ "$n" = 16 ]; then echo "ok   ppo/samples.jsonl: 16 rollouts"; else echo "FAIL ppo/samples.jsonl: $n rollouts, expected 16"; fail=1; fi
+pngs=$(ls "$RUN"/plots/{sft,rm,ppo,overview}.png 2>/dev/null | wc -l)
+if [ "$pngs" = 4 ]; then echo "ok   plots: $(cd "$RUN/plots" && ls *.png | paste -sd' ')"; else echo "FAIL plots: $pngs of 4 PNGs"; fail=1; fi
 if [ "$elapsed" -le 600 ]; then echo "ok   pipeline ${elapsed}s <= 600s"; else echo "FAIL pipeline ${elapsed}s > 600s"; fail=1; fi
 exit $fail

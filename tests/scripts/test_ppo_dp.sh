@@ -24,7 +24,7 @@ MODEL=(--set model.n_layer=1 --set model.d_model=32 --set model.n_head=2 --set m
   --set data.train="$W/data/ranked.h5" --set data.eval= --set data.bias_data= --set train.max_steps=2 \
   --set train.global_batch_size=4 --set train.micro_batch_size=4 2>>"$W/log"
 ppo() { "$@" --config "$SRC/configs/tiny/ppo.yaml" --set init="$W/sft" --set ppo.reward_model="$W/rm" \
-        --set data.train="$W/data/prompts.h5" --set data.pretrain="$W/data/pretrain.h5" \
+        --set data.train="$W/data/prompts.h5" --set data.eval= --set data.pretrain="$W/data/pretrain.h5" \
         --set data.pretrain_eval="$W/data/pretrain_eval.h5" --set run.log_every=100 --set ckpt.every=0 \
         --set train.max_steps=2 --set train.warmup_steps=0 --set train.global_batch_size=8 \
         --set train.micro_batch_size=1 --set ppo.minibatch_size=4 --set ppo.ppo_epochs=2 \

@@ -33,9 +33,6 @@ std::vector<std::string> ineffective_keys(const Config& cfg, Stage stage) {
       out.push_back(fmt::format("tokenizer = '{}' has no effect: init '{}' carries its tokenizer",
                                 cfg.tokenizer, cfg.init));
   }
-  if (stage == Stage::PPO && !cfg.data.eval.empty())
-    out.push_back(fmt::format("data.eval = '{}' has no effect in ppo_train: evaluate a PPO run "
-                              "with `rlhf_eval reward` or `rlhf_eval compare`", cfg.data.eval));
   return out;
 }
 
@@ -198,6 +195,8 @@ std::vector<Field> schema(Config& c, Stage stage) {
   add_string(f, "run.dir", &c.run.dir);
   add_int(f, "run.seed", &c.run.seed, 0, kMax);
   add_int(f, "run.log_every", &c.run.log_every, 1, kMax);
+  add_bool(f, "run.tensorboard", &c.run.tensorboard);
+  add_enum(f, "run.log_level", &c.run.log_level, kLogLevelNames);
 
   add_enum(f, "model.family", &c.model.family, kFamilyNames);
   add_int(f, "model.vocab_size", &c.model.vocab_size, 1, kMax);
@@ -282,6 +281,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_string(f, "ppo.stop_token", &p.stop_token);
     add_double(f, "ppo.no_eos_penalty", &p.no_eos_penalty, 0, kInf);
     add_double(f, "ppo.score_clip", &p.score_clip, 0, kInf);
+    add_int(f, "ppo.log_samples_every", &p.log_samples_every, 0, kMax);
   }
   return f;
 }

@@ -30,6 +30,9 @@ enum class Precision { FP32, BF16 };
 inline constexpr EnumNames<Precision, 2> kPrecisionNames{{{Precision::FP32, "fp32"}, {Precision::BF16, "bf16"}}};
 enum class ResumeMode { Never, Auto };
 inline constexpr EnumNames<ResumeMode, 2> kResumeModeNames{{{ResumeMode::Never, "never"}, {ResumeMode::Auto, "auto"}}};
+enum class LogLevel { Debug, Info, Warn, Error };  // common/train/log.h
+inline constexpr EnumNames<LogLevel, 4> kLogLevelNames{{{LogLevel::Debug, "debug"}, {LogLevel::Info, "info"},
+                                                        {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}}};
 enum class KlEstimatorKind { K1, K3 };
 inline constexpr EnumNames<KlEstimatorKind, 2> kKlEstimatorNames{{{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K3, "k3"}}};
 enum class PairNormalizerKind { Paper, StrictPairs };  // rm_loss.h's PairNormalizer
@@ -40,6 +43,8 @@ struct RunSection {
   std::string dir = "runs/default";
   int64_t seed = 1234;
   int64_t log_every = 1;        // progress/metrics cadence in steps (metrics.jsonl gets every step)
+  bool tensorboard = true;      // also write metrics as TensorBoard events to run.dir/tb
+  LogLevel log_level = LogLevel::Info;  // lowest level printed to stderr and run.dir/train.log
 };
 
 struct TrainSection {
@@ -109,6 +114,7 @@ struct PpoSection {
   std::string stop_token;       // "" = none; a token text (e.g. "<|im_end|>") that also ends a response
   double no_eos_penalty = 0.0;  // subtracted from the RM score when a response has no EOS
   double score_clip = 0.0;      // 0 = off; clip RM score to ±score_clip
+  int64_t log_samples_every = 0;  // 0 = off; every N iterations a few rollouts to run.dir/samples.jsonl
 };
 
 struct Config {
@@ -139,7 +145,7 @@ std::vector<std::string> config_keys(Stage stage);
 // Keys that were given a non-default value but have no effect in this configuration, one
 // sentence each (printed as warnings at start): model architecture keys and `tokenizer` when
 // `init` is set (the checkpoint fixes them; model.dropout and model.activation_checkpointing
-// still apply), and PPO's data.eval (PPO evaluates with `rlhf_eval reward`).
+// still apply).
 std::vector<std::string> ineffective_keys(const Config& cfg, Stage stage);
 
 // Edit distance used for "did you mean" suggestions.

@@ -36,7 +36,7 @@ TrainLoop::TrainLoop(RunContext& ctx, const ModelSetup& ms, std::vector<CkptMode
       saved_(std::move(saved)),
       extra_(std::move(extra)),
       metrics_(ctx.cfg.run.dir, ctx.comm->is_root(), ctx.cfg.train.max_steps,
-               ctx.cfg.run.log_every, !ctx.resume_dir.empty()) {
+               ctx.cfg.run.log_every, !ctx.resume_dir.empty(), ctx.cfg.run.tensorboard) {
   for (size_t i = 0; i < trained.size(); ++i) ck_optims_.push_back({trained[i].optim_prefix, opts_[i].get()});
   // Each rank gets a distinct dropout stream (a resume restores it from the checkpoint).
   torch::manual_seed(ctx.cfg.run.seed * 1000003ULL + ctx.comm->rank());

@@ -12,44 +12,45 @@
 
 #include "common/core/check.h"
 #include "common/core/fs.h"
+#include "common/train/log.h"
+#include "common/train/samples.h"
+#include "common/train/tensorboard.h"
 
 namespace rlhf {
 
 int64_t drop_metrics_after(const std::string& run_dir, int64_t step) {
-  const std::string path = run_dir + "/metrics.jsonl";
-  if (!std::filesystem::exists(path)) return 0;
-  std::ifstream in(path, std::ios::binary);
-  RLHF_CHECK(in.good(), "cannot read '{}'", path);
-  std::string kept, line;
-  int64_t dropped = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    nlohmann::json row;
-    try {
-      row = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      ++dropped;  // a torn last line of a killed run
-      continue;
-    }
-    if (row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
-        row["step"].get<int64_t>() > step) {
-      ++dropped;
-      continue;
-    }
-    kept += line + "\n";
-  }
-  if (dropped > 0) write_file_atomic(path, kept);
-  return dropped;
+  return drop_jsonl_after(run_dir + "/metrics.jsonl", step);
 }
 
 MetricsLogger::MetricsLogger(const std::string& run_dir, bool is_root, int64_t total_steps,
-                             int64_t log_every, bool append)
+                             int64_t log_every, bool append, bool tensorboard)
     : dir_(run_dir), root_(is_root), total_(total_steps), every_(std::max<int64_t>(1, log_every)),
       tty_(isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {
   if (!root_) return;
   std::filesystem::create_directories(dir_);
   out_.open(dir_ + "/metrics.jsonl", append ? std::ios::app : std::ios::trunc);
   RLHF_CHECK(out_.good(), "cannot open '{}/metrics.jsonl' for writing", dir_);
+  if (!append) remove_event_files(dir_ + "/tb");
+  if (tensorboard) tb_ = std::make_unique<EventWriter>(dir_ + "/tb");
+}
+
+static void add_scalars(const std::string& prefix, const nlohmann::json& j,
+                        std::vector<std::pair<std::string, float>>& out) {
+  for (const auto& [k, v] : j.items()) {
+    const std::string tag = prefix.empty() ? k : prefix + "/" + k;
+    if (v.is_number() || v.is_boolean())
+      out.emplace_back(tag, v.is_boolean() ? float(v.get<bool>()) : v.get<float>());
+    else if (v.is_object())
+      add_scalars(tag, v, out);
+  }
+}
+
+std::vector<std::pair<std::string, float>> row_scalars(const nlohmann::json& row) {
+  std::vector<std::pair<std::string, float>> out;
+  nlohmann::json rest = row;
+  rest.erase("step");
+  add_scalars("", rest, out);
+  return out;
 }
 
 MetricsLogger::~MetricsLogger() {
@@ -80,8 +81,9 @@ void MetricsLogger::progress(int64_t step, double loss, double tps) {
       std::cerr << std::endl;
       line_open_ = false;
     }
+    if (step % every_ == 0 || step == total_ || step == first_step_ + 1) log_file_only(LogLevel::Info, line);
   } else if (step % every_ == 0 || step == total_ || step == first_step_ + 1) {
-    std::cerr << line << std::endl;
+    log_line(LogLevel::Info, line);
   }
 }
 
@@ -91,6 +93,7 @@ void MetricsLogger::log(const nlohmann::json& row) {
   out_ << row.dump() << "\n";
   out_.flush();
   RLHF_CHECK(out_.good(), "cannot append to '{}/metrics.jsonl': {}", dir_, std::strerror(errno));
+  if (tb_) tb_->scalars(row["step"].get<int64_t>(), row_scalars(row));
   double loss = row.contains("loss") && row["loss"].is_number() ? row["loss"].get<double>() : NAN;
   double tps = row.contains("tokens_per_s") && row["tokens_per_s"].is_number()
                    ? row["tokens_per_s"].get<double>() : 0.0;
@@ -103,7 +106,7 @@ void MetricsLogger::message(const std::string& text) {
     std::cerr << std::endl;
     line_open_ = false;
   }
-  std::cerr << text << std::endl;
+  log_line(LogLevel::Info, text);
 }
 
 void MetricsLogger::summary(const nlohmann::json& obj) {

@@ -1,7 +1,11 @@
 #include "common/train/run.h"
 
 #include "common/core/fs.h"
+#include "common/core/version.h"
 #include "common/train/dry_run.h"
+#include "common/train/log.h"
+#include "common/train/samples.h"
+#include "common/train/tensorboard.h"
 
 #include <CLI/CLI.hpp>
 
@@ -46,6 +50,7 @@ RunRequest parse_run_args(Stage stage, int argc, char** argv) {
   app.add_flag("--resume", resume, "continue from run.dir/checkpoints/latest (fresh start if none)");
   app.add_option("--resume-from", resume_from, "continue from this checkpoint directory");
   bool dry = false;
+  app.set_version_flag("--version", version_line(exe));
   app.add_flag("--dry-run", dry, "print the resolved config, each model's parameter count and a "
                "peak-memory estimate per rank, then exit");
   try {
@@ -69,11 +74,13 @@ RunContext start_run(Stage stage, const RunRequest& req) {
   if (comm.is_root()) {
     std::filesystem::create_directories(ctx.cfg.run.dir);
     write_file_atomic(ctx.cfg.run.dir + "/config.yaml", ctx.config_text);
-    std::cerr << "# " << exe << " resolved config (" << comm.world_size() << " rank"
-              << (comm.world_size() > 1 ? "s" : "") << ")\n" << ctx.config_text << std::flush;
-    for (const auto& w : ineffective_keys(ctx.cfg, stage)) std::cerr << "# warning: " << w << "\n";
   }
   comm.barrier();
+  log_setup(ctx.cfg.run.log_level, comm.rank(), ctx.cfg.run.dir + "/train.log");
+  log_info("# {} ({}) resolved config ({} rank{})\n{}", exe, version_line(exe), comm.world_size(),
+           comm.world_size() > 1 ? "s" : "", ctx.config_text);
+  if (comm.is_root())
+    for (const auto& w : ineffective_keys(ctx.cfg, stage)) log_warn("# warning: {}", w);
   if (ctx.cfg.train.micro_batch_size == 0) {
     // 0 = auto: this rank's whole share of an optimizer step in one forward (no accumulation).
     // Resolved here, not in config.yaml, so a run keeps "auto" when resumed on another rank count.
@@ -83,9 +90,8 @@ RunContext start_run(Stage stage, const RunRequest& req) {
                "train.micro_batch_size = 0 (auto) needs {} = {} to be divisible by the rank count {}",
                ppo_mb ? "ppo.minibatch_size" : "train.global_batch_size", share, comm.world_size());
     ctx.cfg.train.micro_batch_size = share / comm.world_size();
-    if (comm.is_root())
-      std::cerr << "# train.micro_batch_size = 0 (auto): " << ctx.cfg.train.micro_batch_size
-                << " per rank, no accumulation\n";
+    log_info("# train.micro_batch_size = 0 (auto): {} per rank, no accumulation",
+             ctx.cfg.train.micro_batch_size);
   }
   ctx.device = select_run_device(ctx.cfg, comm);
   check_memory_fits(stage, ctx.cfg, comm.world_size(), comm.local_size(), ctx.device.is_cuda());
@@ -93,7 +99,7 @@ RunContext start_run(Stage stage, const RunRequest& req) {
     if (ctx.device.is_cuda())
       ctx.autocast = std::make_unique<compat::AutocastScope>(true, at::kBFloat16);
     else if (comm.is_root())
-      std::cerr << "# train.precision: bf16 is CUDA autocast; on CPU this run computes in fp32\n";
+      log_warn("# train.precision: bf16 is CUDA autocast; on CPU this run computes in fp32");
   }
   ctx.ckpt = std::make_unique<CheckpointManager>(ctx.cfg.run.dir, ctx.cfg.ckpt.keep_last, comm);
   if (!resume_from.empty()) {
@@ -101,16 +107,20 @@ RunContext start_run(Stage stage, const RunRequest& req) {
     ctx.resume_dir = resume_from;
   } else if (resume || ctx.cfg.ckpt.resume == ResumeMode::Auto) {
     ctx.resume_dir = ctx.ckpt->find_latest();
-    if (comm.is_root())
-      std::cerr << (ctx.resume_dir.empty() ? "# no checkpoint to resume from; starting fresh\n"
-                                           : "# resuming from " + ctx.resume_dir + "\n");
+    log_info("{}", ctx.resume_dir.empty() ? "# no checkpoint to resume from; starting fresh"
+                                          : "# resuming from " + ctx.resume_dir);
   }
   if (!ctx.resume_dir.empty() && comm.is_root()) {
     const int64_t step = read_state_yaml(ctx.resume_dir + "/state.yaml").at("step").get<int64_t>();
     const int64_t dropped = drop_metrics_after(ctx.cfg.run.dir, step);
     if (dropped > 0)
-      std::cerr << fmt::format("# metrics.jsonl: dropped {} rows logged after step {} (resumed there)\n",
-                               dropped, step);
+      log_info("# metrics.jsonl: dropped {} rows logged after step {} (resumed there)", dropped, step);
+    const int64_t dropped_samples = drop_jsonl_after(ctx.cfg.run.dir + "/samples.jsonl", step);
+    if (dropped_samples > 0)
+      log_info("# samples.jsonl: dropped {} rows logged after step {} (resumed there)", dropped_samples, step);
+    const int64_t dropped_events = drop_events_after(ctx.cfg.run.dir + "/tb", step);
+    if (dropped_events > 0)
+      log_info("# tb: dropped {} events logged after step {} (resumed there)", dropped_events, step);
   }
   comm.barrier();
   install_stop_signals();

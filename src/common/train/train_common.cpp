@@ -1,5 +1,7 @@
 #include "common/train/train_common.h"
 
+#include "common/train/log.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -124,19 +126,19 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
   const bool same_world = all_rng.size(0) == comm.world_size();
   if (same_world) set_rng_state(all_rng[comm.rank()].clone());
   else if (comm.is_root())
-    fmt::print(stderr, "# note: checkpoint saved with {} ranks, resuming on {}: RNG streams restart\n",
-               all_rng.size(0), comm.world_size());
+    log_info("# note: checkpoint saved with {} ranks, resuming on {}: RNG streams restart",
+             all_rng.size(0), comm.world_size());
   const torch::Device dev = models_device(models);
   if (f.has("rng/cuda")) {
     torch::Tensor all_cuda = f.read_tensor("rng/cuda");  // [saved_world, bytes]
     if (dev.is_cuda() && same_world) set_device_rng_state(dev, all_cuda[comm.rank()].clone());
     else if (!dev.is_cuda() && comm.is_root())
-      fmt::print(stderr, "# warning: {}/optim.h5 holds CUDA generator states but this run is on {}: "
-                 "only the CPU generator is restored (dropout draws differ from the GPU run)\n",
-                 dir, dev.str());
+      log_warn("# warning: {}/optim.h5 holds CUDA generator states but this run is on {}: "
+               "only the CPU generator is restored (dropout draws differ from the GPU run)",
+               dir, dev.str());
   } else if (dev.is_cuda() && comm.is_root()) {
-    fmt::print(stderr, "# note: {}/optim.h5 has no CUDA generator state (saved on CPU or by an older "
-               "version): the CUDA stream restarts from the seed\n", dir);
+    log_info("# note: {}/optim.h5 has no CUDA generator state (saved on CPU or by an older "
+             "version): the CUDA stream restarts from the seed", dir);
   }
   return state;
 }

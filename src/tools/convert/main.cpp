@@ -1,6 +1,7 @@
 // rlhf_convert — model format conversion; the commands are in convert.h.
 #include <CLI/CLI.hpp>
 
+#include "common/core/version.h"
 #include "common/dist/dist.h"
 #include "tools/convert/convert.h"
 
@@ -9,6 +10,7 @@ int main(int argc, char** argv) {
   return rlhf::run_main([&] {
     CLI::App app{"rlhf_convert: import/export models (Hugging Face, llama2.c) to/from model.h5"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", rlhf::version_line("rlhf_convert"));
     std::string in, out, tok, model, family, cfg_json, kind = "causal_lm";
     uint64_t seed = 0;
     bool force = false;

@@ -14,47 +14,61 @@
 
 namespace rlhf {
 
-std::string sample_text(const SampleOptions& o) {
-  const std::string path = resolve_model_path(o.checkpoint);
-  ModelFile f = read_model_h5(path);
-  RLHF_CHECK(f.kind == "causal_lm", "{}: sample needs a causal_lm checkpoint, this one is '{}'",
-             path, f.kind);
-  const std::string spec = o.tokenizer.empty() ? f.tok.spec : o.tokenizer;
+LoadedPolicy::LoadedPolicy(const std::string& checkpoint, const std::string& tokenizer,
+                           const std::string& device, bool chat, const std::string& chat_template)
+    : path(resolve_model_path(checkpoint)), file(read_model_h5(path)) {
+  RLHF_CHECK(file.kind == "causal_lm", "{}: generation needs a causal_lm checkpoint, this one is '{}'",
+             path, file.kind);
+  const std::string spec = tokenizer.empty() ? file.tok.spec : tokenizer;
   RLHF_CHECK(!spec.empty(), "{}: the checkpoint records no tokenizer; pass --tokenizer SPEC", path);
-  auto tok = load_tokenizer(spec);
-  RLHF_CHECK(f.tok.identity.empty() || tok->identity() == f.tok.identity,
+  tok = load_tokenizer(spec);
+  RLHF_CHECK(file.tok.identity.empty() || tok->identity() == file.tok.identity,
              "tokenizer '{}' has identity {} but the checkpoint {} was made with {}", spec,
-             tok->identity(), path, f.tok.identity);
-  const torch::Device dev = parse_device(o.device, world());
-  CausalLM model(f.cfg);
-  load_parameters(*model, f);
+             tok->identity(), path, file.tok.identity);
+  dev = parse_device(device, world());
+  model = CausalLM(file.cfg);
+  load_parameters(*model, file);
   model->to(dev);
+  model->eval();
+  sids = special_ids(TokenizerInfo::of(*tok));
+  for (int64_t s : file.tok.stops) add_stop_id(sids.stops, sids.eos, s);  // incl. its template's end of turn
+  if (chat) {
+    tpl = std::make_unique<ChatTemplate>(
+        chat_template.empty() && !file.tok.chat_template.empty()
+            ? ChatTemplate::with_tokenizer(file.tok.chat_template_name, file.tok.chat_template, spec)
+            : ChatTemplate::select(chat_template.empty() ? "auto" : chat_template, spec));
+    encoder = std::make_unique<ChatEncoder>(*tpl, *tok);
+    add_stop_id(sids.stops, sids.eos, encoder->end_of_turn());
+  }
+}
 
-  SpecialIds sids = special_ids(TokenizerInfo::of(*tok));
-  for (int64_t s : f.tok.stops) add_stop_id(sids.stops, sids.eos, s);  // incl. its template's end of turn
+LoadedPolicy::~LoadedPolicy() = default;
+
+std::vector<int32_t> LoadedPolicy::encode(const std::string& prompt, const std::string& system) const {
   std::vector<int32_t> ids;
-  if (o.chat) {
-    const ChatTemplate tpl = o.chat_template.empty() && !f.tok.chat_template.empty()
-        ? ChatTemplate::with_tokenizer(f.tok.chat_template_name, f.tok.chat_template, spec)
-        : ChatTemplate::select(o.chat_template.empty() ? "auto" : o.chat_template, spec);
-    const ChatEncoder enc(tpl, *tok);
+  if (encoder) {
     nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-    if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
-    messages.push_back({{"role", "user"}, {"content", o.prompt}});
-    ids = enc.encode_prompt(messages);
-    add_stop_id(sids.stops, sids.eos, enc.end_of_turn());
+    if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+    messages.push_back({{"role", "user"}, {"content", prompt}});
+    ids = encoder->encode_prompt(messages);
   } else {
-    ids = tok->encode(o.prompt);
+    ids = tok->encode(prompt);
     if (tok->bos_id() >= 0 && (tok->bos_id() != tok->eos_id() || ids.empty()))
       ids.insert(ids.begin(), tok->bos_id());
   }
   if (ids.empty()) ids.push_back(tok->eos_id());  // no BOS (Qwen): start after an end of text
-  auto [prompts, mask] = left_pad({ids}, tok->pad_id());
+  return ids;
+}
+
+std::string sample_text(const SampleOptions& o) {
+  LoadedPolicy p(o.checkpoint, o.tokenizer, o.device, o.chat, o.chat_template);
+  const std::vector<int32_t> ids = p.encode(o.prompt, o.system);
+  auto [prompts, mask] = left_pad({ids}, p.tok->pad_id());
   const int64_t ppo_length = o.max_new_tokens > 0 ? 0 : ppo_response_length(o.checkpoint);
   const int64_t length = o.max_new_tokens > 0 ? o.max_new_tokens : ppo_length > 0 ? ppo_length : kSampleDefaultLength;
-  const SamplingConfig sc = sampling_config(length, o.temperature, o.top_k, o.top_p, sids);
+  const SamplingConfig sc = sampling_config(length, o.temperature, o.top_k, o.top_p, p.sids);
   auto t0 = std::chrono::steady_clock::now();
-  GenerateOutput out = generate(model, prompts, mask, sc, o.seed);
+  GenerateOutput out = generate(p.model, prompts, mask, sc, o.seed);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto toks = out.tokens[0].to(torch::kCPU);
   auto keep = out.attention_mask[0].to(torch::kCPU);
@@ -63,10 +77,10 @@ std::string sample_text(const SampleOptions& o) {
   for (int64_t i = first; i < toks.size(0); ++i)
     if (keep[i].item<bool>()) all.push_back(static_cast<int32_t>(toks[i].item<int64_t>()));
   std::cerr << fmt::format("sample: {} ({} {}, {} layers) on {}: {} prompt tokens, {} new tokens "
-                           "in {:.2f} s ({:.1f} tok/s)\n", path, family_name(f.cfg.family),
-                           f.cfg.d_model, f.cfg.n_layer, dev.str(), ids.size(), out.new_tokens,
+                           "in {:.2f} s ({:.1f} tok/s)\n", p.path, family_name(p.file.cfg.family),
+                           p.file.cfg.d_model, p.file.cfg.n_layer, p.dev.str(), ids.size(), out.new_tokens,
                            secs, out.new_tokens / std::max(secs, 1e-9));
-  return tok->decode(all);
+  return p.tok->decode(all);
 }
 
 int run_eval_sample(const SampleOptions& o) {

@@ -19,11 +19,42 @@
 // Single process (rank 0 prints; other ranks do the same work silently).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "common/data/batch.h"
+#include "common/io/model_file.h"
+#include "common/model/model.h"
+#include "common/tokenizer/tokenizer.h"
+
 namespace rlhf {
+
+class ChatTemplate;
+class ChatEncoder;
+
+// A causal-LM checkpoint ready to generate from (shared by `sample` and `generate`): the model on
+// its device in eval mode, its tokenizer (or `tokenizer`, same identity), the stop ids (EOS, the
+// checkpoint's stops, with chat the template's end of turn), and how a text prompt becomes ids.
+struct LoadedPolicy {
+  LoadedPolicy(const std::string& checkpoint, const std::string& tokenizer, const std::string& device,
+               bool chat, const std::string& chat_template);
+  ~LoadedPolicy();
+  // Plain: the text's ids after BOS (when the tokenizer's BOS differs from its EOS, or the text is
+  // empty); chat: [system message +] one user message rendered with the generation prompt.
+  std::vector<int32_t> encode(const std::string& prompt, const std::string& system = "") const;
+
+  std::string path;  // model.h5
+  ModelFile file;
+  std::unique_ptr<Tokenizer> tok;
+  torch::Device dev = torch::kCPU;
+  CausalLM model{nullptr};
+  SpecialIds sids;
+  std::unique_ptr<ChatTemplate> tpl;
+  std::unique_ptr<ChatEncoder> encoder;  // set with chat
+};
 
 constexpr int64_t kSampleDefaultLength = 64;
 

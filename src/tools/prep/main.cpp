@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/core/check.h"
+#include "common/core/version.h"
 #include "common/dist/dist.h"
 #include "tools/prep/chat.h"
 #include "tools/prep/commands.h"
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   return rlhf::run_main([&]() -> int {
     CLI::App app{"rlhf_prep: raw data -> tokenized HDF5 datasets"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", rlhf::version_line("rlhf_prep"));
 
     CommonFlags sft, ranked, prompts, pretrain;
     auto* c_sft = app.add_subcommand(
