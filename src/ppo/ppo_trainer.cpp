@@ -307,7 +307,9 @@ class PpoEvaluation {
 
 }  // namespace
 
-int run_ppo(int argc, char** argv) { return run_ppo(parse_run_args(Stage::PPO, argc, argv)); }
+int run_ppo(int argc, char** argv) {
+  return log_errors([&] { return run_ppo(parse_run_args(Stage::PPO, argc, argv)); });
+}
 
 int run_ppo(const RunRequest& req) {
   if (req.dry_run) return dry_run(Stage::PPO, req.cfg, world().world_size());

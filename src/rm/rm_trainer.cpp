@@ -8,6 +8,7 @@
 #include "common/train/dry_run.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
+#include "common/train/log.h"
 #include "common/train/loop.h"
 #include "common/train/samples.h"
 #include "rm/rm_eval.h"
@@ -120,7 +121,9 @@ void write_rm_examples(ScalarModel& rm, const RankedData& eval, const Tokenizer&
 }
 }  // namespace
 
-int run_rm(int argc, char** argv) { return run_rm(parse_run_args(Stage::RM, argc, argv)); }
+int run_rm(int argc, char** argv) {
+  return log_errors([&] { return run_rm(parse_run_args(Stage::RM, argc, argv)); });
+}
 
 int run_rm(const RunRequest& req) {
   if (req.dry_run) return dry_run(Stage::RM, req.cfg, world().world_size());

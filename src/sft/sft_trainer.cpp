@@ -6,6 +6,7 @@
 #include "common/train/dry_run.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
+#include "common/train/log.h"
 #include "common/train/loop.h"
 #include "common/train/samples.h"
 #include "common/model/generate.h"
@@ -112,7 +113,9 @@ void write_sft_examples(CausalLM& model, const SftData& eval, const Tokenizer& t
 
 }  // namespace
 
-int run_sft(int argc, char** argv) { return run_sft(parse_run_args(Stage::SFT, argc, argv)); }
+int run_sft(int argc, char** argv) {
+  return log_errors([&] { return run_sft(parse_run_args(Stage::SFT, argc, argv)); });
+}
 
 int run_sft(const RunRequest& req) {
   if (req.dry_run) return dry_run(Stage::SFT, req.cfg, world().world_size());

@@ -11,7 +11,7 @@
 # be in the events exactly once with the value as float32, and nothing else. Also checked on the
 # same runs: samples.jsonl's held-out examples (3 per evaluation, no repeated step) and train.log
 # (timestamped, ranked lines of both runs). A run with run.tensorboard=false writes no tb/, one
-# with run.log_level=warn no info line. About 15 s on 2 cores. Skips (exit 0, "SKIPPED") only
+# with run.log_level=warn no info line, one with a missing data.train its error into train.log. About 15 s on 2 cores. Skips (exit 0, "SKIPPED") only
 # when the reference Python environment cannot be made (no PyPI access).
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
@@ -91,4 +91,10 @@ echo "ok   run.tensorboard=false writes no tb/"
   || { tail -5 "$T/run4.log"; echo "FAIL run.log_level=warn"; exit 1; }
 ! grep -q "INFO" "$T/run4.log" "$T/quiet/train.log" && echo "ok   run.log_level=warn: no info lines" \
   || { echo "FAIL: info lines with run.log_level=warn"; exit 1; }
+# A fatal error after start-up reaches train.log too (and still stderr, exit non-zero).
+if "${SFT[@]}" --set run.dir="$T/bad" --set data.train="$T/missing.h5" 2> "$T/run5.log"; then
+  echo "FAIL: a missing data.train was accepted"; exit 1; fi
+grep -q "\[rank 0\] ERROR error: .*missing.h5" "$T/bad/train.log" && grep -q "missing.h5" "$T/run5.log" \
+  && echo "ok   fatal error in train.log: $(grep -o 'ERROR error: .*' "$T/bad/train.log" | cut -c1-80)" \
+  || { echo "FAIL: the error is not in train.log: $(tail -2 "$T/bad/train.log")"; exit 1; }
 echo PASS

@@ -77,7 +77,7 @@ RunContext start_run(Stage stage, const RunRequest& req) {
   }
   comm.barrier();
   log_setup(ctx.cfg.run.log_level, comm.rank(), ctx.cfg.run.dir + "/train.log");
-  log_info("# {} ({}) resolved config ({} rank{})\n{}", exe, version_line(exe), comm.world_size(),
+  log_info("# {} resolved config ({} rank{})\n{}", version_line(exe), comm.world_size(),
            comm.world_size() > 1 ? "s" : "", ctx.config_text);
   if (comm.is_root())
     for (const auto& w : ineffective_keys(ctx.cfg, stage)) log_warn("# warning: {}", w);
