@@ -2,13 +2,10 @@
 
 #include <zlib.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 
 namespace rlhf {
 
@@ -50,15 +47,6 @@ std::string PrepReport::summary() const {
   return s;
 }
 
-static std::string read_raw(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  RLHF_CHECK(in.good() && !fs::is_directory(path), "cannot open input '{}': file not found, "
-             "unreadable or a directory", path);
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  RLHF_CHECK(!in.bad(), "cannot read '{}': {}", path, std::strerror(errno));
-  return raw;
-}
-
 static bool gzip_magic(const std::string& s, size_t at) {
   return s.size() >= at + 2 && static_cast<unsigned char>(s[at]) == 0x1f &&
          static_cast<unsigned char>(s[at + 1]) == 0x8b;
@@ -92,7 +80,9 @@ static size_t inflate_member(const std::string& path, const std::string& raw, si
 }
 
 std::string read_input_file(const std::string& path, PrepReport& rep) {
-  std::string raw = read_raw(path);
+  RLHF_CHECK(fs::exists(path) && !fs::is_directory(path), "cannot open input '{}': file not found, "
+             "unreadable or a directory", path);
+  const std::string raw = read_file_bytes(path);
   RLHF_CHECK(raw.size() < (size_t{1} << 32) || !gzip_magic(raw, 0),
              "cannot read '{}': gzip inputs over 4 GiB are not supported; decompress it first", path);
   if (!gzip_magic(raw, 0)) return raw;
