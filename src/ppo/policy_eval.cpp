@@ -80,7 +80,12 @@ Sample sample_batch(CausalLM& policy, CausalLM* reference, ScalarModel& rm, cons
   if (reference) {
     // KL of the distribution sampled from: logits / temperature (1 for greedy decoding).
     const double temp = sc.temperature > 0 ? sc.temperature : 1.0;
-    auto lp = response_logprobs(policy, r, temp), rp = response_logprobs(*reference, r, temp);
+    auto lp = response_logprobs(policy, r, temp);
+    torch::Tensor rp;
+    {
+      AdaptersOff base_only(**reference);  // LoRA: the reference is the actor's base
+      rp = response_logprobs(*reference, r, temp);
+    }
     kl = (lp - rp).masked_fill(r.response_mask.logical_not(), 0).sum(1).to(torch::kCPU);
   }
   std::vector<std::string> resp, pr;

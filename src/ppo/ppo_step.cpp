@@ -17,7 +17,10 @@ void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Co
   ro.score = ro.raw_score - opt.no_eos_penalty * ro.has_eos.logical_not().to(torch::kFloat);
   if (opt.score_clip > 0) ro.score = ro.score.clamp(-opt.score_clip, opt.score_clip);
   ro.old_logp = response_logprobs(m.actor, ro, opt.temperature).masked_fill(off, 0);     // [B, N]
-  ro.ref_logp = response_logprobs(m.reference, ro, opt.temperature).masked_fill(off, 0); // [B, N]
+  {
+    AdaptersOff base_only(*m.reference);  // LoRA: the reference is the actor's base
+    ro.ref_logp = response_logprobs(m.reference, ro, opt.temperature).masked_fill(off, 0);  // [B, N]
+  }
   ro.old_values = response_values(m.critic, ro).masked_fill(off, 0);                     // [B, N]
   ro.kl = kl_penalty(ro.old_logp, ro.ref_logp, opt.estimator).masked_fill(off, 0);       // [B, N]
   ro.rewards = compute_rewards(ro.kl, ro.score, ro.response_mask, opt.kl_coef);          // [B, N]

@@ -90,9 +90,18 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   PpoNets n;
   ModelFile sft_file = read_model_h5(ms.init_path);
   n.actor = CausalLM(ms.cfg);
-  n.reference = CausalLM(ms.cfg);
   load_parameters(*n.actor, sft_file);
-  load_parameters(*n.reference, sft_file);
+  // With LoRA the reference policy is the actor's frozen base (adapters off, lora.h): one copy of
+  // the base weights serves both.
+  if (cfg.lora.enabled()) {
+    attach_configured_lora(*n.actor, cfg.lora, &sft_file, "the actor");
+    n.reference = n.actor;
+    if (root) log_info("# ppo: LoRA actor and critic; reference policy = the actor's base (adapters off)");
+  } else {
+    n.reference = CausalLM(ms.cfg);
+    load_parameters(*n.reference, sft_file);
+  }
+  sft_file.tensors.clear();
   const std::string rm_path = from_key("ppo.reward_model", [&] { return resolve_model_path(pc.reward_model); });
   ModelFile rm_file = from_key("ppo.reward_model", [&] { return read_model_h5(rm_path); });
   RLHF_CHECK(rm_file.kind == "scalar", "{}: ppo.reward_model must be a reward model (kind scalar), "
@@ -113,10 +122,11 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   critic_cfg.dropout = 0.0;
   n.critic = ScalarModel(critic_cfg);
   load_parameters(*n.critic, critic_file, {"score.weight", "score.bias"}, true);
+  attach_configured_lora(*n.critic, cfg.lora, &critic_file, "the critic");
   for (torch::nn::Module* m : std::vector<torch::nn::Module*>{n.actor.get(), n.reference.get(),
                                                              n.reward.get(), n.critic.get()})
     m->to(dev);
-  freeze(*n.reference);
+  if (!cfg.lora.enabled()) freeze(*n.reference);
   freeze(*n.reward);
   if (root && !rm_file.extra.value("bias_fitted", false))
     log_warn("# warning: {} has no fitted bias (rm_train without data.bias_data)", rm_path);

@@ -23,15 +23,17 @@ namespace {
 // same amount — score.bias, and the final LayerNorm's bias (the head is linear in its output) —
 // get an exactly-zero gradient; left trainable, Adam would amplify round-off into lr-sized steps
 // that differ with the rank count. They stay fixed; the bias fit sets the shift.
-ScalarModel build_reward_model(const ModelSetup& ms, uint64_t seed, const torch::Device& dev) {
-  torch::manual_seed(seed);
+ScalarModel build_reward_model(const ModelSetup& ms, const Config& cfg, const torch::Device& dev) {
+  torch::manual_seed(cfg.run.seed);
   ScalarModel rm(ms.cfg);
+  ModelFile f;
   if (!ms.init_path.empty()) {
-    ModelFile f = read_model_h5(ms.init_path);
+    f = read_model_h5(ms.init_path);
     if (f.kind == "scalar") load_parameters(*rm, f);
     else load_parameters(*rm, f, {"score.weight", "score.bias"}, /*ignore_unexpected=*/true);
   }
   rm->to(dev);
+  attach_configured_lora(*rm, cfg.lora, ms.init_path.empty() ? nullptr : &f, "the reward model");
   for (auto& kv : rm->named_parameters(true))
     if (kv.key() == "score.bias" || kv.key() == "transformer.ln_f.bias") kv.value().set_requires_grad(false);
   return rm;
@@ -149,7 +151,7 @@ int run_rm(const RunRequest& req) {
   const SpecialIds ids = for_rows(special_ids(ms.tok), train.meta);
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
 
-  ScalarModel rm = build_reward_model(ms, cfg.run.seed, dev);
+  ScalarModel rm = build_reward_model(ms, cfg, dev);
   const PairNormalizer norm = cfg.rm.pair_normalizer == PairNormalizerKind::Paper
                                   ? PairNormalizer::Paper : PairNormalizer::StrictPairs;
   TrainLoop loop(ctx, ms, {{"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}}},

@@ -139,8 +139,14 @@ int run_sft(const RunRequest& req) {
 
   torch::manual_seed(cfg.run.seed);
   CausalLM model(ms.cfg);
-  if (!ms.init_path.empty()) load_parameters(*model, read_model_h5(ms.init_path));
+  ModelFile init;
+  if (!ms.init_path.empty()) {
+    init = read_model_h5(ms.init_path);
+    load_parameters(*model, init);
+  }
   model->to(dev);
+  attach_configured_lora(*model, cfg.lora, ms.init_path.empty() ? nullptr : &init, "the SFT model");
+  init.tensors.clear();
   TrainLoop loop(ctx, ms, {{"model.h5", model.get(), "causal_lm", {}}}, {{model.get(), "policy"}}, in.n_items);
   const int64_t accum = loop.accum();
   loop.metrics().message(fmt::format("# sft: {} params, {} train {}, {} ranks x {} micro x {} accum",

@@ -85,6 +85,7 @@ void save_model_file(const std::string& path, const ModelFile& f) {
     h.set_attr("model_config", f.cfg.to_json().dump());
     h.set_attr("tokenizer", tok.to_json().dump());
     h.set_attr("extra", (f.extra.is_null() ? nlohmann::json::object() : f.extra).dump());
+    if (!f.lora.is_null()) h.set_attr("lora", f.lora.dump());
     h.close();
   });
 }
@@ -96,7 +97,11 @@ void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelCon
   f.tok = tok;
   f.kind = kind;
   f.extra = extra;
-  for (auto& p : m.named_parameters()) f.tensors[p.key()] = p.value();
+  const LoraInfo* lora = lora_info(m);
+  if (lora) f.lora = lora->to_json();
+  for (auto& p : m.named_parameters())
+    if (!lora || is_lora_name(p.key()) || p.value().requires_grad() || p.key().rfind("score.", 0) == 0)
+      f.tensors[p.key()] = p.value();
   save_model_file(path, f);
 }
 
@@ -133,6 +138,47 @@ ModelFile read_attributes(const H5File& h, const std::string& path) {
     throw Error(fmt::format("{}: {}", path, e.what()));
   }
   f.extra = h.has_attr("extra") ? json_attr(h, "extra") : nlohmann::json::object();
+  if (h.has_attr("lora")) f.lora = LoraInfo::from_json(json_attr(h, "lora"), path).to_json();
+  return f;
+}
+
+nlohmann::json arch_json(const ModelConfig& c) {  // what a base and its adapters must share
+  nlohmann::json j = c.to_json();
+  j.erase("dropout");
+  j.erase("activation_checkpointing");
+  return j;
+}
+
+ModelFile read_model(const std::string& path, LoraLoad mode, int depth) {
+  H5File h = H5File::open_read(path);
+  ModelFile f = read_attributes(h, path);
+  for (const auto& name : h.datasets()) {
+    torch::Tensor t = h.read_tensor(name);
+    RLHF_CHECK(t.scalar_type() == torch::kFloat, "{}: tensor '{}' has dtype {}, expected float32",
+               path, name, c10::toString(t.scalar_type()));
+    f.tensors[name] = t;
+  }
+  if (f.lora.is_null()) return f;
+  const LoraInfo info = LoraInfo::from_json(f.lora, path);
+  RLHF_CHECK(depth < 8, "{}: LoRA base chain is deeper than 8 files (a cycle?)", path);
+  RLHF_CHECK(fs::is_regular_file(info.base),
+             "{}: its LoRA adapters need the base model '{}', which does not exist (moved or "
+             "deleted?). Restore it, or merge while it exists: rlhf_convert merge-lora", path,
+             info.base);
+  ModelFile base = read_model(info.base, LoraLoad::Merge, depth + 1);
+  const std::string fp = base_fingerprint(base.tensors);
+  RLHF_CHECK(fp == info.base_fingerprint,
+             "{}: its base model '{}' has changed since the adapters were trained (fingerprint {} "
+             "recorded, {} now)", path, info.base, info.base_fingerprint, fp);
+  RLHF_CHECK(arch_json(base.cfg) == arch_json(f.cfg),
+             "{}: model_config differs from its base model '{}'", path, info.base);
+  if (f.kind == "scalar") base.tensors.erase("lm_head.weight");
+  for (auto& [name, t] : f.tensors) base.tensors[name] = t;
+  f.tensors = std::move(base.tensors);
+  if (mode == LoraLoad::Merge) {
+    merge_lora_tensors(f.tensors, info.opt, path);
+    f.lora = nullptr;
+  }
   return f;
 }
 
@@ -142,17 +188,7 @@ ModelFile read_model_header(const std::string& path) {
   return read_attributes(H5File::open_read(path), path);
 }
 
-ModelFile read_model_h5(const std::string& path) {
-  H5File h = H5File::open_read(path);
-  ModelFile f = read_attributes(h, path);
-  for (const auto& name : h.datasets()) {
-    torch::Tensor t = h.read_tensor(name);
-    RLHF_CHECK(t.scalar_type() == torch::kFloat, "{}: tensor '{}' has dtype {}, expected float32",
-               path, name, c10::toString(t.scalar_type()));
-    f.tensors[name] = t;
-  }
-  return f;
-}
+ModelFile read_model_h5(const std::string& path, LoraLoad mode) { return read_model(path, mode, 0); }
 
 void load_parameters(torch::nn::Module& m, const ModelFile& f,
                      const std::vector<std::string>& allow_missing, bool ignore_unexpected) {

@@ -42,6 +42,11 @@ struct ModelFile {
   std::string kind;  // "causal_lm" | "scalar"
   std::map<std::string, torch::Tensor> tensors;  // name -> float32 CPU tensor
   nlohmann::json extra;
+  // LoRA (lora.h): a file with a "lora" attribute holds only its trained tensors (adapters, score
+  // head) and names its base model file. read_model_h5 returns it merged (plain weights, lora
+  // null) or, with LoraLoad::Separate, base + adapter tensors unmerged and lora = the attribute
+  // (what a model with the same adapters attached loads: resume).
+  nlohmann::json lora;
   std::string path;  // where it was read from (for error messages); empty when built in memory
 };
 
@@ -49,9 +54,16 @@ struct ModelFile {
 // model_config (JSON), tokenizer (JSON), extra (JSON, e.g. the RM's fitted bias info)
 void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelConfig&,
                    const TokenizerInfo&, const std::string& kind, const nlohmann::json& extra = {});
-// Same, from a ModelFile (converters). Tensors are converted to float32.
+// A model with LoRA adapters (lora_info(m) set) is saved as a LoRA file: only the adapters and
+// the parameters that require grad, a scalar model's score head, plus the "lora" attribute.
+// Same, from a ModelFile (converters). Tensors are converted to float32; f.lora (when not null)
+// is written as the "lora" attribute.
 void save_model_file(const std::string& path, const ModelFile& f);
-ModelFile read_model_h5(const std::string& path);
+enum class LoraLoad { Merge, Separate };
+// A LoRA file's base is read (recursively: a base may itself be a LoRA file, up to 8 deep),
+// checked against the recorded fingerprint and model config, and its tensors completed by the
+// file's (a scalar model's base keeps no lm_head). Errors name the file and its base.
+ModelFile read_model_h5(const std::string& path, LoraLoad mode = LoraLoad::Merge);
 // The attributes only (config, tokenizer, kind, extra): no tensors are read (--dry-run).
 ModelFile read_model_header(const std::string& path);
 

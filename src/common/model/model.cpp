@@ -2,6 +2,7 @@
 // checkpointing) and the trunk (Transformer). Config and cache: model_config.cpp; heads: heads.cpp.
 #include "common/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/autocast_mode.h>
@@ -33,6 +34,9 @@ namespace {
 class BlockBase : public torch::nn::Module {
  public:
   virtual torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) = 0;
+  // Adapters on the projections among `targets` (lora.h); returns how many were added.
+  virtual int add_lora(const LoraState* st, const std::vector<LoraTarget>& targets,
+                       const torch::Device& dev) = 0;
   int64_t layer = 0;
   double dropout = 0;
 };
@@ -77,6 +81,42 @@ torch::Tensor drop(const torch::Tensor& x, double p, bool training) {
   return (training && p > 0) ? torch::dropout(x, p, true) : x;
 }
 
+// A projection y = W x + b with an optional LoRA adapter (lora.h): + s · B(A(dropout(x))).
+// The adapter's Linear modules are registered as children "lora_A" / "lora_B" of the projection.
+struct Proj {
+  torch::nn::Linear base{nullptr};
+  torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};
+  const LoraState* lora = nullptr;
+
+  torch::Tensor operator()(const torch::Tensor& x, bool training) {
+    torch::Tensor y = base(x);
+    if (!lora || !lora->enabled) return y;
+    const LoraOptions& o = lora->info.opt;
+    return y + lora_B(lora_A(drop(x, o.dropout, training))) * o.scale();
+  }
+  void add_lora(const LoraState* st, const torch::Device& dev) {
+    const int64_t in = base->options.in_features(), out = base->options.out_features();
+    const int64_t r = st->info.opt.rank;
+    auto a = torch::nn::Linear(torch::nn::LinearOptions(in, r).bias(false));  // kaiming-uniform
+    auto b = torch::nn::Linear(torch::nn::LinearOptions(r, out).bias(false));
+    {
+      torch::NoGradGuard ng;
+      b->weight.zero_();
+    }
+    a->to(dev);
+    b->to(dev);
+    lora_A = base->register_module("lora_A", a);
+    lora_B = base->register_module("lora_B", b);
+    lora = st;
+  }
+};
+
+using ProjList = std::initializer_list<std::pair<LoraTarget, Proj*>>;
+
+bool wants(const std::vector<LoraTarget>& targets, LoraTarget t) {
+  return std::find(targets.begin(), targets.end(), t) != targets.end();
+}
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
@@ -102,28 +142,37 @@ class GPT2BlockImpl : public BlockBase {
     ln_1 = register_module("ln_1", torch::nn::LayerNorm(
                                        torch::nn::LayerNormOptions({C}).eps(cfg.norm_eps)));
     auto attn = register_module("attn", std::make_shared<torch::nn::Module>());
-    c_attn = attn->register_module("c_attn", torch::nn::Linear(C, 3 * C));
-    attn_proj = attn->register_module("c_proj", torch::nn::Linear(C, C));
+    c_attn.base = attn->register_module("c_attn", torch::nn::Linear(C, 3 * C));
+    attn_proj.base = attn->register_module("c_proj", torch::nn::Linear(C, C));
     ln_2 = register_module("ln_2", torch::nn::LayerNorm(
                                        torch::nn::LayerNormOptions({C}).eps(cfg.norm_eps)));
     auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-    c_fc = mlp->register_module("c_fc", torch::nn::Linear(C, cfg.d_ff));
-    mlp_proj = mlp->register_module("c_proj", torch::nn::Linear(cfg.d_ff, C));
+    c_fc.base = mlp->register_module("c_fc", torch::nn::Linear(C, cfg.d_ff));
+    mlp_proj.base = mlp->register_module("c_proj", torch::nn::Linear(cfg.d_ff, C));
     dropout = cfg.dropout;
   }
   torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) override {
     const int64_t B = x.size(0), T = x.size(1), C = x.size(2), D = C / H_;
-    auto qkv = c_attn(ln_1(x)).view({B, T, 3, H_, D});  // [B, T, 3, H, D]
+    const bool tr = is_training();
+    auto qkv = c_attn(ln_1(x), tr).view({B, T, 3, H_, D});  // [B, T, 3, H, D]
     auto q = qkv.select(2, 0).transpose(1, 2);          // [B, H, T, D]
     auto k = qkv.select(2, 1).transpose(1, 2);
     auto v = qkv.select(2, 2).transpose(1, 2);
     auto y = attend(q, k, v, c, layer, dropout, is_training());  // [B, T, C]
-    auto h = x + drop(attn_proj(y), dropout, is_training());
-    auto m = mlp_proj(torch::gelu(c_fc(ln_2(h)), "tanh"));  // [B, T, C]
-    return h + drop(m, dropout, is_training());
+    auto h = x + drop(attn_proj(y, tr), dropout, tr);
+    auto m = mlp_proj(torch::gelu(c_fc(ln_2(h), tr), "tanh"), tr);  // [B, T, C]
+    return h + drop(m, dropout, tr);
+  }
+  int add_lora(const LoraState* st, const std::vector<LoraTarget>& targets,
+               const torch::Device& dev) override {
+    int n = 0;
+    for (auto [t, p] : ProjList{{LoraTarget::CAttn, &c_attn}, {LoraTarget::CProj, &attn_proj},
+                        {LoraTarget::CFc, &c_fc}, {LoraTarget::CProj, &mlp_proj}})
+      if (wants(targets, t)) p->add_lora(st, dev), ++n;
+    return n;
   }
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
-  torch::nn::Linear c_attn{nullptr}, attn_proj{nullptr}, c_fc{nullptr}, mlp_proj{nullptr};
+  Proj c_attn, attn_proj, c_fc, mlp_proj;
 
  private:
   int64_t H_;
@@ -147,46 +196,56 @@ class LlamaBlockImpl : public BlockBase {
     };
     input_layernorm = register_module("input_layernorm", RMSNorm(C, cfg.norm_eps));
     auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-    q_proj = attn->register_module("q_proj", lin(C, H_ * D, cfg.qkv_bias));
-    k_proj = attn->register_module("k_proj", lin(C, Hkv_ * D, cfg.qkv_bias));
-    v_proj = attn->register_module("v_proj", lin(C, Hkv_ * D, cfg.qkv_bias));
-    o_proj = attn->register_module("o_proj", lin(H_ * D, C, cfg.o_bias));
+    q_proj.base = attn->register_module("q_proj", lin(C, H_ * D, cfg.qkv_bias));
+    k_proj.base = attn->register_module("k_proj", lin(C, Hkv_ * D, cfg.qkv_bias));
+    v_proj.base = attn->register_module("v_proj", lin(C, Hkv_ * D, cfg.qkv_bias));
+    o_proj.base = attn->register_module("o_proj", lin(H_ * D, C, cfg.o_bias));
     if (cfg.qk_norm) {
       q_norm = attn->register_module("q_norm", RMSNorm(D, cfg.norm_eps));
       k_norm = attn->register_module("k_norm", RMSNorm(D, cfg.norm_eps));
     }
     post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(C, cfg.norm_eps));
     auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-    gate_proj = mlp->register_module("gate_proj", lin(C, cfg.d_ff, cfg.mlp_bias));
-    up_proj = mlp->register_module("up_proj", lin(C, cfg.d_ff, cfg.mlp_bias));
-    down_proj = mlp->register_module("down_proj", lin(cfg.d_ff, C, cfg.mlp_bias));
+    gate_proj.base = mlp->register_module("gate_proj", lin(C, cfg.d_ff, cfg.mlp_bias));
+    up_proj.base = mlp->register_module("up_proj", lin(C, cfg.d_ff, cfg.mlp_bias));
+    down_proj.base = mlp->register_module("down_proj", lin(cfg.d_ff, C, cfg.mlp_bias));
     dropout = cfg.dropout;
   }
   torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) override {
     const int64_t B = x.size(0), T = x.size(1), D = D_;
+    const bool tr = is_training();
     auto h = input_layernorm(x);
-    auto q = q_proj(h).view({B, T, H_, D});    // [B, T, H, D]
-    auto k = k_proj(h).view({B, T, Hkv_, D});  // [B, T, Hkv, D]
+    auto q = q_proj(h, tr).view({B, T, H_, D});    // [B, T, H, D]
+    auto k = k_proj(h, tr).view({B, T, Hkv_, D});  // [B, T, Hkv, D]
     if (q_norm) {  // qwen3: per-head RMSNorm over D, before RoPE
       q = q_norm(q);
       k = k_norm(k);
     }
     q = q.transpose(1, 2);  // [B, H, T, D]
     k = k.transpose(1, 2);  // [B, Hkv, T, D]
-    auto v = v_proj(h).view({B, T, Hkv_, D}).transpose(1, 2);
+    auto v = v_proj(h, tr).view({B, T, Hkv_, D}).transpose(1, 2);
     auto cos = c.cos.to(q.scalar_type()), sin = c.sin.to(q.scalar_type());  // [B, 1, T, D]
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     auto y = attend(q, k, v, c, layer, dropout, is_training());  // [B, T, H*D]
-    auto r = x + drop(o_proj(y), dropout, is_training());
+    auto r = x + drop(o_proj(y, tr), dropout, tr);
     auto g = post_attention_layernorm(r);
-    auto m = down_proj(torch::silu(gate_proj(g)) * up_proj(g));  // [B, T, C]
-    return r + drop(m, dropout, is_training());
+    auto m = down_proj(torch::silu(gate_proj(g, tr)) * up_proj(g, tr), tr);  // [B, T, C]
+    return r + drop(m, dropout, tr);
+  }
+  int add_lora(const LoraState* st, const std::vector<LoraTarget>& targets,
+               const torch::Device& dev) override {
+    int n = 0;
+    for (auto [t, p] : ProjList{{LoraTarget::Q, &q_proj}, {LoraTarget::K, &k_proj},
+                        {LoraTarget::V, &v_proj}, {LoraTarget::O, &o_proj},
+                        {LoraTarget::Gate, &gate_proj}, {LoraTarget::Up, &up_proj},
+                        {LoraTarget::Down, &down_proj}})
+      if (wants(targets, t)) p->add_lora(st, dev), ++n;
+    return n;
   }
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr}, q_norm{nullptr},
       k_norm{nullptr};
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr},
-      gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Proj q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
 
  private:
   int64_t H_, Hkv_, D_;
@@ -207,7 +266,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
       ctx->saved_data["cos"] = c->cos;
       ctx->saved_data["sin"] = c->sin;
     }
-    const bool rng = block->is_training() && block->dropout > 0;
+    const bool rng = block->is_training();  // model or LoRA dropout may draw
     ctx->saved_data["rng"] = rng;
     if (rng) {
       at::Generator cpu = at::detail::getDefaultCPUGenerator();
@@ -316,6 +375,18 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg(c) {
   }
 }
 
+void TransformerImpl::add_lora(const LoraInfo& info, const std::vector<LoraTarget>& targets,
+                               const torch::Device& dev) {
+  RLHF_CHECK(!lora_, "add_lora: the model already has LoRA adapters");
+  RLHF_CHECK(info.opt.rank > 0, "model.lora.rank must be > 0, got {}", info.opt.rank);
+  lora_ = std::make_shared<LoraState>();
+  lora_->info = info;
+  int n = 0;
+  for (auto& bp : block_ptrs_) n += static_cast<BlockBase*>(bp.get())->add_lora(lora_.get(), targets, dev);
+  RLHF_CHECK(n > 0, "model.lora.targets = '{}' adapts no projection of this {} model",
+             info.opt.targets, family_name(cfg.family));
+}
+
 torch::Tensor TransformerImpl::token_embedding_weight() {
   return cfg.family == Family::GPT2 ? wte->weight : embed_tokens->weight;
 }
@@ -408,6 +479,9 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
     c.cos = emb.cos();
     c.sin = emb.sin();
   }
+  // A checkpointed block's output requires grad only if its input does: with frozen embeddings
+  // (LoRA) the adapters inside the blocks would get no gradient. Nothing upstream trains then.
+  if (ckpt && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (auto& bp : block_ptrs_) {
     auto* b = static_cast<BlockBase*>(bp.get());
     x = ckpt ? CheckpointFn::apply(x, b, &c) : b->run(x, c);

@@ -40,6 +40,7 @@
 #include <torch/torch.h>
 
 #include "common/core/strings.h"
+#include "common/model/lora.h"
 
 namespace rlhf {
 
@@ -135,6 +136,11 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
                               const torch::Tensor& key_mask, KVCache& cache,
                               const torch::Tensor& cache_index);
   torch::Tensor token_embedding_weight();        // [V, C], for tied heads
+  // LoRA (lora.h; use attach_lora): adapters on the blocks' `targets`, created on `dev`.
+  // REQUIRES: none attached yet.
+  void add_lora(const LoraInfo& info, const std::vector<LoraTarget>& targets,
+                const torch::Device& dev);
+  LoraState* lora() { return lora_.get(); }  // nullptr without adapters
   ModelConfig cfg;
 
  private:
@@ -150,6 +156,7 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   // blocks, registered as "h" (gpt2) or "layers" (llama)
   torch::nn::ModuleList blocks{nullptr};
   std::vector<std::shared_ptr<torch::nn::Module>> block_ptrs_;
+  std::shared_ptr<LoraState> lora_;
 };
 TORCH_MODULE(Transformer);
 

@@ -27,7 +27,7 @@ std::vector<std::string> ineffective_keys(const Config& cfg, Stage stage) {
     for (auto& [k, v] : given.items())
       if (v != base[k])
         out.push_back(fmt::format("model.{} = {} has no effect: init '{}' fixes the architecture "
-                                  "(only model.dropout and model.activation_checkpointing apply)",
+                                  "(only model.dropout, model.activation_checkpointing and model.lora.* apply)",
                                   k, v.dump(), cfg.init));
     if (cfg.tokenizer != defaults.tokenizer)
       out.push_back(fmt::format("tokenizer = '{}' has no effect: init '{}' carries its tokenizer",
@@ -216,6 +216,10 @@ std::vector<Field> schema(Config& c, Stage stage) {
   add_bool(f, "model.o_bias", &c.model.o_bias);
   add_bool(f, "model.mlp_bias", &c.model.mlp_bias);
   add_bool(f, "model.qk_norm", &c.model.qk_norm);
+  add_int(f, "model.lora.rank", &c.lora.rank, 0, 65536);
+  add_double(f, "model.lora.alpha", &c.lora.alpha, 0, kInf, true);
+  add_double(f, "model.lora.dropout", &c.lora.dropout, 0, 0.99);
+  add_string(f, "model.lora.targets", &c.lora.targets);
   add_string(f, "tokenizer", &c.tokenizer);
   add_string(f, "init", &c.init);
 
@@ -441,11 +445,12 @@ std::string dump_config(const Config& c_in) {
     std::vector<std::string> parts;
     std::stringstream ss(f.path);
     for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-    if (parts.size() == 1) {
-      root[parts[0]] = f.get();
-    } else {
-      root[parts[0]][parts[1]] = f.get();
+    YAML::Node node = root;  // walk down the sections (model.lora.rank: two levels)
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      YAML::Node child = node[parts[i]];
+      node.reset(child);
     }
+    node[parts.back()] = f.get();
   }
   YAML::Emitter out;
   out << root;

@@ -121,6 +121,7 @@ struct Config {
   Stage stage = Stage::SFT;
   RunSection run;
   ModelConfig model;
+  LoraOptions lora;                // model.lora.*: adapters on the trained models (lora.h)
   std::string tokenizer = "byte";  // spec for load_tokenizer (ignored when init has one)
   std::string init;             // "" = from scratch; else checkpoint (native dir/.h5)
   TrainSection train;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "common/io/checkpoint.h"
 #include "common/core/h5.h"
@@ -23,7 +24,7 @@ ModelSetup resolve_model(const Config& cfg, const std::string& init) {
     return s;
   }
   s.init_path = resolve_model_path(init);
-  ModelFile f = read_model_h5(s.init_path);
+  ModelFile f = read_model_header(s.init_path);
   s.cfg = f.cfg;
   s.cfg.dropout = cfg.model.dropout;
   s.cfg.activation_checkpointing = cfg.model.activation_checkpointing;
@@ -33,6 +34,19 @@ ModelSetup resolve_model(const Config& cfg, const std::string& init) {
              "{}: checkpoint tokenizer '{}' no longer matches its files at '{}' (now '{}')",
              s.init_path, f.tok.identity, f.tok.spec, s.tokenizer->identity());
   return s;
+}
+
+void attach_configured_lora(torch::nn::Module& m, const LoraOptions& opt, const ModelFile* base,
+                            const std::string& what) {
+  if (!opt.enabled()) return;
+  RLHF_CHECK(base && !base->path.empty(),
+             "model.lora.rank = {}: LoRA adapts a pretrained model, but {} starts from scratch "
+             "(set init to a checkpoint, or model.lora.rank: 0)", opt.rank, what);
+  LoraInfo info;
+  info.opt = opt;
+  info.base = std::filesystem::absolute(base->path).lexically_normal().string();
+  info.base_fingerprint = base_fingerprint(base->tensors);
+  attach_lora(m, info);
 }
 
 SpecialIds special_ids(const TokenizerInfo& t) {
@@ -119,7 +133,8 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
                                         const std::vector<CkptModel>& models,
                                         const std::vector<CkptOptim>& optims) {
   nlohmann::json state = read_state_yaml(dir + "/state.yaml");
-  for (const auto& m : models) load_parameters(*m.module, read_model_h5(dir + "/" + m.file));
+  for (const auto& m : models)  // a LoRA model loads its base and its adapters unmerged
+    load_parameters(*m.module, read_model_h5(dir + "/" + m.file, LoraLoad::Separate));
   H5File f = H5File::open_read(dir + "/optim.h5");
   for (const auto& o : optims) o.opt->load(f, o.prefix);
   torch::Tensor all_rng = f.read_tensor("rng/cpu");  // [saved_world, bytes]

@@ -34,6 +34,13 @@ struct ModelSetup {
 ModelSetup resolve_model(const Config& cfg, const std::string& init);
 SpecialIds special_ids(const TokenizerInfo& t);
 
+// model.lora (lora.h): adapters on `m`, whose base weights were just loaded from `base` (as
+// read_model_h5 returns it: a LoRA file counts as its merged weights; its path is recorded as the
+// adapters' base). No-op when opt.rank is 0. Throws naming model.lora.rank when base is null (a
+// model trained from scratch has no pretrained base to adapt). `what` names the model in errors.
+void attach_configured_lora(torch::nn::Module& m, const LoraOptions& opt, const ModelFile* base,
+                            const std::string& what);
+
 // Chat templates travel with rows (docs/DATA.md). A dataset of sft / ranked / prompt rows must
 // have been rendered with the chat template the model was trained with (tok.chat_template; then
 // plain rows are refused too). A model with no template yet adopts the dataset's: tok records

@@ -103,6 +103,26 @@ int to_hf(const std::string& in, const std::string& out, const HfExportOptions& 
   return 0;
 }
 
+int merge_lora(const std::string& in, const std::string& out, bool force) {
+  const std::string path = resolve_model_path(in);
+  const nlohmann::json lora = read_model_header(path).lora;
+  RLHF_CHECK(!lora.is_null(), "{}: not a LoRA model (no 'lora' attribute): nothing to merge", path);
+  const fs::path dst = fs::path(out) / "model.h5";
+  RLHF_CHECK(force || !fs::exists(dst),
+             "{} already holds a model (model.h5): choose a new --out directory, or pass --force",
+             out);
+  RLHF_CHECK(fs::absolute(dst).lexically_normal() != fs::absolute(path).lexically_normal(),
+             "--out {} would overwrite the LoRA model being merged", out);
+  ModelFile f = read_model_h5(path);  // base + adapters, merged
+  fs::create_directories(out);
+  save_model_file(dst.string(), f);
+  std::cerr << fmt::format("wrote {}: {} merged with its base {} (rank {}, alpha {}, targets {}), "
+                           "{} tensors\n", dst.string(), path, lora.at("base").get<std::string>(),
+                           lora.at("rank").get<int64_t>(), lora.at("alpha").get<double>(),
+                           lora.at("targets").get<std::string>(), f.tensors.size());
+  return 0;
+}
+
 int from_llama2c(const std::string& model, const std::string& tok, const std::string& out, bool force) {
   ModelFile f = import_llama2c(model);
   write_checkpoint(f, out, tok, force);

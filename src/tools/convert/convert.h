@@ -8,6 +8,9 @@
 //                checkpoint family's HF layout (io/hf_folder.h): causal_lm -> *ForCausalLM,
 //                scalar (RM / critic) -> *ForSequenceClassification; vocab.json and merges.txt
 //                copied when the checkpoint's tokenizer is GPT-2
+//   merge-lora   --in CKPT --out DIR [--force]   a LoRA checkpoint (adapters + a reference to its
+//                base, common/model/lora.h) -> DIR/model.h5 with W + (alpha/r)·B·A folded in: a
+//                plain model any tool reads without the base. (to-hf merges the same way.)
 //   from-llama2c --model FILE.bin --tokenizer TOK.bin --out CKPT
 //   init         --family gpt2|llama --tokenizer SPEC --out CKPT [--config-json JSON|@FILE]
 //                [--seed S] [--kind causal_lm|scalar]   a freshly initialised model (tests, parity)
@@ -43,6 +46,7 @@ int to_hf(const std::string& in, const std::string& out, const HfExportOptions& 
           bool force = false);
 int from_llama2c(const std::string& model, const std::string& tok, const std::string& out,
                  bool force = false);
+int merge_lora(const std::string& in, const std::string& out, bool force = false);
 int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,
                uint64_t seed, const std::string& kind, const std::string& out, bool force = false);
 int dump_logits(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,

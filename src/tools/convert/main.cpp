@@ -47,6 +47,11 @@ int main(int argc, char** argv) {
     c->add_option("--out", out, "checkpoint directory to create")->required();
     c->add_flag("--force", force, "replace the model.h5 of an existing checkpoint directory");
     c->callback([&] { rc = rlhf::from_llama2c(model, tok, out, force); });
+    auto* m = app.add_subcommand("merge-lora", "LoRA CKPT (adapters + base reference) -> DIR/model.h5 with the adapters merged");
+    m->add_option("--in", in, "LoRA checkpoint (dir, run dir or model.h5)")->required();
+    m->add_option("--out", out, "output directory")->required();
+    m->add_flag("--force", force, "replace the model.h5 of an existing directory");
+    m->callback([&] { rc = rlhf::merge_lora(in, out, force); });
     auto* d = app.add_subcommand("init", "freshly initialised model -> CKPT/model.h5");
     d->add_option("--family", family, "gpt2 | llama | mistral | qwen2 | qwen3")->required();
     d->add_option("--tokenizer", tok, "tokenizer spec (byte, a tokenizer folder or file: see rlhf_prep --help)")->required();
