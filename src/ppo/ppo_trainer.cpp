@@ -17,6 +17,7 @@
 #include "common/train/train_common.h"
 #include "ppo/policy_eval.h"
 #include "ppo/ppo_loss.h"
+#include "ppo/frozen.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
 
@@ -81,6 +82,12 @@ struct PpoNets {
   CausalLM actor{nullptr}, reference{nullptr};
   ScalarModel reward{nullptr}, critic{nullptr};
   PpoModels view() { return {actor, reference, reward, critic}; }
+  // The models that only score: the reward model, and the reference unless it is the actor's base.
+  std::vector<torch::nn::Module*> frozen() {
+    if (reference.ptr() == actor.ptr()) return {reward.get()};
+    return {reward.get(), reference.get()};
+  }
+  std::vector<torch::nn::Module*> lora_models() { return {actor.get(), critic.get()}; }
 };
 
 PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
@@ -123,10 +130,15 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   n.critic = ScalarModel(critic_cfg);
   load_parameters(*n.critic, critic_file, {"score.weight", "score.bias"}, true);
   attach_configured_lora(*n.critic, cfg.lora, &critic_file, "the critic");
-  for (torch::nn::Module* m : std::vector<torch::nn::Module*>{n.actor.get(), n.reference.get(),
-                                                             n.reward.get(), n.critic.get()})
-    m->to(dev);
-  if (!cfg.lora.enabled()) freeze(*n.reference);
+  const bool lora = cfg.lora.enabled();
+  const int64_t cast = apply_frozen_dtype(cfg, dev, *n.reward, lora ? nullptr : n.reference.get(),
+                                          lora ? n.lora_models() : std::vector<torch::nn::Module*>{});
+  if (root && cast > 0) log_info("# ppo: {} frozen parameters kept in bf16 (ppo.frozen_dtype)", cast);
+  n.actor->to(dev);
+  n.critic->to(dev);
+  for (torch::nn::Module* m : n.frozen())  // ppo.offload_frozen: on the CPU until scoring
+    if (!pc.offload_frozen) m->to(dev);
+  if (!lora) freeze(*n.reference);
   freeze(*n.reward);
   if (root && !rm_file.extra.value("bias_fitted", false))
     log_warn("# warning: {} has no fitted bias (rm_train without data.bias_data)", rm_path);
@@ -198,6 +210,7 @@ struct Iteration {
   double critic_lr_ratio = 1.0;
   SamplesLog& samples;
   const Tokenizer& tok;
+  std::vector<torch::nn::Module*> frozen;  // moved to dev for scoring with ppo.offload_frozen
 };
 
 // Rank 0's first rows of this iteration's experience: prompt, response, RM score (raw, and after
@@ -242,7 +255,10 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
   it.exp.kl_coef = beta;
-  make_experience(it.models, ro, it.exp, it.comm);
+  {
+    OnDeviceScope resident(it.frozen, it.dev, it.cfg.ppo.offload_frozen);
+    make_experience(it.models, ro, it.exp, it.comm);
+  }
   times.score = seconds_since(t1);
   const int64_t every = cfg.ppo.log_samples_every;
   if (every > 0 && (step + 1) % every == 0) log_samples(it, step, idx, ro);
@@ -288,6 +304,7 @@ class PpoEvaluation {
     nlohmann::json j = nlohmann::json::object();
     if (have_ptx()) j["ptx_eval_loss"] = ptx_loss();
     if (data_.eval.size() > 0) {
+      OnDeviceScope resident(nets_.frozen(), dev_, cfg_.ppo.offload_frozen);
       j.update(evaluate_policy(nets_.actor, &nets_.reference, nets_.reward, data_.eval, tok_,
                                data_.max_len, opt_, comm_, dev_).to_json("eval_"));
       log.message(fmt::format(
@@ -373,7 +390,7 @@ int run_ppo(const RunRequest& req) {
                                  pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
                                  pc.gamma, pc.gae_lambda},
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
-               samples, *ms.tokenizer};
+               samples, *ms.tokenizer, nets.frozen()};
 
   nlohmann::json last;
   const int exit_code = loop.run_steps([&](int64_t step) {

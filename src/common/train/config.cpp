@@ -286,6 +286,8 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_double(f, "ppo.no_eos_penalty", &p.no_eos_penalty, 0, kInf);
     add_double(f, "ppo.score_clip", &p.score_clip, 0, kInf);
     add_int(f, "ppo.log_samples_every", &p.log_samples_every, 0, kMax);
+    add_enum(f, "ppo.frozen_dtype", &p.frozen_dtype, kPrecisionNames);
+    add_bool(f, "ppo.offload_frozen", &p.offload_frozen);
   }
   return f;
 }

@@ -114,6 +114,8 @@ struct PpoSection {
   std::string stop_token;       // "" = none; a token text (e.g. "<|im_end|>") that also ends a response
   double no_eos_penalty = 0.0;  // subtracted from the RM score when a response has no EOS
   double score_clip = 0.0;      // 0 = off; clip RM score to ±score_clip
+  Precision frozen_dtype = Precision::FP32;  // bf16: reward model + reference in bf16 (ppo/frozen.h)
+  bool offload_frozen = false;  // reward model (+ reference) on the CPU between scoring phases
   int64_t log_samples_every = 0;  // 0 = off; every N iterations a few rollouts to run.dir/samples.jsonl
 };
 
