@@ -35,6 +35,7 @@ class BlockBase : public torch::nn::Module {
   virtual torch::Tensor run(const torch::Tensor& x, const AttnCtx& c) = 0;
   int64_t layer = 0;
   double dropout = 0;
+  BlockParamHooks* hooks = nullptr;  // the trunk's (set_block_hooks)
 };
 
 // q [B,H,T,D], k/v [B,Hkv,T,D] -> [B,T,H*D]. Writes k/v into the cache when present.
@@ -250,6 +251,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
     compat::set_autocast_state({ctx->saved_data["ac_on"].toBool(),
                                 static_cast<at::ScalarType>(ctx->saved_data["ac_dtype"].toInt())});
     torch::Tensor xd, y;
+    if (block->hooks) block->hooks->before_block(block->layer);
     {
       torch::AutoGradMode on(true);
       xd = x.detach().requires_grad_(x.requires_grad());
@@ -265,6 +267,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
       }
     }
     torch::autograd::backward({y}, {grad_out[0]});
+    if (block->hooks) block->hooks->after_block_backward(block->layer);
     return {xd.requires_grad() ? xd.grad() : torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -314,6 +317,11 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : cfg(c) {
       t.normal_(0.0, resid_std);
     else t.normal_(0.0, 0.02);
   }
+}
+
+void TransformerImpl::set_block_hooks(BlockParamHooks* hooks) {
+  hooks_ = hooks;
+  for (auto& bp : block_ptrs_) static_cast<BlockBase*>(bp.get())->hooks = hooks;
 }
 
 torch::Tensor TransformerImpl::token_embedding_weight() {
@@ -397,6 +405,14 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
                                           bool ckpt) {
   const auto dev = tokens.device();
   const bool training = is_training();
+  if (hooks_) {
+    // Block parameters freed after the forward are only found again by a recomputing backward.
+    RLHF_CHECK(ckpt || !torch::GradMode::is_enabled(),
+               "a trunk pass with gradients but without activation checkpointing (model in eval "
+               "mode, or a KV cache) cannot run with block parameters gathered per block "
+               "(dist.zero_stage = 3)");
+    hooks_->before_trunk(ckpt);
+  }
   torch::Tensor x;  // [B, T, C]
   if (cfg.family == Family::GPT2) {
     x = drop(wte(tokens) + wpe(positions), cfg.dropout, training);
@@ -410,7 +426,9 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
   }
   for (auto& bp : block_ptrs_) {
     auto* b = static_cast<BlockBase*>(bp.get());
+    if (hooks_) hooks_->before_block(b->layer);
     x = ckpt ? CheckpointFn::apply(x, b, &c) : b->run(x, c);
+    if (hooks_) hooks_->after_block_forward(b->layer);
   }
   if (cfg.family == Family::GPT2) return ln_f(x);
   return static_cast<RMSNormImpl*>(norm_.get())->forward(x);
