@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "common/core/check.h"
 #include "common/core/compat.h"
@@ -92,24 +93,9 @@ class ZeroEngine::TrunkHooks : public BlockParamHooks {
 
 // ---- construction --------------------------------------------------------------------------
 
-ZeroEngine::ZeroEngine(ZeroStage stage, Communicator& comm, torch::nn::Module& model,
-                       const std::vector<torch::Tensor>& params)
-    : stage_(stage), comm_(comm), params_(params) {
-  RLHF_CHECK(stage != ZeroStage::Off, "ZeroEngine: dist.zero_stage 0 needs no engine");
-  RLHF_CHECK(!params_.empty(), "dist.zero_stage = {}: the model has no trainable parameters",
-             static_cast<int>(stage));
-  torch::NoGradGuard ng;
-  for (const auto& p : params_)
-    RLHF_CHECK(p.scalar_type() == params_[0].scalar_type() && p.device() == params_[0].device() &&
-                   p.is_floating_point() && p.is_contiguous(),
-               "dist.zero_stage = {}: trainable parameters must share one floating dtype and "
-               "device and be contiguous (got {} on {} beside {} on {})", static_cast<int>(stage),
-               c10::toString(p.scalar_type()), p.device().str(),
-               c10::toString(params_[0].scalar_type()), params_[0].device().str());
-  for (const auto& p : params_) {
-    shape_.push_back(p.sizes().vec());
-    numel_.push_back(p.numel());
-  }
+// Groups: one per transformer block with trainable parameters (trunk by trunk, in order), then
+// the rest. group_of_block: block number -> group (-1: none). Returns the rest group (-1: none).
+int ZeroEngine::make_groups(torch::nn::Module& model, std::vector<int>& group_of_block) {
   // Which block each parameter belongs to (by tensor identity), trunk by trunk.
   std::map<const void*, int> block_of;  // TensorImpl -> block group number
   std::vector<std::pair<TransformerImpl*, int64_t>> block_ids;  // block group number -> (trunk, layer)
@@ -123,7 +109,7 @@ ZeroEngine::ZeroEngine(ZeroStage stage, Communicator& comm, torch::nn::Module& m
       block_ids.emplace_back(t, static_cast<int64_t>(l));
     }
   }
-  std::vector<int> group_of_block(block_ids.size(), -1);
+  group_of_block.assign(block_ids.size(), -1);
   std::vector<size_t> rest;
   for (size_t i = 0; i < params_.size(); ++i) {
     auto it = block_of.find(params_[i].unsafeGetTensorImpl());
@@ -139,12 +125,37 @@ ZeroEngine::ZeroEngine(ZeroStage stage, Communicator& comm, torch::nn::Module& m
     }
     groups_[gi].params.push_back(i);
   }
-  int rest_group = -1;
-  if (!rest.empty()) {
-    rest_group = static_cast<int>(groups_.size());
-    groups_.emplace_back();
-    groups_.back().params = rest;
+  if (rest.empty()) return -1;
+  groups_.emplace_back();
+  groups_.back().params = rest;
+  return static_cast<int>(groups_.size()) - 1;
+}
+
+ZeroEngine::ZeroEngine(ZeroStage stage, Communicator& comm, torch::nn::Module& model,
+                       const std::vector<torch::Tensor>& params)
+    : stage_(stage), comm_(comm), params_(params) {
+  RLHF_CHECK(stage != ZeroStage::Off, "ZeroEngine: dist.zero_stage 0 needs no engine");
+  RLHF_CHECK(!params_.empty(), "dist.zero_stage = {}: the model has no trainable parameters",
+             static_cast<int>(stage));
+  torch::NoGradGuard ng;
+  for (const auto& p : params_)
+    RLHF_CHECK(p.scalar_type() == params_[0].scalar_type() && p.device() == params_[0].device() &&
+                   p.is_floating_point() && p.is_contiguous(),
+               "dist.zero_stage = {}: trainable parameters must share one floating dtype and "
+               "device and be contiguous (got {} on {} beside {} on {})", static_cast<int>(stage),
+               c10::toString(p.scalar_type()), p.device().str(),
+               c10::toString(params_[0].scalar_type()), params_[0].device().str());
+  std::set<const void*> seen;
+  for (const auto& p : params_)
+    RLHF_CHECK(seen.insert(p.unsafeGetTensorImpl()).second,
+               "dist.zero_stage = {}: a parameter is listed twice (shared weights must be one "
+               "parameter)", static_cast<int>(stage));
+  for (const auto& p : params_) {
+    shape_.push_back(p.sizes().vec());
+    numel_.push_back(p.numel());
   }
+  std::vector<int> group_of_block;
+  const int rest_group = make_groups(model, group_of_block);
   // Layout: offsets, padding to a multiple of the world size, this rank's shard.
   const int64_t W = comm_.world_size();
   int64_t state = 0;

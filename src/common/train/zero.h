@@ -99,6 +99,7 @@ class ZeroEngine {
 
  private:
   struct Group;
+  int make_groups(torch::nn::Module& model, std::vector<int>& group_of_block);
   void gather_group(Group& g);
   void release_group(Group& g);
   void scatter_grads(Group& g);          // stage >= 2: .grad -> shard accumulator, free .grad
