@@ -353,9 +353,14 @@ int run_ppo(const RunRequest& req) {
                            {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}},
                  {{nets.actor.get(), "actor"}, {nets.critic.get(), "critic"}}, data.prompts.size(), extra);
   PpoEvaluation eval(cfg, data, nets, ms, ids, comm, dev);
-  if (eval.have_ptx() && std::isnan(ptx_eval_start)) ptx_eval_start = eval.ptx_loss();
+  if (eval.have_ptx() && std::isnan(ptx_eval_start)) {
+    GatheredParams actor(loop.optimizer(0));  // ZeRO stage 3: ranks may run different pass counts
+    ptx_eval_start = eval.ptx_loss();
+  }
   auto evaluate = [&] {
-    GatheredParams actor(loop.optimizer(0)), critic(loop.optimizer(1));  // ZeRO stage 3
+    // ZeRO stage 3: sharded evaluation runs different numbers of passes per rank (and block
+    // gathers are collective): hold the whole models instead.
+    GatheredParams actor(loop.optimizer(0)), critic(loop.optimizer(1));
     return eval.at(loop.step(), loop.metrics());
   };
   SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
