@@ -176,6 +176,10 @@ int run_rm(const RunRequest& req) {
 
   rm->train();
   const int exit_code = loop.run([&]() -> StepStats {
+    // ZeRO stage 3: the prompt-prefix KV cache (group_rewards) runs the blocks without
+    // checkpointing, and ranks may run different numbers of passes: hold the whole model for
+    // the step's forward and backward (sharded again before the update).
+    GatheredParams full(loop.optimizer(0));
     return rm_step(rm, train, loop.sampler().next(cfg.train.global_batch_size), accum, cfg, ids,
                    max_len, norm, comm, dev, loop.optimizer(0));
   }, evaluate);

@@ -12,7 +12,7 @@
 set -euo pipefail
 BIN=$1; SRC=$2
 W=$(mktemp -d /tmp/rlhf_zero.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 "$BIN/rlhf_prep" synth --out "$W/data" --seed 3 --n-sft 64 --n-sft-eval 8 --n-ranked 16 --n-ranked-eval 4 \
   --n-prompts 16 --n-prompts-eval 4 --pretrain-bytes 4000 --pretrain-eval-bytes 1000 2>/dev/null

@@ -405,14 +405,7 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
                                           bool ckpt) {
   const auto dev = tokens.device();
   const bool training = is_training();
-  if (hooks_) {
-    // Block parameters freed after the forward are only found again by a recomputing backward.
-    RLHF_CHECK(ckpt || !torch::GradMode::is_enabled(),
-               "a trunk pass with gradients but without activation checkpointing (model in eval "
-               "mode, or a KV cache) cannot run with block parameters gathered per block "
-               "(dist.zero_stage = 3)");
-    hooks_->before_trunk(ckpt);
-  }
+  if (hooks_) hooks_->before_trunk(torch::GradMode::is_enabled(), ckpt);
   torch::Tensor x;  // [B, T, C]
   if (cfg.family == Family::GPT2) {
     x = drop(wte(tokens) + wpe(positions), cfg.dropout, training);

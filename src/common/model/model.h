@@ -118,14 +118,15 @@ struct AttnCtx;  // per-forward attention state (masks, rotary tables, cache), m
 // Called by the trunk around each transformer block, for parameters kept elsewhere between uses
 // (ZeRO stage 3, train/zero.h: a block's sharded parameters are gathered just before it runs and
 // freed after). Unset (the default), blocks use their parameters as they are. The calls:
-// before_trunk at the start of every trunk pass (grad = a pass that will be backpropagated);
+// before_trunk at the start of every trunk pass (grad: grad mode is on; checkpointed: the blocks
+// run under activation checkpointing, so their backward recomputes them);
 // before_block(l) before block l's forward and before its recompute in backward (activation
 // checkpointing); after_block_forward(l) after its forward; after_block_backward(l) once block
 // l's parameter gradients of this backward are complete (checkpointed blocks only).
 class BlockParamHooks {
  public:
   virtual ~BlockParamHooks() = default;
-  virtual void before_trunk(bool grad) = 0;
+  virtual void before_trunk(bool grad, bool checkpointed) = 0;
   virtual void before_block(int64_t layer) = 0;
   virtual void after_block_forward(int64_t layer) = 0;
   virtual void after_block_backward(int64_t layer) = 0;

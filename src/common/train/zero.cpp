@@ -63,8 +63,14 @@ class ZeroEngine::TrunkHooks : public BlockParamHooks {
  public:
   TrunkHooks(ZeroEngine& e, std::vector<int> layer_group, int rest)
       : e_(e), layer_group_(std::move(layer_group)), rest_(rest) {}
-  void before_trunk(bool) override {
-    if (rest_ >= 0 && !e_.pinned_ && !e_.groups_[rest_].gathered) e_.gather_group(e_.groups_[rest_]);
+  void before_trunk(bool grad, bool checkpointed) override {
+    if (e_.pinned_) return;
+    // Block parameters freed after their forward are found again only by a recomputing backward.
+    RLHF_CHECK(!grad || checkpointed,
+               "dist.zero_stage = 3: a trunk pass with gradients but without activation "
+               "checkpointing (model in eval mode, or a KV cache) cannot gather block parameters "
+               "per block; hold the whole model for it (GatheredParams, train/optimizer.h)");
+    if (rest_ >= 0 && !e_.groups_[rest_].gathered) e_.gather_group(e_.groups_[rest_]);
   }
   void before_block(int64_t l) override {
     Group* g = group(l);
@@ -76,9 +82,9 @@ class ZeroEngine::TrunkHooks : public BlockParamHooks {
   }
   void after_block_backward(int64_t l) override {
     Group* g = group(l);
-    if (!g) return;
+    if (!g || e_.pinned_) return;  // pinned: after_backward reduce-scatters every group
     e_.scatter_grads(*g);
-    if (!e_.pinned_) e_.release_group(*g);
+    e_.release_group(*g);
   }
 
  private:
@@ -258,8 +264,10 @@ void ZeroEngine::scatter_grads(Group& g) {
 
 void ZeroEngine::after_backward() {
   if (stage_ < ZeroStage::Gradients) return;
+  // Stage 3: the block hooks did the blocks, unless the whole model is held (pinned_, the same
+  // on every rank), when no hook scattered anything.
   for (auto& g : groups_)
-    if (!(stage_ == ZeroStage::Parameters && g.block)) scatter_grads(g);
+    if (!(stage_ == ZeroStage::Parameters && g.block && !pinned_)) scatter_grads(g);
 }
 
 // ---- the step ------------------------------------------------------------------------------

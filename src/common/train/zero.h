@@ -10,7 +10,9 @@
 //      just before the block runs (forward, and the recompute of a checkpointed block in backward)
 //      and freed after; its gradients are reduce-scattered as soon as its backward is done. The
 //      other parameters (embeddings, final norm, heads) are gathered at the first trunk pass of a
-//      step and freed after the update. Needs activation checkpointing (config check).
+//      step and freed after the update. Needs activation checkpointing (config check). A span
+//      that holds the whole model (gather_params: GatheredParams in optimizer.h) skips the
+//      per-block hooks; a backward inside it is reduce-scattered by after_backward (RM steps).
 //
 // Layout: the trainable parameters (named_params order) form groups: one per transformer block
 // of each trunk found in the model, in order, then one "rest" group for all others. Group g is
