@@ -6,7 +6,8 @@
 #     grad_bytes at >= 2 and param_bytes at 3 are at most 0.52 of stage 0's (1/2 + padding);
 #  3. a stage-3 SFT run stopped at step 2 resumes on 2 ranks (stage 3) and on 1 rank (stage 0: the
 #     checkpoint is by name) to the weights of the uninterrupted 2-rank run: 2 ranks exactly
-#     (max |Δw| = 0), 1 rank within 1e-6 relative (its sums run in another order).
+#     (max |Δw| = 0), 1 rank within 1e-6 relative (its sums run in another order);
+#  4. dist.zero_stage = 4, and 3 without model.activation_checkpointing, fail naming the key.
 # Activation checkpointing is on in every run (stage 3 needs it; numerically a no-op).
 # Usage: test_zero.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
@@ -97,5 +98,14 @@ awk -v d="$d2" 'BEGIN {exit !(d == 0)}' || bad "2-rank resume not exact ($d2)"
 r1=$(rel "$(ck "$W/sft3")/model.h5" "$(ck "$W/cut1")/model.h5")
 echo "resume on 1 rank (stage 0): max relative |dw| vs uninterrupted 2-rank = $r1"
 awk -v r="$r1" 'BEGIN {exit !(r < 1e-6)}' || bad "1-rank resume beyond 1e-6 relative"
+# 4. errors name the key: an unknown stage, stage 3 without activation checkpointing
+for args in "--set dist.zero_stage=4" "--set dist.zero_stage=3 --set model.activation_checkpointing=false"; do
+  # shellcheck disable=SC2086
+  if "$BIN/sft_train" --config "$SRC/configs/tiny/sft.yaml" $args --dry-run >/dev/null 2>"$W/err"; then
+    bad "accepted: $args"
+  elif ! grep -q "dist.zero_stage" "$W/err"; then
+    bad "error for '$args' does not name dist.zero_stage: $(cat "$W/err")"
+  fi
+done
 [ $fail = 0 ] && echo "ok   ZeRO stages 1-3 == stage 0 for sft, rm, ppo; sharded bytes; resume on 2 and 1 ranks"
 exit $fail
