@@ -144,6 +144,7 @@ void AdamW::save(H5File& f, const std::string& prefix) const {
 }
 
 void AdamW::load(const H5File& f, const std::string& prefix) {
+  RLHF_CHECK(!zero_ || gathered_, "AdamW::load: sharded state not gathered (gather_full first)");
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> full_m(params_.size()), full_v(params_.size());  // sharded: read
   for (size_t i = 0; i < params_.size(); ++i) {

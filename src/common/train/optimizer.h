@@ -61,7 +61,8 @@ class AdamW {
   // CUDA fp32 parameters take at::_fused_adamw_ (libtorch >= 2) unless this is false (tests
   // compare both paths).
   bool allow_fused = true;
-  // Writes/reads <prefix>/<name>/exp_avg, exp_avg_sq and the attribute <prefix>_step.
+  // Writes/reads <prefix>/<name>/exp_avg, exp_avg_sq and the attribute <prefix>_step (the full
+  // moments by name at every stage). REQUIRES when sharded: between gather_full / release_full.
   void save(H5File& f, const std::string& prefix) const;
   void load(const H5File& f, const std::string& prefix);
 
