@@ -76,7 +76,8 @@ std::vector<int64_t> ptx_window_starts(const UpdateOptions& opt, SplitMix64& rng
 
 bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& rows,
                         const std::vector<int64_t>& ptx_starts, const UpdateOptions& opt,
-                        Communicator& comm, const torch::Device& dev, UpdateStats& st) {
+                        Communicator& comm, const torch::Device& dev, UpdateStats& st,
+                        const std::function<void()>& after_backward) {
   const int64_t n = rows.size(0);
   RLHF_CHECK(opt.micro_rows > 0 && n % opt.micro_rows == 0,
              "minibatch_backward: {} rows do not split into micro-batches of {}", n, opt.micro_rows);
@@ -109,6 +110,7 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
       ptx_loss = opt.ptx_coef * lm.sum_nll / ptx_tokens;
     }
     (ptx_loss.defined() ? (loss + ptx_loss) * world : loss * world).backward();
+    if (after_backward) after_backward();
     const double l = loss.item<double>();
     finite = finite && std::isfinite(l) && (!ptx_loss.defined() || std::isfinite(ptx_loss.item<double>()));
     st.loss += l;
@@ -141,7 +143,10 @@ UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW& critic_opt, const 
       const auto starts = ptx ? ptx_window_starts(opt, ptx_rng, comm.rank(), comm.world_size())
                               : std::vector<int64_t>{};
       const bool finite = minibatch_backward(m, ro, order.narrow(0, mb0, opt.minibatch_rows), starts,
-                                             opt, comm, dev, st);
+                                             opt, comm, dev, st, [&] {
+                                               actor_opt.after_backward();  // ZeRO stage >= 2
+                                               critic_opt.after_backward();
+                                             });
       StepResult ra = optimizer_step(actor_opt, comm, opt.lr, opt.grad_clip, opt.bucket_mb, finite);
       StepResult rc = optimizer_step(critic_opt, comm, opt.critic_lr, opt.grad_clip, opt.bucket_mb, finite);
       st.skipped += ra.skipped || rc.skipped;

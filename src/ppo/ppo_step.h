@@ -25,6 +25,7 @@
 // all-reduce). Every log-prob forward uses the sampling temperature (rollout.h). The actor and
 // critic run without dropout (ppo_trainer).
 #pragma once
+#include <functional>
 #include <cstdint>
 
 #include <nlohmann/json.hpp>
@@ -100,9 +101,12 @@ std::vector<int64_t> ptx_window_starts(const UpdateOptions& opt, SplitMix64& rng
 // the micro-batches. Gradients accumulate into the actor's and critic's .grad (all-reduce
 // averaging then gives the minibatch's token-mean gradient); stats are added to st. Returns
 // whether this rank's loss was finite. Collective (one all-reduce of the token count).
+// after_backward runs after each micro-batch's backward (ppo_update: the optimizers' ZeRO
+// gradient reduce-scatter).
 bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& rows,
                         const std::vector<int64_t>& ptx_starts, const UpdateOptions& opt,
-                        Communicator& comm, const torch::Device& dev, UpdateStats& st);
+                        Communicator& comm, const torch::Device& dev, UpdateStats& st,
+                        const std::function<void()>& after_backward = {});
 
 UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW& critic_opt, const Rollout& ro,
                        const UpdateOptions& opt, Communicator& comm, const torch::Device& dev);

@@ -250,7 +250,10 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   const int64_t first_row = it.comm.rank() * static_cast<int64_t>(idx.size());
   for (size_t i = 0; i < idx.size(); ++i)
     row_seeds.push_back(mix_seed(cfg.run.seed, step, static_cast<int>(first_row + i), 1));
-  Rollout ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc, row_seeds);
+  Rollout ro = [&] {
+    GatheredParams full(it.actor_opt);  // ZeRO stage 3: the whole actor for decoding
+    return generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc, row_seeds);
+  }();
   times.generate = seconds_since(t0);
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
@@ -377,8 +380,16 @@ int run_ppo(const RunRequest& req) {
                            {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}},
                  {{nets.actor.get(), "actor"}, {nets.critic.get(), "critic"}}, data.prompts.size(), extra);
   PpoEvaluation eval(cfg, data, nets, ms, ids, comm, dev);
-  if (eval.have_ptx() && std::isnan(ptx_eval_start)) ptx_eval_start = eval.ptx_loss();
-  auto evaluate = [&] { return eval.at(loop.step(), loop.metrics()); };
+  if (eval.have_ptx() && std::isnan(ptx_eval_start)) {
+    GatheredParams actor(loop.optimizer(0));  // ZeRO stage 3: ranks may run different pass counts
+    ptx_eval_start = eval.ptx_loss();
+  }
+  auto evaluate = [&] {
+    // ZeRO stage 3: sharded evaluation runs different numbers of passes per rank (and block
+    // gathers are collective): hold the whole models instead.
+    GatheredParams actor(loop.optimizer(0)), critic(loop.optimizer(1));
+    return eval.at(loop.step(), loop.metrics());
+  };
   SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
   loop.metrics().message(fmt::format("# ppo: actor+critic {} trainable params, {} prompts, {} per rank per iteration, "
                                      "minibatch {} per rank ({} per forward), ptx_coef {}", loop.n_params(),

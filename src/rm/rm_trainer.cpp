@@ -60,7 +60,7 @@ void fit_reward_bias(ScalarModel& rm, const SftData& demos, const std::string& p
 // train.micro_batch_size groups: forward (each response once), K-wise loss, backward.
 StepStats rm_step(ScalarModel& rm, const RankedData& train, const std::vector<int64_t>& idx,
                   int64_t accum, const Config& cfg, const SpecialIds& ids, int64_t max_len,
-                  PairNormalizer norm, Communicator& comm, const torch::Device& dev) {
+                  PairNormalizer norm, Communicator& comm, const torch::Device& dev, AdamW& opt) {
   // Loss = mean over the global batch's groups: each group's loss / G_global (x world: the
   // gradient all-reduce averages over ranks). Every group has >= 1 pair (prep guarantees).
   const double global_groups = static_cast<double>(cfg.train.global_batch_size);
@@ -76,6 +76,7 @@ StepStats rm_step(ScalarModel& rm, const RankedData& train, const std::vector<in
     forward_rows += rm->scored_rows - rows_before;  // counted by the model, not from r
     RankingLoss l = kwise_ranking_loss(r, off, ranks, norm);
     (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
+    opt.after_backward();  // ZeRO stage >= 2: reduce-scatter, free the gradients
     loss_sum += l.loss.item<double>() * l.groups;
     pairs += l.pairs;
     correct += l.correct;
@@ -164,6 +165,7 @@ int run_rm(const RunRequest& req) {
   int64_t examples_step = -1;  // finish() evaluates again at the last step: one set per step
   auto evaluate = [&]() -> nlohmann::json {
     if (eval.size() == 0) return nlohmann::json::object();
+    GatheredParams full(loop.optimizer(0));  // ZeRO stage 3: rank 0 scores examples alone
     if (comm.is_root() && examples_step != loop.step()) {
       write_rm_examples(rm, eval, *ms.tokenizer, ids, max_len, loop.step(), samples, dev);
       examples_step = loop.step();
@@ -176,14 +178,20 @@ int run_rm(const RunRequest& req) {
 
   rm->train();
   const int exit_code = loop.run([&]() -> StepStats {
+    // ZeRO stage 3: the prompt-prefix KV cache (group_rewards) runs the blocks without
+    // checkpointing, and ranks may run different numbers of passes: hold the whole model for
+    // the step's forward and backward (sharded again before the update).
+    GatheredParams full(loop.optimizer(0));
     return rm_step(rm, train, loop.sampler().next(cfg.train.global_batch_size), accum, cfg, ids,
-                   max_len, norm, comm, dev);
+                   max_len, norm, comm, dev, loop.optimizer(0));
   }, evaluate);
   // The bias fit runs only once training is complete: an interrupted run keeps its raw head so
   // resume stays exact.
   nlohmann::json& extra = loop.model_extra();
   if (exit_code == 0 && loop.complete() && demos.size() > 0) {
+    loop.optimizer(0).gather_full();  // ZeRO stage 3: the fitted bias is written back to the shards
     fit_reward_bias(rm, demos, cfg.data.bias_data, ids, max_len, cfg.train.micro_batch_size, comm, dev, extra);
+    loop.optimizer(0).release_full();
     loop.metrics().message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data,
                                        extra["bias_shift"].get<double>(),
                                        extra["demo_mean_reward_after_fit"].get<double>()));

@@ -155,6 +155,7 @@ int run_sft(const RunRequest& req) {
   SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
   int64_t examples_step = -1;  // finish() evaluates again at the last step: one set per step
   auto evaluate = [&]() -> nlohmann::json {
+    GatheredParams full(loop.optimizer(0));  // ZeRO stage 3: rank 0 generates examples alone
     if (!in.stream && comm.is_root() && examples_step != loop.step()) {
       write_sft_examples(model, in.eval, *ms.tokenizer, ids, max_len, loop.step(), samples, dev);
       examples_step = loop.step();
@@ -185,6 +186,7 @@ int run_sft(const RunRequest& req) {
     for (auto& b : micro) {
       LmLoss l = batch_lm_loss(model, b, dev);
       (l.sum_nll * (comm.world_size() / global_targets)).backward();
+      loop.optimizer(0).after_backward();  // ZeRO stage >= 2: reduce-scatter, free the gradients
       nll_sum += l.sum_nll.item<double>();
       tokens_seen += b.mask.sum().item<int64_t>();
     }

@@ -106,4 +106,28 @@ TEST(DryRun, MemoryTermsAndReport) {
   EXPECT_NE(err.find("missing"), std::string::npos) << err;
 }
 
+// dist.zero_stage divides the trained models' state by the rank count: moments from stage 1,
+// gradients from 2, weights from 3; the frozen reference and reward model stay whole.
+TEST(DryRun, ZeroStageDividesTrainedState) {
+  TempDir d("dry_run_zero");
+  ModelConfig pol = tiny_config(Family::Llama, 2);
+  rlhf::Config cfg;
+  cfg.init = write_ckpt(d.path / "sft", pol, false);
+  cfg.ppo.reward_model = write_ckpt(d.path / "rm", pol, true);
+  cfg.train.global_batch_size = 8;
+  const auto models = rlhf::stage_models(Stage::PPO, cfg);
+  const double a = pol.parameter_count(false), c = pol.parameter_count(true);
+  for (int64_t z = 0; z <= 3; ++z) {
+    cfg.dist.zero_stage = z;
+    const auto e = rlhf::estimate_memory(Stage::PPO, cfg, models, 4, false);
+    EXPECT_DOUBLE_EQ(e.optimizer, 8 * (a + c) / (z >= 1 ? 4 : 1)) << "stage " << z;
+    EXPECT_DOUBLE_EQ(e.grads, 4 * (a + c) / (z >= 2 ? 4 : 1)) << "stage " << z;
+    EXPECT_DOUBLE_EQ(e.weights, 4 * (a + c) / (z >= 3 ? 4 : 1) + 4 * (a + c)) << "stage " << z;
+  }
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(rlhf::dry_run(Stage::PPO, cfg, 4), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("ZeRO stage 3"), std::string::npos) << out;
+}
+
 }  // namespace

@@ -62,6 +62,11 @@ class Communicator {
   void all_reduce(torch::Tensor& t, ReduceOp op = ReduceOp::Sum);  // in place
   void broadcast(torch::Tensor& t, int root = 0);                  // in place
   torch::Tensor all_gather(const torch::Tensor& t);  // [world * t.size(0), ...] (same shapes)
+  // Reduce-scatter: `in` is [world * n] (1-D, contiguous, same numel on every rank); returns this
+  // rank's [n] = op over ranks r' of in_{r'}[rank*n, (rank+1)*n). Avg = Sum / world (floating
+  // dtypes only). MPI_Reduce_scatter_block for CPU tensors, ncclReduceScatter for CUDA ones; the
+  // caller pads the buffer to a multiple of world. REQUIRES: n <= INT_MAX on the MPI path.
+  torch::Tensor reduce_scatter(const torch::Tensor& in, ReduceOp op = ReduceOp::Sum);
   void barrier();
   double all_reduce_scalar(double v, ReduceOp op = ReduceOp::Sum);
   std::string broadcast_string(const std::string& s, int root = 0);

@@ -39,6 +39,7 @@ class BlockBase : public torch::nn::Module {
                        const torch::Device& dev) = 0;
   int64_t layer = 0;
   double dropout = 0;
+  BlockParamHooks* hooks = nullptr;  // the trunk's (set_block_hooks)
 };
 
 // q [B,H,T,D], k/v [B,Hkv,T,D] -> [B,T,H*D]. Writes k/v into the cache when present.
@@ -309,6 +310,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
     compat::set_autocast_state({ctx->saved_data["ac_on"].toBool(),
                                 static_cast<at::ScalarType>(ctx->saved_data["ac_dtype"].toInt())});
     torch::Tensor xd, y;
+    if (block->hooks) block->hooks->before_block(block->layer);
     {
       torch::AutoGradMode on(true);
       xd = x.detach().requires_grad_(x.requires_grad());
@@ -324,6 +326,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
       }
     }
     torch::autograd::backward({y}, {grad_out[0]});
+    if (block->hooks) block->hooks->after_block_backward(block->layer);
     return {xd.requires_grad() ? xd.grad() : torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -385,6 +388,11 @@ void TransformerImpl::add_lora(const LoraInfo& info, const std::vector<LoraTarge
   for (auto& bp : block_ptrs_) n += static_cast<BlockBase*>(bp.get())->add_lora(lora_.get(), targets, dev);
   RLHF_CHECK(n > 0, "model.lora.targets = '{}' adapts no projection of this {} model",
              info.opt.targets, family_name(cfg.family));
+}
+
+void TransformerImpl::set_block_hooks(BlockParamHooks* hooks) {
+  hooks_ = hooks;
+  for (auto& bp : block_ptrs_) static_cast<BlockBase*>(bp.get())->hooks = hooks;
 }
 
 torch::Tensor TransformerImpl::token_embedding_weight() {
@@ -468,6 +476,7 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
                                           bool ckpt) {
   const auto dev = tokens.device();
   const bool training = is_training();
+  if (hooks_) hooks_->before_trunk(torch::GradMode::is_enabled(), ckpt);
   torch::Tensor x;  // [B, T, C]
   if (cfg.family == Family::GPT2) {
     x = drop(wte(tokens) + wpe(positions), cfg.dropout, training);
@@ -484,7 +493,9 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
   if (ckpt && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (auto& bp : block_ptrs_) {
     auto* b = static_cast<BlockBase*>(bp.get());
+    if (hooks_) hooks_->before_block(b->layer);
     x = ckpt ? CheckpointFn::apply(x, b, &c) : b->run(x, c);
+    if (hooks_) hooks_->after_block_forward(b->layer);
   }
   if (cfg.family == Family::GPT2) return ln_f(x);
   return static_cast<RMSNormImpl*>(norm_.get())->forward(x);

@@ -116,9 +116,30 @@ namespace detail {
 struct AttnCtx;  // per-forward attention state (masks, rotary tables, cache), model.cpp
 }
 
+// Called by the trunk around each transformer block, for parameters kept elsewhere between uses
+// (ZeRO stage 3, train/zero.h: a block's sharded parameters are gathered just before it runs and
+// freed after). Unset (the default), blocks use their parameters as they are. The calls:
+// before_trunk at the start of every trunk pass (grad: grad mode is on; checkpointed: the blocks
+// run under activation checkpointing, so their backward recomputes them);
+// before_block(l) before block l's forward and before its recompute in backward (activation
+// checkpointing); after_block_forward(l) after its forward; after_block_backward(l) once block
+// l's parameter gradients of this backward are complete (checkpointed blocks only).
+class BlockParamHooks {
+ public:
+  virtual ~BlockParamHooks() = default;
+  virtual void before_trunk(bool grad, bool checkpointed) = 0;
+  virtual void before_block(int64_t layer) = 0;
+  virtual void after_block_forward(int64_t layer) = 0;
+  virtual void after_block_backward(int64_t layer) = 0;
+};
+
 class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, blocks, final norm)
  public:
   explicit TransformerImpl(const ModelConfig& cfg);
+  // The blocks in order (their parameters are the block's); hooks: see BlockParamHooks (nullptr
+  // = none). REQUIRES: hooks outlive the trunk's use or are unset first.
+  const std::vector<std::shared_ptr<torch::nn::Module>>& block_modules() const { return block_ptrs_; }
+  void set_block_hooks(BlockParamHooks* hooks);
   // tokens [B,T] int64, positions [B,T] int64, key_mask [B, Tk] bool where Tk = cache_pos + T
   // (true = real token; undefined tensor = no padding). Causal within the sequence.
   // cache == nullptr: plain full pass. Otherwise new keys/values are written into the cache at
@@ -157,6 +178,7 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   torch::nn::ModuleList blocks{nullptr};
   std::vector<std::shared_ptr<torch::nn::Module>> block_ptrs_;
   std::shared_ptr<LoraState> lora_;
+  BlockParamHooks* hooks_ = nullptr;
 };
 TORCH_MODULE(Transformer);
 

@@ -257,6 +257,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_string(f, "data.pretrain_eval", &c.data.pretrain_eval);
   }
   add_double(f, "dist.bucket_mb", &c.dist.bucket_mb, 0, kInf, true);
+  add_int(f, "dist.zero_stage", &c.dist.zero_stage, 0, 3);
 
   if (stage == Stage::PPO) {
     PpoSection& p = c.ppo;
@@ -421,6 +422,11 @@ Config parse_config(Stage stage, const std::string& yaml_text, const std::string
   } catch (const Error& e) {
     throw ConfigError(fmt::format("{}: model: {}", origin, e.what()));
   }
+  if (cfg.dist.zero_stage == 3 && !cfg.model.activation_checkpointing)
+    throw ConfigError(fmt::format(
+        "{}: dist.zero_stage = 3 needs model.activation_checkpointing: true (stage 3 gathers a "
+        "block's sharded parameters again for its backward, which only the recomputing "
+        "checkpointed blocks do); set it, or use dist.zero_stage: 2", origin));
   return cfg;
 }
 

@@ -80,6 +80,9 @@ struct DataSection {
 
 struct DistSection {
   double bucket_mb = 25.0;
+  // ZeRO (train/zero.h): 0 = every rank holds everything; 1 = AdamW moments sharded over ranks;
+  // 2 = + gradients; 3 = + the transformer blocks' parameters (needs activation checkpointing).
+  int64_t zero_stage = 0;
 };
 
 struct RmSection {

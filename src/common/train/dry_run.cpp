@@ -77,12 +77,16 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
                             ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size)
                             : per_rank;
   const double micro = cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share;
+  // ZeRO (dist.zero_stage, train/zero.h) divides a trained model's state by the rank count:
+  // moments from stage 1, gradients from 2, weights from 3.
+  const int64_t zero = cfg.dist.zero_stage;
+  const double W = std::max(1, world_size);
   for (const auto& m : models) {
     const double n = static_cast<double>(m.cfg.parameter_count(m.scalar));
-    e.weights += 4.0 * n;
+    e.weights += 4.0 * n / (m.trainable && zero >= 3 ? W : 1.0);
     if (!m.trainable) continue;
-    e.grads += 4.0 * n;
-    e.optimizer += 8.0 * n;
+    e.grads += 4.0 * n / (zero >= 2 ? W : 1.0);
+    e.optimizer += 8.0 * n / (zero >= 1 ? W : 1.0);
   }
   const ModelConfig& first = models.front().cfg;
   const double T = ppo ? std::min<double>(first.max_seq_len, seq_len_limit(cfg, first) +
@@ -137,10 +141,10 @@ int dry_run(Stage stage, const Config& cfg, int world_size) {
   const MemoryEstimate e = estimate_memory(stage, cfg, models, world_size, cuda);
   std::cout << fmt::format(
       "# parameters: {} in all, {} trained\n"
-      "# peak memory estimate per rank ({} rank{}, {} {}): weights {} + grads {} + AdamW {} + "
-      "activations {} + logits {}{} = {}\n",
+      "# peak memory estimate per rank ({} rank{}, {} {}, ZeRO stage {}): weights {} + grads {} + "
+      "AdamW {} + activations {} + logits {}{} = {}\n",
       with_commas(total), with_commas(trainable), world_size, world_size > 1 ? "s" : "",
-      cuda ? "cuda" : "cpu", kPrecisionNames.name(cfg.train.precision), gib(e.weights),
+      cuda ? "cuda" : "cpu", kPrecisionNames.name(cfg.train.precision), cfg.dist.zero_stage, gib(e.weights),
       gib(e.grads), gib(e.optimizer), gib(e.activations), gib(e.logits),
       e.kv_cache > 0 ? " + kv cache " + gib(e.kv_cache) : "", gib(e.total()));
   return 0;

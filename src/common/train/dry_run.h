@@ -3,10 +3,12 @@
 // exit without creating run.dir, reading datasets or allocating a model. Model configs come
 // from the init / reward-model / critic checkpoints' headers (no tensors are read).
 //
-// The memory estimate (per rank, no ZeRO/LoRA: every rank holds full copies):
-//   weights    4 B per parameter of every model (fp32 master weights; frozen ones too)
-//   grads      4 B per trainable parameter
-//   optimizer  8 B per trainable parameter (AdamW m and v, fp32)
+// The memory estimate (per rank, no LoRA; W ranks, Z = dist.zero_stage, train/zero.h):
+//   weights    4 B per parameter of every model (fp32 master weights; frozen ones too); a trained
+//              model's / W at Z >= 3 (a planning number: one block and the embeddings and heads
+//              are gathered in full during a step on top of it)
+//   grads      4 B per trainable parameter, / W at Z >= 2
+//   optimizer  8 B per trainable parameter (AdamW m and v, fp32), / W at Z >= 1
 //   activations per micro-batch of b rows x T tokens, e bytes per element (2 under bf16
 //              autocast on CUDA, else 4): L x b x T x (16 C + 3 F) x e, or with activation
 //              checkpointing L x b x T x C x e + one block's share; plus logits b x T x V x 12 B

@@ -19,8 +19,11 @@ std::vector<std::unique_ptr<AdamW>> make_optimizers(RunContext& ctx, const std::
   for (auto& p : params) broadcast_parameters(*ctx.comm, tensors_of(p));
   const TrainSection& t = ctx.cfg.train;
   std::vector<std::unique_ptr<AdamW>> opts;
-  for (auto& p : params)
-    opts.push_back(std::make_unique<AdamW>(p, t.beta1, t.beta2, t.adam_eps, t.weight_decay));
+  const ZeroStage zero = zero_stage_from(ctx.cfg.dist.zero_stage);
+  for (size_t i = 0; i < params.size(); ++i) {
+    opts.push_back(std::make_unique<AdamW>(params[i], t.beta1, t.beta2, t.adam_eps, t.weight_decay));
+    opts.back()->shard(zero, *ctx.comm, *trained[i].module);
+  }
   return opts;
 }
 }  // namespace
@@ -125,8 +128,22 @@ nlohmann::json TrainLoop::finish(const std::string& stage, const nlohmann::json&
                             {"complete", complete()}};
   summary.update(extra);
   summary.update(evaluate());
+  summary["zero_stage"] = ctx_.cfg.dist.zero_stage;
+  summary["memory_per_rank"] = held_bytes_per_rank();
   metrics_.summary(summary);
   return summary;
+}
+
+nlohmann::json TrainLoop::held_bytes_per_rank() {
+  nlohmann::json mine = nlohmann::json::object();
+  for (size_t i = 0; i < opts_.size(); ++i) {
+    const HeldBytes h = opts_[i]->held();
+    mine[ck_optims_[i].prefix] = {{"optimizer_state_bytes", h.optimizer_state},
+                                  {"grad_bytes", h.grads}, {"param_bytes", h.params}};
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : ctx_.comm->all_gather_string(mine.dump())) out.push_back(nlohmann::json::parse(s));
+  return out;
 }
 
 }  // namespace rlhf

@@ -8,7 +8,8 @@
 // then the final checkpoint, held-out evaluation and summary.json.
 // Contract: collective — every rank constructs it and calls run*/finish together. The models
 // (already on ctx.device) and ModelSetup outlive the loop; each AdamW steps the parameters of its
-// model that require grad.
+// model that require grad, sharded over ranks per dist.zero_stage (train/zero.h): stages that
+// train through run() or ppo_update call AdamW::after_backward after every micro-batch's backward.
 #pragma once
 #include <cmath>
 #include <functional>
@@ -71,12 +72,15 @@ class TrainLoop {
   int run_steps(const std::function<nlohmann::json(int64_t step)>& iterate,
                 const std::function<nlohmann::json()>& evaluate);
   // Final checkpoint, evaluation and summary.json ({stage, steps, final_loss, skipped_steps,
-  // checkpoint, complete} + extra + evaluation); returns the summary.
+  // checkpoint, complete} + extra + evaluation + zero_stage and memory_per_rank: for each rank,
+  // for each trained model (by optim prefix) {optimizer_state_bytes, grad_bytes, param_bytes}
+  // measured from the tensors that rank holds, see HeldBytes in train/zero.h); returns it.
   nlohmann::json finish(const std::string& stage, const nlohmann::json& extra,
                         const std::function<nlohmann::json()>& evaluate);
 
  private:
   std::string save();
+  nlohmann::json held_bytes_per_rank();  // collective
 
   RunContext& ctx_;
   const ModelSetup& ms_;

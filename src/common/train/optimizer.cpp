@@ -31,7 +31,56 @@ AdamW::AdamW(std::vector<NamedParam> params, double beta1, double beta2, double 
   }
 }
 
+AdamW::~AdamW() = default;
+
+void AdamW::shard(ZeroStage stage, Communicator& comm, torch::nn::Module& model) {
+  RLHF_CHECK(!zero_ && step_ == 0, "AdamW::shard: call once, before the first step");
+  if (stage == ZeroStage::Off) return;
+  zero_ = std::make_unique<ZeroEngine>(stage, comm, model, tensors_of(params_));
+  m_.assign(params_.size(), torch::Tensor());  // the engine holds this rank's shards
+  v_.assign(params_.size(), torch::Tensor());
+}
+
+ZeroStepResult AdamW::step_sharded(double lr, double grad_clip, bool loss_finite) {
+  RLHF_CHECK(zero_ != nullptr, "AdamW::step_sharded: the optimizer is not sharded");
+  return zero_->step(hyper(), lr, grad_clip, loss_finite, step_);
+}
+
+void AdamW::gather_full() {
+  if (!zero_) return;
+  zero_->gather_moments(m_, v_);
+  zero_->gather_params();
+  gathered_ = true;
+}
+
+void AdamW::release_full() {
+  if (!zero_) return;
+  zero_->release_params(/*write_back=*/true);
+  m_.assign(params_.size(), torch::Tensor());
+  v_.assign(params_.size(), torch::Tensor());
+  gathered_ = false;
+}
+
+void AdamW::record_held_grads() {
+  int64_t bytes = 0;
+  for (const auto& p : params_)
+    if (p.param.grad().defined()) bytes += p.param.grad().nbytes();
+  held_grads_ = std::max(held_grads_, bytes);
+}
+
+HeldBytes AdamW::held() const {
+  if (zero_) return zero_->held();
+  HeldBytes h;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    h.optimizer_state += m_[i].nbytes() + v_[i].nbytes();
+    h.params += params_[i].param.nbytes();
+  }
+  h.grads = held_grads_;
+  return h;
+}
+
 void AdamW::step(double lr) {
+  RLHF_CHECK(!zero_, "AdamW::step on a sharded optimizer (use optimizer_step)");
   torch::NoGradGuard ng;
   ++step_;
   const double bc1 = 1.0 - std::pow(b1_, static_cast<double>(step_));
@@ -86,6 +135,7 @@ void AdamW::zero_grad() {
 }
 
 void AdamW::save(H5File& f, const std::string& prefix) const {
+  RLHF_CHECK(!zero_ || gathered_, "AdamW::save: sharded state not gathered (gather_full first)");
   for (size_t i = 0; i < params_.size(); ++i) {
     f.write_tensor(prefix + "/" + params_[i].name + "/exp_avg", m_[i]);
     f.write_tensor(prefix + "/" + params_[i].name + "/exp_avg_sq", v_[i]);
@@ -94,19 +144,25 @@ void AdamW::save(H5File& f, const std::string& prefix) const {
 }
 
 void AdamW::load(const H5File& f, const std::string& prefix) {
+  RLHF_CHECK(!zero_ || gathered_, "AdamW::load: sharded state not gathered (gather_full first)");
   torch::NoGradGuard ng;
+  std::vector<torch::Tensor> full_m(params_.size()), full_v(params_.size());  // sharded: read
   for (size_t i = 0; i < params_.size(); ++i) {
-    for (auto& [suffix, dst] : {std::pair<const char*, torch::Tensor*>{"exp_avg", &m_[i]},
-                                {"exp_avg_sq", &v_[i]}}) {
+    const std::vector<int64_t> shape = params_[i].param.sizes().vec();
+    for (auto& [suffix, dst] : {std::pair<const char*, torch::Tensor*>{"exp_avg", zero_ ? &full_m[i] : &m_[i]},
+                                {"exp_avg_sq", zero_ ? &full_v[i] : &v_[i]}}) {
       const std::string name = prefix + "/" + params_[i].name + "/" + suffix;
       RLHF_CHECK(f.has(name), "{}: optimizer state '{}' missing (checkpoint from another model?)",
                  f.path(), name);
       torch::Tensor t = f.read_tensor(name);
-      RLHF_CHECK(t.sizes() == dst->sizes(), "{}: optimizer state '{}' has shape {}, expected {}",
-                 f.path(), name, c10::str(t.sizes()), c10::str(dst->sizes()));
-      dst->copy_(t);
+      RLHF_CHECK(t.sizes() == torch::IntArrayRef(shape),
+                 "{}: optimizer state '{}' has shape {}, expected {}", f.path(), name,
+                 c10::str(t.sizes()), c10::str(torch::IntArrayRef(shape)));
+      if (zero_) *dst = t.to(params_[i].param.options());
+      else dst->copy_(t);
     }
   }
+  if (zero_) zero_->load_moments(full_m, full_v);
   step_ = f.attr_int(prefix + "_step");
 }
 
@@ -123,6 +179,12 @@ double lr_at(int64_t step, int64_t max_steps, int64_t warmup_steps, double base_
 StepResult optimizer_step(AdamW& opt, Communicator& comm, double lr, double grad_clip,
                           double bucket_mb, bool loss_finite) {
   torch::NoGradGuard ng;
+  if (opt.zero()) {
+    const ZeroStepResult z = opt.step_sharded(lr, grad_clip, loss_finite);
+    compat::clear_autocast_cache();
+    return {z.grad_norm, z.skipped};
+  }
+  opt.record_held_grads();
   std::vector<torch::Tensor> params = tensors_of(opt.params());
   all_reduce_gradients(comm, params, bucket_mb);
   // Global L2 norm over all (already averaged) gradients: identical on every rank.

@@ -118,6 +118,14 @@ std::string save_training_checkpoint(CheckpointManager& mgr, Communicator& comm,
   state["step"] = step;
   state["world_size"] = comm.world_size();
   state["config"] = config_text;
+  // ZeRO: the full moments (and stage-3 parameters) by name, as an unsharded run writes them.
+  for (const auto& o : optims) o.opt->gather_full();
+  struct Release {
+    const std::vector<CkptOptim>& optims;
+    ~Release() {
+      for (const auto& o : optims) o.opt->release_full();
+    }
+  } release{optims};
   return mgr.save(step, [&](const std::string& dir) {
     for (const auto& m : models) save_model_h5(dir + "/" + m.file, *m.module, mcfg, tok, m.kind, m.extra);
     H5File f = H5File::create(dir + "/optim.h5");
@@ -133,10 +141,14 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
                                         const std::vector<CkptModel>& models,
                                         const std::vector<CkptOptim>& optims) {
   nlohmann::json state = read_state_yaml(dir + "/state.yaml");
+  // ZeRO: full parameters to load into (stage 3); every rank then keeps its shards of the
+  // weights and of the by-name moments (any stage and rank count wrote the same layout).
+  for (const auto& o : optims) o.opt->gather_full();
   for (const auto& m : models)  // a LoRA model loads its base and its adapters unmerged
     load_parameters(*m.module, read_model_h5(dir + "/" + m.file, LoraLoad::Separate));
   H5File f = H5File::open_read(dir + "/optim.h5");
   for (const auto& o : optims) o.opt->load(f, o.prefix);
+  for (const auto& o : optims) o.opt->release_full();
   torch::Tensor all_rng = f.read_tensor("rng/cpu");  // [saved_world, bytes]
   const bool same_world = all_rng.size(0) == comm.world_size();
   if (same_world) set_rng_state(all_rng[comm.rank()].clone());
