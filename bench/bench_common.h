@@ -28,12 +28,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/core/check.h"
+#include "common/core/memory.h"
 #include "common/model/generate.h"
 #include "common/model/model.h"
-
-#ifdef RLHF_WITH_NCCL
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
 
 namespace rlhf::bench {
 
@@ -177,20 +174,12 @@ struct Timer {
   std::chrono::steady_clock::time_point t0;
 };
 
-// Peak-memory statistics of the CUDA caching allocator (null on CPU or in CPU builds).
-inline void reset_peak_memory(const torch::Device& d) {
-#ifdef RLHF_WITH_NCCL
-  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
-#endif
-}
+// Peak-memory statistics of the CUDA caching allocator (null on CPU or in CPU builds): the
+// CUDA half of common/core/memory.h (the benchmarks report no CPU figure).
 inline nlohmann::json peak_memory_bytes(const torch::Device& d) {
-#ifdef RLHF_WITH_NCCL
-  if (d.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index());
-    return stats.allocated_bytes[0].peak;  // index 0 = StatType::AGGREGATE
-  }
-#endif
-  return nullptr;
+  const PeakMemory p = peak_memory(d);
+  if (!d.is_cuda() || p.bytes < 0) return nullptr;
+  return p.bytes;
 }
 
 // Measured matmul throughput: C = A @ B with A, B [n, n] of `dtype` on `dev`. Runs `iters`

@@ -342,7 +342,7 @@ int run_ppo(int argc, char** argv) {
 }
 
 int run_ppo(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::PPO, req.cfg, world().world_size());
+  if (req.dry_run) return dry_run(Stage::PPO, req.cfg, req.planned_ranks());
   RunContext ctx = start_run(Stage::PPO, req);
   const Config& cfg = ctx.cfg;
   const PpoSection& pc = cfg.ppo;

@@ -129,7 +129,7 @@ int run_rm(int argc, char** argv) {
 }
 
 int run_rm(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::RM, req.cfg, world().world_size());
+  if (req.dry_run) return dry_run(Stage::RM, req.cfg, req.planned_ranks());
   RunContext ctx = start_run(Stage::RM, req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;

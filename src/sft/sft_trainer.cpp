@@ -118,7 +118,7 @@ int run_sft(int argc, char** argv) {
 }
 
 int run_sft(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::SFT, req.cfg, world().world_size());
+  if (req.dry_run) return dry_run(Stage::SFT, req.cfg, req.planned_ranks());
   RunContext ctx = start_run(Stage::SFT, req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;

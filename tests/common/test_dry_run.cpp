@@ -131,3 +131,50 @@ TEST(DryRun, ZeroStageDividesTrainedState) {
 }
 
 }  // namespace
+
+// LoRA, ppo.frozen_dtype and ppo.offload_frozen in the estimate, against hand-computed terms:
+// the PPO actor and critic train adapters (+ the critic's score head) on a frozen base, the
+// reference is the actor's base (no bytes), frozen weights are 2 B in bf16, an offloaded reward
+// model counts only while scoring.
+TEST(DryRun, LoraFrozenBf16AndOffloadTerms) {
+  TempDir d("dry_run_lora");
+  ModelConfig pol = tiny_config(Family::Llama, 2);
+  pol.vocab_size = 259;
+  rlhf::Config cfg;
+  cfg.init = write_ckpt(d.path / "sft", pol, false);
+  cfg.ppo.reward_model = write_ckpt(d.path / "rm", pol, true);
+  cfg.lora.rank = 4;
+  cfg.lora.targets = "q,v";
+  cfg.ppo.frozen_dtype = rlhf::Precision::BF16;
+  cfg.ppo.offload_frozen = true;
+  cfg.train.device = rlhf::DeviceKind::CUDA;
+  cfg.train.precision = rlhf::Precision::BF16;
+  const auto models = rlhf::stage_models(Stage::PPO, cfg);
+  const double a = pol.parameter_count(false), c = pol.parameter_count(true);
+  // q: C -> H*D, v: C -> Hkv*D; rank 4; 2 layers
+  const double C = pol.d_model, q = pol.n_head * pol.head_dim(), kv = pol.n_kv_head * pol.head_dim();
+  const double ad = pol.n_layer * 4 * ((C + q) + (C + kv));
+  EXPECT_EQ(rlhf::lora_parameter_count(pol, cfg.lora), static_cast<int64_t>(ad));
+  const double head = C + 1;  // the critic's score weight and bias
+  const auto e = rlhf::estimate_memory(Stage::PPO, cfg, models, 1, true);
+  ASSERT_EQ(e.models.size(), 4u);
+  EXPECT_EQ(e.models[0].trained, static_cast<int64_t>(ad));
+  EXPECT_EQ(e.models[1].trained, static_cast<int64_t>(ad + head));
+  EXPECT_DOUBLE_EQ(e.models[0].weights, 2 * a + 4 * ad);                  // bf16 base + fp32 adapters
+  EXPECT_DOUBLE_EQ(e.models[1].weights, 2 * (c - head) + 4 * (ad + head));
+  EXPECT_DOUBLE_EQ(e.models[2].weights, 0);                               // reference = actor's base
+  EXPECT_DOUBLE_EQ(e.models[3].weights, 2 * c);                           // reward model in bf16
+  EXPECT_DOUBLE_EQ(e.weights, 2 * a + 4 * ad + 2 * (c - head) + 4 * (ad + head));
+  EXPECT_DOUBLE_EQ(e.offloaded, 2 * c);
+  EXPECT_DOUBLE_EQ(e.grads, 4 * (2 * ad + head));
+  EXPECT_DOUBLE_EQ(e.optimizer, 8 * (2 * ad + head));
+  EXPECT_DOUBLE_EQ(e.total(), e.weights + e.grads + e.optimizer +
+                                  std::max(e.activations + e.logits, e.kv_cache + e.offloaded));
+
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(rlhf::dry_run(Stage::PPO, cfg, 1), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  for (const char* want : {"LoRA r=4", "the actor's base, adapters off", "frozen weights bf16",
+                           "offloaded to the CPU", "offloaded weights"})
+    EXPECT_NE(out.find(want), std::string::npos) << want << " missing in\n" << out;
+}

@@ -70,6 +70,23 @@ TEST(Lora, TargetNamesPerFamily) {
   EXPECT_NE(error_of([] { parse_lora_targets(" , ", Family::Llama); }).find("is empty"), std::string::npos);
 }
 
+TEST(Lora, ParameterCountEqualsTheAdaptersAttached) {
+  for (Family f : {Family::GPT2, Family::Llama, Family::Qwen3}) {
+    for (const std::string targets : {"all", f == Family::GPT2 ? "c_proj" : "k,o,down"}) {
+      torch::manual_seed(1);
+      ModelConfig c = cfg_of(f);
+      if (f == Family::Qwen3) c.head_dim_override = 12;
+      ScalarModel m(c);
+      const LoraInfo info = info_of(3, 6, targets);
+      attach_lora(*m, info);
+      int64_t n = 0;
+      for (const auto& p : m->named_parameters())
+        if (is_lora_name(p.key())) n += p.value().numel();
+      EXPECT_EQ(lora_parameter_count(c, info.opt), n) << family_name(f) << " " << targets;
+    }
+  }
+}
+
 TEST(Lora, FreshAdaptersLeaveOutputsUnchanged) {
   for (Family f : {Family::GPT2, Family::Llama}) {
     torch::manual_seed(1);

@@ -158,6 +158,9 @@ ModelFile read_model(const std::string& path, LoraLoad mode, int depth) {
                path, name, c10::toString(t.scalar_type()));
     f.tensors[name] = t;
   }
+  RLHF_CHECK(!f.extra.value("header_only", false),
+             "{}: holds no weights (written by rlhf_convert init --header-only, for --dry-run "
+             "memory planning only)", path);
   if (f.lora.is_null()) return f;
   const LoraInfo info = LoraInfo::from_json(f.lora, path);
   RLHF_CHECK(depth < 8, "{}: LoRA base chain is deeper than 8 files (a cycle?)", path);

@@ -72,6 +72,27 @@ std::vector<LoraTarget> parse_lora_targets(const std::string& text, Family f) {
   return out;
 }
 
+int64_t lora_parameter_count(const ModelConfig& c, const LoraOptions& opt) {
+  if (!opt.enabled()) return 0;
+  const int64_t C = c.d_model, F = c.d_ff, q = c.n_head * c.head_dim(), kv = c.n_kv_head * c.head_dim();
+  int64_t per_layer = 0;  // sum of (in + out) over the adapted projections of one block
+  for (LoraTarget t : parse_lora_targets(opt.targets, c.family)) {
+    switch (t) {
+      case LoraTarget::Q: per_layer += C + q; break;
+      case LoraTarget::K:
+      case LoraTarget::V: per_layer += C + kv; break;
+      case LoraTarget::O: per_layer += q + C; break;
+      case LoraTarget::Gate:
+      case LoraTarget::Up: per_layer += C + F; break;
+      case LoraTarget::Down: per_layer += F + C; break;
+      case LoraTarget::CAttn: per_layer += C + 3 * C; break;
+      case LoraTarget::CProj: per_layer += (C + C) + (F + C); break;  // attention and MLP outputs
+      case LoraTarget::CFc: per_layer += C + F; break;
+    }
+  }
+  return c.n_layer * opt.rank * per_layer;
+}
+
 nlohmann::json LoraInfo::to_json() const {
   return {{"rank", opt.rank}, {"alpha", opt.alpha}, {"dropout", opt.dropout},
           {"targets", opt.targets}, {"base", base}, {"base_fingerprint", base_fingerprint}};

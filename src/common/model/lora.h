@@ -32,6 +32,7 @@
 namespace rlhf {
 
 enum class Family;      // model.h
+struct ModelConfig;     // model.h
 class TransformerImpl;  // model.h
 
 enum class LoraTarget { Q, K, V, O, Gate, Up, Down, CAttn, CProj, CFc };
@@ -49,6 +50,9 @@ struct LoraOptions {
 // model.lora.targets and the family's projection names on an unknown or foreign name.
 std::vector<LoraTarget> parse_lora_targets(const std::string& text, Family f);
 std::string lora_target_name(LoraTarget t);
+// Adapter parameters attach_lora adds to a model of `cfg` with `opt` (rank x (in + out) per
+// adapted projection per layer), counted from the shapes (the memory estimator).
+int64_t lora_parameter_count(const ModelConfig& cfg, const LoraOptions& opt);
 
 // The "lora" attribute of a LoRA model file.
 struct LoraInfo {

@@ -11,6 +11,7 @@
 
 #include "common/core/check.h"
 #include "common/io/model_file.h"
+#include "common/model/lora.h"
 #include "common/train/train_common.h"
 
 namespace rlhf {
@@ -64,7 +65,36 @@ std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
       break;
     }
   }
+  const bool bf16 = stage == Stage::PPO && cfg.ppo.frozen_dtype == Precision::BF16;
+  for (auto& m : out) {
+    m.lora = m.trainable && cfg.lora.enabled();
+    m.shared = m.role == "reference" && cfg.lora.enabled();
+    m.frozen_bf16 = bf16 && (!m.trainable || m.lora);
+    m.offloaded = stage == Stage::PPO && cfg.ppo.offload_frozen && !m.trainable && !m.shared;
+  }
   return out;
+}
+
+ModelMemory model_memory(const StageModel& m, const Config& cfg, int world_size) {
+  ModelMemory mm;
+  mm.role = m.role;
+  mm.params = m.cfg.parameter_count(m.scalar);
+  if (m.trainable) {
+    const int64_t head = m.scalar ? m.cfg.d_model + (m.role == "critic" ? 1 : 0) : 0;
+    mm.trained = m.lora ? lora_parameter_count(m.cfg, cfg.lora) + head : mm.params;
+  }
+  // ZeRO (dist.zero_stage, train/zero.h) divides a trained model's state by the rank count:
+  // moments from stage 1, gradients from 2, trained weights from 3. Frozen weights stay whole.
+  const int64_t zero = cfg.dist.zero_stage;
+  const double W = std::max(1, world_size);
+  double frozen = 0;  // parameters without gradients or moments
+  if (!m.trainable) frozen = m.shared ? 0.0 : static_cast<double>(mm.params);
+  else if (m.lora) frozen = static_cast<double>(mm.params - (m.scalar ? m.cfg.d_model + 1 : 0));
+  const double trained = static_cast<double>(mm.trained);
+  mm.weights = (m.frozen_bf16 ? 2.0 : 4.0) * frozen + 4.0 * trained / (zero >= 3 ? W : 1.0);
+  mm.grads = 4.0 * trained / (zero >= 2 ? W : 1.0);
+  mm.optimizer = 8.0 * trained / (zero >= 1 ? W : 1.0);
+  return mm;
 }
 
 MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector<StageModel>& models,
@@ -77,16 +107,12 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
                             ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size)
                             : per_rank;
   const double micro = cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share;
-  // ZeRO (dist.zero_stage, train/zero.h) divides a trained model's state by the rank count:
-  // moments from stage 1, gradients from 2, weights from 3.
-  const int64_t zero = cfg.dist.zero_stage;
-  const double W = std::max(1, world_size);
   for (const auto& m : models) {
-    const double n = static_cast<double>(m.cfg.parameter_count(m.scalar));
-    e.weights += 4.0 * n / (m.trainable && zero >= 3 ? W : 1.0);
-    if (!m.trainable) continue;
-    e.grads += 4.0 * n / (zero >= 2 ? W : 1.0);
-    e.optimizer += 8.0 * n / (zero >= 1 ? W : 1.0);
+    ModelMemory mm = model_memory(m, cfg, world_size);
+    (m.offloaded ? e.offloaded : e.weights) += mm.weights;
+    e.grads += mm.grads;
+    e.optimizer += mm.optimizer;
+    e.models.push_back(std::move(mm));
   }
   const ModelConfig& first = models.front().cfg;
   const double T = ppo ? std::min<double>(first.max_seq_len, seq_len_limit(cfg, first) +
@@ -124,29 +150,37 @@ int dry_run(Stage stage, const Config& cfg, int world_size) {
   const std::string exe = stage_name(stage) + "_train";
   std::cout << "# " << exe << " --dry-run: resolved config\n" << dump_config(cfg);
   const auto models = stage_models(stage, cfg);
-  int64_t total = 0, trainable = 0;
-  std::cout << "# models\n";
-  for (const auto& m : models) {
-    const int64_t n = m.cfg.parameter_count(m.scalar);
-    total += n;
-    if (m.trainable) trainable += n;
-    std::cout << fmt::format("#   {:<12} {} {} (d_model {}, {} layers, {} heads / {} kv, head_dim "
-                             "{}, d_ff {}, vocab {}): {} parameters, {}\n",
-                             m.role, family_name(m.cfg.family), m.scalar ? "scalar" : "causal_lm",
-                             m.cfg.d_model, m.cfg.n_layer, m.cfg.n_head, m.cfg.n_kv_head,
-                             m.cfg.head_dim(), m.cfg.d_ff, m.cfg.vocab_size, with_commas(n),
-                             m.trainable ? "trained" : "frozen");
-  }
   const bool cuda = cfg.train.device == DeviceKind::CUDA;
   const MemoryEstimate e = estimate_memory(stage, cfg, models, world_size, cuda);
+  int64_t total = 0, trained = 0;
+  std::cout << "# models (bytes per rank)\n";
+  for (size_t i = 0; i < models.size(); ++i) {
+    const StageModel& m = models[i];
+    const ModelMemory& mm = e.models[i];
+    total += m.shared ? 0 : mm.params;
+    trained += mm.trained;
+    std::string how = m.trainable ? (m.lora ? fmt::format("LoRA r={}: {} trained", cfg.lora.rank,
+                                                          with_commas(mm.trained))
+                                            : std::string("trained"))
+                                  : (m.shared ? std::string("the actor's base, adapters off") : std::string("frozen"));
+    if (m.frozen_bf16) how += ", frozen weights bf16";
+    if (m.offloaded) how += ", offloaded to the CPU between scoring phases";
+    std::cout << fmt::format("#   {:<12} {} {} (d_model {}, {} layers, {} heads / {} kv, head_dim "
+                             "{}, d_ff {}, vocab {}): {} parameters ({}); weights {}, grads {}, "
+                             "AdamW {}\n",
+                             m.role, family_name(m.cfg.family), m.scalar ? "scalar" : "causal_lm",
+                             m.cfg.d_model, m.cfg.n_layer, m.cfg.n_head, m.cfg.n_kv_head,
+                             m.cfg.head_dim(), m.cfg.d_ff, m.cfg.vocab_size, with_commas(mm.params),
+                             how, gib(mm.weights), gib(mm.grads), gib(mm.optimizer));
+  }
   std::cout << fmt::format(
       "# parameters: {} in all, {} trained\n"
       "# peak memory estimate per rank ({} rank{}, {} {}, ZeRO stage {}): weights {} + grads {} + "
-      "AdamW {} + activations {} + logits {}{} = {}\n",
-      with_commas(total), with_commas(trainable), world_size, world_size > 1 ? "s" : "",
+      "AdamW {} + max(activations {} + logits {}, kv cache {} + offloaded weights {}) = {}\n",
+      with_commas(total), with_commas(trained), world_size, world_size > 1 ? "s" : "",
       cuda ? "cuda" : "cpu", kPrecisionNames.name(cfg.train.precision), cfg.dist.zero_stage, gib(e.weights),
-      gib(e.grads), gib(e.optimizer), gib(e.activations), gib(e.logits),
-      e.kv_cache > 0 ? " + kv cache " + gib(e.kv_cache) : "", gib(e.total()));
+      gib(e.grads), gib(e.optimizer), gib(e.activations), gib(e.logits), gib(e.kv_cache),
+      gib(e.offloaded), gib(e.total()));
   return 0;
 }
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "common/core/memory.h"
+#include "common/train/dry_run.h"
+
 namespace rlhf {
 
 namespace {
@@ -130,8 +133,28 @@ nlohmann::json TrainLoop::finish(const std::string& stage, const nlohmann::json&
   summary.update(evaluate());
   summary["zero_stage"] = ctx_.cfg.dist.zero_stage;
   summary["memory_per_rank"] = held_bytes_per_rank();
+  summary["peak_memory"] = peak_memory_report();
   metrics_.summary(summary);
   return summary;
+}
+
+nlohmann::json TrainLoop::peak_memory_report() {
+  const PeakMemory p = peak_memory(ctx_.device);
+  nlohmann::json measured = nlohmann::json::array();
+  for (const auto& s : ctx_.comm->all_gather_string(std::to_string(p.bytes)))
+    measured.push_back(std::stoll(s));
+  const Config& cfg = ctx_.cfg;
+  MemoryEstimate e;
+  try {  // reads the checkpoint headers the stage started from; the run must not fail here
+    e = estimate_memory(cfg.stage, cfg, stage_models(cfg.stage, cfg), ctx_.comm->world_size(),
+                        ctx_.device.is_cuda());
+  } catch (const Error& err) {
+    return {{"kind", p.kind}, {"measured_bytes", measured}, {"estimate_error", err.what()}};
+  }
+  return {{"kind", p.kind}, {"measured_bytes", measured}, {"estimate_bytes", e.total()},
+          {"estimate", {{"weights", e.weights}, {"grads", e.grads}, {"optimizer", e.optimizer},
+                        {"activations", e.activations}, {"logits", e.logits},
+                        {"kv_cache", e.kv_cache}, {"offloaded", e.offloaded}}}};
 }
 
 nlohmann::json TrainLoop::held_bytes_per_rank() {

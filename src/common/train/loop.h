@@ -81,6 +81,9 @@ class TrainLoop {
  private:
   std::string save();
   nlohmann::json held_bytes_per_rank();  // collective
+  // summary.json "peak_memory": measured peak per rank (common/core/memory.h: CUDA allocator
+  // peak, or the process's max RSS on CPU) next to the dry-run estimate (dry_run.h). Collective.
+  nlohmann::json peak_memory_report();
 
   RunContext& ctx_;
   const ModelSetup& ms_;

@@ -53,12 +53,21 @@ RunRequest parse_run_args(Stage stage, int argc, char** argv) {
   app.set_version_flag("--version", version_line(exe));
   app.add_flag("--dry-run", dry, "print the resolved config, each model's parameter count and a "
                "peak-memory estimate per rank, then exit");
+  int ranks = 0;
+  app.add_option("--ranks", ranks, "with --dry-run: the estimate for this many ranks (default: "
+                 "this job's)")->check(CLI::Range(1, 1 << 20));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e));
   }
-  return RunRequest{load_config(stage, config_file, sets), resume, resume_from, dry};
+  RLHF_CHECK(ranks == 0 || dry, "--ranks {} only applies with --dry-run (a run uses the ranks "
+             "mpirun starts)", ranks);
+  return RunRequest{load_config(stage, config_file, sets), resume, resume_from, dry, ranks};
+}
+
+int RunRequest::planned_ranks() const {
+  return dry_run_ranks > 0 ? dry_run_ranks : world().world_size();
 }
 
 RunContext start_run(Stage stage, const RunRequest& req) {

@@ -40,6 +40,8 @@ struct RunRequest {
   bool resume = false;      // --resume: continue from run.dir/checkpoints/latest if any
   std::string resume_from;  // --resume-from DIR: continue from exactly this checkpoint
   bool dry_run = false;     // --dry-run: print config, models, memory estimate; exit (dry_run.h)
+  int dry_run_ranks = 0;    // --ranks N with --dry-run: plan for N ranks (0 = this job's count)
+  int planned_ranks() const;  // dry_run_ranks, else the job's world size
 };
 RunRequest parse_run_args(Stage stage, int argc, char** argv);
 

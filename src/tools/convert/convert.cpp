@@ -130,7 +130,8 @@ int from_llama2c(const std::string& model, const std::string& tok, const std::st
 }
 
 int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,
-               uint64_t seed, const std::string& kind, const std::string& out, bool force) {
+               uint64_t seed, const std::string& kind, const std::string& out, bool force,
+               bool header_only) {
   nlohmann::json j = nlohmann::json::object();
   if (!cfg_json.empty()) {
     try {
@@ -147,6 +148,12 @@ int init_model(const std::string& family, const std::string& cfg_json, const std
   f.cfg = ModelConfig::from_json(j);
   f.kind = kind;
   f.extra = {{"source", "init"}, {"seed", seed}};
+  RLHF_CHECK(kind == "causal_lm" || kind == "scalar", "--kind must be causal_lm or scalar, got '{}'", kind);
+  if (header_only) {  // config and tokenizer only: --dry-run plans for models too big to build here
+    f.extra["header_only"] = true;
+    write_checkpoint(f, out, tok_spec, force);
+    return 0;
+  }
   torch::manual_seed(seed);
   std::shared_ptr<torch::nn::Module> m;
   if (kind == "causal_lm") m = CausalLM(f.cfg).ptr();

@@ -13,7 +13,8 @@
 //                plain model any tool reads without the base. (to-hf merges the same way.)
 //   from-llama2c --model FILE.bin --tokenizer TOK.bin --out CKPT
 //   init         --family gpt2|llama --tokenizer SPEC --out CKPT [--config-json JSON|@FILE]
-//                [--seed S] [--kind causal_lm|scalar]   a freshly initialised model (tests, parity)
+//                [--seed S] [--kind causal_lm|scalar] [--header-only]   a freshly initialised
+//                model (tests, parity); --header-only: config + tokenizer, no weights (--dry-run)
 //   logits       --in CKPT --out FILE.safetensors [--seed S --batch B --len T --device D]
 //                parity aid: random tokens [B, T] (odd rows left-padded), writes tensors
 //                "tokens", "mask" (as float32) and "logits" [B, T, V] of the model on them; a
@@ -47,8 +48,11 @@ int to_hf(const std::string& in, const std::string& out, const HfExportOptions& 
 int from_llama2c(const std::string& model, const std::string& tok, const std::string& out,
                  bool force = false);
 int merge_lora(const std::string& in, const std::string& out, bool force = false);
+// header_only: the model's config and tokenizer without weights (no model is built), for
+// `--dry-run` memory planning of sizes this machine cannot hold; tools that need weights refuse it.
 int init_model(const std::string& family, const std::string& cfg_json, const std::string& tok_spec,
-               uint64_t seed, const std::string& kind, const std::string& out, bool force = false);
+               uint64_t seed, const std::string& kind, const std::string& out, bool force = false,
+               bool header_only = false);
 int dump_logits(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,
                 int64_t len, const std::string& device);
 int dump_greedy(const std::string& in, const std::string& out, uint64_t seed, int64_t batch,

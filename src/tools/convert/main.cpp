@@ -60,7 +60,10 @@ int main(int argc, char** argv) {
     d->add_option("--seed", seed, "torch::manual_seed before initialisation")->capture_default_str();
     d->add_option("--kind", kind, "causal_lm | scalar")->capture_default_str();
     d->add_flag("--force", force, "replace the model.h5 of an existing checkpoint directory");
-    d->callback([&] { rc = rlhf::init_model(family, cfg_json, tok, seed, kind, out, force); });
+    bool header_only = false;
+    d->add_flag("--header-only", header_only, "write the config and tokenizer without weights "
+                "(plan memory with --dry-run for models too large to build here)");
+    d->callback([&] { rc = rlhf::init_model(family, cfg_json, tok, seed, kind, out, force, header_only); });
     std::string device = "cpu";
     int64_t batch = 3, len = 16;
     auto* e = app.add_subcommand("logits", "parity aid: a model's logits on seeded random tokens");
