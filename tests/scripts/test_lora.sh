@@ -54,6 +54,10 @@ grep -q "resuming from" "$W/lora2.log" || bad "LoRA run did not resume"
 d=$(wdiff "$W/lora_ref" "$W/lora_run"); [ "$d" = 0 ] && ok "LoRA SFT stopped at 4 + resumed = uninterrupted (max |dw| = 0)" \
   || bad "LoRA resume: max |dw| = $d"
 
+jq -e '.peak_memory.measured_bytes[0] > 0 and .peak_memory.estimate_bytes > 0 and .peak_memory.kind == "cpu_max_rss"' \
+  "$W/lora_ref/summary.json" >/dev/null && ok "summary.json: peak_memory measured $(jq '.peak_memory.measured_bytes[0]' "$W/lora_ref/summary.json") B (max RSS) next to the estimate $(jq '.peak_memory.estimate_bytes' "$W/lora_ref/summary.json") B" \
+  || bad "summary.json peak_memory: $(jq -c '.peak_memory' "$W/lora_ref/summary.json")"
+
 # 2. merge-lora and to-hf.
 "$BIN/rlhf_convert" merge-lora --in "$W/lora_ref" --out "$W/merged" 2>"$W/merge.log" || { cat "$W/merge.log"; bad "merge-lora failed"; }
 d=$(wdiff "$W/lora_ref" "$W/merged"); [ "$d" = 0 ] && ok "merge-lora = the LoRA checkpoint as tools read it (max |dw| = 0)" \
