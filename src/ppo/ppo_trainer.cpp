@@ -250,10 +250,11 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   const int64_t first_row = it.comm.rank() * static_cast<int64_t>(idx.size());
   for (size_t i = 0; i < idx.size(); ++i)
     row_seeds.push_back(mix_seed(cfg.run.seed, step, static_cast<int>(first_row + i), 1));
-  Rollout ro = [&] {
+  Rollout ro;
+  {  // (a block, not a lambda: C++17 lambdas cannot capture the structured bindings above)
     GatheredParams full(it.actor_opt);  // ZeRO stage 3: the whole actor for decoding
-    return generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc, row_seeds);
-  }();
+    ro = generate_rollout(it.models.actor, ptoks.to(it.dev), pmask.to(it.dev), it.sc, row_seeds);
+  }
   times.generate = seconds_since(t0);
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
