@@ -35,6 +35,11 @@ inline constexpr EnumNames<LogLevel, 4> kLogLevelNames{{{LogLevel::Debug, "debug
                                                         {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}}};
 enum class KlEstimatorKind { K1, K3 };
 inline constexpr EnumNames<KlEstimatorKind, 2> kKlEstimatorNames{{{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K3, "k3"}}};
+// ppo.advantage: GAE with a critic, or a critic-free estimator (ppo/advantages.h, ppo/critic_free.h).
+enum class AdvantageKind { Gae, Grpo, DrGrpo, Rloo, ReinforcePp };
+inline constexpr EnumNames<AdvantageKind, 5> kAdvantageNames{
+    {{AdvantageKind::Gae, "gae"}, {AdvantageKind::Grpo, "grpo"}, {AdvantageKind::DrGrpo, "dr_grpo"},
+     {AdvantageKind::Rloo, "rloo"}, {AdvantageKind::ReinforcePp, "reinforce_pp"}}};
 enum class PairNormalizerKind { Paper, StrictPairs };  // rm_loss.h's PairNormalizer
 inline constexpr EnumNames<PairNormalizerKind, 2> kPairNormalizerNames{
     {{PairNormalizerKind::Paper, "paper"}, {PairNormalizerKind::StrictPairs, "strict_pairs"}}};
@@ -102,6 +107,8 @@ struct PpoSection {
   double critic_learning_rate = 0.0;  // 0 = train.learning_rate
   double gamma = 1.0;
   double gae_lambda = 0.95;
+  AdvantageKind advantage = AdvantageKind::Gae;  // not gae: no critic (ppo/critic_free.h)
+  int64_t samples_per_prompt = 1;  // responses per prompt per iteration (a group; same rank)
   double kl_coef = 0.05;        // β (initial value when adaptive)
   bool adaptive_kl = false;
   double kl_target = 6.0;
