@@ -74,6 +74,9 @@ nlohmann::json critic_free_metrics(const Rollout& ro, AdvantageKind kind, int64_
   if (kind == AdvantageKind::ReinforcePp) return j;
   const torch::Tensor r = ro.returns.to(torch::kDouble).sum(1) /
                           m.sum(1).clamp_min(1.0);                              // [B] = R_b
+  const torch::Tensor seq_adv = a.sum(1) / m.sum(1).clamp_min(1.0);              // [B] = Â_b
+  const double rows = comm.all_reduce_scalar(static_cast<double>(r.size(0)));
+  j["adv_seq_mean"] = comm.all_reduce_scalar(seq_adv.sum().item<double>()) / std::max(1.0, rows);
   const torch::Tensor rg = r.view({-1, group});                                 // [G, n]
   const torch::Tensor tied = (rg.amax(1) - rg.amin(1)).abs() <= 1e-12;          // [G]
   const double groups = comm.all_reduce_scalar(static_cast<double>(rg.size(0)));

@@ -49,9 +49,11 @@ void critic_free_advantages(Rollout& ro, AdvantageKind kind, int64_t group, doub
                             Communicator& comm);
 
 // The iteration's advantage metrics (global over ranks; collective): adv_mean and adv_abs_mean, the
-// token means of A and |A| over all response tokens (adv_mean ≈ 0: the group estimators centre
-// each group, reinforce_pp whitens), adv_abs_max; for the group estimators groups_tied, the
-// fraction of groups whose sequence rewards are all equal (their advantages are 0: no signal).
+// token means of A and |A| over all response tokens (adv_mean = 0 for reinforce_pp, which whitens;
+// for the group estimators it is length-weighted and need not be 0), adv_abs_max; for the group
+// estimators adv_seq_mean, the mean of the sequence advantages Â_b over rows (0 up to round-off:
+// every group is centred), and groups_tied, the fraction of groups whose sequence rewards are all
+// equal (their advantages are 0: no signal).
 nlohmann::json critic_free_metrics(const Rollout& ro, AdvantageKind kind, int64_t group, Communicator& comm);
 
 }  // namespace rlhf

@@ -14,7 +14,7 @@ void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Co
   torch::NoGradGuard ng;
   EvalMode actor_eval(*m.actor);
   const torch::Tensor off = ro.response_mask.logical_not();                             // [B, N]
-  ro.raw_score = score_rollout(m.reward, ro);                                            // [B]
+  if (!ro.raw_score.defined()) ro.raw_score = score_rollout(m.reward, ro);                // [B]
   ro.score = ro.raw_score - opt.no_eos_penalty * ro.has_eos.logical_not().to(torch::kFloat);
   if (opt.score_clip > 0) ro.score = ro.score.clamp(-opt.score_clip, opt.score_clip);
   ro.old_logp = response_logprobs(m.actor, ro, opt.temperature).masked_fill(off, 0);     // [B, N]

@@ -96,8 +96,13 @@ struct RmSection {
   PairNormalizerKind pair_normalizer = PairNormalizerKind::Paper;
 };
 
+// ppo.reward: the frozen reward model, or a C++ rule by name (ppo/reward_rules.h).
+enum class RewardKind { Rm, Rule };
+inline constexpr EnumNames<RewardKind, 2> kRewardNames{{{RewardKind::Rm, "rm"}, {RewardKind::Rule, "rule"}}};
 struct PpoSection {
-  std::string reward_model;     // checkpoint (RM with fitted bias)
+  std::string reward_model;     // checkpoint (RM with fitted bias); unused with reward: rule
+  RewardKind reward = RewardKind::Rm;
+  std::string reward_rule = "synth_hidden";  // ppo/reward_rules.h, with reward: rule
   std::string critic_init;      // default: reward_model
   int64_t ppo_epochs = 2;
   int64_t minibatch_size = 0;   // sequences per optimizer step within an iteration (global); 0 = whole batch
