@@ -122,7 +122,7 @@ static int run(int argc, char** argv) {
     const double s = t.seconds();
     t.reset();
     upd.shuffle_seed = seed;
-    UpdateStats st = ppo_update(models, actor_opt, critic_opt, r, upd, comm, dev);
+    UpdateStats st = ppo_update(models, actor_opt, &critic_opt, r, upd, comm, dev);
     const double tr = t.seconds();
     last_pl = st.policy_loss / std::max<int64_t>(1, st.optimizer_steps);
     last_vl = st.value_loss / std::max<int64_t>(1, st.optimizer_steps);

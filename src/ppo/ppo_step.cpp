@@ -6,14 +6,15 @@
 #include "common/core/rng.h"
 #include "common/model/lm_loss.h"
 #include "common/train/train_common.h"
+#include "ppo/critic_free.h"
 
 namespace rlhf {
 
 void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Communicator& comm) {
   torch::NoGradGuard ng;
-  EvalMode actor_eval(*m.actor), critic_eval(*m.critic);
+  EvalMode actor_eval(*m.actor);
   const torch::Tensor off = ro.response_mask.logical_not();                             // [B, N]
-  ro.raw_score = score_rollout(m.reward, ro);                                            // [B]
+  if (!ro.raw_score.defined()) ro.raw_score = score_rollout(m.reward, ro);                // [B]
   ro.score = ro.raw_score - opt.no_eos_penalty * ro.has_eos.logical_not().to(torch::kFloat);
   if (opt.score_clip > 0) ro.score = ro.score.clamp(-opt.score_clip, opt.score_clip);
   ro.old_logp = response_logprobs(m.actor, ro, opt.temperature).masked_fill(off, 0);     // [B, N]
@@ -21,9 +22,14 @@ void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Co
     AdaptersOff base_only(*m.reference);  // LoRA: the reference is the actor's base
     ro.ref_logp = response_logprobs(m.reference, ro, opt.temperature).masked_fill(off, 0);  // [B, N]
   }
-  ro.old_values = response_values(m.critic, ro).masked_fill(off, 0);                     // [B, N]
   ro.kl = kl_penalty(ro.old_logp, ro.ref_logp, opt.estimator).masked_fill(off, 0);       // [B, N]
   ro.rewards = compute_rewards(ro.kl, ro.score, ro.response_mask, opt.kl_coef);          // [B, N]
+  if (!uses_critic(opt.advantage)) {
+    critic_free_advantages(ro, opt.advantage, opt.group, opt.kl_coef, comm);
+    return;
+  }
+  EvalMode critic_eval(*m.critic);
+  ro.old_values = response_values(m.critic, ro).masked_fill(off, 0);                     // [B, N]
   GaeResult g = gae(ro.old_values, ro.rewards, ro.response_mask, opt.gamma, opt.gae_lambda);
   ro.returns = g.returns;                                                                // [B, N]
   // Whiten advantages with statistics over the GLOBAL batch (all ranks).
@@ -95,9 +101,13 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
     torch::Tensor entropy;
     auto logp = response_logprobs(m.actor, mb, opt.temperature, &entropy);                    // [b, N]
     PolicyLoss pl = policy_loss(logp, mb.old_logp, mb.advantages, mb.response_mask, opt.clip_eps, tokens);
-    auto values = response_values(m.critic, mb);                                             // [b, N]
-    ValueLoss vl = value_loss(values, mb.old_values, mb.returns, mb.response_mask, opt.value_clip, tokens);
-    torch::Tensor loss = pl.loss + opt.vf_coef * vl.loss;  // this micro-batch's share
+    torch::Tensor loss = pl.loss;  // this micro-batch's share
+    ValueLoss vl{torch::zeros({}), torch::zeros({})};
+    if (!m.critic.is_empty()) {  // critic-free estimators: no value loss
+      auto values = response_values(m.critic, mb);                                           // [b, N]
+      vl = value_loss(values, mb.old_values, mb.returns, mb.response_mask, opt.value_clip, tokens);
+      loss = loss + opt.vf_coef * vl.loss;
+    }
     // The ptx windows, spread over the micro-batches (the first ptx_rows % accum take one more).
     const int64_t p0 = a * (ptx_rows / accum) + std::min(a, ptx_rows % accum);
     const int64_t pn = ptx_rows / accum + (a < ptx_rows % accum ? 1 : 0);
@@ -125,14 +135,15 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
   return finite;
 }
 
-UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW& critic_opt, const Rollout& ro,
+UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW* critic_opt, const Rollout& ro,
                        const UpdateOptions& opt, Communicator& comm, const torch::Device& dev) {
   RLHF_CHECK(opt.minibatch_rows > 0 && ro.batch() % opt.minibatch_rows == 0 && opt.micro_rows > 0 &&
                  opt.minibatch_rows % opt.micro_rows == 0,
              "ppo_update: {} rows do not split into minibatches of {} and micro-batches of {}",
              ro.batch(), opt.minibatch_rows, opt.micro_rows);
   m.actor->train();
-  m.critic->train();
+  RLHF_CHECK(m.critic.is_empty() == (critic_opt == nullptr), "ppo_update: a critic needs its optimizer");
+  if (critic_opt) m.critic->train();
   const bool ptx = opt.ptx != nullptr && opt.ptx_coef > 0 && opt.ptx_rows > 0;
   SplitMix64 ptx_rng(opt.ptx_seed);
   UpdateStats st;
@@ -145,10 +156,11 @@ UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW& critic_opt, const 
       const bool finite = minibatch_backward(m, ro, order.narrow(0, mb0, opt.minibatch_rows), starts,
                                              opt, comm, dev, st, [&] {
                                                actor_opt.after_backward();  // ZeRO stage >= 2
-                                               critic_opt.after_backward();
+                                               if (critic_opt) critic_opt->after_backward();
                                              });
       StepResult ra = optimizer_step(actor_opt, comm, opt.lr, opt.grad_clip, opt.bucket_mb, finite);
-      StepResult rc = optimizer_step(critic_opt, comm, opt.critic_lr, opt.grad_clip, opt.bucket_mb, finite);
+      StepResult rc;
+      if (critic_opt) rc = optimizer_step(*critic_opt, comm, opt.critic_lr, opt.grad_clip, opt.bucket_mb, finite);
       st.skipped += ra.skipped || rc.skipped;
       st.grad_norm = ra.grad_norm;
       st.critic_grad_norm = rc.grad_norm;

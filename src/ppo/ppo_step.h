@@ -35,13 +35,15 @@
 #include "common/dist/dist.h"
 #include "common/model/model.h"
 #include "common/train/optimizer.h"
+#include "common/train/config.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/rollout.h"
 
 namespace rlhf {
 
 // The four models of stage 3: actor (trained), reference (frozen SFT), reward (frozen RM with its
-// fitted bias), critic (trained, initialised from the RM).
+// fitted bias), critic (trained, initialised from the RM). With a critic-free ppo.advantage
+// (critic_free.h) the critic is an empty holder (ScalarModel{nullptr}): no values, no value loss.
 struct PpoModels {
   CausalLM& actor;
   CausalLM& reference;
@@ -56,10 +58,14 @@ struct ExperienceOptions {
   double kl_coef = 0.0;         // β of this iteration
   KlEstimator estimator = KlEstimator::K1;
   double gamma = 1.0, gae_lambda = 0.95;
+  AdvantageKind advantage = AdvantageKind::Gae;  // not Gae: critic_free.h, m.critic unused
+  int64_t group = 1;  // ppo.samples_per_prompt: consecutive rows per prompt
 };
 
 // Fills ro's raw_score, score, old_logp, ref_logp, old_values, kl, rewards, advantages and returns
 // (all [B, N] but the scores [B]; 0 off the response mask). Runs without gradients, in eval mode.
+// A rule reward (ppo.reward: rule, reward_rules.h) sets ro.raw_score beforehand; then m.reward is
+// not used (and may be an empty holder).
 void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Communicator& comm);
 
 struct UpdateOptions {
@@ -108,7 +114,8 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
                         Communicator& comm, const torch::Device& dev, UpdateStats& st,
                         const std::function<void()>& after_backward = {});
 
-UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW& critic_opt, const Rollout& ro,
+// critic_opt: nullptr when there is no critic (m.critic empty).
+UpdateStats ppo_update(PpoModels& m, AdamW& actor_opt, AdamW* critic_opt, const Rollout& ro,
                        const UpdateOptions& opt, Communicator& comm, const torch::Device& dev);
 
 struct IterationTimes {

@@ -5,6 +5,7 @@
 #include "ppo/ppo_trainer.h"
 
 #include <cmath>
+#include <optional>
 
 #include "common/core/rng.h"
 #include "common/model/lm_loss.h"
@@ -16,7 +17,9 @@
 #include "common/train/samples.h"
 #include "common/train/train_common.h"
 #include "ppo/policy_eval.h"
+#include "ppo/critic_free.h"
 #include "ppo/ppo_loss.h"
+#include "ppo/reward_rules.h"
 #include "ppo/frozen.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
@@ -84,15 +87,58 @@ struct PpoNets {
   PpoModels view() { return {actor, reference, reward, critic}; }
   // The models that only score: the reward model, and the reference unless it is the actor's base.
   std::vector<torch::nn::Module*> frozen() {
-    if (reference.ptr() == actor.ptr()) return {reward.get()};
-    return {reward.get(), reference.get()};
+    std::vector<torch::nn::Module*> f;
+    if (!reward.is_empty()) f.push_back(reward.get());  // none with ppo.reward: rule
+    if (reference.ptr() != actor.ptr()) f.push_back(reference.get());
+    return f;
   }
-  std::vector<torch::nn::Module*> lora_models() { return {actor.get(), critic.get()}; }
+  std::vector<torch::nn::Module*> lora_models() {
+    if (critic.is_empty()) return {actor.get()};
+    return {actor.get(), critic.get()};
+  }
 };
+
+// The frozen reward model of ppo.reward_model (kind scalar, the policy's tokenizer and template).
+ScalarModel load_reward_model(const PpoSection& pc, const ModelSetup& ms, ModelFile& rm_file, bool root) {
+  RLHF_CHECK(!pc.reward_model.empty(), "ppo.reward_model is not set: give the RM checkpoint "
+             "(or ppo.reward: rule with ppo.reward_rule)");
+  const std::string rm_path = from_key("ppo.reward_model", [&] { return resolve_model_path(pc.reward_model); });
+  rm_file = from_key("ppo.reward_model", [&] { return read_model_h5(rm_path); });
+  RLHF_CHECK(rm_file.kind == "scalar", "{}: ppo.reward_model must be a reward model (kind scalar), "
+             "found '{}'", rm_path, rm_file.kind);
+  RLHF_CHECK(rm_file.tok.identity == ms.tok.identity, "reward model tokenizer '{}' ({}) differs "
+             "from the policy's '{}'", rm_file.tok.identity, rm_path, ms.tok.identity);
+  RLHF_CHECK(rm_file.tok.chat_template == ms.tok.chat_template,
+             "{}: the reward model was trained with chat template '{}' but the policy and its "
+             "prompts use '{}'", rm_path, rm_file.tok.chat_template.empty() ? "(none: plain rows)"
+             : rm_file.tok.chat_template_name, ms.tok.chat_template.empty() ? "(none: plain rows)"
+             : ms.tok.chat_template_name);
+  ScalarModel rm(rm_file.cfg);
+  load_parameters(*rm, rm_file);
+  if (root && !rm_file.extra.value("bias_fitted", false))
+    log_warn("# warning: {} has no fitted bias (rm_train without data.bias_data)", rm_path);
+  return rm;
+}
+
+// The critic from ppo.critic_init (default: the reward model's file rm_file) with a fresh head.
+ScalarModel load_critic(const Config& cfg, const ModelFile& rm_file) {
+  const PpoSection& pc = cfg.ppo;
+  RLHF_CHECK(!pc.critic_init.empty() || pc.reward == RewardKind::Rm, "ppo.advantage: gae with "
+             "ppo.reward: rule needs ppo.critic_init (the critic is otherwise initialised from the "
+             "reward model, which a rule reward does not load)");
+  ModelFile critic_file = pc.critic_init.empty() ? rm_file : from_key("ppo.critic_init", [&] {
+    return read_model_h5(resolve_model_path(pc.critic_init));
+  });
+  ModelConfig critic_cfg = critic_file.cfg;
+  critic_cfg.dropout = 0.0;
+  ScalarModel critic(critic_cfg);
+  load_parameters(*critic, critic_file, {"score.weight", "score.bias"}, true);
+  attach_configured_lora(*critic, cfg.lora, &critic_file, "the critic");
+  return critic;
+}
 
 PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
   const PpoSection& pc = cfg.ppo;
-  RLHF_CHECK(!pc.reward_model.empty(), "ppo.reward_model is not set: give the RM checkpoint");
   torch::manual_seed(cfg.run.seed);
   PpoNets n;
   ModelFile sft_file = read_model_h5(ms.init_path);
@@ -109,39 +155,21 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
     load_parameters(*n.reference, sft_file);
   }
   sft_file.tensors.clear();
-  const std::string rm_path = from_key("ppo.reward_model", [&] { return resolve_model_path(pc.reward_model); });
-  ModelFile rm_file = from_key("ppo.reward_model", [&] { return read_model_h5(rm_path); });
-  RLHF_CHECK(rm_file.kind == "scalar", "{}: ppo.reward_model must be a reward model (kind scalar), "
-             "found '{}'", rm_path, rm_file.kind);
-  RLHF_CHECK(rm_file.tok.identity == ms.tok.identity, "reward model tokenizer '{}' ({}) differs "
-             "from the policy's '{}'", rm_file.tok.identity, rm_path, ms.tok.identity);
-  RLHF_CHECK(rm_file.tok.chat_template == ms.tok.chat_template,
-             "{}: the reward model was trained with chat template '{}' but the policy and its "
-             "prompts use '{}'", rm_path, rm_file.tok.chat_template.empty() ? "(none: plain rows)"
-             : rm_file.tok.chat_template_name, ms.tok.chat_template.empty() ? "(none: plain rows)"
-             : ms.tok.chat_template_name);
-  n.reward = ScalarModel(rm_file.cfg);
-  load_parameters(*n.reward, rm_file);
-  ModelFile critic_file = pc.critic_init.empty() ? rm_file : from_key("ppo.critic_init", [&] {
-    return read_model_h5(resolve_model_path(pc.critic_init));
-  });
-  ModelConfig critic_cfg = critic_file.cfg;
-  critic_cfg.dropout = 0.0;
-  n.critic = ScalarModel(critic_cfg);
-  load_parameters(*n.critic, critic_file, {"score.weight", "score.bias"}, true);
-  attach_configured_lora(*n.critic, cfg.lora, &critic_file, "the critic");
+  ModelFile rm_file;
+  if (pc.reward == RewardKind::Rm) n.reward = load_reward_model(pc, ms, rm_file, root);  // else a rule
+  if (uses_critic(pc.advantage)) n.critic = load_critic(cfg, rm_file);  // else critic-free
   const bool lora = cfg.lora.enabled();
-  const int64_t cast = apply_frozen_dtype(cfg, dev, *n.reward, lora ? nullptr : n.reference.get(),
+  torch::nn::Module no_reward;
+  const int64_t cast = apply_frozen_dtype(cfg, dev, n.reward.is_empty() ? no_reward : *n.reward,
+                                          lora ? nullptr : n.reference.get(),
                                           lora ? n.lora_models() : std::vector<torch::nn::Module*>{});
   if (root && cast > 0) log_info("# ppo: {} frozen parameters kept in bf16 (ppo.frozen_dtype)", cast);
   n.actor->to(dev);
-  n.critic->to(dev);
+  if (!n.critic.is_empty()) n.critic->to(dev);
   for (torch::nn::Module* m : n.frozen())  // ppo.offload_frozen: on the CPU until scoring
     if (!pc.offload_frozen) m->to(dev);
   if (!lora) freeze(*n.reference);
-  freeze(*n.reward);
-  if (root && !rm_file.extra.value("bias_fitted", false))
-    log_warn("# warning: {} has no fitted bias (rm_train without data.bias_data)", rm_path);
+  if (!n.reward.is_empty()) freeze(*n.reward);
   return n;
 }
 
@@ -153,9 +181,13 @@ UpdateOptions base_update_options(const Config& cfg, const PpoData& d, int world
   RLHF_CHECK(cfg.train.global_batch_size % minibatch == 0,
              "train.global_batch_size = {} is not divisible by ppo.minibatch_size = {}",
              cfg.train.global_batch_size, minibatch);
-  accumulation_steps(minibatch, cfg.train.micro_batch_size, world, "ppo.minibatch_size");  // checks
+  // micro_batch_size counts rollout rows: ppo.samples_per_prompt per prompt.
+  RLHF_CHECK(minibatch % world == 0, "ppo.minibatch_size = {} prompts does not split over {} ranks "
+             "(a prompt's group of ppo.samples_per_prompt responses stays on one rank)", minibatch, world);
+  accumulation_steps(minibatch * pc.samples_per_prompt, cfg.train.micro_batch_size, world,
+                     "ppo.minibatch_size");  // checks
   u.epochs = pc.ppo_epochs;
-  u.minibatch_rows = minibatch / world;
+  u.minibatch_rows = minibatch / world * pc.samples_per_prompt;  // a prompt's group stays together
   u.micro_rows = cfg.train.micro_batch_size;
   u.temperature = pc.temperature;
   u.clip_eps = pc.clip_eps;
@@ -202,7 +234,7 @@ struct Iteration {
   const SpecialIds ids;
   PpoModels models;
   AdamW& actor_opt;
-  AdamW& critic_opt;
+  AdamW* critic_opt;  // nullptr without a critic
   ShardedSampler& sampler;
   const SamplingConfig sc;
   ExperienceOptions exp;
@@ -211,6 +243,7 @@ struct Iteration {
   SamplesLog& samples;
   const Tokenizer& tok;
   std::vector<torch::nn::Module*> frozen;  // moved to dev for scoring with ppo.offload_frozen
+  RewardRule rule;  // ppo.reward: rule (reward_rules.h); empty: the reward model scores
 };
 
 // Rank 0's first rows of this iteration's experience: prompt, response, RM score (raw, and after
@@ -244,7 +277,10 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   const auto t0 = std::chrono::steady_clock::now();
   IterationTimes times;
   // 1. rollouts from the current policy, one sampling stream per row of the global batch
-  const std::vector<int64_t> idx = it.sampler.next(cfg.train.global_batch_size);
+  const std::vector<int64_t> prompts = it.sampler.next(cfg.train.global_batch_size);
+  // ppo.samples_per_prompt = n: each prompt row n times in a row (a group, on this rank), each
+  // row with its own sampling stream (seeded by its index in the global batch of rows).
+  const std::vector<int64_t> idx = repeat_each(prompts, cfg.ppo.samples_per_prompt);
   auto [ptoks, pmask] = prompt_batch(it.data.prompts, idx, it.ids, it.data.max_prompt);
   std::vector<uint64_t> row_seeds;
   const int64_t first_row = it.comm.rank() * static_cast<int64_t>(idx.size());
@@ -261,6 +297,7 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   it.exp.kl_coef = beta;
   {
     OnDeviceScope resident(it.frozen, it.dev, it.cfg.ppo.offload_frozen);
+    if (it.rule) ro.raw_score = rule_scores(it.rule, ro, it.data.prompts, idx, it.tok);  // [B]
     make_experience(it.models, ro, it.exp, it.comm);
   }
   times.score = seconds_since(t1);
@@ -277,7 +314,11 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   times.train = seconds_since(t2);
   times.total = seconds_since(t0);
   // 4. the metrics row
-  return ppo_metrics(ro, st, times, cfg.train.global_batch_size, beta, it.upd.lr, it.comm);
+  nlohmann::json row = ppo_metrics(ro, st, times, cfg.train.global_batch_size * cfg.ppo.samples_per_prompt,
+                                   beta, it.upd.lr, it.comm);
+  if (!uses_critic(cfg.ppo.advantage))
+    row.update(critic_free_metrics(ro, cfg.ppo.advantage, cfg.ppo.samples_per_prompt, it.comm));
+  return row;
 }
 
 // PPO's held-out evaluation, every train.eval_every iterations and at the end (one per step:
@@ -362,6 +403,15 @@ int run_ppo(const RunRequest& req) {
                ms.tok.spec);
     add_stop_id(ids.stops, ids.eos, s);
   }
+  check_advantage_config(pc);
+  if (pc.reward == RewardKind::Rule) {
+    reward_rule(pc.reward_rule);  // an unknown name fails here, before the models load
+    RLHF_CHECK(pc.reward_rule != "synth_hidden" || data.prompts.meta.source == "synth",
+               "ppo.reward_rule: synth_hidden scores the embedded task's prompts, but data.train "
+               "comes from '{}'", data.prompts.meta.source);
+    RLHF_CHECK(data.eval.size() == 0, "data.eval with ppo.reward: rule: the held-out evaluation "
+               "scores with a reward model; set data.eval: (empty) for now");
+  }
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
 
@@ -377,9 +427,14 @@ int run_ppo(const RunRequest& req) {
         kl_ctl.value = st.at("kl_coef").get<double>();
         ptx_eval_start = st.value("ptx_eval_loss_start", NAN);
       }};
-  TrainLoop loop(ctx, ms, {{"model.h5", nets.actor.get(), "causal_lm", {}},
-                           {"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}}},
-                 {{nets.actor.get(), "actor"}, {nets.critic.get(), "critic"}}, data.prompts.size(), extra);
+  const bool critic = !nets.critic.is_empty();  // gae only (critic_free.h)
+  std::vector<CkptModel> saved{{"model.h5", nets.actor.get(), "causal_lm", {}}};
+  std::vector<TrainedModel> trained{{nets.actor.get(), "actor"}};
+  if (critic) {
+    saved.push_back({"critic.h5", nets.critic.get(), "scalar", {{"critic", true}}});
+    trained.push_back({nets.critic.get(), "critic"});
+  }
+  TrainLoop loop(ctx, ms, saved, trained, data.prompts.size(), extra);
   PpoEvaluation eval(cfg, data, nets, ms, ids, comm, dev);
   if (eval.have_ptx() && std::isnan(ptx_eval_start)) {
     GatheredParams actor(loop.optimizer(0));  // ZeRO stage 3: ranks may run different pass counts
@@ -388,7 +443,9 @@ int run_ppo(const RunRequest& req) {
   auto evaluate = [&] {
     // ZeRO stage 3: sharded evaluation runs different numbers of passes per rank (and block
     // gathers are collective): hold the whole models instead.
-    GatheredParams actor(loop.optimizer(0)), critic(loop.optimizer(1));
+    GatheredParams actor(loop.optimizer(0));
+    std::optional<GatheredParams> critic_full;
+    if (critic) critic_full.emplace(loop.optimizer(1));
     return eval.at(loop.step(), loop.metrics());
   };
   SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
@@ -396,18 +453,21 @@ int run_ppo(const RunRequest& req) {
                                      "minibatch {} per rank ({} per forward), ptx_coef {}", loop.n_params(),
                                      data.prompts.size(), cfg.train.global_batch_size / comm.world_size(),
                                      upd.minibatch_rows, upd.micro_rows, pc.ptx_coef));
-  Iteration it{cfg, comm, dev, data, ids, nets.view(), loop.optimizer(0), loop.optimizer(1), loop.sampler(),
+  Iteration it{cfg, comm, dev, data, ids, nets.view(), loop.optimizer(0),
+               critic ? &loop.optimizer(1) : nullptr, loop.sampler(),
                sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
                ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
                                  pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
-                                 pc.gamma, pc.gae_lambda},
+                                 pc.gamma, pc.gae_lambda, pc.advantage, pc.samples_per_prompt},
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
-               samples, *ms.tokenizer, nets.frozen()};
+               samples, *ms.tokenizer, nets.frozen(),
+               pc.reward == RewardKind::Rule ? reward_rule(pc.reward_rule) : RewardRule{}};
 
   nlohmann::json last;
   const int exit_code = loop.run_steps([&](int64_t step) {
     nlohmann::json row = run_iteration(it, step, kl_ctl.value);
-    if (pc.adaptive_kl) kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size);  // β for the next
+    if (pc.adaptive_kl)
+      kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size * pc.samples_per_prompt);  // β for the next
     last = row;
     last["step"] = step + 1;
     return row;

@@ -262,6 +262,8 @@ std::vector<Field> schema(Config& c, Stage stage) {
   if (stage == Stage::PPO) {
     PpoSection& p = c.ppo;
     add_string(f, "ppo.reward_model", &p.reward_model);
+    add_enum(f, "ppo.reward", &p.reward, kRewardNames);
+    add_string(f, "ppo.reward_rule", &p.reward_rule);
     add_string(f, "ppo.critic_init", &p.critic_init);
     add_int(f, "ppo.ppo_epochs", &p.ppo_epochs, 1, 1000);
     add_int(f, "ppo.minibatch_size", &p.minibatch_size, 0, kMax);
@@ -271,6 +273,8 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_double(f, "ppo.critic_learning_rate", &p.critic_learning_rate, 0, 10);
     add_double(f, "ppo.gamma", &p.gamma, 0, 1);
     add_double(f, "ppo.gae_lambda", &p.gae_lambda, 0, 1);
+    add_enum(f, "ppo.advantage", &p.advantage, kAdvantageNames);
+    add_int(f, "ppo.samples_per_prompt", &p.samples_per_prompt, 1, 1024);
     add_double(f, "ppo.kl_coef", &p.kl_coef, 0, kInf);
     add_bool(f, "ppo.adaptive_kl", &p.adaptive_kl);
     add_double(f, "ppo.kl_target", &p.kl_target, 0, kInf, true);

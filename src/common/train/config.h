@@ -35,6 +35,11 @@ inline constexpr EnumNames<LogLevel, 4> kLogLevelNames{{{LogLevel::Debug, "debug
                                                         {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}}};
 enum class KlEstimatorKind { K1, K3 };
 inline constexpr EnumNames<KlEstimatorKind, 2> kKlEstimatorNames{{{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K3, "k3"}}};
+// ppo.advantage: GAE with a critic, or a critic-free estimator (ppo/advantages.h, ppo/critic_free.h).
+enum class AdvantageKind { Gae, Grpo, DrGrpo, Rloo, ReinforcePp };
+inline constexpr EnumNames<AdvantageKind, 5> kAdvantageNames{
+    {{AdvantageKind::Gae, "gae"}, {AdvantageKind::Grpo, "grpo"}, {AdvantageKind::DrGrpo, "dr_grpo"},
+     {AdvantageKind::Rloo, "rloo"}, {AdvantageKind::ReinforcePp, "reinforce_pp"}}};
 enum class PairNormalizerKind { Paper, StrictPairs };  // rm_loss.h's PairNormalizer
 inline constexpr EnumNames<PairNormalizerKind, 2> kPairNormalizerNames{
     {{PairNormalizerKind::Paper, "paper"}, {PairNormalizerKind::StrictPairs, "strict_pairs"}}};
@@ -91,8 +96,13 @@ struct RmSection {
   PairNormalizerKind pair_normalizer = PairNormalizerKind::Paper;
 };
 
+// ppo.reward: the frozen reward model, or a C++ rule by name (ppo/reward_rules.h).
+enum class RewardKind { Rm, Rule };
+inline constexpr EnumNames<RewardKind, 2> kRewardNames{{{RewardKind::Rm, "rm"}, {RewardKind::Rule, "rule"}}};
 struct PpoSection {
-  std::string reward_model;     // checkpoint (RM with fitted bias)
+  std::string reward_model;     // checkpoint (RM with fitted bias); unused with reward: rule
+  RewardKind reward = RewardKind::Rm;
+  std::string reward_rule = "synth_hidden";  // ppo/reward_rules.h, with reward: rule
   std::string critic_init;      // default: reward_model
   int64_t ppo_epochs = 2;
   int64_t minibatch_size = 0;   // sequences per optimizer step within an iteration (global); 0 = whole batch
@@ -102,6 +112,8 @@ struct PpoSection {
   double critic_learning_rate = 0.0;  // 0 = train.learning_rate
   double gamma = 1.0;
   double gae_lambda = 0.95;
+  AdvantageKind advantage = AdvantageKind::Gae;  // not gae: no critic (ppo/critic_free.h)
+  int64_t samples_per_prompt = 1;  // responses per prompt per iteration (a group; same rank)
   double kl_coef = 0.05;        // β (initial value when adaptive)
   bool adaptive_kl = false;
   double kl_target = 6.0;

@@ -55,13 +55,20 @@ std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
     case Stage::RM: out.push_back({"reward model", base, true, true}); break;
     case Stage::PPO: {
       RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint");
-      const ModelConfig rm = header_config(cfg.ppo.reward_model, "ppo.reward_model");
-      const ModelConfig critic =
-          cfg.ppo.critic_init.empty() ? rm : header_config(cfg.ppo.critic_init, "ppo.critic_init");
+      // ppo.reward: rule loads no reward model; a critic-free ppo.advantage builds no critic.
+      const bool rm_used = cfg.ppo.reward == RewardKind::Rm;
+      const bool critic_used = cfg.ppo.advantage == AdvantageKind::Gae;
       out.push_back({"actor", base, false, true});
-      out.push_back({"critic", with_overrides(critic), true, true});
+      if (critic_used) {
+        RLHF_CHECK(rm_used || !cfg.ppo.critic_init.empty(),
+                   "ppo.advantage: gae with ppo.reward: rule needs ppo.critic_init");
+        const ModelConfig critic = cfg.ppo.critic_init.empty()
+                                       ? header_config(cfg.ppo.reward_model, "ppo.reward_model")
+                                       : header_config(cfg.ppo.critic_init, "ppo.critic_init");
+        out.push_back({"critic", with_overrides(critic), true, true});
+      }
       out.push_back({"reference", base, false, false});
-      out.push_back({"reward", rm, true, false});
+      if (rm_used) out.push_back({"reward", header_config(cfg.ppo.reward_model, "ppo.reward_model"), true, false});
       break;
     }
   }
@@ -101,10 +108,12 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
                                int world_size, bool cuda) {
   MemoryEstimate e;
   const double elt = cuda && cfg.train.precision == Precision::BF16 ? 2.0 : 4.0;
-  const int64_t per_rank = std::max<int64_t>(1, cfg.train.global_batch_size / world_size);
   const bool ppo = stage == Stage::PPO;
+  // PPO's batch sizes count prompts; each prompt gives ppo.samples_per_prompt rollout rows.
+  const int64_t n = ppo ? std::max<int64_t>(1, cfg.ppo.samples_per_prompt) : 1;
+  const int64_t per_rank = std::max<int64_t>(1, cfg.train.global_batch_size / world_size) * n;
   const int64_t share = ppo && cfg.ppo.minibatch_size > 0
-                            ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size)
+                            ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size) * n
                             : per_rank;
   const double micro = cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share;
   for (const auto& m : models) {
@@ -120,7 +129,9 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
                        : seq_len_limit(cfg, first);
   for (const auto& m : models)
     if (m.trainable) e.activations = std::max(e.activations, activation_bytes(m.cfg, micro, T, elt));
-  if (ppo) e.activations *= 2;  // actor and critic updates of one micro-batch can overlap in memory
+  int trained_models = 0;
+  for (const auto& m : models) trained_models += m.trainable ? 1 : 0;
+  if (ppo && trained_models > 1) e.activations *= 2;  // actor and critic updates can overlap
   e.logits = micro * T * first.vocab_size * 12.0;
   if (ppo)
     e.kv_cache = 2.0 * first.n_layer * per_rank * T * first.n_kv_head * first.head_dim() * elt;

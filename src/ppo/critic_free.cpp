@@ -1,0 +1,87 @@
+// critic_free.cpp — see critic_free.h.
+#include "ppo/critic_free.h"
+
+#include "common/core/check.h"
+#include "ppo/ppo_loss.h"
+
+namespace rlhf {
+
+namespace {
+GroupEstimator group_estimator(AdvantageKind k) {
+  switch (k) {
+    case AdvantageKind::Grpo: return GroupEstimator::Grpo;
+    case AdvantageKind::DrGrpo: return GroupEstimator::DrGrpo;
+    case AdvantageKind::Rloo: return GroupEstimator::Rloo;
+    default: break;
+  }
+  RLHF_CHECK(false, "group_estimator: ppo.advantage '{}' is not a group estimator", kAdvantageNames.name(k));
+  return GroupEstimator::Grpo;
+}
+}  // namespace
+
+void check_advantage_config(const PpoSection& pc) {
+  const bool group = pc.advantage == AdvantageKind::Grpo || pc.advantage == AdvantageKind::DrGrpo ||
+                     pc.advantage == AdvantageKind::Rloo;
+  RLHF_CHECK(!group || pc.samples_per_prompt >= 2,
+             "ppo.samples_per_prompt = {} with ppo.advantage: {}: a group estimator compares the "
+             "responses to one prompt with each other and needs at least 2. Set "
+             "ppo.samples_per_prompt: 2 or more (4 to 16 is usual)",
+             pc.samples_per_prompt, kAdvantageNames.name(pc.advantage));
+}
+
+torch::Tensor sequence_rewards(const torch::Tensor& score, const torch::Tensor& kl, double kl_coef) {
+  RLHF_CHECK(score.dim() == 1 && kl.dim() == 2 && kl.size(0) == score.size(0),
+             "sequence_rewards: score [B] and kl [B, N] expected");
+  return score - kl_coef * kl.sum(1);  // [B]
+}
+
+std::vector<int64_t> repeat_each(const std::vector<int64_t>& idx, int64_t n) {
+  std::vector<int64_t> out;
+  out.reserve(idx.size() * static_cast<size_t>(n));
+  for (int64_t i : idx)
+    for (int64_t k = 0; k < n; ++k) out.push_back(i);
+  return out;
+}
+
+void critic_free_advantages(Rollout& ro, AdvantageKind kind, int64_t group, double kl_coef,
+                            Communicator& comm) {
+  torch::NoGradGuard ng;
+  ro.old_values = torch::zeros_like(ro.kl);  // [B, N]
+  if (kind == AdvantageKind::ReinforcePp) {
+    const torch::Tensor g = reinforce_pp_returns(ro.rewards, ro.response_mask);  // [B, N]
+    ro.returns = g;
+    const MaskedStats st = masked_stats(g, ro.response_mask);
+    const MaskedStats glob{comm.all_reduce_scalar(st.sum), comm.all_reduce_scalar(st.sum_sq),
+                           comm.all_reduce_scalar(st.count)};
+    ro.advantages = masked_whiten_with(g, ro.response_mask, glob.mean(), glob.var());
+    return;
+  }
+  const torch::Tensor r = sequence_rewards(ro.score, ro.kl, kl_coef);                  // [B]
+  const torch::Tensor adv = group_advantages(r, group, group_estimator(kind));          // [B]
+  ro.advantages = per_token(adv, ro.response_mask);                                    // [B, N]
+  ro.returns = per_token(r, ro.response_mask);                                         // [B, N]
+}
+
+nlohmann::json critic_free_metrics(const Rollout& ro, AdvantageKind kind, int64_t group, Communicator& comm) {
+  torch::NoGradGuard ng;
+  const torch::Tensor m = ro.response_mask.to(torch::kDouble);                  // [B, N]
+  const torch::Tensor a = ro.advantages.to(torch::kDouble) * m;                 // [B, N]
+  const double tokens = std::max(1.0, comm.all_reduce_scalar(m.sum().item<double>()));
+  nlohmann::json j = {
+      {"adv_mean", comm.all_reduce_scalar(a.sum().item<double>()) / tokens},
+      {"adv_abs_mean", comm.all_reduce_scalar(a.abs().sum().item<double>()) / tokens},
+      {"adv_abs_max", comm.all_reduce_scalar(a.abs().max().item<double>(), ReduceOp::Max)}};
+  if (kind == AdvantageKind::ReinforcePp) return j;
+  const torch::Tensor r = ro.returns.to(torch::kDouble).sum(1) /
+                          m.sum(1).clamp_min(1.0);                              // [B] = R_b
+  const torch::Tensor seq_adv = a.sum(1) / m.sum(1).clamp_min(1.0);              // [B] = Â_b
+  const double rows = comm.all_reduce_scalar(static_cast<double>(r.size(0)));
+  j["adv_seq_mean"] = comm.all_reduce_scalar(seq_adv.sum().item<double>()) / std::max(1.0, rows);
+  const torch::Tensor rg = r.view({-1, group});                                 // [G, n]
+  const torch::Tensor tied = (rg.amax(1) - rg.amin(1)).abs() <= 1e-12;          // [G]
+  const double groups = comm.all_reduce_scalar(static_cast<double>(rg.size(0)));
+  j["groups_tied"] = comm.all_reduce_scalar(tied.to(torch::kDouble).sum().item<double>()) / std::max(1.0, groups);
+  return j;
+}
+
+}  // namespace rlhf

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# test_grpo.sh — critic-free PPO (ppo.advantage, ppo.samples_per_prompt; src/ppo/critic_free.h)
+# end to end on the embedded task.
+#
+#   bash tests/scripts/test_grpo.sh BIN_DIR SOURCE_DIR     (ctest: script.test_grpo)
+#
+# A tiny SFT (3 steps) and RM (2 steps), then GRPO with the rule reward (ppo.reward: rule,
+# synth_hidden: no reward model loaded), 4 responses per prompt, 4 prompts per iteration, 4
+# iterations. Checks: it runs; no critic.h5 in any checkpoint; a run stopped at step 2 and resumed
+# ends with the weights of the uninterrupted run (max |dw| = 0); the logged group advantages are
+# sane: adv_seq_mean (mean of the sequence advantages) = 0 up to round-off (every group is centred), adv_abs_max <= (n-1)/sqrt(n) = 1.5
+# (the largest GRPO |Â| for n = 4: one reward against 3 equal ones, std with n - 1), some
+# adv_abs_mean > 0.1 (not all groups tied), groups_tied in [0, 1], value_loss 0; the logged samples'
+# raw score is their hidden score (the rule is what scored them); rloo (with the RM) and
+# reinforce_pp run one iteration without a critic; grpo with ppo.samples_per_prompt: 1 and an
+# unknown ppo.reward_rule fail naming the key. About 40 s on 2 cores. Needs jq.
+set -euo pipefail
+BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
+W=$(mktemp -d /tmp/rlhf_grpo.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+export RLHF_THREADS=1 OMP_NUM_THREADS=1
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+
+"$BIN/rlhf_prep" synth --out "$W/data" --seed 5 --n-sft 64 --n-sft-eval 8 --n-ranked 16 --n-ranked-eval 4 \
+  --n-prompts 32 --n-prompts-eval 4 --pretrain-bytes 4000 --pretrain-eval-bytes 1000 2>/dev/null
+MODEL=(--set model.n_layer=1 --set model.d_model=32 --set model.n_head=2 --set model.n_kv_head=2 --set model.d_ff=64
+       --set model.max_seq_len=64 --set model.dropout=0 --set run.log_every=100 --set ckpt.every=0)
+"$BIN/sft_train" --config "$SRC/configs/tiny/sft.yaml" "${MODEL[@]}" --set run.dir="$W/sft" --set data.train="$W/data/sft.h5" \
+  --set data.eval= --set train.max_steps=3 --set train.global_batch_size=8 --set train.micro_batch_size=8 2>"$W/log"
+"$BIN/rm_train" --config "$SRC/configs/tiny/rm.yaml" --set run.dir="$W/rm" --set init="$W/sft" --set ckpt.every=0 \
+  --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set data.bias_data= --set train.max_steps=2 \
+  --set train.global_batch_size=4 --set train.micro_batch_size=4 2>>"$W/log"
+ppo() { "$BIN/ppo_train" --config "$SRC/configs/tiny/ppo.yaml" --set init="$W/sft" \
+     --set ppo.reward_model="$W/rm" --set data.train="$W/data/prompts.h5" --set data.eval= \
+     --set data.pretrain= --set data.pretrain_eval= --set ppo.ptx_coef=0 \
+     --set train.max_steps=4 --set train.warmup_steps=0 --set train.global_batch_size=4 \
+     --set train.micro_batch_size=4 --set ppo.minibatch_size=4 --set ppo.ppo_epochs=2 \
+     --set ppo.max_new_tokens=16 --set ppo.log_samples_every=0 --set run.log_every=100 \
+     --set ckpt.every=2 --set ckpt.keep_last=3 --set ppo.samples_per_prompt=4 "$@"; }
+ck() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
+
+RULE=(--set ppo.reward=rule --set ppo.reward_model=)
+# The estimator (--dry-run, and the start-up memory check) counts only the models that exist:
+# GRPO with a rule reward has an actor and its reference, no critic and no reward model.
+roles=$(ppo --set run.dir="$W/dry" --set ppo.advantage=grpo "${RULE[@]}" --dry-run 2>&1 | sed -n '/^# models/,/^# total/p')
+grep -q "actor" <<<"$roles" && grep -q "reference" <<<"$roles" && ! grep -Eq "critic|reward" <<<"$roles" \
+  && ok "dry run: actor + reference only" || bad "dry run models: $roles"
+ppo --set run.dir="$W/full" --set ppo.advantage=grpo "${RULE[@]}" --set ppo.log_samples_every=1 2>"$W/full.log" \
+  || { tail -5 "$W/full.log"; echo "FAIL grpo run"; exit 1; }
+ok "grpo: 4 iterations of 4 prompts x 4 responses"
+n_critic=$(find "$W/full" -name critic.h5 | wc -l)
+[ "$n_critic" = 0 ] && [ -f "$(ck "$W/full")/model.h5" ] && ok "no critic.h5 (model.h5 saved)" \
+  || bad "$n_critic critic.h5 files with ppo.advantage: grpo"
+
+ppo --set run.dir="$W/cut" --set ppo.advantage=grpo "${RULE[@]}" --set train.stop_at_step=2 2>"$W/cut1.log" \
+  || { tail -5 "$W/cut1.log"; echo "FAIL grpo run stopped at 2"; exit 1; }
+ppo --set run.dir="$W/cut" --set ppo.advantage=grpo "${RULE[@]}" --resume 2>"$W/cut2.log" \
+  || { tail -5 "$W/cut2.log"; echo "FAIL grpo resumed run"; exit 1; }
+grep -q "resuming from" "$W/cut2.log" || bad "the second run did not say it resumed"
+d=$("$BIN/rlhf_eval" weights-diff --a "$(ck "$W/full")/model.h5" --b "$(ck "$W/cut")/model.h5" 2>/dev/null | tail -n 1 | jq '.max_abs_diff')
+awk -v d="$d" 'BEGIN {exit !(d == 0)}' && ok "stop at 2 + resume = uninterrupted (max |dw| = $d)" \
+  || bad "resume not exact: max |dw| = $d"
+
+M=$W/full/metrics.jsonl
+[ "$(jq -c -s 'map(.step)' "$M")" = "[1,2,3,4]" ] || bad "metrics steps $(jq -c -s 'map(.step)' "$M")"
+# GRPO with n = 4: every group sums to 0, |Â| <= (n-1)/sqrt(n) = 1.5 (one outlier against 3 equal).
+jq -e -s 'all(.[]; (.adv_seq_mean | fabs) < 1e-5 and .adv_abs_mean >= 0 and .adv_abs_max <= 1.5 + 1e-5
+          and .groups_tied >= 0 and .groups_tied <= 1 and .value_loss == 0 and .critic_grad_norm == 0)' "$M" >/dev/null \
+  && jq -e -s 'any(.[]; .adv_abs_mean > 0.1)' "$M" >/dev/null \
+  && ok "group advantages sane: $(jq -c -s 'map({adv_seq_mean, adv_abs_mean, adv_abs_max, groups_tied})[0]' "$M")" \
+  || bad "group advantages: $(jq -c -s 'map({adv_seq_mean, adv_abs_mean, adv_abs_max, groups_tied, value_loss})' "$M")"
+
+jq -e -s 'length == 16 and all(.[]; (.rm_score - .hidden_score | fabs) < 1e-6)' "$W/full/samples.jsonl" >/dev/null \
+  && ok "rule reward: logged raw scores = hidden scores (16 samples)" \
+  || bad "rule reward: $(jq -c -s 'map([.rm_score, .hidden_score])' "$W/full/samples.jsonl")"
+
+for a in rloo reinforce_pp; do
+  extra=(); [ $a = reinforce_pp ] && extra=("${RULE[@]}")
+  ppo --set run.dir="$W/$a" --set ppo.advantage=$a "${extra[@]}" --set train.max_steps=1 --set ckpt.every=0 2>"$W/$a.log" \
+    && [ -z "$(find "$W/$a" -name critic.h5)" ] && jq -e '((if has("adv_seq_mean") then .adv_seq_mean else .adv_mean end) | fabs) < 1e-5' "$W/$a/metrics.jsonl" >/dev/null \
+    && ok "$a: one iteration, no critic.h5, mean advantage ~ 0" || bad "$a: $(tail -n 3 "$W/$a.log")"
+done
+if ppo --set run.dir="$W/bad" --set ppo.advantage=grpo --set ppo.samples_per_prompt=1 2>"$W/bad.log"; then
+  bad "grpo with ppo.samples_per_prompt: 1 ran"
+else
+  grep -q "ppo.samples_per_prompt = 1" "$W/bad.log" && ok "grpo with 1 sample per prompt fails naming ppo.samples_per_prompt" \
+    || bad "error does not name the key: $(tail -n 2 "$W/bad.log")"
+fi
+if ppo --set run.dir="$W/bad2" --set ppo.advantage=grpo "${RULE[@]}" --set ppo.reward_rule=nope 2>"$W/bad2.log"; then
+  bad "an unknown ppo.reward_rule ran"
+else
+  grep -q "ppo.reward_rule = 'nope'.*registered: synth_hidden" "$W/bad2.log" && ok "unknown rule fails listing synth_hidden" \
+    || bad "unknown rule error: $(tail -n 2 "$W/bad2.log")"
+fi
+[ $fail = 0 ] && echo PASS
+exit $fail
