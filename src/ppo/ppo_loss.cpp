@@ -31,6 +31,8 @@ torch::Tensor kl_penalty(const torch::Tensor& logp, const torch::Tensor& ref_log
   switch (estimator) {
     case KlEstimator::K1:
       return logp - ref_logp;                              // [B, T]
+    case KlEstimator::K2:
+      return 0.5 * (logp - ref_logp).pow(2);               // [B, T] ≥ 0
     case KlEstimator::K3: {
       const torch::Tensor log_ratio =
           (ref_logp - logp).clamp(-kK3LogRatioClamp, kK3LogRatioClamp);  // [B, T] log(p_ref / p)

@@ -17,11 +17,11 @@
 
 namespace rlhf {
 
-enum class KlEstimator { K1, K3 };
+enum class KlEstimator { K1, K2, K3 };
 
 // Per-token KL estimate of KL(π_θ || π_ref) from samples of π_θ (Schulman 2020, "Approximating
-// KL divergence"):  k1 = logp - ref_logp;  k3 = (ρ - 1) - log ρ  with ρ = exp(ref_logp - logp).
-// k3 is unbiased and non-negative per token. Bounded as verl does: the log-ratio is clamped to
+// KL divergence"):  k1 = logp - ref_logp;  k2 = (logp - ref_logp)² / 2;  k3 = (ρ - 1) - log ρ
+// with ρ = exp(ref_logp - logp). k1 and k3 are unbiased, k2 and k3 non-negative per token. Bounded as verl does: the log-ratio is clamped to
 // [-kK3LogRatioClamp, +kK3LogRatioClamp] before exp (exp(30) would dominate a batch), the result
 // to [0, kK3Max]. logp, ref_logp [B, T] -> [B, T] (no masking).
 constexpr double kK3LogRatioClamp = 20.0;

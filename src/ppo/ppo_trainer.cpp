@@ -58,6 +58,15 @@ struct PpoData {
   int64_t max_len = 0, max_prompt = 0;
 };
 
+KlEstimator kl_estimator_of(KlEstimatorKind k) {
+  switch (k) {
+    case KlEstimatorKind::K1: return KlEstimator::K1;
+    case KlEstimatorKind::K2: return KlEstimator::K2;
+    case KlEstimatorKind::K3: return KlEstimator::K3;
+  }
+  return KlEstimator::K1;
+}
+
 PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
   const PpoSection& pc = cfg.ppo;
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a prompts dataset from rlhf_prep");
@@ -457,7 +466,7 @@ int run_ppo(const RunRequest& req) {
                critic ? &loop.optimizer(1) : nullptr, loop.sampler(),
                sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
                ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
-                                 pc.kl_estimator == KlEstimatorKind::K3 ? KlEstimator::K3 : KlEstimator::K1,
+                                 kl_estimator_of(pc.kl_estimator),
                                  pc.gamma, pc.gae_lambda, pc.advantage, pc.samples_per_prompt},
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
                samples, *ms.tokenizer, nets.frozen(),

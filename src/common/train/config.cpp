@@ -248,10 +248,9 @@ std::vector<Field> schema(Config& c, Stage stage) {
   add_string(f, "data.train", &c.data.train);
   add_string(f, "data.eval", &c.data.eval);
   add_int(f, "data.max_seq_len", &c.data.max_seq_len, 0, kMax);
-  if (stage == Stage::RM) {
-    add_string(f, "data.bias_data", &c.data.bias_data);
+  if (stage == Stage::RM || stage == Stage::DPO)  // DPO weights a group's pairs as the RM does
     add_enum(f, "rm.pair_normalizer", &c.rm.pair_normalizer, kPairNormalizerNames);
-  }
+  if (stage == Stage::RM) add_string(f, "data.bias_data", &c.data.bias_data);
   if (stage == Stage::PPO) {
     add_string(f, "data.pretrain", &c.data.pretrain);
     add_string(f, "data.pretrain_eval", &c.data.pretrain_eval);
@@ -280,6 +279,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_double(f, "ppo.kl_target", &p.kl_target, 0, kInf, true);
     add_int(f, "ppo.kl_horizon", &p.kl_horizon, 1, kMax);
     add_enum(f, "ppo.kl_estimator", &p.kl_estimator, kKlEstimatorNames);
+    add_bool(f, "ppo.kl_in_loss", &p.kl_in_loss);
     add_double(f, "ppo.ptx_coef", &p.ptx_coef, 0, kInf);
     add_int(f, "ppo.ptx_batch_size", &p.ptx_batch_size, 1, kMax);
     add_int(f, "ppo.ptx_seq_len", &p.ptx_seq_len, 2, kMax);
@@ -293,6 +293,12 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_int(f, "ppo.log_samples_every", &p.log_samples_every, 0, kMax);
     add_enum(f, "ppo.frozen_dtype", &p.frozen_dtype, kPrecisionNames);
     add_bool(f, "ppo.offload_frozen", &p.offload_frozen);
+  }
+  if (stage == Stage::DPO) {
+    add_double(f, "dpo.beta", &c.dpo.beta, 0, kInf, true);
+    add_enum(f, "dpo.loss", &c.dpo.loss, kDpoLossNames);
+    add_double(f, "dpo.label_smoothing", &c.dpo.label_smoothing, 0, 0.5);
+    add_string(f, "dpo.reference", &c.dpo.reference);
   }
   return f;
 }

@@ -22,8 +22,9 @@ struct ConfigError : Error {
   using Error::Error;
 };
 
-enum class Stage { SFT, RM, PPO };
-inline constexpr EnumNames<Stage, 3> kStageNames{{{Stage::SFT, "sft"}, {Stage::RM, "rm"}, {Stage::PPO, "ppo"}}};
+enum class Stage { SFT, RM, PPO, DPO };
+inline constexpr EnumNames<Stage, 4> kStageNames{
+    {{Stage::SFT, "sft"}, {Stage::RM, "rm"}, {Stage::PPO, "ppo"}, {Stage::DPO, "dpo"}}};
 enum class DeviceKind { CPU, CUDA };
 inline constexpr EnumNames<DeviceKind, 2> kDeviceKindNames{{{DeviceKind::CPU, "cpu"}, {DeviceKind::CUDA, "cuda"}}};
 enum class Precision { FP32, BF16 };
@@ -33,8 +34,14 @@ inline constexpr EnumNames<ResumeMode, 2> kResumeModeNames{{{ResumeMode::Never, 
 enum class LogLevel { Debug, Info, Warn, Error };  // common/train/log.h
 inline constexpr EnumNames<LogLevel, 4> kLogLevelNames{{{LogLevel::Debug, "debug"}, {LogLevel::Info, "info"},
                                                         {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}}};
-enum class KlEstimatorKind { K1, K3 };
-inline constexpr EnumNames<KlEstimatorKind, 2> kKlEstimatorNames{{{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K3, "k3"}}};
+// ppo.kl_estimator: Schulman's k1 = log r, k2 = (log r)^2 / 2, k3 = r - 1 - log r, with
+// log r = log pi(a|s) - log pi_ref(a|s) per token (ppo/advantages.h, ppo/kl_loss.h).
+enum class KlEstimatorKind { K1, K2, K3 };
+inline constexpr EnumNames<KlEstimatorKind, 3> kKlEstimatorNames{
+    {{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K2, "k2"}, {KlEstimatorKind::K3, "k3"}}};
+// dpo.loss: sigmoid (Rafailov et al. 2023, with optional label smoothing) or ipo (Azar et al. 2023).
+enum class DpoLossKind { Sigmoid, Ipo };
+inline constexpr EnumNames<DpoLossKind, 2> kDpoLossNames{{{DpoLossKind::Sigmoid, "sigmoid"}, {DpoLossKind::Ipo, "ipo"}}};
 // ppo.advantage: GAE with a critic, or a critic-free estimator (ppo/advantages.h, ppo/critic_free.h).
 enum class AdvantageKind { Gae, Grpo, DrGrpo, Rloo, ReinforcePp };
 inline constexpr EnumNames<AdvantageKind, 5> kAdvantageNames{
@@ -119,6 +126,7 @@ struct PpoSection {
   double kl_target = 6.0;
   int64_t kl_horizon = 10000;
   KlEstimatorKind kl_estimator = KlEstimatorKind::K1;
+  bool kl_in_loss = false;      // true: β·KL (kl_estimator) is a loss term, not a reward penalty
   double ptx_coef = 0.0;        // γ_ptx; InstructGPT used 27.8; 0 = off
   int64_t ptx_batch_size = 8;   // pretraining sequences per optimizer step, global
   int64_t ptx_seq_len = 64;
@@ -134,6 +142,13 @@ struct PpoSection {
   int64_t log_samples_every = 0;  // 0 = off; every N iterations a few rollouts to run.dir/samples.jsonl
 };
 
+struct DpoSection {
+  double beta = 0.1;            // β: strength of the implicit KL to the reference
+  DpoLossKind loss = DpoLossKind::Sigmoid;
+  double label_smoothing = 0.0;  // sigmoid only: the assumed rate of flipped preferences, [0, 0.5)
+  std::string reference;        // the frozen reference policy; "" = init (the SFT checkpoint)
+};
+
 struct Config {
   Stage stage = Stage::SFT;
   RunSection run;
@@ -147,6 +162,7 @@ struct Config {
   DistSection dist;
   RmSection rm;
   PpoSection ppo;
+  DpoSection dpo;
 };
 
 std::string stage_name(Stage s);

@@ -53,6 +53,11 @@ std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
   switch (stage) {
     case Stage::SFT: out.push_back({"policy", base, false, true}); break;
     case Stage::RM: out.push_back({"reward model", base, true, true}); break;
+    case Stage::DPO:  // the policy and its frozen reference (dpo.reference, default init)
+      out.push_back({"policy", base, false, true});
+      out.push_back({"reference", cfg.dpo.reference.empty() ? base : header_config(cfg.dpo.reference, "dpo.reference"),
+                     false, false});
+      break;
     case Stage::PPO: {
       RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint");
       // ppo.reward: rule loads no reward model; a critic-free ppo.advantage builds no critic.
@@ -75,7 +80,7 @@ std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
   const bool bf16 = stage == Stage::PPO && cfg.ppo.frozen_dtype == Precision::BF16;
   for (auto& m : out) {
     m.lora = m.trainable && cfg.lora.enabled();
-    m.shared = m.role == "reference" && cfg.lora.enabled();
+    m.shared = m.role == "reference" && cfg.lora.enabled();  // the base, adapters off (PPO, DPO)
     m.frozen_bf16 = bf16 && (!m.trainable || m.lora);
     m.offloaded = stage == Stage::PPO && cfg.ppo.offload_frozen && !m.trainable && !m.shared;
   }

@@ -40,7 +40,8 @@ RunRequest parse_run_args(Stage stage, int argc, char** argv) {
   const std::string exe = stage_name(stage) + "_train";
   CLI::App app{exe + ": " + (stage == Stage::SFT  ? "supervised fine-tuning (stage 1)"
                              : stage == Stage::RM ? "reward model training (stage 2)"
-                                                  : "PPO-ptx against the reward model (stage 3)")};
+                             : stage == Stage::DPO ? "direct preference optimisation from ranked data"
+                                                   : "PPO-ptx against the reward model (stage 3)")};
   std::string config_file;
   std::vector<std::string> sets;
   bool resume = false;
