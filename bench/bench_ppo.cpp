@@ -12,6 +12,12 @@
 // over --iters iterations) and tokens_per_s = B·N / total_s (response tokens per second of whole
 // iterations). --dtype bf16: CUDA autocast to bfloat16 around every forward, fp32 master
 // weights; refused on CPU. Run with no flags for a small CPU case.
+// Memory options, as ppo_train's (issue 16): --lora-rank R puts LoRA adapters (alpha 2R, every
+// projection) on actor and critic, trains only them (and the critic's head), and makes the
+// reference the actor's base with its adapters off; --frozen-bf16 keeps the frozen weights in
+// bf16 (ppo.frozen_dtype: bf16: reward model and a separate reference; with LoRA the actor's and
+// critic's base, which needs --device cuda --dtype bf16); --offload-frozen keeps the reward model
+// (and a separate reference) on the CPU outside the scoring phase (ppo.offload_frozen).
 #include <cmath>
 #include <iostream>
 
@@ -21,6 +27,8 @@
 #include "common/core/compat.h"
 #include "common/dist/dist.h"
 #include "common/train/optimizer.h"
+#include "common/model/lora.h"
+#include "ppo/frozen.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
@@ -31,6 +39,8 @@ struct PpoArgs {
   int64_t batch = 8, prompt_len = 16, new_tokens = 32, minibatch = 4;
   double kl_coef = 0.05, gamma = 1.0, lam = 0.95, clip_eps = 0.2, value_clip = 0.2, vf_coef = 0.1,
          lr = 1e-5, grad_clip = 1.0;
+  int64_t lora_rank = 0;
+  bool frozen_bf16 = false, offload_frozen = false;
 };
 
 static int run(int argc, char** argv) {
@@ -47,6 +57,10 @@ static int run(int argc, char** argv) {
   app.add_option("--minibatch", p.minibatch, "rows per PPO optimisation step")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", p.lr, "AdamW learning rate (actor and critic)")->capture_default_str();
+  app.add_option("--lora-rank", p.lora_rank, "LoRA rank on actor and critic (0 = full fine-tuning)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_flag("--frozen-bf16", p.frozen_bf16, "frozen weights in bf16 (ppo.frozen_dtype: bf16)");
+  app.add_flag("--offload-frozen", p.offload_frozen, "reward model (+ reference) on the CPU between scoring phases");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -66,29 +80,53 @@ static int run(int argc, char** argv) {
   RLHF_CHECK(p.batch % p.minibatch == 0, "--batch {} must be a multiple of --minibatch {}",
              p.batch, p.minibatch);
 
+  // Built on the CPU, adapted and cast as ppo_train does (ppo_setup.cpp), then moved.
   auto make_lm = [&](uint64_t s) {
     torch::manual_seed(s);
-    CausalLM m(mc);
-    m->to(dev);
-    return m;
+    return CausalLM(mc);
   };
   auto make_scalar = [&](uint64_t s) {
     torch::manual_seed(s);
-    ScalarModel m(mc);
-    m->to(dev);
-    return m;
+    return ScalarModel(mc);
   };
-  CausalLM actor = make_lm(a.seed), ref = make_lm(a.seed);
+  const bool lora = p.lora_rank > 0;
+  CausalLM actor = make_lm(a.seed), ref = lora ? actor : make_lm(a.seed);
   ScalarModel rm = make_scalar(a.seed + 7), critic = make_scalar(a.seed + 7);
-  ref->eval();
-  rm->eval();
-  for (auto& q : ref->parameters()) q.set_requires_grad(false);
+  if (lora) {
+    LoraInfo info;
+    info.opt.rank = p.lora_rank;
+    info.opt.alpha = 2.0 * static_cast<double>(p.lora_rank);
+    info.base = "(random weights)";
+    attach_lora(*actor, info);
+    attach_lora(*critic, info);
+  }
   for (auto& q : rm->parameters()) q.set_requires_grad(false);
+  if (!lora)
+    for (auto& q : ref->parameters()) q.set_requires_grad(false);
+  Config fc;  // ppo.frozen_dtype's settings for apply_frozen_dtype
+  fc.ppo.frozen_dtype = p.frozen_bf16 ? Precision::BF16 : Precision::FP32;
+  fc.lora.rank = p.lora_rank;
+  fc.train.device = dev.is_cuda() ? DeviceKind::CUDA : DeviceKind::CPU;
+  fc.train.precision = dtype == Dtype::BF16 ? Precision::BF16 : Precision::FP32;
+  const int64_t cast = apply_frozen_dtype(fc, dev, *rm, lora ? nullptr : ref.get(),
+                                          lora ? std::vector<torch::nn::Module*>{actor.get(), critic.get()}
+                                               : std::vector<torch::nn::Module*>{});
+  std::vector<torch::nn::Module*> frozen{rm.get()};
+  if (!lora) frozen.push_back(ref.get());
+  actor->to(dev);
+  critic->to(dev);
+  for (auto* m : frozen) {
+    m->eval();
+    if (!p.offload_frozen) m->to(dev);
+  }
   PpoModels models{actor, ref, rm, critic};
   AdamW actor_opt(named_params(*actor), 0.9, 0.95, 1e-8, 0.0);
   AdamW critic_opt(named_params(*critic), 0.9, 0.95, 1e-8, 0.0);
   Communicator& comm = world();
   const int64_t n_params = count_params(*actor);
+  int64_t trained = 0;
+  for (const auto& q : named_params(*actor)) trained += q.param.numel();
+  for (const auto& q : named_params(*critic)) trained += q.param.numel();
 
   auto prompts = random_tokens(p.batch, p.prompt_len, mc.vocab_size, a.seed + 1, dev);  // [B, P]
   auto pmask = torch::ones({p.batch, p.prompt_len}, torch::dtype(torch::kBool).device(dev));
@@ -118,7 +156,10 @@ static int run(int argc, char** argv) {
     Rollout r = generate_rollout(actor, prompts, pmask, sc, seed);
     const double g = t.seconds();
     t.reset();
-    make_experience(models, r, exp, comm);
+    {
+      OnDeviceScope resident(frozen, dev, p.offload_frozen);
+      make_experience(models, r, exp, comm);
+    }
     const double s = t.seconds();
     t.reset();
     upd.shuffle_seed = seed;
@@ -152,6 +193,11 @@ static int run(int argc, char** argv) {
   out["params"]["minibatch"] = p.minibatch;
   out["params"]["top_k"] = 0;  // PPO samples the full distribution (ppo_trainer refuses top-k)
   out["params"]["ppo_epochs"] = 1;
+  out["params"]["lora_rank"] = p.lora_rank;
+  out["params"]["frozen_dtype"] = p.frozen_bf16 ? "bf16" : "fp32";
+  out["params"]["offload_frozen"] = p.offload_frozen;
+  out["trained_params"] = trained;  // actor + critic
+  out["frozen_params_bf16"] = cast;
   out["model"] = model_json(mc, a, n_params);
   out["tokens_per_s"] = static_cast<double>(p.batch * p.new_tokens) / total;
   out["time_generate_s"] = t_gen;

@@ -229,6 +229,13 @@ if [ -x "$BIN/bench_ppo" ]; then
     [ "$SET" != 124m ] && run_case ppo_gpt2_1.5b ours 150 "$BIN/bench_ppo" --preset gpt2-1.5b \
       --device "$DEVICE" --dtype $DT --batch 32 --prompt-len 128 --new-tokens 128 --minibatch 8 \
       --checkpointing --warmup 1 --iters 1
+    # Issue 16's evidence: an 8B-class Llama (Llama-3-8B shapes, random weights) PPO iteration on
+    # one GPU with LoRA actor/critic (the reference = the actor's base) and the frozen weights in
+    # bf16. Built in fp32 on the host first (~96 GB of host memory for actor, critic and RM).
+    [ "$SET" != 124m ] && [ "$DT" = bf16 ] && run_case ppo_llama_8b_lora ours 420 "$BIN/bench_ppo" \
+      --family llama --n-layer 32 --d-model 4096 --n-head 32 --n-kv-head 8 --d-ff 14336 --vocab 128256 \
+      --max-seq-len 512 --device "$DEVICE" --dtype bf16 --batch 8 --prompt-len 128 --new-tokens 128 \
+      --minibatch 4 --checkpointing --lora-rank 16 --frozen-bf16 --warmup 0 --iters 1
   fi
 fi
 

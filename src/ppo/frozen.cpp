@@ -30,7 +30,7 @@ int64_t apply_frozen_dtype(const Config& cfg, const torch::Device& dev, torch::n
   for (torch::nn::Module* m : lora_models)
     for (auto& p : m->named_parameters()) {
       torch::Tensor t = p.value();
-      if (is_lora_name(p.key()) || t.requires_grad() || p.key().rfind("score.", 0) == 0) continue;
+      if (lora_owns(p.key(), t)) continue;  // trained, or stored with the adapters: stays fp32
       n += t.numel();
       t.set_data(t.to(torch::kBFloat16));
     }

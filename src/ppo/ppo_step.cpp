@@ -7,6 +7,7 @@
 #include "common/model/lm_loss.h"
 #include "common/train/train_common.h"
 #include "ppo/critic_free.h"
+#include "ppo/kl_loss.h"
 
 namespace rlhf {
 
@@ -23,9 +24,10 @@ void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Co
     ro.ref_logp = response_logprobs(m.reference, ro, opt.temperature).masked_fill(off, 0);  // [B, N]
   }
   ro.kl = kl_penalty(ro.old_logp, ro.ref_logp, opt.estimator).masked_fill(off, 0);       // [B, N]
-  ro.rewards = compute_rewards(ro.kl, ro.score, ro.response_mask, opt.kl_coef);          // [B, N]
+  const double reward_kl = opt.kl_in_loss ? 0.0 : opt.kl_coef;  // else β·KL is a loss term
+  ro.rewards = compute_rewards(ro.kl, ro.score, ro.response_mask, reward_kl);            // [B, N]
   if (!uses_critic(opt.advantage)) {
-    critic_free_advantages(ro, opt.advantage, opt.group, opt.kl_coef, comm);
+    critic_free_advantages(ro, opt.advantage, opt.group, reward_kl, comm);
     return;
   }
   EvalMode critic_eval(*m.critic);
@@ -108,6 +110,11 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
       vl = value_loss(values, mb.old_values, mb.returns, mb.response_mask, opt.value_clip, tokens);
       loss = loss + opt.vf_coef * vl.loss;
     }
+    torch::Tensor kl_term;
+    if (opt.kl_loss_coef > 0) {  // ppo.kl_in_loss: β · Σ k(logp − ref_logp) / the minibatch's tokens
+      kl_term = kl_loss(logp, mb.ref_logp, mb.response_mask, opt.kl_estimator, opt.kl_loss_coef, tokens);
+      loss = loss + kl_term;
+    }
     // The ptx windows, spread over the micro-batches (the first ptx_rows % accum take one more).
     const int64_t p0 = a * (ptx_rows / accum) + std::min(a, ptx_rows % accum);
     const int64_t pn = ptx_rows / accum + (a < ptx_rows % accum ? 1 : 0);
@@ -129,6 +136,7 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
     st.clip_frac += pl.clip_frac.item<double>();
     st.value_clip_frac += vl.clip_frac.item<double>();
     st.approx_kl += pl.approx_kl.item<double>();
+    if (kl_term.defined()) st.kl_loss += kl_term.item<double>();
     st.entropy += entropy.detach().masked_fill(mb.response_mask.logical_not(), 0).sum().item<double>() / tokens;
     ++st.micro_batches;
   }
@@ -189,6 +197,7 @@ nlohmann::json ppo_metrics(const Rollout& ro, const UpdateStats& st, const Itera
       {"policy_loss", per_step(st.policy_loss)}, {"value_loss", per_step(st.value_loss)},
       {"clip_frac", per_step(st.clip_frac)}, {"value_clip_frac", per_step(st.value_clip_frac)},
       {"approx_kl", per_step(st.approx_kl)}, {"entropy", per_step(st.entropy)},
+      {"kl_loss", per_step(st.kl_loss)},
       {"ptx_loss", gsum(st.ptx_nll) / std::max(1.0, gsum(st.ptx_tokens))},
       {"response_length", gen_tokens / B},
       {"eos_rate", gsum(ro.has_eos.to(torch::kFloat).sum().item<double>()) / B},

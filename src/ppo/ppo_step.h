@@ -4,6 +4,8 @@
 //                    shaped rewards → GAE → advantages whitened over all ranks
 //   ppo_update       epochs × minibatches × micro-batches of
 //                    policy loss + vf_coef · value loss + ptx_coef · LM loss, optimizer steps
+//                    (+ β · KL as a loss term with ppo.kl_in_loss, kl_loss.h, instead of the
+//                    −β·KL_t rewards: GRPO's form)
 //   ppo_metrics      the iteration's metrics row (global over ranks)
 //
 // The objective (InstructGPT, Ouyang et al. 2022, eq. 2), maximised over the policy φ:
@@ -57,6 +59,7 @@ struct ExperienceOptions {
   double score_clip = 0.0;      // 0 = off; else the score is clipped to ±score_clip
   double kl_coef = 0.0;         // β of this iteration
   KlEstimator estimator = KlEstimator::K1;
+  bool kl_in_loss = false;      // ppo.kl_in_loss: no KL in the rewards (ppo_update adds kl_loss.h)
   double gamma = 1.0, gae_lambda = 0.95;
   AdvantageKind advantage = AdvantageKind::Gae;  // not Gae: critic_free.h, m.critic unused
   int64_t group = 1;  // ppo.samples_per_prompt: consecutive rows per prompt
@@ -84,15 +87,18 @@ struct UpdateOptions {
   int64_t ptx_rows = 0, ptx_seq_len = 0;
   double ptx_coef = 0.0;
   uint64_t ptx_seed = 0;
+  // ppo.kl_in_loss: + kl_loss_coef · kl_loss (kl_loss.h) with kl_estimator; 0 = KL in the reward.
+  double kl_loss_coef = 0.0;
+  KlEstimator kl_estimator = KlEstimator::K1;
 };
 
 // Sums over this rank's micro-batches of their shares of each minibatch's global token mean:
 // all-reduced (sum) and divided by optimizer_steps, they are the mean over minibatches of the
 // minibatch losses (ppo_metrics). ptx_nll / ptx_tokens: this rank's plain sums.
 struct UpdateStats {
-  double loss = 0;  // policy loss + vf_coef · value loss
+  double loss = 0;  // policy loss + vf_coef · value loss (+ the KL loss term)
   double policy_loss = 0, value_loss = 0, clip_frac = 0, value_clip_frac = 0, approx_kl = 0,
-         entropy = 0;
+         entropy = 0, kl_loss = 0;
   double ptx_nll = 0, ptx_tokens = 0;
   int64_t micro_batches = 0, optimizer_steps = 0, skipped = 0;
   double grad_norm = 0, critic_grad_norm = 0;  // of the last optimizer step

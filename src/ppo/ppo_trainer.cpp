@@ -19,216 +19,16 @@
 #include "ppo/policy_eval.h"
 #include "ppo/critic_free.h"
 #include "ppo/ppo_loss.h"
+#include "ppo/reward_command.h"
 #include "ppo/reward_rules.h"
 #include "ppo/frozen.h"
+#include "ppo/ppo_setup.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
 
 namespace rlhf {
 
 namespace {
-
-// PPO differentiates log π(a|s) of the distribution the rollouts were drawn from. That is
-// softmax(logits / temperature), so every log-prob forward uses the sampling temperature; a
-// top-k / top-p filter would make the sampling distribution a different, truncated one (and
-// greedy sampling has no density), so they are refused here (rlhf_eval sample keeps them).
-void check_ppo_sampling(const PpoSection& pc, int64_t vocab_size) {
-  RLHF_CHECK(pc.temperature > 0, "ppo.temperature = {}: PPO needs a sampling distribution to "
-             "differentiate; greedy decoding (0) has none. Use a temperature > 0 (1.0 is usual)",
-             pc.temperature);
-  RLHF_CHECK(pc.top_k == 0 || pc.top_k >= vocab_size, "ppo.top_k = {}: PPO's log-probs, ratio and "
-             "KL are those of the full softmax(logits / temperature); top-k sampling draws from a "
-             "truncated distribution they do not describe. Set ppo.top_k: 0 (top-k stays available "
-             "in `rlhf_eval sample`)", pc.top_k);
-  RLHF_CHECK(pc.top_p >= 1.0, "ppo.top_p = {}: PPO's log-probs, ratio and KL are those of the full "
-             "softmax(logits / temperature); nucleus sampling draws from a truncated distribution "
-             "they do not describe. Set ppo.top_p: 1.0 (it stays available in `rlhf_eval sample`)",
-             pc.top_p);
-}
-
-void freeze(torch::nn::Module& m) {
-  for (auto& p : m.parameters()) p.set_requires_grad(false);
-  m.eval();
-}
-
-// What the iterations read: prompts, the ptx corpus and its held-out stream, held-out prompts.
-struct PpoData {
-  PromptData prompts, eval;
-  PretrainData ptx, ptx_eval;
-  int64_t max_len = 0, max_prompt = 0;
-};
-
-KlEstimator kl_estimator_of(KlEstimatorKind k) {
-  switch (k) {
-    case KlEstimatorKind::K1: return KlEstimator::K1;
-    case KlEstimatorKind::K2: return KlEstimator::K2;
-    case KlEstimatorKind::K3: return KlEstimator::K3;
-  }
-  return KlEstimator::K1;
-}
-
-PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
-  const PpoSection& pc = cfg.ppo;
-  RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a prompts dataset from rlhf_prep");
-  RLHF_CHECK(pc.ptx_coef == 0 || !cfg.data.pretrain.empty(),
-             "ppo.ptx_coef = {} but data.pretrain is not set", pc.ptx_coef);
-  PpoData d;
-  d.prompts = from_key("data.train", [&] { return PromptData::load(cfg.data.train, ms.tok.identity); });
-  if (!cfg.data.pretrain.empty())
-    d.ptx = from_key("data.pretrain", [&] { return PretrainData::load(cfg.data.pretrain, ms.tok.identity); });
-  if (!cfg.data.pretrain_eval.empty())
-    d.ptx_eval = from_key("data.pretrain_eval",
-                          [&] { return PretrainData::load(cfg.data.pretrain_eval, ms.tok.identity); });
-  if (!cfg.data.eval.empty())
-    d.eval = from_key("data.eval", [&] { return PromptData::load(cfg.data.eval, ms.tok.identity); });
-  d.max_len = seq_len_limit(cfg, ms.cfg);
-  d.max_prompt = d.max_len - pc.max_new_tokens;
-  RLHF_CHECK(d.max_prompt >= 2, "ppo.max_new_tokens = {} leaves no room for a prompt in {} tokens",
-             pc.max_new_tokens, d.max_len);
-  return d;
-}
-
-// The four models: actor and reference from SFT, the reward model frozen (with its fitted bias),
-// the critic from ppo.critic_init (default: the RM) with a fresh head. No dropout (see run_ppo).
-struct PpoNets {
-  CausalLM actor{nullptr}, reference{nullptr};
-  ScalarModel reward{nullptr}, critic{nullptr};
-  PpoModels view() { return {actor, reference, reward, critic}; }
-  // The models that only score: the reward model, and the reference unless it is the actor's base.
-  std::vector<torch::nn::Module*> frozen() {
-    std::vector<torch::nn::Module*> f;
-    if (!reward.is_empty()) f.push_back(reward.get());  // none with ppo.reward: rule
-    if (reference.ptr() != actor.ptr()) f.push_back(reference.get());
-    return f;
-  }
-  std::vector<torch::nn::Module*> lora_models() {
-    if (critic.is_empty()) return {actor.get()};
-    return {actor.get(), critic.get()};
-  }
-};
-
-// The frozen reward model of ppo.reward_model (kind scalar, the policy's tokenizer and template).
-ScalarModel load_reward_model(const PpoSection& pc, const ModelSetup& ms, ModelFile& rm_file, bool root) {
-  RLHF_CHECK(!pc.reward_model.empty(), "ppo.reward_model is not set: give the RM checkpoint "
-             "(or ppo.reward: rule with ppo.reward_rule)");
-  const std::string rm_path = from_key("ppo.reward_model", [&] { return resolve_model_path(pc.reward_model); });
-  rm_file = from_key("ppo.reward_model", [&] { return read_model_h5(rm_path); });
-  RLHF_CHECK(rm_file.kind == "scalar", "{}: ppo.reward_model must be a reward model (kind scalar), "
-             "found '{}'", rm_path, rm_file.kind);
-  RLHF_CHECK(rm_file.tok.identity == ms.tok.identity, "reward model tokenizer '{}' ({}) differs "
-             "from the policy's '{}'", rm_file.tok.identity, rm_path, ms.tok.identity);
-  RLHF_CHECK(rm_file.tok.chat_template == ms.tok.chat_template,
-             "{}: the reward model was trained with chat template '{}' but the policy and its "
-             "prompts use '{}'", rm_path, rm_file.tok.chat_template.empty() ? "(none: plain rows)"
-             : rm_file.tok.chat_template_name, ms.tok.chat_template.empty() ? "(none: plain rows)"
-             : ms.tok.chat_template_name);
-  ScalarModel rm(rm_file.cfg);
-  load_parameters(*rm, rm_file);
-  if (root && !rm_file.extra.value("bias_fitted", false))
-    log_warn("# warning: {} has no fitted bias (rm_train without data.bias_data)", rm_path);
-  return rm;
-}
-
-// The critic from ppo.critic_init (default: the reward model's file rm_file) with a fresh head.
-ScalarModel load_critic(const Config& cfg, const ModelFile& rm_file) {
-  const PpoSection& pc = cfg.ppo;
-  RLHF_CHECK(!pc.critic_init.empty() || pc.reward == RewardKind::Rm, "ppo.advantage: gae with "
-             "ppo.reward: rule needs ppo.critic_init (the critic is otherwise initialised from the "
-             "reward model, which a rule reward does not load)");
-  ModelFile critic_file = pc.critic_init.empty() ? rm_file : from_key("ppo.critic_init", [&] {
-    return read_model_h5(resolve_model_path(pc.critic_init));
-  });
-  ModelConfig critic_cfg = critic_file.cfg;
-  critic_cfg.dropout = 0.0;
-  ScalarModel critic(critic_cfg);
-  load_parameters(*critic, critic_file, {"score.weight", "score.bias"}, true);
-  attach_configured_lora(*critic, cfg.lora, &critic_file, "the critic");
-  return critic;
-}
-
-PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
-  const PpoSection& pc = cfg.ppo;
-  torch::manual_seed(cfg.run.seed);
-  PpoNets n;
-  ModelFile sft_file = read_model_h5(ms.init_path);
-  n.actor = CausalLM(ms.cfg);
-  load_parameters(*n.actor, sft_file);
-  // With LoRA the reference policy is the actor's frozen base (adapters off, lora.h): one copy of
-  // the base weights serves both.
-  if (cfg.lora.enabled()) {
-    attach_configured_lora(*n.actor, cfg.lora, &sft_file, "the actor");
-    n.reference = n.actor;
-    if (root) log_info("# ppo: LoRA actor and critic; reference policy = the actor's base (adapters off)");
-  } else {
-    n.reference = CausalLM(ms.cfg);
-    load_parameters(*n.reference, sft_file);
-  }
-  sft_file.tensors.clear();
-  ModelFile rm_file;
-  if (pc.reward == RewardKind::Rm) n.reward = load_reward_model(pc, ms, rm_file, root);  // else a rule
-  if (uses_critic(pc.advantage)) n.critic = load_critic(cfg, rm_file);  // else critic-free
-  const bool lora = cfg.lora.enabled();
-  torch::nn::Module no_reward;
-  const int64_t cast = apply_frozen_dtype(cfg, dev, n.reward.is_empty() ? no_reward : *n.reward,
-                                          lora ? nullptr : n.reference.get(),
-                                          lora ? n.lora_models() : std::vector<torch::nn::Module*>{});
-  if (root && cast > 0) log_info("# ppo: {} frozen parameters kept in bf16 (ppo.frozen_dtype)", cast);
-  n.actor->to(dev);
-  if (!n.critic.is_empty()) n.critic->to(dev);
-  for (torch::nn::Module* m : n.frozen())  // ppo.offload_frozen: on the CPU until scoring
-    if (!pc.offload_frozen) m->to(dev);
-  if (!lora) freeze(*n.reference);
-  if (!n.reward.is_empty()) freeze(*n.reward);
-  return n;
-}
-
-// The per-iteration update options that do not change between iterations.
-UpdateOptions base_update_options(const Config& cfg, const PpoData& d, int world) {
-  const PpoSection& pc = cfg.ppo;
-  UpdateOptions u;
-  const int64_t minibatch = pc.minibatch_size > 0 ? pc.minibatch_size : cfg.train.global_batch_size;
-  RLHF_CHECK(cfg.train.global_batch_size % minibatch == 0,
-             "train.global_batch_size = {} is not divisible by ppo.minibatch_size = {}",
-             cfg.train.global_batch_size, minibatch);
-  // micro_batch_size counts rollout rows: ppo.samples_per_prompt per prompt.
-  RLHF_CHECK(minibatch % world == 0, "ppo.minibatch_size = {} prompts does not split over {} ranks "
-             "(a prompt's group of ppo.samples_per_prompt responses stays on one rank)", minibatch, world);
-  accumulation_steps(minibatch * pc.samples_per_prompt, cfg.train.micro_batch_size, world,
-                     "ppo.minibatch_size");  // checks
-  u.epochs = pc.ppo_epochs;
-  u.minibatch_rows = minibatch / world * pc.samples_per_prompt;  // a prompt's group stays together
-  u.micro_rows = cfg.train.micro_batch_size;
-  u.temperature = pc.temperature;
-  u.clip_eps = pc.clip_eps;
-  u.value_clip = pc.value_clip;
-  u.vf_coef = pc.vf_coef;
-  u.grad_clip = cfg.train.grad_clip;
-  u.bucket_mb = cfg.dist.bucket_mb;
-  if (pc.ptx_coef > 0) {
-    u.ptx = &d.ptx;
-    u.ptx_rows = accumulation_steps(pc.ptx_batch_size, 1, world, "ppo.ptx_batch_size");
-    u.ptx_seq_len = pc.ptx_seq_len;
-    u.ptx_coef = pc.ptx_coef;
-    RLHF_CHECK(d.ptx.size() > pc.ptx_seq_len + 1, "data.pretrain has {} tokens, fewer than "
-               "ppo.ptx_seq_len", d.ptx.size());
-  }
-  return u;
-}
-
-// The SFT checkpoint's model set-up for PPO: sampler checked, dropout off. No dropout in PPO:
-// old log-probs and values are computed without it, so dropout in the update would make the
-// first ratio differ from 1 by noise that clipping then acts on.
-ModelSetup ppo_model_setup(const Config& cfg, bool root) {
-  RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint (init: runs/x/sft)");
-  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
-                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
-  check_ppo_sampling(cfg.ppo, ms.cfg.vocab_size);
-  if (ms.cfg.dropout > 0 && root)
-    log_info("# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
-             "noise would enter the PPO ratio)", ms.cfg.dropout);
-  ms.cfg.dropout = 0.0;
-  return ms;
-}
 
 // Rollouts written to run.dir/samples.jsonl every ppo.log_samples_every iterations (rank 0's first
 // rows; on the embedded task with the hidden score).
@@ -304,9 +104,13 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
   it.exp.kl_coef = beta;
+  it.upd.kl_loss_coef = cfg.ppo.kl_in_loss ? beta : 0.0;  // ppo.kl_in_loss: β in the loss instead
   {
     OnDeviceScope resident(it.frozen, it.dev, it.cfg.ppo.offload_frozen);
     if (it.rule) ro.raw_score = rule_scores(it.rule, ro, it.data.prompts, idx, it.tok);  // [B]
+    if (cfg.ppo.reward == RewardKind::Command)  // [B]; a failure: StepAbortedError (checkpoint)
+      ro.raw_score = command_scores(cfg.ppo.reward_command, cfg.ppo.reward_timeout_s, ro,
+                                    it.data.prompts, idx, it.tok, it.comm);
     make_experience(it.models, ro, it.exp, it.comm);
   }
   times.score = seconds_since(t1);
@@ -418,9 +222,13 @@ int run_ppo(const RunRequest& req) {
     RLHF_CHECK(pc.reward_rule != "synth_hidden" || data.prompts.meta.source == "synth",
                "ppo.reward_rule: synth_hidden scores the embedded task's prompts, but data.train "
                "comes from '{}'", data.prompts.meta.source);
-    RLHF_CHECK(data.eval.size() == 0, "data.eval with ppo.reward: rule: the held-out evaluation "
-               "scores with a reward model; set data.eval: (empty) for now");
   }
+  RLHF_CHECK(pc.reward != RewardKind::Command || !pc.reward_command.empty(),
+             "ppo.reward: command needs ppo.reward_command (a program that reads JSONL rows on "
+             "stdin and answers one number per line; see docs/CONFIG.md)");
+  RLHF_CHECK(pc.reward == RewardKind::Rm || data.eval.size() == 0, "data.eval with ppo.reward: {}: "
+             "the held-out evaluation scores with a reward model; set data.eval: (empty) for now",
+             kRewardNames.name(pc.reward));
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
 
@@ -466,7 +274,7 @@ int run_ppo(const RunRequest& req) {
                critic ? &loop.optimizer(1) : nullptr, loop.sampler(),
                sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
                ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
-                                 kl_estimator_of(pc.kl_estimator),
+                                 kl_estimator_of(pc.kl_estimator), pc.kl_in_loss,
                                  pc.gamma, pc.gae_lambda, pc.advantage, pc.samples_per_prompt},
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
                samples, *ms.tokenizer, nets.frozen(),

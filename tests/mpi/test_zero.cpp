@@ -57,7 +57,7 @@ TEST(ZeroStage, FromConfigValue) {
 constexpr int64_t kBatch = 8, kT = 10, kSteps = 4;
 constexpr double kLr = 5e-3, kClip = 0.3, kWd = 0.1;
 
-ModelConfig zero_config() {
+ModelConfig zero_config(bool checkpointed = true) {
   ModelConfig c;
   c.family = Family::Llama;
   c.vocab_size = 37;
@@ -68,7 +68,7 @@ ModelConfig zero_config() {
   c.d_ff = 48;  // odd sizes: groups that do not divide evenly over ranks (padding)
   c.max_seq_len = 16;
   c.tie_embeddings = false;
-  c.activation_checkpointing = true;
+  c.activation_checkpointing = checkpointed;
   return c;
 }
 
@@ -92,13 +92,13 @@ std::vector<NamedParam> with_unused(CausalLM& m, torch::Tensor unused) {
   return ps;
 }
 
-void run_sharded(ZeroStage stage) {
+void run_sharded(ZeroStage stage, bool checkpointed = true) {
   Communicator& comm = world();
   const int W = comm.world_size(), R = comm.rank();
   torch::manual_seed(99);
   CausalLM ref(zero_config());
   torch::manual_seed(99);
-  CausalLM z(zero_config());
+  CausalLM z(zero_config(checkpointed));
   torch::manual_seed(99);
   CausalLM dp(zero_config());
   torch::Tensor ref_unused = torch::full({3, 3}, 0.5).requires_grad_(true);
@@ -180,6 +180,25 @@ void run_sharded(ZeroStage stage) {
   EXPECT_LE(h.optimizer_state, 2 * (full / W + 4 * 4 * W)) << "moments of a 1/W shard";
   if (stage >= ZeroStage::Gradients) {
     EXPECT_LE(h.grads, full / W + 4 * 4 * W);
+    // Reduce-scattered during the backward, block by block: at most the rest group's (embeddings,
+    // final norm, head; complete only at the end) and one block's full gradients at a time, next
+    // to the shard accumulators. Stage 1 holds every full gradient until the step.
+    int64_t block_max = 0, blocks = 0;
+    for (const auto& b : ref->trunk->block_modules()) {  // (stage 3 frees z's block tensors)
+      int64_t n = 0;
+      for (const auto& p : b->parameters()) n += p.numel() * 4;
+      block_max = std::max(block_max, n);
+      blocks += n;
+    }
+    const int64_t rest = full - 9 * 4 - blocks;  // not the 3x3 "unused" (never has a gradient)
+    EXPECT_LE(h.peak_grads, rest + block_max) << "full gradients alive at once";
+    EXPECT_LT(h.peak_grads, full) << "a full gradient buffer existed";
+    std::printf("[rank %d] stage %d%s: peak gradient bytes %lld of %lld (blocks %lld, rest %lld)\n", R,
+                static_cast<int>(stage), checkpointed ? "" : " (no checkpointing)",
+                static_cast<long long>(h.peak_grads), static_cast<long long>(full),
+                static_cast<long long>(blocks), static_cast<long long>(rest));
+  } else {
+    EXPECT_GE(h.peak_grads, full - 9 * 4) << "stage 1: the full gradients until the step";
   }
   if (stage == ZeroStage::Parameters) {
     EXPECT_LE(h.params, full / W + 4 * 4 * W);
@@ -188,6 +207,10 @@ void run_sharded(ZeroStage stage) {
 
 TEST(ZeroOptimizer, Stage1MatchesSingleProcess) { run_sharded(ZeroStage::Optimizer); }
 TEST(ZeroOptimizer, Stage2MatchesSingleProcess) { run_sharded(ZeroStage::Gradients); }
+// Plain blocks: the block hooks learn of a block's finished backward from a boundary node.
+TEST(ZeroOptimizer, Stage2WithoutCheckpointingMatchesSingleProcess) {
+  run_sharded(ZeroStage::Gradients, /*checkpointed=*/false);
+}
 TEST(ZeroOptimizer, Stage3MatchesSingleProcess) { run_sharded(ZeroStage::Parameters); }
 
 }  // namespace

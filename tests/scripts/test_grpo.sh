@@ -13,7 +13,13 @@
 # adv_abs_mean > 0.1 (not all groups tied), groups_tied in [0, 1], value_loss 0; the logged samples'
 # raw score is their hidden score (the rule is what scored them); rloo (with the RM) and
 # reinforce_pp run one iteration without a critic; grpo with ppo.samples_per_prompt: 1 and an
-# unknown ppo.reward_rule fail naming the key. About 40 s on 2 cores. Needs jq.
+# unknown ppo.reward_rule fail naming the key. The estimator lists only actor + reference.
+# ppo.kl_in_loss with k3: a kl_loss term > 0 once the policy moved, none without the key.
+# ppo.reward: command (a jq program scoring each JSONL row): the logged scores are the program's;
+# a program that answers garbage at iteration 3 stops the run with an error naming the key and
+# line, after a checkpoint of the 2 completed steps, and the resumed run ends equal to the
+# uninterrupted one; a program that hangs is killed at ppo.reward_timeout_s. About 60 s on 2
+# cores. Needs jq.
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 W=$(mktemp -d /tmp/rlhf_grpo.XXXXXX)
@@ -82,6 +88,51 @@ for a in rloo reinforce_pp; do
     && [ -z "$(find "$W/$a" -name critic.h5)" ] && jq -e '((if has("adv_seq_mean") then .adv_seq_mean else .adv_mean end) | fabs) < 1e-5' "$W/$a/metrics.jsonl" >/dev/null \
     && ok "$a: one iteration, no critic.h5, mean advantage ~ 0" || bad "$a: $(tail -n 3 "$W/$a.log")"
 done
+# ppo.kl_in_loss: β·k3 is a loss term (GRPO's form), not in the rewards. The policy starts as its
+# reference, so the term is 0 only until the first update moves it; without the key it is never there.
+ppo --set run.dir="$W/klloss" --set ppo.advantage=grpo "${RULE[@]}" --set ppo.kl_in_loss=true \
+    --set ppo.kl_estimator=k3 --set ppo.kl_coef=0.1 --set train.max_steps=2 --set ckpt.every=0 2>"$W/klloss.log" \
+  && jq -e -s 'length == 2 and all(.[]; .kl_loss >= 0) and .[1].kl_loss > 0' "$W/klloss/metrics.jsonl" >/dev/null \
+  && jq -e -s 'all(.[]; .kl_loss == 0)' "$M" >/dev/null \
+  && ok "kl_in_loss k3: kl_loss $(jq -c -s 'map(.kl_loss)' "$W/klloss/metrics.jsonl"), 0 without the key" \
+  || bad "kl_in_loss: $(tail -n 2 "$W/klloss.log"; jq -c -s 'map(.kl_loss)' "$W/klloss/metrics.jsonl" "$M" 2>&1)"
+# ppo.reward: command — a program reading JSONL rows on stdin, one number per line on stdout.
+# This one scores len(prompt) + 0.5 if the response ended with EOS, and answers garbage from its
+# FAIL_AT-th call on (it counts its calls in $COUNT).
+cat > "$W/reward.sh" <<'SH'
+n=$(cat "$COUNT" 2>/dev/null || echo 0); echo $((n + 1)) > "$COUNT"
+if [ -n "${FAIL_AT:-}" ] && [ "$n" -ge "$FAIL_AT" ]; then cat >/dev/null; echo garbage; exit 0; fi
+exec jq --unbuffered -r '(.prompt | length) + (if .eos then 0.5 else 0 end)'
+SH
+CMD=(--set ppo.advantage=grpo --set ppo.reward=command --set ppo.reward_model= --set "ppo.reward_command=sh $W/reward.sh"
+     --set train.max_steps=3 --set ckpt.every=0 --set ppo.log_samples_every=1)
+COUNT=$W/c1 ppo --set run.dir="$W/cmd" "${CMD[@]}" 2>"$W/cmd.log" \
+  && jq -e -s 'length == 12 and all(.[]; .rm_score == (.prompt | length) + (if .eos then 0.5 else 0 end))' \
+       "$W/cmd/samples.jsonl" >/dev/null \
+  && ok "command reward: 3 iterations, logged scores = the program's (12 samples)" \
+  || bad "command reward: $(tail -n 2 "$W/cmd.log"; jq -c -s 'map([.rm_score, (.prompt | length), .eos])' "$W/cmd/samples.jsonl" 2>&1)"
+if COUNT=$W/c2 FAIL_AT=2 ppo --set run.dir="$W/cmdfail" "${CMD[@]}" 2>"$W/cmdfail.log"; then
+  bad "a command answering garbage did not stop the run"
+else
+  grep -q "ppo.reward_command 'sh .*reward.sh': stdout line 1: 'garbage' is not one finite number" "$W/cmdfail.log" \
+    && [ "$(cat "$W/cmdfail/checkpoints/latest")" = step_00000002 ] \
+    && jq -e '.complete == false and (.error | test("garbage"))' "$W/cmdfail/summary.json" >/dev/null \
+    && ok "garbage at iteration 3: clear error, checkpoint of the 2 completed steps, summary.json has the error" \
+    || bad "garbage: $(tail -n 2 "$W/cmdfail.log"; ls "$W/cmdfail/checkpoints")"
+  COUNT=$W/c3 ppo --set run.dir="$W/cmdfail" "${CMD[@]}" --resume 2>"$W/cmdres.log" || bad "resume after garbage: $(tail -n 2 "$W/cmdres.log")"
+  d=$("$BIN/rlhf_eval" weights-diff --a "$(ck "$W/cmd")/model.h5" --b "$(ck "$W/cmdfail")/model.h5" 2>/dev/null | tail -n 1 | jq '.max_abs_diff')
+  awk -v d="$d" 'BEGIN {exit !(d == 0)}' && ok "resumed after the failure = uninterrupted (max |dw| = $d)" \
+    || bad "resume after the failure differs: max |dw| = $d"
+fi
+t0=$(date +%s)
+if ppo --set run.dir="$W/hang" "${CMD[@]}" --set "ppo.reward_command=sleep 60" --set ppo.reward_timeout_s=1 2>"$W/hang.log"; then
+  bad "a hanging command did not stop the run"
+else
+  dt=$(( $(date +%s) - t0 ))
+  grep -q "ppo.reward_command 'sleep 60' did not answer 16 rows within ppo.reward_timeout_s = 1 s (killed)" "$W/hang.log" \
+    && [ $dt -lt 40 ] && ok "a hanging command: killed at the timeout, clear error (run ended after ${dt} s)" \
+    || bad "hang: $(tail -n 2 "$W/hang.log") after ${dt} s"
+fi
 if ppo --set run.dir="$W/bad" --set ppo.advantage=grpo --set ppo.samples_per_prompt=1 2>"$W/bad.log"; then
   bad "grpo with ppo.samples_per_prompt: 1 ran"
 else

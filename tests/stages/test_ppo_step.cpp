@@ -179,5 +179,56 @@ TEST(PpoUpdate, StatsAreTokenMeansOfTheMinibatch) {
   EXPECT_EQ(ro.response_mask.sum().item<int64_t>(), 13);
 }
 
+// ppo.kl_in_loss: the rewards carry no KL (only the score at the last response token), and the
+// update adds β · Σ k3(logp − ref_logp) / tokens, here checked against the k3 written out inline
+// (e^{−x} − 1 + x) on the whole batch in one backward, for micro-batches of 1 row.
+TEST(PpoUpdate, KlInLossMovesTheKlFromTheRewardsToTheLoss) {
+  Nets n = make_nets();
+  {  // the actor away from the reference, so the KL is not 0
+    torch::NoGradGuard ng;
+    torch::manual_seed(11);
+    for (auto& p : n.actor->parameters()) p.add_(0.1 * torch::randn_like(p));
+  }
+  PpoModels m{n.actor, n.reference, n.reward, n.critic};
+  Rollout ro = ragged_rollout(), plain = ragged_rollout();
+  ExperienceOptions eo;
+  eo.kl_coef = 0.3;
+  eo.estimator = KlEstimator::K3;
+  make_experience(m, plain, eo, world());
+  eo.kl_in_loss = true;
+  make_experience(m, ro, eo, world());
+  ASSERT_GT(ro.kl.abs().sum().item<double>(), 1e-3);
+  EXPECT_TRUE(torch::allclose(ro.rewards, compute_rewards(ro.kl, ro.score, ro.response_mask, 0.0)));
+  EXPECT_GT((plain.rewards - ro.rewards).abs().max().item<double>(), 1e-4) << "KL left the rewards";
+  EXPECT_NEAR(ro.rewards.sum().item<double>(), ro.score.sum().item<double>(), 1e-5);
+
+  UpdateOptions opt;
+  opt.micro_rows = 1;
+  opt.vf_coef = 0.5;
+  opt.kl_loss_coef = 0.3;
+  opt.kl_estimator = KlEstimator::K3;
+  n.actor->train();
+  n.critic->train();
+  zero_grads(n);
+  UpdateStats st;
+  ASSERT_TRUE(minibatch_backward(m, ro, torch::arange(kB, torch::kLong), {}, opt, world(), torch::kCPU, st));
+  const auto got = grads_of(n);
+  zero_grads(n);
+  double kl_ref = 0;
+  {
+    auto logp = response_logprobs(n.actor, ro, 1.0);
+    auto pl = policy_loss(logp, ro.old_logp, ro.advantages, ro.response_mask, opt.clip_eps);
+    auto vl = value_loss(response_values(n.critic, ro), ro.old_values, ro.returns, ro.response_mask, opt.value_clip);
+    const torch::Tensor x = logp - ro.ref_logp;                                            // [B, N]
+    const torch::Tensor k3 = ((-x).exp() - 1.0 + x).masked_fill(ro.response_mask.logical_not(), 0);
+    const torch::Tensor kl = 0.3 * k3.sum() / 13.0;  // 13 response tokens
+    kl_ref = kl.item<double>();
+    (pl.loss + opt.vf_coef * vl.loss + kl).backward();
+  }
+  EXPECT_LT(rel_diff(got, grads_of(n)), 1e-5);
+  EXPECT_GT(kl_ref, 0.0);
+  EXPECT_NEAR(st.kl_loss, kl_ref, 1e-6);
+}
+
 }  // namespace
 }  // namespace rlhf

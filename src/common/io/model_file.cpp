@@ -100,8 +100,7 @@ void save_model_h5(const std::string& path, torch::nn::Module& m, const ModelCon
   const LoraInfo* lora = lora_info(m);
   if (lora) f.lora = lora->to_json();
   for (auto& p : m.named_parameters())
-    if (!lora || is_lora_name(p.key()) || p.value().requires_grad() || p.key().rfind("score.", 0) == 0)
-      f.tensors[p.key()] = p.value();
+    if (!lora || lora_owns(p.key(), p.value())) f.tensors[p.key()] = p.value();
   save_model_file(path, f);
 }
 

@@ -132,15 +132,12 @@ std::string base_fingerprint(const std::map<std::string, torch::Tensor>& tensors
   return fmt::format("crc32:{:08x}:{}", static_cast<uint32_t>(crc), tensors.size());
 }
 
-std::string base_fingerprint(torch::nn::Module& m) {
-  std::map<std::string, torch::Tensor> ts;
-  for (const auto& p : m.named_parameters(true))
-    if (!is_lora_name(p.key())) ts[p.key()] = p.value();
-  return base_fingerprint(ts);
-}
-
 bool is_lora_name(const std::string& n) {
   return n.find(".lora_A.") != std::string::npos || n.find(".lora_B.") != std::string::npos;
+}
+
+bool lora_owns(const std::string& name, const torch::Tensor& param) {
+  return is_lora_name(name) || param.requires_grad() || name.rfind("score.", 0) == 0;
 }
 
 void attach_lora(torch::nn::Module& model, const LoraInfo& info) {

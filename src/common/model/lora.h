@@ -72,10 +72,12 @@ struct LoraState {
 // A cheap content fingerprint of named tensors (names, shapes and each tensor's first and last 64
 // values, zlib's CRC-32): tells a base model file apart from another without hashing gigabytes.
 std::string base_fingerprint(const std::map<std::string, torch::Tensor>& tensors);
-// Same over a module's parameters that are not adapters (the base of a LoRA model).
-std::string base_fingerprint(torch::nn::Module& m);
 
 bool is_lora_name(const std::string& param_name);  // ".lora_A." or ".lora_B." in it
+// Whether a parameter of a LoRA model is its own rather than the shared base's: an adapter, a
+// trained parameter, or a score head (score.*). A LoRA model file stores exactly these; the rest
+// is the base (read from the base file; ppo.frozen_dtype may hold it in bf16).
+bool lora_owns(const std::string& param_name, const torch::Tensor& param);
 
 // Adds adapters to the trunk of `model` (a CausalLM or ScalarModel), freezes every non-adapter
 // parameter except a ScalarModel's score head, and records `info` (base file and fingerprint) on

@@ -331,6 +331,24 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
   }
 };
 
+// The input of a block that runs without checkpointing while hooks are set: the identity, whose
+// backward tells the hooks the block's backward is done. By then the engine has accumulated every
+// parameter gradient of the block: each of the block's ops lies between this input and the
+// block's output, so its backward node ran before this one became ready, and the AccumulateGrad
+// nodes it made ready run before any other ready node (they have the highest sequence number).
+struct BlockBoundaryFn : public torch::autograd::Function<BlockBoundaryFn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, BlockBase* block) {
+    ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
+    return x;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* block = reinterpret_cast<BlockBase*>(ctx->saved_data["block"].toInt());
+    if (block->hooks) block->hooks->after_block_backward(block->layer);
+    return {grad_out[0], torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 // ---- trunk ---------------------------------------------------------------------------------
@@ -488,12 +506,16 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& tokens,
     c.cos = emb.cos();
     c.sin = emb.sin();
   }
+  // Hooks learn that a plain block's backward is done from a boundary node at its input.
+  const bool boundary = hooks_ && !ckpt && torch::GradMode::is_enabled();
   // A checkpointed block's output requires grad only if its input does: with frozen embeddings
   // (LoRA) the adapters inside the blocks would get no gradient. Nothing upstream trains then.
-  if (ckpt && !x.requires_grad()) x = x.detach().requires_grad_(true);
+  // (The same for a boundary node, which is otherwise not in the graph.)
+  if ((ckpt || boundary) && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (auto& bp : block_ptrs_) {
     auto* b = static_cast<BlockBase*>(bp.get());
     if (hooks_) hooks_->before_block(b->layer);
+    if (boundary) x = BlockBoundaryFn::apply(x, b);
     x = ckpt ? CheckpointFn::apply(x, b, &c) : b->run(x, c);
     if (hooks_) hooks_->after_block_forward(b->layer);
   }

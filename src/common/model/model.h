@@ -123,7 +123,10 @@ struct AttnCtx;  // per-forward attention state (masks, rotary tables, cache), m
 // run under activation checkpointing, so their backward recomputes them);
 // before_block(l) before block l's forward and before its recompute in backward (activation
 // checkpointing); after_block_forward(l) after its forward; after_block_backward(l) once block
-// l's parameter gradients of this backward are complete (checkpointed blocks only).
+// l's parameter gradients of this backward pass through the block are complete (a checkpointed
+// block: after its recompute's backward; a plain block: when the gradient reaches its input).
+// Backward hooks fire in the autograd engine's order, which is the same on every rank that runs
+// the same passes in the same order (ZeRO's collectives in them rely on that).
 class BlockParamHooks {
  public:
   virtual ~BlockParamHooks() = default;

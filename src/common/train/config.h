@@ -103,13 +103,17 @@ struct RmSection {
   PairNormalizerKind pair_normalizer = PairNormalizerKind::Paper;
 };
 
-// ppo.reward: the frozen reward model, or a C++ rule by name (ppo/reward_rules.h).
-enum class RewardKind { Rm, Rule };
-inline constexpr EnumNames<RewardKind, 2> kRewardNames{{{RewardKind::Rm, "rm"}, {RewardKind::Rule, "rule"}}};
+// ppo.reward: the frozen reward model, a C++ rule by name (ppo/reward_rules.h), or an external
+// program fed JSONL on stdin (ppo/reward_command.h).
+enum class RewardKind { Rm, Rule, Command };
+inline constexpr EnumNames<RewardKind, 3> kRewardNames{
+    {{RewardKind::Rm, "rm"}, {RewardKind::Rule, "rule"}, {RewardKind::Command, "command"}}};
 struct PpoSection {
   std::string reward_model;     // checkpoint (RM with fitted bias); unused with reward: rule
   RewardKind reward = RewardKind::Rm;
   std::string reward_rule = "synth_hidden";  // ppo/reward_rules.h, with reward: rule
+  std::string reward_command;   // with reward: command, run by /bin/sh -c once per batch
+  double reward_timeout_s = 60; // reward: command: the most seconds one batch may take
   std::string critic_init;      // default: reward_model
   int64_t ppo_epochs = 2;
   int64_t minibatch_size = 0;   // sequences per optimizer step within an iteration (global); 0 = whole batch

@@ -37,8 +37,10 @@ TrainLoop::TrainLoop(RunContext& ctx, const ModelSetup& ms, std::vector<CkptMode
       ms_(ms),
       opts_(make_optimizers(ctx, trained, &n_params_)),
       sampler_(dataset_size, ctx.cfg.run.seed, ctx.comm->rank(), ctx.comm->world_size()),
-      accum_(accumulation_steps(ctx.cfg.train.global_batch_size, ctx.cfg.train.micro_batch_size,
-                                ctx.comm->world_size())),
+      // (PPO: micro-batches count rollout rows, ppo.samples_per_prompt per prompt)
+      accum_(accumulation_steps(ctx.cfg.train.global_batch_size *
+                                    (ctx.cfg.stage == Stage::PPO ? ctx.cfg.ppo.samples_per_prompt : 1),
+                                ctx.cfg.train.micro_batch_size, ctx.comm->world_size())),
       saved_(std::move(saved)),
       extra_(std::move(extra)),
       metrics_(ctx.cfg.run.dir, ctx.comm->is_root(), ctx.cfg.train.max_steps,
@@ -91,7 +93,19 @@ int TrainLoop::run_steps(const std::function<nlohmann::json(int64_t)>& iterate,
   const int64_t end_step = t.stop_at_step > 0 ? std::min(t.stop_at_step, t.max_steps) : t.max_steps;
   while (step_ < end_step) {
     nlohmann::json row = {{"step", step_ + 1}};
-    row.update(iterate(step_));
+    const Cursor start = sampler_.cursor();
+    try {
+      row.update(iterate(step_));
+    } catch (const StepAbortedError& e) {
+      sampler_.set_cursor(start);  // a resume draws this step's batch again
+      const std::string ckpt = step_ > 0 ? save() : std::string();  // nothing to keep at step 0
+      metrics_.message(fmt::format("# step {} aborted before any update{}", step_ + 1,
+                                   ckpt.empty() ? std::string() : fmt::format(
+                                       ": checkpointed the {} completed steps ({})", step_, ckpt)));
+      metrics_.summary({{"steps", step_}, {"skipped_steps", skipped_total_}, {"complete", false},
+                        {"checkpoint", ckpt}, {"error", e.what()}});
+      throw;
+    }
     ++step_;
     const nlohmann::json& skipped = row.at("skipped");  // SFT/RM: a flag; PPO: a count
     const int64_t n_skipped = skipped.is_boolean() ? int64_t{skipped.get<bool>()} : skipped.get<int64_t>();
@@ -162,7 +176,8 @@ nlohmann::json TrainLoop::held_bytes_per_rank() {
   for (size_t i = 0; i < opts_.size(); ++i) {
     const HeldBytes h = opts_[i]->held();
     mine[ck_optims_[i].prefix] = {{"optimizer_state_bytes", h.optimizer_state},
-                                  {"grad_bytes", h.grads}, {"param_bytes", h.params}};
+                                  {"grad_bytes", h.grads}, {"peak_grad_bytes", h.peak_grads},
+                                  {"param_bytes", h.params}};
   }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& s : ctx_.comm->all_gather_string(mine.dump())) out.push_back(nlohmann::json::parse(s));

@@ -45,6 +45,15 @@ struct ExtraState {
   std::function<void(const nlohmann::json&)> restore;
 };
 
+// Thrown by a step before it changed any state (models, optimizers, a stage's extra state; the
+// sampler may have drawn the step's batch): run_steps rewinds the sampler to the step's start,
+// checkpoints the completed steps, records the error in summary.json and rethrows, so a resume
+// repeats the step from the same batch. Collective: every rank throws it in the same step (e.g.
+// after an all-reduce of a failure flag), since the checkpoint is.
+struct StepAbortedError : Error {
+  using Error::Error;
+};
+
 class TrainLoop {
  public:
   // saved: the files a checkpoint writes (model.h5 first); trained: the models with an optimizer
@@ -69,6 +78,7 @@ class TrainLoop {
           const std::function<nlohmann::json()>& evaluate);
   // Stages whose step takes its own optimizer steps (PPO): iterate(step) returns the step's row
   // with at least "loss" and "skipped" (optimizer steps skipped in it); otherwise as run().
+  // An iterate that throws StepAbortedError: checkpoint of the completed steps, then rethrown.
   int run_steps(const std::function<nlohmann::json(int64_t step)>& iterate,
                 const std::function<nlohmann::json()>& evaluate);
   // Final checkpoint, evaluation and summary.json ({stage, steps, final_loss, skipped_steps,

@@ -76,6 +76,7 @@ HeldBytes AdamW::held() const {
     h.params += params_[i].param.nbytes();
   }
   h.grads = held_grads_;
+  h.peak_grads = held_grads_;  // stage 0: the full gradients live from backward to the step
   return h;
 }
 

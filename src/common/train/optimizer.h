@@ -79,8 +79,9 @@ class AdamW {
   int64_t held_grads_ = 0;
 };
 
-// Stage 3: the full parameters for a span without backward (PPO's rollouts, whose CUDA graphs
-// capture the weights' addresses); nothing at other stages. Collective.
+// Stage 3: the full parameters for a span (PPO's rollouts, whose CUDA graphs capture the weights'
+// addresses; spans where ranks run different trunk passes). Stage 2: a span where ranks may run
+// different numbers of passes (zero.h). Nothing at other stages. Collective.
 class GatheredParams {
  public:
   explicit GatheredParams(AdamW& opt) : opt_(opt) {

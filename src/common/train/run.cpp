@@ -99,7 +99,8 @@ RunContext start_run(Stage stage, const RunRequest& req) {
     RLHF_CHECK(share % comm.world_size() == 0,
                "train.micro_batch_size = 0 (auto) needs {} = {} to be divisible by the rank count {}",
                ppo_mb ? "ppo.minibatch_size" : "train.global_batch_size", share, comm.world_size());
-    ctx.cfg.train.micro_batch_size = share / comm.world_size();
+    // PPO's micro-batches count rollout rows: ppo.samples_per_prompt per prompt.
+    ctx.cfg.train.micro_batch_size = share / comm.world_size() * (stage == Stage::PPO ? ctx.cfg.ppo.samples_per_prompt : 1);
     log_info("# train.micro_batch_size = 0 (auto): {} per rank, no accumulation",
              ctx.cfg.train.micro_batch_size);
   }

@@ -25,6 +25,9 @@ struct ZeroEngine::Group {
   torch::Tensor pshard;           // stage 3: [S_g] this rank's parameters
   torch::Tensor gacc;             // stage >= 2: [S_g] gradient sum (a view of grads_)
   bool gathered = false;
+  bool hooked = false;            // stage >= 2: a block hook scattered it in this backward
+  int pending = 0;                // stage 2: passes through the block with gradients not yet
+                                  // back-propagated in this backward
 };
 
 // A piece of one parameter inside this rank's shard: shard-local [begin, end).
@@ -57,14 +60,24 @@ void adam_update(torch::Tensor p, const torch::Tensor& g, torch::Tensor m, torch
 
 }  // namespace
 
-// ---- stage 3 hooks -------------------------------------------------------------------------
+// ---- block hooks (stages 2 and 3) ---------------------------------------------------------
 
+// Stage 2: a block's gradients are reduce-scattered during the backward, at each of its backward
+// firings (one per forward pass with gradients): every rank runs the same passes, so the same
+// collectives in the same order. Inside a GatheredParams span (varying_passes_: ranks may run
+// different numbers of passes, as the RM's prompt-prefix cache and length buckets make them) only
+// at the last of its firings since the last after_backward: each pass is a chain through the
+// blocks, so block l's last firing follows block l+1's on every rank, and every rank still
+// reduce-scatters the blocks once each, in the order L-1, ..., 0.
+// Stage 3 gathers a block before each forward and recompute, frees it after, and reduce-scatters
+// at every firing (its trunk passes are the same on every rank: zero.h).
 class ZeroEngine::TrunkHooks : public BlockParamHooks {
  public:
   TrunkHooks(ZeroEngine& e, std::vector<int> layer_group, int rest)
-      : e_(e), layer_group_(std::move(layer_group)), rest_(rest) {}
+      : e_(e), layer_group_(std::move(layer_group)), rest_(rest),
+        params_sharded_(e.stage_ == ZeroStage::Parameters) {}
   void before_trunk(bool grad, bool checkpointed) override {
-    if (e_.pinned_) return;
+    if (!params_sharded_ || e_.pinned_) return;
     // Block parameters freed after their forward are found again only by a recomputing backward.
     RLHF_CHECK(!grad || checkpointed,
                "dist.zero_stage = 3: a trunk pass with gradients but without activation "
@@ -74,17 +87,21 @@ class ZeroEngine::TrunkHooks : public BlockParamHooks {
   }
   void before_block(int64_t l) override {
     Group* g = group(l);
-    if (g && !e_.pinned_ && !g->gathered) e_.gather_group(*g);
+    if (params_sharded_ && g && !e_.pinned_ && !g->gathered) e_.gather_group(*g);
   }
   void after_block_forward(int64_t l) override {
     Group* g = group(l);
-    if (g && !e_.pinned_) e_.release_group(*g);
+    if (!g) return;
+    if (!params_sharded_ && torch::GradMode::is_enabled()) ++g->pending;
+    if (params_sharded_ && !e_.pinned_) e_.release_group(*g);
   }
   void after_block_backward(int64_t l) override {
     Group* g = group(l);
     if (!g || e_.pinned_) return;  // pinned: after_backward reduce-scatters every group
+    if (!params_sharded_ && e_.varying_passes_ && g->pending > 0 && --g->pending > 0) return;  // more to come
     e_.scatter_grads(*g);
-    e_.release_group(*g);
+    g->hooked = true;
+    if (params_sharded_) e_.release_group(*g);
   }
 
  private:
@@ -95,6 +112,7 @@ class ZeroEngine::TrunkHooks : public BlockParamHooks {
   ZeroEngine& e_;
   std::vector<int> layer_group_;  // layer -> group index (-1: no trainable parameters)
   int rest_;
+  bool params_sharded_;           // stage 3
 };
 
 // ---- construction --------------------------------------------------------------------------
@@ -198,7 +216,7 @@ ZeroEngine::ZeroEngine(ZeroStage stage, Communicator& comm, torch::nn::Module& m
       g.gathered = true;
     }
   }
-  if (stage_ == ZeroStage::Parameters) {
+  if (stage_ >= ZeroStage::Gradients) {
     size_t b = 0;
     for (auto* t : trunks_) {
       std::vector<int> layer_group;
@@ -250,6 +268,7 @@ torch::Tensor ZeroEngine::flat_grads(const Group& g) {
 
 void ZeroEngine::scatter_grads(Group& g) {
   torch::NoGradGuard ng;
+  record_live_grads();
   torch::Tensor part = comm_.reduce_scatter(flat_grads(g), ReduceOp::Sum);  // [S_g]
   if (stage_ >= ZeroStage::Gradients) {
     g.gacc.add_(part);
@@ -264,10 +283,22 @@ void ZeroEngine::scatter_grads(Group& g) {
 
 void ZeroEngine::after_backward() {
   if (stage_ < ZeroStage::Gradients) return;
-  // Stage 3: the block hooks did the blocks, unless the whole model is held (pinned_, the same
-  // on every rank), when no hook scattered anything.
-  for (auto& g : groups_)
-    if (!(stage_ == ZeroStage::Parameters && g.block && !pinned_)) scatter_grads(g);
+  // The block hooks scattered the blocks whose backward ran (hooked, the same on every rank:
+  // every rank runs the same passes), stage 3's always unless the whole model is held (pinned_).
+  // The rest group (embeddings, final norm, heads) completes only at the end of the backward.
+  for (auto& g : groups_) {
+    const bool done = g.hooked || (stage_ == ZeroStage::Parameters && g.block && !pinned_);
+    if (!done) scatter_grads(g);
+    g.hooked = false;
+    g.pending = 0;
+  }
+}
+
+void ZeroEngine::record_live_grads() {
+  int64_t bytes = 0;
+  for (const auto& p : params_)
+    if (p.grad().defined()) bytes += p.grad().nbytes();
+  held_.peak_grads = std::max(held_.peak_grads, bytes);
 }
 
 // ---- the step ------------------------------------------------------------------------------
@@ -279,6 +310,7 @@ ZeroStepResult ZeroEngine::step(const AdamWHyper& h, double lr, double grad_clip
   for (const auto& p : params_)
     if (p.grad().defined()) grad_bytes += p.grad().nbytes();
   held_.grads = std::max(held_.grads, grad_bytes);
+  record_live_grads();
   if (stage_ == ZeroStage::Optimizer) {  // the full gradients of all micro-batches, summed
     grads_ = torch::empty_like(m_);
     for (auto& g : groups_) scatter_grads(g);
@@ -393,6 +425,7 @@ void ZeroEngine::load_moments(const std::vector<torch::Tensor>& m,
 }
 
 void ZeroEngine::gather_params() {
+  if (stage_ == ZeroStage::Gradients) varying_passes_ = true;
   if (stage_ != ZeroStage::Parameters) return;
   for (auto& g : groups_)
     if (!g.gathered) gather_group(g);
@@ -400,6 +433,7 @@ void ZeroEngine::gather_params() {
 }
 
 void ZeroEngine::release_params(bool write_back) {
+  if (stage_ == ZeroStage::Gradients) varying_passes_ = false;
   if (stage_ != ZeroStage::Parameters) return;
   torch::NoGradGuard ng;
   for (auto& g : groups_) {

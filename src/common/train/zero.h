@@ -4,8 +4,16 @@
 //   0  every rank holds the full parameters, gradients and moments (optimizer.h's path).
 //   1  moments sharded: at the step the gradients are reduce-scattered (average), AdamW updates
 //      this rank's shard only, and the updated shards are all-gathered into every rank's params.
-//   2  + gradients: after every micro-batch's backward (after_backward) each group's gradients are
-//      reduce-scattered (sum) into a persistent [S_g] shard accumulator and the full .grad freed.
+//   2  + gradients: during the backward, as soon as a transformer block's parameter gradients are
+//      complete (BlockParamHooks::after_block_backward), that block's group is reduce-scattered
+//      (sum) into a persistent [S_g] shard accumulator and its full .grad freed; the rest group
+//      (embeddings, final norm, heads) after the backward (after_backward). So at most the rest
+//      group's and one block's full gradients exist at a time (HeldBytes::peak_grads). The hooks'
+//      reduce-scatters are collectives in the autograd engine's order, the same on every rank
+//      when every rank runs the same passes. In a span where ranks may not (GatheredParams: the
+//      RM step, whose prompt-prefix cache and length buckets depend on the data) a block is
+//      reduce-scattered at the last of its backward passes instead; these come in block order
+//      L-1, ..., 0 on every rank whatever the number of passes (zero.cpp).
 //   3  + parameters: a transformer block's parameters are held as this rank's shard only, gathered
 //      just before the block runs (forward, and the recompute of a checkpointed block in backward)
 //      and freed after; its gradients are reduce-scattered as soon as its backward is done. The
@@ -37,7 +45,7 @@
 //
 // Contract: collective — every rank constructs the engine with the same model and calls every
 // method in the same order. Parameters must be one dtype on one device, dense and contiguous.
-// The engine sets the model's trunks' block hooks (stage 3) and unsets them on destruction.
+// The engine sets the model's trunks' block hooks (stages 2, 3) and unsets them on destruction.
 #pragma once
 #include <memory>
 #include <vector>
@@ -61,6 +69,8 @@ struct AdamWHyper {
 struct HeldBytes {
   int64_t optimizer_state = 0;  // AdamW m + v
   int64_t grads = 0;            // gradient tensors at the optimizer step (the largest seen)
+  int64_t peak_grads = 0;       // the most bytes of full (unsharded) .grad alive at once,
+                                // measured before each reduce-scatter and at the step
   int64_t params = 0;           // parameter storage held between steps (after the update)
 };
 
@@ -80,7 +90,7 @@ class ZeroEngine {
   ZeroStage stage() const { return stage_; }
 
   // After each micro-batch's backward. Stage >= 2: reduce-scatter the groups' gradients into the
-  // shard accumulators and free .grad (stage 3: the groups its block hooks have not done).
+  // shard accumulators and free .grad (the groups the block hooks have not done).
   void after_backward();
   // The step (see the header comment); `step` is AdamW's step count (incremented unless skipped).
   ZeroStepResult step(const AdamWHyper& h, double lr, double grad_clip, bool loss_finite,
@@ -90,8 +100,9 @@ class ZeroEngine {
   // rank's shard from full moments given per parameter.
   void gather_moments(std::vector<torch::Tensor>& m, std::vector<torch::Tensor>& v);
   void load_moments(const std::vector<torch::Tensor>& m, const std::vector<torch::Tensor>& v);
-  // Stage 3 (no-op otherwise): every parameter full until release_params(write_back); with
-  // write_back the full values (e.g. just loaded from a checkpoint) become this rank's shards.
+  // Stage 3: every parameter full until release_params(write_back); with write_back the full
+  // values (e.g. just loaded from a checkpoint) become this rank's shards. Stage 2: until
+  // release_params ranks may run different numbers of passes (see stage 2 above). Else no-op.
   void gather_params();
   void release_params(bool write_back);
 
@@ -107,6 +118,7 @@ class ZeroEngine {
   void scatter_grads(Group& g);          // stage >= 2: .grad -> shard accumulator, free .grad
   torch::Tensor flat_grads(const Group& g);  // [P_g]: this rank's .grad of the group, zeros elsewhere
   void measure_params();
+  void record_live_grads();              // held_.peak_grads
 
   ZeroStage stage_;
   Communicator& comm_;
@@ -120,7 +132,8 @@ class ZeroEngine {
   torch::Tensor grads_;           // [Σ_g S_g] gradient shards (stage 1: during the step only)
   std::vector<float> has_grad_;   // per parameter: this rank saw a gradient since the last step
   HeldBytes held_;
-  bool pinned_ = false;           // gather_params() holds every group
+  bool pinned_ = false;           // gather_params() holds every group (stage 3)
+  bool varying_passes_ = false;   // stage 2 inside gather_params(): scatter at a block's last firing
 };
 
 }  // namespace rlhf

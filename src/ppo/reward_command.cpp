@@ -1,0 +1,223 @@
+// reward_command.cpp — see reward_command.h.
+#include "ppo/reward_command.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/core/check.h"
+#include "common/train/loop.h"
+
+extern char** environ;
+
+namespace rlhf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kStderrTail = 2000;  // bytes of the program's stderr kept for an error
+
+// Both ends of a pipe, closed on destruction (and on exec in the child, unless dup2'ed).
+struct Pipe {
+  int r = -1, w = -1;
+  Pipe() { RLHF_CHECK(pipe2(fds_, O_CLOEXEC) == 0, "pipe2: {}", std::strerror(errno)); r = fds_[0]; w = fds_[1]; }
+  ~Pipe() { close_r(); close_w(); }
+  void close_r() { if (r >= 0) ::close(r); r = -1; }
+  void close_w() { if (w >= 0) ::close(w); w = -1; }
+ private:
+  int fds_[2];
+};
+
+// SIGPIPE ignored while this lives (a program that exits without reading all of stdin must not
+// kill the trainer); the previous disposition comes back after.
+struct IgnoreSigpipe {
+  struct sigaction old {};
+  IgnoreSigpipe() {
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old);
+  }
+  ~IgnoreSigpipe() { sigaction(SIGPIPE, &old, nullptr); }
+};
+
+// /bin/sh -c command in its own process group, stdin/stdout/stderr on the pipes.
+pid_t spawn_shell(const std::string& command, Pipe& in, Pipe& out, Pipe& err) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in.r, 0);
+  posix_spawn_file_actions_adddup2(&fa, out.w, 1);
+  posix_spawn_file_actions_adddup2(&fa, err.w, 2);
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);  // the program gets the default SIGPIPE back
+  posix_spawnattr_setsigdefault(&at, &def);
+  posix_spawnattr_setpgroup(&at, 0);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  RLHF_CHECK(rc == 0, "ppo.reward_command: cannot start /bin/sh: {}", std::strerror(rc));
+  in.close_r();
+  out.close_w();
+  err.close_w();
+  return pid;
+}
+
+// Feeds `input` and collects stdout / stderr until both close or the deadline passes.
+// Returns false on timeout.
+bool exchange(Pipe& in, Pipe& out, Pipe& err, const std::string& input, Clock::time_point deadline,
+              std::string& out_text, std::string& err_text) {
+  fcntl(in.w, F_SETFL, fcntl(in.w, F_GETFL) | O_NONBLOCK);
+  size_t written = 0;
+  if (input.empty()) in.close_w();
+  char buf[65536];
+  while (out.r >= 0 || err.r >= 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd fds[3];
+    int n = 0, i_in = -1, i_out = -1, i_err = -1;
+    if (in.w >= 0) { i_in = n; fds[n++] = {in.w, POLLOUT, 0}; }
+    if (out.r >= 0) { i_out = n; fds[n++] = {out.r, POLLIN, 0}; }
+    if (err.r >= 0) { i_err = n; fds[n++] = {err.r, POLLIN, 0}; }
+    if (poll(fds, n, static_cast<int>(std::min<int64_t>(left, 1000))) < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (i_in >= 0 && fds[i_in].revents != 0) {
+      const ssize_t k = ::write(in.w, input.data() + written, input.size() - written);
+      if (k > 0) written += static_cast<size_t>(k);
+      if ((k < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) in.close_w();  // EPIPE: it stopped reading
+    }
+    for (auto [idx, pipe, text] : {std::make_tuple(i_out, &out, &out_text), std::make_tuple(i_err, &err, &err_text)}) {
+      if (idx < 0 || fds[idx].revents == 0) continue;
+      const ssize_t k = ::read(pipe->r, buf, sizeof buf);
+      if (k > 0) text->append(buf, static_cast<size_t>(k));
+      else if (k == 0 || (errno != EAGAIN && errno != EINTR)) pipe->close_r();
+    }
+    if (err_text.size() > 2 * kStderrTail) err_text.erase(0, err_text.size() - kStderrTail);
+  }
+  return true;
+}
+
+// Waits for pid until the deadline; false on timeout. status: waitpid's.
+bool wait_until(pid_t pid, Clock::time_point deadline, int& status) {
+  while (true) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return true;
+    if (r < 0 && errno != EINTR) return true;  // already reaped (should not happen)
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::string tail_of(const std::string& s) {
+  std::string t = s.size() > kStderrTail ? s.substr(s.size() - kStderrTail) : s;
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+  return t.empty() ? std::string() : "; its stderr ends: " + t;
+}
+
+// One finite number per line, `rows` lines (a final newline optional). "" = fine.
+std::string parse_answers(const std::string& text, size_t rows, std::vector<double>& out) {
+  size_t pos = 0, line = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string s = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line;
+    const size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");
+    s = a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+    char* stop = nullptr;
+    errno = 0;
+    const double v = s.empty() ? NAN : std::strtod(s.c_str(), &stop);
+    if (s.empty() || stop != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v))
+      return fmt::format("stdout line {}: '{}' is not one finite number (expected one number per "
+                         "line, one line per JSON line of stdin)", line, s.substr(0, 80));
+    out.push_back(v);
+  }
+  if (out.size() != rows)
+    return fmt::format("it answered {} lines for {} rows (expected one number per line, one line "
+                       "per JSON line of stdin)", out.size(), rows);
+  return {};
+}
+
+}  // namespace
+
+CommandOutcome run_reward_command(const std::string& command, double timeout_s,
+                                  const std::string& input, size_t rows) {
+  IgnoreSigpipe no_sigpipe;
+  Pipe in, out, err;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  const pid_t pid = spawn_shell(command, in, out, err);
+  std::string out_text, err_text;
+  int status = 0;
+  const bool done = exchange(in, out, err, input, deadline, out_text, err_text) && wait_until(pid, deadline, status);
+  CommandOutcome r;
+  const std::string who = fmt::format("ppo.reward_command '{}'", command);
+  if (!done) {
+    kill(-pid, SIGKILL);  // its whole process group (pipelines, children)
+    waitpid(pid, &status, 0);
+    r.error = fmt::format("{} did not answer {} rows within ppo.reward_timeout_s = {} s (killed)"
+                          "{}", who, rows, timeout_s, tail_of(err_text));
+    return r;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    r.error = WIFEXITED(status) ? fmt::format("{} exited with status {}{}", who, WEXITSTATUS(status), tail_of(err_text))
+                                : fmt::format("{} was killed by signal {}{}", who, WTERMSIG(status), tail_of(err_text));
+    return r;
+  }
+  const std::string bad = parse_answers(out_text, rows, r.scores);
+  if (!bad.empty()) {
+    r.scores.clear();
+    r.error = fmt::format("{}: {}{}", who, bad, tail_of(err_text));
+  }
+  return r;
+}
+
+std::string reward_command_input(const Rollout& ro, const PromptData& data,
+                                 const std::vector<int64_t>& idx, const Tokenizer& tok) {
+  RLHF_CHECK(static_cast<int64_t>(idx.size()) == ro.batch(), "reward_command_input: {} prompt rows for {} rollout rows",
+             idx.size(), ro.batch());
+  const std::vector<std::string> prompts = decode_prompts(data, idx, tok);
+  const std::vector<std::string> responses = decode_responses(ro, tok);
+  const torch::Tensor eos = ro.has_eos.to(torch::kCPU);
+  std::string s;
+  for (size_t b = 0; b < idx.size(); ++b) {
+    const nlohmann::json j = {{"prompt", prompts[b]}, {"response", responses[b]},
+                              {"eos", eos[static_cast<int64_t>(b)].item<bool>()}};
+    s += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  return s;
+}
+
+torch::Tensor command_scores(const std::string& command, double timeout_s, const Rollout& ro,
+                             const PromptData& data, const std::vector<int64_t>& idx,
+                             const Tokenizer& tok, Communicator& comm) {
+  const CommandOutcome r =
+      run_reward_command(command, timeout_s, reward_command_input(ro, data, idx, tok), idx.size());
+  const std::vector<std::string> errors = comm.all_gather_string(r.error);
+  for (size_t k = 0; k < errors.size(); ++k)
+    if (!errors[k].empty())
+      throw StepAbortedError(comm.world_size() > 1 ? fmt::format("rank {}: {}", k, errors[k]) : errors[k]);
+  std::vector<float> s(r.scores.begin(), r.scores.end());
+  return torch::tensor(s, torch::kFloat).to(ro.tokens.device());  // [B]
+}
+
+}  // namespace rlhf

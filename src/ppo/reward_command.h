@@ -1,0 +1,47 @@
+// reward_command.h — rewards from an external program (ppo.reward: command, issue 19): once per
+// batch, on each rank for its own rows, `/bin/sh -c "$ppo.reward_command"` gets one JSON line per
+// row on stdin,
+//   {"prompt": "<decoded prompt>", "response": "<decoded response, up to EOS>", "eos": true}
+// (invalid UTF-8 replaced by U+FFFD), and must answer on stdout with one finite number per line,
+// in order, one line per row, then exit with status 0 — all within ppo.reward_timeout_s seconds.
+// The number is the raw score that the no-EOS penalty and score clip act on, as a reward model's.
+//
+// Contract:
+// - run_reward_command never throws for what the program does: a timeout (the program's process
+//   group is killed), a non-zero exit, a line that is not one finite number, or a wrong line
+//   count come back as CommandOutcome::error, naming the key, the line and what was expected
+//   (with the tail of the program's stderr). It throws only when the program cannot be started.
+// - command_scores is collective: every rank runs its batch, then all ranks learn whether any
+//   failed; if one did, every rank throws StepAbortedError (train/loop.h) naming the failing
+//   rank's error, so the run checkpoints its completed steps before it stops.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "common/data/data.h"
+#include "common/dist/dist.h"
+#include "ppo/rollout.h"
+
+namespace rlhf {
+
+struct CommandOutcome {
+  std::vector<double> scores;  // one per input line when error is empty
+  std::string error;           // "" = success
+};
+
+// Runs `command` under /bin/sh -c with `input` on stdin (rows lines); see the header comment.
+CommandOutcome run_reward_command(const std::string& command, double timeout_s,
+                                  const std::string& input, size_t rows);
+
+// The JSONL request for ro's rows, whose prompts are data rows idx [B] (one line per row).
+std::string reward_command_input(const Rollout& ro, const PromptData& data,
+                                 const std::vector<int64_t>& idx, const class Tokenizer& tok);
+
+// Raw scores [B] float32 on ro's device from the program; collective (see the contract).
+torch::Tensor command_scores(const std::string& command, double timeout_s, const Rollout& ro,
+                             const PromptData& data, const std::vector<int64_t>& idx,
+                             const class Tokenizer& tok, Communicator& comm);
+
+}  // namespace rlhf
