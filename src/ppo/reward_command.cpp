@@ -20,6 +20,7 @@
 
 #include "common/core/check.h"
 #include "common/train/loop.h"
+#include "ppo/reward_rules.h"
 
 extern char** environ;
 
@@ -193,15 +194,10 @@ CommandOutcome run_reward_command(const std::string& command, double timeout_s,
 
 std::string reward_command_input(const Rollout& ro, const PromptData& data,
                                  const std::vector<int64_t>& idx, const Tokenizer& tok) {
-  RLHF_CHECK(static_cast<int64_t>(idx.size()) == ro.batch(), "reward_command_input: {} prompt rows for {} rollout rows",
-             idx.size(), ro.batch());
-  const std::vector<std::string> prompts = decode_prompts(data, idx, tok);
-  const std::vector<std::string> responses = decode_responses(ro, tok);
-  const torch::Tensor eos = ro.has_eos.to(torch::kCPU);
+  const RewardRows r = reward_rows(ro, data, idx, tok);
   std::string s;
   for (size_t b = 0; b < idx.size(); ++b) {
-    const nlohmann::json j = {{"prompt", prompts[b]}, {"response", responses[b]},
-                              {"eos", eos[static_cast<int64_t>(b)].item<bool>()}};
+    const nlohmann::json j = {{"prompt", r.prompts[b]}, {"response", r.responses[b]}, {"eos", bool(r.eos[b])}};
     s += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   return s;

@@ -34,16 +34,21 @@ RewardRule reward_rule(const std::string& name) {
   return {};
 }
 
+RewardRows reward_rows(const Rollout& ro, const PromptData& data, const std::vector<int64_t>& idx,
+                       const Tokenizer& tok) {
+  RLHF_CHECK(static_cast<int64_t>(idx.size()) == ro.batch(), "reward_rows: {} prompt rows for {} responses",
+             idx.size(), ro.batch());
+  RewardRows r{decode_prompts(data, idx, tok), decode_responses(ro, tok), {}};
+  const torch::Tensor eos = ro.has_eos.to(torch::kCPU);
+  for (int64_t b = 0; b < ro.batch(); ++b) r.eos.push_back(eos[b].item<bool>());
+  return r;
+}
+
 torch::Tensor rule_scores(const RewardRule& rule, const Rollout& ro, const PromptData& data,
                           const std::vector<int64_t>& idx, const Tokenizer& tok) {
-  RLHF_CHECK(static_cast<int64_t>(idx.size()) == ro.batch(), "rule_scores: {} prompt rows for {} responses",
-             idx.size(), ro.batch());
-  const std::vector<std::string> prompts = decode_prompts(data, idx, tok);
-  const std::vector<std::string> responses = decode_responses(ro, tok);
-  const torch::Tensor eos = ro.has_eos.to(torch::kCPU);
+  const RewardRows r = reward_rows(ro, data, idx, tok);
   std::vector<float> s(idx.size());
-  for (size_t b = 0; b < idx.size(); ++b)
-    s[b] = static_cast<float>(rule(prompts[b], responses[b], eos[b].item<bool>()));
+  for (size_t b = 0; b < idx.size(); ++b) s[b] = static_cast<float>(rule(r.prompts[b], r.responses[b], r.eos[b]));
   return torch::tensor(s, torch::kFloat).to(ro.tokens.device());  // [B]
 }
 

@@ -31,6 +31,15 @@ std::vector<std::string> reward_rule_names();
 // The rule called `name`; an error naming ppo.reward_rule and listing the names otherwise.
 RewardRule reward_rule(const std::string& name);
 
+// What a rule or an external reward sees of ro's rows, whose prompts are data rows idx [B]: the
+// decoded prompt, the decoded response (up to EOS) and whether it ended with EOS, per row.
+struct RewardRows {
+  std::vector<std::string> prompts, responses;
+  std::vector<bool> eos;
+};
+RewardRows reward_rows(const Rollout& ro, const PromptData& data, const std::vector<int64_t>& idx,
+                       const class Tokenizer& tok);
+
 // Raw scores of ro's rows, whose prompts are data rows idx [B]: [B] float32 on ro's device.
 torch::Tensor rule_scores(const RewardRule& rule, const Rollout& ro, const PromptData& data,
                           const std::vector<int64_t>& idx, const class Tokenizer& tok);
