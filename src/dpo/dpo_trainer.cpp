@@ -201,6 +201,11 @@ int run_dpo(const RunRequest& req) {
   const torch::Device dev = ctx.device;
 
   ModelSetup ms = from_key("init", [&] { return resolve_model(cfg, cfg.init); });
+  // No dropout (as PPO, and TRL's DPO trainer): the reference's log-probs are without it, so
+  // dropout noise would enter every margin h (at step 1 with reference = policy, h would not be 0).
+  if (ms.cfg.dropout > 0 && comm.is_root())
+    log_info("# dpo: model.dropout = {} overridden to 0 for the policy", ms.cfg.dropout);
+  ms.cfg.dropout = 0.0;
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a ranked dataset from rlhf_prep");
   RankedData train = from_key("data.train", [&] { return RankedData::load(cfg.data.train, ms.tok.identity); });
   accept_dataset(ms, train.meta);

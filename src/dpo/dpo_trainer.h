@@ -6,6 +6,7 @@
 // - init: the SFT checkpoint the policy starts from (required). The reference is dpo.reference,
 //   or init when it is empty; with model.lora.rank > 0 and no dpo.reference it is the policy
 //   itself with its adapters off (lora.h AdaptersOff: no second copy of the weights).
+// - No dropout: model.dropout is overridden to 0 (logged), as in PPO (model.lora.dropout applies).
 // - Reference log-probs are computed on the fly, under NoGradGuard and in eval mode, for each
 //   training micro-batch (no cache: one extra forward without activations kept, exact on
 //   resume); for the held-out set (data.eval) they are cached on the first evaluation.
