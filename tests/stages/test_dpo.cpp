@@ -45,7 +45,7 @@ DpoOptions opts(double beta, DpoLossKind kind = DpoLossKind::Sigmoid, double eps
 const std::vector<double> kPolicy = {-2.0, -3.0, -5.0}, kRef = {-3.0, -3.0, -3.0};
 
 // sigmoid, ε = 0: L = (softplus(−0.5) + softplus(−1.5) + softplus(−1)) / 3
-//   = (0.474076984 + 0.201413 + 0.313261687) / 3 = 0.329583891
+//   = (0.474076984 + 0.201413277 + 0.313261688) / 3 = 0.329583983
 // dL/dh = −σ(−h)/3 per pair; dh/dlogπ_w = β, dh/dlogπ_l = −β:
 //   ∂/∂logπ0 = β(−σ(−0.5) − σ(−1.5))/3, ∂/∂logπ1 = β(σ(−0.5) − σ(−1))/3, ∂/∂logπ2 = β(σ(−1.5) + σ(−1))/3
 // Metrics: 3 of 3 pairs with h > 0; Σh = 3; Σ r(w) = 0.5 + 0.5 + 0 = 1; Σ r(l) = 0 − 1 − 1 = −2;
@@ -55,7 +55,7 @@ TEST(DpoLoss, K3SigmoidValueGradientAndMetrics) {
   torch::Tensor ref = dvec(kRef).requires_grad_(true);
   DpoLoss l = dpo_loss(pol, ref, {0, 3}, {0, 1, 2}, opts(0.5));
   EXPECT_NEAR(l.loss.item<double>(), (softplus(-0.5) + softplus(-1.5) + softplus(-1.0)) / 3, 1e-12);
-  EXPECT_NEAR(l.loss.item<double>(), 0.329583891, 1e-8);
+  EXPECT_NEAR(l.loss.item<double>(), 0.329583983, 1e-8);
   l.loss.backward();
   const double b = 0.5;
   expect_vec(pol.grad(), {b * (-sigmoid(-0.5) - sigmoid(-1.5)) / 3, b * (sigmoid(-0.5) - sigmoid(-1.0)) / 3,
@@ -127,7 +127,7 @@ TEST(DpoLoss, TiesSkippedAndPairNormalizer) {
 }
 
 // Two groups, the loss is the mean of the group losses:
-//   group A = the K = 3 group above: L_A = 0.329583891...
+//   group A = the K = 3 group above: L_A = 0.329583983...
 //   group B, K = 2, ranks [1, 0] (the second is better): logπ = [-1, -1], logπ_ref = [-1, -2]
 //     → r = β·[0, 1] = [0, 0.5]; pair (w = 1, l = 0): h = 0.5 − 0 = 0.5; L_B = softplus(−0.5)
 //   loss = (L_A + L_B) / 2
