@@ -9,13 +9,14 @@
 #    every implicit reward β(log π − log π_ref) is 0 and the sigmoid loss (ε = 0) is ln 2 = 0.693147
 #    (and accuracy 0: no pair has h > 0); the weights move; held-out eval_accuracy is logged;
 # 3. stopped at step 2 and resumed = uninterrupted (rlhf_eval weights-diff max |dw| = 0, CPU);
+#    2 ranks (mpirun -np 2) = 1 rank up to round-off;
 # 4. dpo.loss: ipo at step 1: h = 0, loss = (0 − 1/(2β))² = 25 for β = 0.1; an explicit
 #    dpo.reference (= the SFT checkpoint) gives ln 2 too;
 # 5. LoRA DPO (rank 4 on c_attn, c_fc of the 1-layer d_model 32 model: 4·(32+96) + 4·(32+64) = 896
 #    trained parameters; the reference is the policy's base): runs, step-1 loss ln 2, and rlhf_eval
 #    reads its checkpoint (ppl), as it reads the full DPO checkpoint;
 # 6. errors: dpo.loss: nope and dpo.label_smoothing: 0.7 fail naming the key.
-# About 30 s on 2 cores. Needs jq.
+# About 15-30 s on 2 cores. Needs jq and mpirun.
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 W=$(mktemp -d /tmp/rlhf_dpo.XXXXXX)
@@ -72,6 +73,24 @@ grep -q "resuming from" "$W/cut2.log" || bad "the second run did not say it resu
 d=$(wdiff "$(ck "$W/full")/model.h5" "$(ck "$W/cut")/model.h5")
 awk -v d="$d" 'BEGIN {exit !(d == 0)}' && ok "stop at 2 + resume = uninterrupted (max |dw| = $d)" \
   || bad "resume not exact: max |dw| = $d"
+
+# 3b. 2 ranks (mpirun -np 2, one micro-batch of 2 groups each) vs 1 rank (2 micro-batches): the same
+#    losses and weights up to round-off of the gradient all-reduce (measured max |dw| = 0 here;
+#    bound 1e-5, Adam's update at lr 1e-3 is ~1e-3 per step)
+MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2)
+if "${MPI[@]}" "$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set init="$W/sft" \
+     --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set train.max_steps=4 \
+     --set train.warmup_steps=0 --set train.learning_rate=1e-3 --set train.global_batch_size=4 \
+     --set train.micro_batch_size=2 --set train.eval_every=0 --set run.log_every=100 --set run.tensorboard=false \
+     --set ckpt.every=2 --set ckpt.keep_last=3 --set run.dir="$W/np2" 2>"$W/np2.log"; then
+  d=$(wdiff "$(ck "$W/full")/model.h5" "$(ck "$W/np2")/model.h5")
+  l1=$(jq -s -c 'map(.loss)' "$M"); l2=$(jq -s -c 'map(.loss)' "$W/np2/metrics.jsonl")
+  awk -v d="$d" 'BEGIN {exit !(d < 1e-5)}' && jq -e -n --argjson a "$l1" --argjson b "$l2" \
+      '[range(4)] | all(. as $i | ($a[$i] - $b[$i] | fabs) < 1e-5)' >/dev/null \
+    && ok "2 ranks = 1 rank (max |dw| = $d; losses $l2)" || bad "2 ranks vs 1: max |dw| = $d, losses $l1 vs $l2"
+else
+  bad "dpo_train on 2 ranks: $(tail -n 3 "$W/np2.log")"
+fi
 
 # 4. ipo and an explicit reference, one step each
 dpo --set run.dir="$W/ipo" --set dpo.loss=ipo --set dpo.beta=0.1 --set train.max_steps=1 --set ckpt.every=0 2>"$W/ipo.log" \
