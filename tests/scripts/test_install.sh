@@ -5,7 +5,7 @@
 #   bash tests/scripts/test_install.sh BIN_DIR SOURCE_DIR          (ctest: script.test_install)
 #
 # Installs the build tree BIN_DIR/.. into a temporary prefix, then from there only: --version of
-# the six executables ("NAME X.Y.Z (git COMMIT)", the same commit for all), rlhf_prep synth, a
+# the seven executables ("NAME X.Y.Z (git COMMIT)", the same commit for all), rlhf_prep synth, a
 # 3-step SFT stage with the installed configs/tiny/sft.yaml, and `rlhf_eval ppl` on its checkpoint.
 # About 10 s on 2 cores.
 set -euo pipefail
