@@ -4,11 +4,11 @@
 // - policy_logp [N], reference_logp [N]: the sequence log-probability of each response under the
 //   trained policy and the frozen reference: log π(y|x) = Σ_{t ∈ response tokens (+ EOS)}
 //   log π(y_t | x, y_<t), a SUM over the response's target tokens (sequence_logprobs in
-//   dpo/dpo_trainer.cpp), all prompts' responses concatenated in group order. Same float dtype,
+//   dpo/preference_batch.h), all prompts' responses concatenated in group order. Same float dtype,
 //   same device. The loss is differentiable w.r.t. policy_logp only (reference_logp is detached).
-// - group_offsets (size G+1) and ranks (size N, 0 = best) as in common/data/ranked_pairs.h: the pairs of g
-//   are all (w, l) of its responses with rank_w < rank_l (ranked_pairs, shared with the RM loss);
-//   tied pairs form no pair and are counted in `ties`.
+// - group_offsets (size G+1) and ranks (size N, 0 = best) as in common/data/ranked_pairs.h: the
+//   pairs of group g are all (w, l) of its responses with rank_w < rank_l (ranked_pairs, shared
+//   with the RM loss); tied pairs form no pair and are counted in `ties`.
 // - The counters and sums are host values (one host sync per call).
 //
 // Per pair p = (w, l) (Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model
@@ -16,14 +16,16 @@
 //   implicit reward     r(y) = β · (log π(y|x) − log π_ref(y|x))
 //   h_p = r(w) − r(l) = β · [(log π(w) − log π_ref(w)) − (log π(l) − log π_ref(l))]
 //   sigmoid:  ℓ_p = −(1−ε) · log σ(h_p) − ε · log σ(−h_p)
-//             (ε = dpo.label_smoothing, "conservative DPO", Mitchell 2023, "A note on DPO with noisy preferences": the preference label is
-//             assumed flipped with probability ε; ε = 0 is the paper's loss; dℓ/dh = −(1−ε)σ(−h) + εσ(h))
+//             (ε = dpo.label_smoothing: "conservative DPO", Mitchell 2023, "A note on DPO with
+//             noisy preferences": the preference label is assumed flipped with probability ε;
+//             ε = 0 is the paper's loss; dℓ/dh = −(1−ε)σ(−h) + εσ(h))
 //   ipo:      ℓ_p = (h_p/β − 1/(2β))²
 //             (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human
 //             Preferences", the IPO loss with τ = β: h/β is the log-likelihood-ratio difference
-//             log[π(w)π_ref(l) / (π(l)π_ref(w))] regressed onto 1/(2β).) Normalisation: the paper's
-//             SEQUENCE SUMS, the same log-probs as sigmoid (TRL instead averages log-probs per token for
-//             IPO, which changes the target's scale by the response lengths); ε is ignored.
+//             log[π(w)π_ref(l) / (π(l)π_ref(w))] regressed onto 1/(2β); dℓ/dh = 2(h/β − 1/(2β))/β.)
+//             Normalisation: the paper's SEQUENCE SUMS, the same log-probs as sigmoid (TRL's
+//             DPOTrainer averages IPO's log-probs per token instead, which rescales the target by
+//             the response lengths); ε is ignored.
 // Group weighting as the RM's K-wise loss (rm.pair_normalizer): per group g with ordered pairs P_g,
 //   L_g = (1/n_g) Σ_{p ∈ P_g} ℓ_p,  n_g = C(K_g, 2) (paper) or |P_g| (strict_pairs);
 //   loss = mean of L_g over the groups with |P_g| ≥ 1 (0, still attached, when there is none).
