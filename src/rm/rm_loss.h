@@ -15,6 +15,8 @@
 
 #include <torch/torch.h>
 
+#include "common/data/ranked_pairs.h"  // PairNormalizer, ranked_pairs
+
 namespace rlhf {
 
 struct RankingLoss {
@@ -25,19 +27,12 @@ struct RankingLoss {
   int64_t groups = 0;       // groups with >= 1 pair
 };
 
-// How a group's pair losses are normalised (rm.pair_normalizer).
-//   Paper:       by C(K,2), the number of pairs of K responses, as in InstructGPT eq. 1 — a tied
-//                pair adds nothing to the sum but still counts in the normaliser.
-//   StrictPairs: by |P_g|, the number of strictly ordered pairs (a group with many ties weighs
-//                as much as one without). Equal to Paper when a group has no ties.
-enum class PairNormalizer { Paper, StrictPairs };
-
 // Ouyang et al. 2022 ("Training language models to follow instructions with human feedback"),
 // eq. 1:  loss(θ) = -1/C(K,2) · E_{(x, y_w, y_l)} [ log σ(r_θ(x, y_w) - r_θ(x, y_l)) ]
 // Here, per group g of K_g responses with ordered pairs P_g = {(i, j): rank_i < rank_j}:
 //   L_g  = (1/n_g) Σ_{(i,j) ∈ P_g} softplus(-(r_i - r_j))      (softplus(-d) = -log σ(d))
 //   n_g  = C(K_g, 2) (Paper) or |P_g| (StrictPairs)
-//   loss = mean of L_g over the groups with |P_g| ≥ 1.
+//   loss = mean of L_g over the groups with |P_g| ≥ 1   (pairs and weights: ranked_pairs)
 // K = 2 is the ordinary pairwise loss -log σ(r_chosen - r_rejected).
 // Vectorised: all pairs of all groups are gathered at once with per-pair weights 1/(n_g·G').
 RankingLoss kwise_ranking_loss(const torch::Tensor& rewards,

@@ -12,6 +12,7 @@
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
 #   - GRPO (configs/tiny/grpo.yaml, rule reward, no critic) from the same SFT: hidden score >= SFT's
 #     + HIDDEN_MARGIN on the held-out prompts (+0.148 measured; docs/TASK.md)
+#   - DPO (configs/tiny/dpo.yaml) from the same SFT on the ranked data: the same (+0.179 measured)
 #   - ppo eval_* metrics at steps 20 and 40, 16 rollouts in ppo/samples.jsonl, plots/{sft,rm,ppo,overview}.png
 #   - the pipeline (everything after the build) takes <= 600 s (538 s measured before the PPO
 #     held-out evaluation and the plots were added)
@@ -50,6 +51,13 @@ echo "ptx loss rise: with ptx $rise_on, without $rise_off; kl bound $kl_target"
 "$BIN/rlhf_eval" compare --a "$RUN/grpo" --b "$RUN/sft" --reward-model "$RUN/rm" \
   --prompts "$RUN/data/prompts_eval.h5" 2>/dev/null | tail -n 1 > "$RUN/eval_grpo.json"
 cat "$RUN/eval_grpo.json"
+# DPO (configs/tiny/dpo.yaml) from the same SFT on the same ranked data, compared the same way.
+"$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set run.dir="$RUN/dpo" --set init="$RUN/sft" \
+  --set data.train="$RUN/data/ranked.h5" --set data.eval="$RUN/data/ranked_eval.h5" > "$RUN/dpo.log" 2>&1 \
+  || { tail -n 40 "$RUN/dpo.log"; echo "FAIL: dpo failed"; exit 1; }
+"$BIN/rlhf_eval" compare --a "$RUN/dpo" --b "$RUN/sft" --reward-model "$RUN/rm" --max-new-tokens 40 \
+  --prompts "$RUN/data/prompts_eval.h5" 2>/dev/null | tail -n 1 > "$RUN/eval_dpo.json"
+cat "$RUN/eval_dpo.json"
 
 fail=0
 check() {  # check NAME JQ_EXPR
@@ -62,6 +70,9 @@ check "ppo reward > sft reward" '.ppo_reward_mean > .sft_reward_mean'
 if jq -e ".a_hidden_score >= .b_hidden_score + $HIDDEN_MARGIN" "$RUN/eval_grpo.json" >/dev/null; then
   echo "ok   grpo hidden score >= sft hidden score + $HIDDEN_MARGIN ($(jq -c '[.a_hidden_score, .b_hidden_score]' "$RUN/eval_grpo.json"))"
 else echo "FAIL grpo hidden score: $(cat "$RUN/eval_grpo.json")"; fail=1; fi
+if jq -e ".a_hidden_score >= .b_hidden_score + $HIDDEN_MARGIN" "$RUN/eval_dpo.json" >/dev/null; then
+  echo "ok   dpo hidden score >= sft hidden score + $HIDDEN_MARGIN ($(jq -c '[.a_hidden_score, .b_hidden_score]' "$RUN/eval_dpo.json"))"
+else echo "FAIL dpo hidden score: $(cat "$RUN/eval_dpo.json")"; fail=1; fi
 if jq -n -e "$rise_on < $rise_off" >/dev/null; then echo "ok   ptx limits the pretraining-loss rise"; else echo "FAIL ptx: $rise_on !< $rise_off"; fail=1; fi
 # What a user watches (issue 18): eval_* metrics at PPO's eval_every (20), samples.jsonl
 # (ppo.log_samples_every 10: 4 rollouts at steps 10, 20, 30, 40), plots of every stage.

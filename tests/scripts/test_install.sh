@@ -5,7 +5,7 @@
 #   bash tests/scripts/test_install.sh BIN_DIR SOURCE_DIR          (ctest: script.test_install)
 #
 # Installs the build tree BIN_DIR/.. into a temporary prefix, then from there only: --version of
-# the six executables ("NAME X.Y.Z (git COMMIT)", the same commit for all), rlhf_prep synth, a
+# the seven executables ("NAME X.Y.Z (git COMMIT)", the same commit for all), rlhf_prep synth, a
 # 3-step SFT stage with the installed configs/tiny/sft.yaml, and `rlhf_eval ppl` on its checkpoint.
 # About 10 s on 2 cores.
 set -euo pipefail
@@ -25,12 +25,12 @@ for f in bin/librlhf_spm.so share/rlhf/LICENSE share/rlhf/launch/pipeline.sh sha
   [ -e "$P/$f" ] || bad "$f not installed"
 done
 commits=()
-for b in sft_train rm_train ppo_train rlhf_prep rlhf_eval rlhf_convert; do
+for b in sft_train rm_train ppo_train dpo_train rlhf_prep rlhf_eval rlhf_convert; do
   v=$("$P/bin/$b" --version 2>&1) || bad "$b --version exited non-zero: $v"
   [[ "$v" =~ ^$b\ [0-9]+\.[0-9]+\.[0-9]+\ \(git\ [^\)]+\)$ ]] || bad "$b --version: '$v'"
   commits+=("${v##* }")
 done
-[ "$(printf '%s\n' "${commits[@]}" | sort -u | wc -l)" = 1 ] && ok "--version of all six: $("$P/bin/sft_train" --version)" \
+[ "$(printf '%s\n' "${commits[@]}" | sort -u | wc -l)" = 1 ] && ok "--version of all seven: $("$P/bin/sft_train" --version)" \
   || bad "different commits: ${commits[*]}"
 
 cd "$T"  # nothing from the source or build tree below

@@ -5,7 +5,7 @@
 #
 # Every `#include "x/y.h"` under src/ must point at the same layer or one the table below lets
 # it use. Layers (lower first):  core ← dist, tokenizer, data, task, chat ← model ← io ← train
-# ← sft, rm, ppo ← tools (chat: the chat-template engine, used by tools). The stages never include one another. The test also checks itself: it
+# ← sft, rm, ppo, dpo ← tools (chat: the chat-template engine, used by tools). The stages never include one another. The test also checks itself: it
 # adds a forbidden include to a copy of the tree and expects the check to fail.
 set -euo pipefail
 SRC_ROOT=${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -24,7 +24,8 @@ declare -A ALLOWED=(
   [sft]="core dist tokenizer data task chat model io train"
   [rm]="core dist tokenizer data task chat model io train"
   [ppo]="core dist tokenizer data task chat model io train"
-  [tools]="core dist tokenizer data task chat model io train sft rm ppo"
+  [dpo]="core dist tokenizer data task chat model io train"
+  [tools]="core dist tokenizer data task chat model io train sft rm ppo dpo"
 )
 
 # The layer of a path relative to src/: common/<layer>/..., or <stage>/..., or tools/...

@@ -1,0 +1,8 @@
+// dpo_train — DPO on ranked data. Usage: dpo_train --config configs/tiny/dpo.yaml [--set k=v ...] [--resume]
+#include "common/dist/dist.h"
+#include "dpo/dpo_trainer.h"
+
+int main(int argc, char** argv) {
+  rlhf::DistRuntime rt(&argc, &argv);
+  return rlhf::run_main([&] { return rlhf::run_dpo(argc, argv); });
+}
