@@ -9,7 +9,7 @@
 #    every implicit reward β(log π − log π_ref) is 0 and the sigmoid loss (ε = 0) is ln 2 = 0.693147
 #    (and accuracy 0: no pair has h > 0); the weights move; held-out eval_accuracy is logged;
 # 3. stopped at step 2 and resumed = uninterrupted (rlhf_eval weights-diff max |dw| = 0, CPU);
-#    2 ranks (mpirun -np 2) = 1 rank up to round-off;
+#    2 ranks (mpirun -np 2) = 1 rank up to round-off, also at ZeRO stage 2;
 # 4. dpo.loss: ipo at step 1: h = 0, loss = (0 − 1/(2β))² = 25 for β = 0.1; an explicit
 #    dpo.reference (= the SFT checkpoint) gives ln 2 too;
 # 5. LoRA DPO (rank 4 on c_attn, c_fc of the 1-layer d_model 32 model: 4·(32+96) + 4·(32+64) = 896
@@ -90,6 +90,20 @@ if "${MPI[@]}" "$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set init
     && ok "2 ranks = 1 rank (max |dw| = $d; losses $l2)" || bad "2 ranks vs 1: max |dw| = $d, losses $l1 vs $l2"
 else
   bad "dpo_train on 2 ranks: $(tail -n 3 "$W/np2.log")"
+fi
+# 3c. the same 2-rank run at ZeRO stage 2 (gradients reduce-scattered block by block during the
+#     backward, common/train/zero.h): the same weights up to round-off
+if "${MPI[@]}" "$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set init="$W/sft" \
+     --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set train.max_steps=4 \
+     --set train.warmup_steps=0 --set train.learning_rate=1e-3 --set train.global_batch_size=4 \
+     --set train.micro_batch_size=2 --set train.eval_every=0 --set run.log_every=100 --set run.tensorboard=false \
+     --set ckpt.every=0 --set dist.zero_stage=2 --set run.dir="$W/z2" 2>"$W/z2.log"; then
+  d=$(wdiff "$(ck "$W/np2")/model.h5" "$(ck "$W/z2")/model.h5")
+  awk -v d="$d" 'BEGIN {exit !(d < 1e-5)}' && jq -e '.zero_stage == 2 and .memory_per_rank[0].policy.peak_grad_bytes > 0' \
+      "$W/z2/summary.json" >/dev/null \
+    && ok "2 ranks at ZeRO stage 2 = stage 0 (max |dw| = $d)" || bad "ZeRO stage 2: max |dw| = $d; $(jq -c .memory_per_rank "$W/z2/summary.json")"
+else
+  bad "dpo_train at ZeRO stage 2: $(tail -n 3 "$W/z2.log")"
 fi
 
 # 4. ipo and an explicit reference, one step each
