@@ -78,11 +78,11 @@ awk -v d="$d" 'BEGIN {exit !(d == 0)}' && ok "stop at 2 + resume = uninterrupted
 #    losses and weights up to round-off of the gradient all-reduce (measured max |dw| = 0 here;
 #    bound 1e-5, Adam's update at lr 1e-3 is ~1e-3 per step)
 MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2)
-if "${MPI[@]}" "$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set init="$W/sft" \
-     --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set train.max_steps=4 \
-     --set train.warmup_steps=0 --set train.learning_rate=1e-3 --set train.global_batch_size=4 \
-     --set train.micro_batch_size=2 --set train.eval_every=0 --set run.log_every=100 --set run.tensorboard=false \
-     --set ckpt.every=2 --set ckpt.keep_last=3 --set run.dir="$W/np2" 2>"$W/np2.log"; then
+dpo_np2() { "${MPI[@]}" "$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set init="$W/sft" \
+       --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set train.max_steps=4 \
+       --set train.warmup_steps=0 --set train.learning_rate=1e-3 --set train.global_batch_size=4 \
+       --set train.micro_batch_size=2 --set train.eval_every=0 --set run.log_every=100 --set run.tensorboard=false "$@"; }
+if dpo_np2 --set ckpt.every=2 --set ckpt.keep_last=3 --set run.dir="$W/np2" 2>"$W/np2.log"; then
   d=$(wdiff "$(ck "$W/full")/model.h5" "$(ck "$W/np2")/model.h5")
   l1=$(jq -s -c 'map(.loss)' "$M"); l2=$(jq -s -c 'map(.loss)' "$W/np2/metrics.jsonl")
   awk -v d="$d" 'BEGIN {exit !(d < 1e-5)}' && jq -e -n --argjson a "$l1" --argjson b "$l2" \
@@ -93,11 +93,7 @@ else
 fi
 # 3c. the same 2-rank run at ZeRO stage 2 (gradients reduce-scattered block by block during the
 #     backward, common/train/zero.h): the same weights up to round-off
-if "${MPI[@]}" "$BIN/dpo_train" --config "$SRC/configs/tiny/dpo.yaml" --set init="$W/sft" \
-     --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set train.max_steps=4 \
-     --set train.warmup_steps=0 --set train.learning_rate=1e-3 --set train.global_batch_size=4 \
-     --set train.micro_batch_size=2 --set train.eval_every=0 --set run.log_every=100 --set run.tensorboard=false \
-     --set ckpt.every=0 --set dist.zero_stage=2 --set run.dir="$W/z2" 2>"$W/z2.log"; then
+if dpo_np2 --set ckpt.every=0 --set dist.zero_stage=2 --set run.dir="$W/z2" 2>"$W/z2.log"; then
   d=$(wdiff "$(ck "$W/np2")/model.h5" "$(ck "$W/z2")/model.h5")
   awk -v d="$d" 'BEGIN {exit !(d < 1e-5)}' && jq -e '.zero_stage == 2 and .memory_per_rank[0].policy.peak_grad_bytes > 0' \
       "$W/z2/summary.json" >/dev/null \
