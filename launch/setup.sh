@@ -34,7 +34,7 @@ die() { echo "setup.sh: error: $*" >&2; exit 1; }
 # Debian 12 / Ubuntu 24.04 package names.
 PKGS=(cmake g++ make pkg-config ccache libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
       libgtest-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev libpcre2-dev libutf8proc-dev
-      libsentencepiece-dev sentencepiece iproute2 jq python3-matplotlib)
+      libsentencepiece-dev sentencepiece libcpp-httplib-dev iproute2 jq python3-matplotlib)
 if [ "$TORCH_SRC" = "debian" ]; then
   # libtorch on reference BLAS is ~20x slower: OpenBLAS (OpenMP flavour) is required.
   PKGS+=(libtorch-dev libopenblas0-openmp)

@@ -20,6 +20,7 @@
 #include "ppo/critic_free.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/reward_command.h"
+#include "ppo/reward_remote.h"
 #include "ppo/reward_rules.h"
 #include "ppo/frozen.h"
 #include "ppo/ppo_setup.h"
@@ -79,6 +80,16 @@ void log_samples(Iteration& it, int64_t step, const std::vector<int64_t>& idx, c
   }
 }
 
+RemoteRewardOptions remote_options(const PpoSection& pc) {
+  return {pc.reward_url, pc.reward_timeout_s, pc.reward_retries, pc.reward_batch_size};
+}
+
+// The framing of the policy's rows (plain: BOS + ... + EOS; chat: none), as the server frames its
+// reward model's (reward_query.h).
+QueryFraming query_framing(const SpecialIds& ids) {
+  return {static_cast<int32_t>(ids.bos), ids.add_eos ? static_cast<int32_t>(ids.eos) : -1};
+}
+
 // One PPO iteration at `step` with β = beta: rollouts → experience → update. Returns the
 // metrics row (without "step").
 nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
@@ -111,6 +122,8 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
     if (cfg.ppo.reward == RewardKind::Command)  // [B]; a failure: StepAbortedError (checkpoint)
       ro.raw_score = command_scores(cfg.ppo.reward_command, cfg.ppo.reward_timeout_s, ro,
                                     it.data.prompts, idx, it.tok, it.comm);
+    if (cfg.ppo.reward == RewardKind::Remote)  // [B]; the same on failure
+      ro.raw_score = remote_scores(remote_options(cfg.ppo), ro, query_framing(it.ids), it.tok, it.comm);
     make_experience(it.models, ro, it.exp, it.comm);
   }
   times.score = seconds_since(t1);
@@ -226,6 +239,13 @@ int run_ppo(const RunRequest& req) {
   RLHF_CHECK(pc.reward != RewardKind::Command || !pc.reward_command.empty(),
              "ppo.reward: command needs ppo.reward_command (a program that reads JSONL rows on "
              "stdin and answers one number per line; see docs/CONFIG.md)");
+  if (pc.reward == RewardKind::Remote) {
+    RLHF_CHECK(!pc.reward_url.empty(), "ppo.reward: remote needs ppo.reward_url (e.g. "
+               "http://127.0.0.1:5000/get_reward, served by rlhf_serve rm; see docs/CONFIG.md)");
+    split_reward_url(pc.reward_url);  // a malformed URL fails here, before the models load
+    RLHF_CHECK(http_client_available(), "ppo.reward: remote: this build has no HTTP client (cpp-httplib, "
+               "Debian's libcpp-httplib-dev, was not found when it was configured: install it and rebuild)");
+  }
   RLHF_CHECK(pc.reward == RewardKind::Rm || data.eval.size() == 0, "data.eval with ppo.reward: {}: "
              "the held-out evaluation scores with a reward model; set data.eval: (empty) for now",
              kRewardNames.name(pc.reward));

@@ -208,12 +208,16 @@ torch::Tensor command_scores(const std::string& command, double timeout_s, const
                              const Tokenizer& tok, Communicator& comm) {
   const CommandOutcome r =
       run_reward_command(command, timeout_s, reward_command_input(ro, data, idx, tok), idx.size());
+  return collective_scores(r, ro.tokens.device(), comm);  // [B]
+}
+
+torch::Tensor collective_scores(const CommandOutcome& r, const torch::Device& dev, Communicator& comm) {
   const std::vector<std::string> errors = comm.all_gather_string(r.error);
   for (size_t k = 0; k < errors.size(); ++k)
     if (!errors[k].empty())
       throw StepAbortedError(comm.world_size() > 1 ? fmt::format("rank {}: {}", k, errors[k]) : errors[k]);
   std::vector<float> s(r.scores.begin(), r.scores.end());
-  return torch::tensor(s, torch::kFloat).to(ro.tokens.device());  // [B]
+  return torch::tensor(s, torch::kFloat).to(dev);  // [rows]
 }
 
 }  // namespace rlhf

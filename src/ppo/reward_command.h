@@ -39,6 +39,11 @@ CommandOutcome run_reward_command(const std::string& command, double timeout_s,
 std::string reward_command_input(const Rollout& ro, const PromptData& data,
                                  const std::vector<int64_t>& idx, const class Tokenizer& tok);
 
+// The scores of an outcome as [rows] float32 on dev, once every rank's outcome is known: if any
+// rank's has an error, every rank throws StepAbortedError naming it (and the rank). Collective;
+// also the end of ppo.reward: remote (reward_remote.h).
+torch::Tensor collective_scores(const CommandOutcome& r, const torch::Device& dev, Communicator& comm);
+
 // Raw scores [B] float32 on ro's device from the program; collective (see the contract).
 torch::Tensor command_scores(const std::string& command, double timeout_s, const Rollout& ro,
                              const PromptData& data, const std::vector<int64_t>& idx,

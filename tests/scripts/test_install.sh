@@ -25,12 +25,12 @@ for f in bin/librlhf_spm.so share/rlhf/LICENSE share/rlhf/launch/pipeline.sh sha
   [ -e "$P/$f" ] || bad "$f not installed"
 done
 commits=()
-for b in sft_train rm_train ppo_train dpo_train rlhf_prep rlhf_eval rlhf_convert; do
+for b in sft_train rm_train ppo_train dpo_train rlhf_prep rlhf_eval rlhf_convert rlhf_serve; do
   v=$("$P/bin/$b" --version 2>&1) || bad "$b --version exited non-zero: $v"
   [[ "$v" =~ ^$b\ [0-9]+\.[0-9]+\.[0-9]+\ \(git\ [^\)]+\)$ ]] || bad "$b --version: '$v'"
   commits+=("${v##* }")
 done
-[ "$(printf '%s\n' "${commits[@]}" | sort -u | wc -l)" = 1 ] && ok "--version of all seven: $("$P/bin/sft_train" --version)" \
+[ "$(printf '%s\n' "${commits[@]}" | sort -u | wc -l)" = 1 ] && ok "--version of all eight: $("$P/bin/sft_train" --version)" \
   || bad "different commits: ${commits[*]}"
 
 cd "$T"  # nothing from the source or build tree below

@@ -265,6 +265,9 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_string(f, "ppo.reward_rule", &p.reward_rule);
     add_string(f, "ppo.reward_command", &p.reward_command);
     add_double(f, "ppo.reward_timeout_s", &p.reward_timeout_s, 0, kInf, true);
+    add_string(f, "ppo.reward_url", &p.reward_url);
+    add_int(f, "ppo.reward_retries", &p.reward_retries, 0, 100);
+    add_int(f, "ppo.reward_batch_size", &p.reward_batch_size, 1, kMax);
     add_string(f, "ppo.critic_init", &p.critic_init);
     add_int(f, "ppo.ppo_epochs", &p.ppo_epochs, 1, 1000);
     add_int(f, "ppo.minibatch_size", &p.minibatch_size, 0, kMax);

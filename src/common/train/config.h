@@ -103,17 +103,22 @@ struct RmSection {
   PairNormalizerKind pair_normalizer = PairNormalizerKind::Paper;
 };
 
-// ppo.reward: the frozen reward model, a C++ rule by name (ppo/reward_rules.h), or an external
-// program fed JSONL on stdin (ppo/reward_command.h).
-enum class RewardKind { Rm, Rule, Command };
-inline constexpr EnumNames<RewardKind, 3> kRewardNames{
-    {{RewardKind::Rm, "rm"}, {RewardKind::Rule, "rule"}, {RewardKind::Command, "command"}}};
+// ppo.reward: the frozen reward model, a C++ rule by name (ppo/reward_rules.h), an external
+// program fed JSONL on stdin (ppo/reward_command.h), or an HTTP reward server (ppo/reward_remote.h).
+enum class RewardKind { Rm, Rule, Command, Remote };
+inline constexpr EnumNames<RewardKind, 4> kRewardNames{{{RewardKind::Rm, "rm"}, {RewardKind::Rule, "rule"},
+                                                        {RewardKind::Command, "command"},
+                                                        {RewardKind::Remote, "remote"}}};
 struct PpoSection {
   std::string reward_model;     // checkpoint (RM with fitted bias); unused with reward: rule
   RewardKind reward = RewardKind::Rm;
   std::string reward_rule = "synth_hidden";  // ppo/reward_rules.h, with reward: rule
   std::string reward_command;   // with reward: command, run by /bin/sh -c once per batch
-  double reward_timeout_s = 60; // reward: command: the most seconds one batch may take
+  double reward_timeout_s = 60; // reward: command: the most seconds one batch may take;
+                                // reward: remote: one HTTP request (connect, send, answer)
+  std::string reward_url;       // reward: remote: http://host:port/path (e.g. rlhf_serve's /get_reward)
+  int64_t reward_retries = 2;   // reward: remote: retries of a failed request (connection, 5xx, 429)
+  int64_t reward_batch_size = 64;  // reward: remote: the most queries per request
   std::string critic_init;      // default: reward_model
   int64_t ppo_epochs = 2;
   int64_t minibatch_size = 0;   // sequences per optimizer step within an iteration (global); 0 = whole batch

@@ -1,0 +1,285 @@
+// rm_server.cpp — see rm_server.h.
+#include "tools/serve/rm_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include <fmt/format.h>
+
+#ifdef RLHF_WITH_HTTP
+#include <httplib.h>
+#endif
+
+#include "common/core/check.h"
+#include "common/tokenizer/tokenizer.h"
+
+namespace rlhf {
+
+std::vector<RewardQuery> parse_reward_request(const std::string& body, int64_t max_request_rows) {
+  const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded()) throw BadRequest("the body is not valid JSON (expected {\"query\": [\"text\", ...]})");
+  if (!j.is_object() || !j.contains("query"))
+    throw BadRequest("expected a JSON object with a \"query\" list of strings");
+  const nlohmann::json& q = j["query"];
+  if (!q.is_array()) throw BadRequest(fmt::format("\"query\" must be a list of strings, got {}", q.type_name()));
+  if (q.empty()) throw BadRequest("\"query\" is empty");
+  if (static_cast<int64_t>(q.size()) > max_request_rows)
+    throw BadRequest(fmt::format("\"query\" has {} entries; this server takes at most {} per request "
+                                 "(rlhf_serve --max-request-rows)", q.size(), max_request_rows));
+  std::vector<RewardQuery> out(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    if (!q[i].is_string())
+      throw BadRequest(fmt::format("query[{}] must be a string, got {}", i, q[i].type_name()));
+    out[i].text = q[i].get<std::string>();
+    out[i].eos = true;  // OpenRLHF's convention: every query is a finished response
+  }
+  if (j.contains("eos")) {
+    const nlohmann::json& e = j["eos"];
+    if (!e.is_array() || e.size() != q.size())
+      throw BadRequest(fmt::format("\"eos\" must be a list of {} booleans (one per query)", q.size()));
+    for (size_t i = 0; i < e.size(); ++i) {
+      if (!e[i].is_boolean()) throw BadRequest(fmt::format("eos[{}] must be true or false, got {}", i, e[i].dump()));
+      out[i].eos = e[i].get<bool>();
+    }
+  }
+  return out;
+}
+
+// ---- BatchScorer -----------------------------------------------------------------------------
+
+BatchScorer::BatchScorer(ScoreFn score, int64_t pad_id, int64_t max_batch_rows, int64_t max_queue_rows)
+    : score_(std::move(score)), pad_id_(pad_id), max_batch_rows_(std::max<int64_t>(1, max_batch_rows)),
+      max_queue_rows_(std::max<int64_t>(1, max_queue_rows)) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+BatchScorer::~BatchScorer() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    closing_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::future<std::vector<float>> BatchScorer::submit(std::vector<std::vector<int32_t>> rows) {
+  auto job = std::make_unique<Job>();
+  job->rows = std::move(rows);
+  std::future<std::vector<float>> f = job->done.get_future();
+  const int64_t n = static_cast<int64_t>(job->rows.size());
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (closing_) throw QueueFull("the server is shutting down");
+    if (stats_.queued_rows + n > max_queue_rows_) {
+      ++stats_.rejected;
+      throw QueueFull(fmt::format("{} rows are waiting; {} more would exceed the queue bound of {} rows "
+                                  "(rlhf_serve --max-queue-rows): retry later", stats_.queued_rows, n,
+                                  max_queue_rows_));
+    }
+    stats_.queued_rows += n;
+    ++stats_.requests;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return f;
+}
+
+BatchStats BatchScorer::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return stats_;
+}
+
+void BatchScorer::loop() {
+  torch::NoGradGuard no_grad;  // thread-local: set on the scorer thread itself
+  for (;;) {
+    std::vector<std::unique_ptr<Job>> jobs;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return closing_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // closing, nothing left
+      int64_t rows = 0;
+      while (!queue_.empty()) {  // whole jobs in arrival order; the first one always
+        const int64_t n = static_cast<int64_t>(queue_.front()->rows.size());
+        if (!jobs.empty() && rows + n > max_batch_rows_) break;
+        rows += n;
+        jobs.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      stats_.queued_rows -= rows;
+      stats_.rows += rows;
+      ++stats_.batches;
+      stats_.max_batch_rows = std::max(stats_.max_batch_rows, rows);
+    }
+    score_jobs(jobs);
+  }
+}
+
+// One forward over the jobs' rows, right-padded to the longest; each job gets its slice.
+void BatchScorer::score_jobs(std::vector<std::unique_ptr<Job>>& jobs) {
+  try {
+    int64_t B = 0, T = 1;
+    for (const auto& j : jobs)
+      for (const auto& r : j->rows) {
+        ++B;
+        T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
+      }
+    torch::Tensor tokens = torch::full({B, T}, pad_id_, torch::kLong);  // [B, T]
+    torch::Tensor mask = torch::zeros({B, T}, torch::kBool);            // [B, T]
+    auto ta = tokens.accessor<int64_t, 2>();
+    auto ma = mask.accessor<bool, 2>();
+    int64_t b = 0;
+    for (const auto& j : jobs)
+      for (const auto& r : j->rows) {
+        for (size_t t = 0; t < r.size(); ++t) {
+          ta[b][t] = static_cast<int64_t>(r[t]);
+          ma[b][t] = true;
+        }
+        ++b;
+      }
+    const torch::Tensor s = score_(tokens, mask).to(torch::kCPU).to(torch::kFloat).contiguous();  // [B]
+    const float* p = s.data_ptr<float>();
+    for (auto& j : jobs) {
+      std::vector<float> out(p, p + j->rows.size());
+      p += j->rows.size();
+      j->done.set_value(std::move(out));
+    }
+  } catch (...) {
+    for (auto& j : jobs) j->done.set_exception(std::current_exception());
+  }
+}
+
+// ---- RmServer --------------------------------------------------------------------------------
+
+struct RmServer::Impl {
+  ScalarModel rm;
+  std::shared_ptr<const Tokenizer> tok;
+  QueryFraming framing;
+  int64_t max_seq_len;
+  std::string checkpoint;
+  ServeOptions o;
+  torch::Device dev;
+  std::unique_ptr<BatchScorer> scorer;
+  std::atomic<bool> entered{false}, exited{false}, stopping{false};  // run() / stop() handshake
+#ifdef RLHF_WITH_HTTP
+  httplib::Server http;
+#endif
+  Impl(ScalarModel m, std::shared_ptr<const Tokenizer> t, QueryFraming f, int64_t len, std::string ckpt,
+       const ServeOptions& opt, const torch::Device& d)
+      : rm(std::move(m)), tok(std::move(t)), framing(f), max_seq_len(len), checkpoint(std::move(ckpt)),
+        o(opt), dev(d) {}
+  std::vector<float> get_reward(const std::string& body);
+  void routes();
+};
+
+// Parse, tokenize, queue, wait: the scores of one request (BadRequest / QueueFull / forward errors).
+std::vector<float> RmServer::Impl::get_reward(const std::string& body) {
+  const std::vector<RewardQuery> q = parse_reward_request(body, o.max_request_rows);
+  std::vector<std::vector<int32_t>> rows;
+  for (size_t i = 0; i < q.size(); ++i) {
+    rows.push_back(reward_query_ids(*tok, framing, q[i].text, q[i].eos));
+    if (rows.back().empty()) throw BadRequest(fmt::format("query[{}] is empty (no tokens to score)", i));
+    if (static_cast<int64_t>(rows.back().size()) > max_seq_len)
+      throw BadRequest(fmt::format("query[{}] has {} tokens; the reward model takes at most {} "
+                                   "(its max_seq_len)", i, rows.back().size(), max_seq_len));
+  }
+  return scorer->submit(std::move(rows)).get();
+}
+
+#ifdef RLHF_WITH_HTTP
+namespace {
+void reply(httplib::Response& res, int status, const nlohmann::json& j) {
+  res.status = status;
+  res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+}  // namespace
+
+void RmServer::Impl::routes() {
+  http.Post("/get_reward", [this](const httplib::Request& req, httplib::Response& res) {
+    try {
+      reply(res, 200, {{"rewards", get_reward(req.body)}});
+    } catch (const BadRequest& e) {
+      reply(res, 400, {{"error", e.what()}});
+    } catch (const BatchScorer::QueueFull& e) {
+      reply(res, 503, {{"error", e.what()}});
+    } catch (const std::exception& e) {
+      reply(res, 500, {{"error", fmt::format("scoring failed: {}", e.what())}});
+    }
+  });
+  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const BatchStats s = scorer->stats();
+    reply(res, 200, {{"status", "ok"}, {"checkpoint", checkpoint}, {"max_seq_len", max_seq_len},
+                     {"queued_rows", s.queued_rows}, {"requests", s.requests}, {"rows", s.rows},
+                     {"batches", s.batches}, {"max_batch_rows", s.max_batch_rows}, {"rejected", s.rejected}});
+  });
+  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404)
+      reply(res, 404, {{"error", fmt::format("no route {} {} (POST /get_reward, GET /health)", req.method, req.path)}});
+  });
+}
+#endif
+
+RmServer::RmServer(ScalarModel rm, std::shared_ptr<const Tokenizer> tok, QueryFraming framing, int64_t max_seq_len,
+                   std::string checkpoint, const ServeOptions& o, const torch::Device& dev)
+    : impl_(std::make_unique<Impl>(std::move(rm), std::move(tok), framing, max_seq_len, std::move(checkpoint), o, dev)) {
+  Impl& m = *impl_;
+  m.rm->to(dev);
+  m.rm->eval();
+  const int64_t pad = std::max<int64_t>(0, m.tok->pad_id());
+  ScalarModel model = m.rm;
+  const torch::Device d = dev;
+  m.scorer = std::make_unique<BatchScorer>(
+      [model, d](const torch::Tensor& tokens, const torch::Tensor& mask) mutable {
+        return model->score_last(tokens.to(d), mask.to(d));  // [B]
+      },
+      pad, o.max_batch_rows, o.max_queue_rows);
+#ifdef RLHF_WITH_HTTP
+  m.http.new_task_queue = [n = std::max(1, o.threads)] { return new httplib::ThreadPool(n); };
+  m.http.set_payload_max_length(64u << 20);
+  m.routes();
+#endif
+}
+
+RmServer::~RmServer() = default;
+
+int RmServer::bind() {
+#ifdef RLHF_WITH_HTTP
+  Impl& m = *impl_;
+  int port = m.o.port;
+  if (port == 0) {
+    port = m.http.bind_to_any_port(m.o.host);
+    RLHF_CHECK(port > 0, "rlhf_serve: cannot bind {} on any port", m.o.host);
+  } else {
+    RLHF_CHECK(m.http.bind_to_port(m.o.host, port), "rlhf_serve: cannot bind {}:{} (in use, or not an "
+               "address of this machine?)", m.o.host, port);
+  }
+  return port;
+#else
+  throw Error("rlhf_serve: this build has no HTTP server (cpp-httplib, Debian's libcpp-httplib-dev, "
+              "was not found when it was configured)");
+#endif
+}
+
+// httplib's stop() does nothing before listen has begun, so a stop() racing a starting run()
+// waits until the server runs (or run() saw the request and returned).
+void RmServer::run() {
+  Impl& m = *impl_;
+  m.entered = true;
+#ifdef RLHF_WITH_HTTP
+  if (!m.stopping) m.http.listen_after_bind();
+#endif
+  m.exited = true;
+}
+
+void RmServer::stop() {
+  Impl& m = *impl_;
+  m.stopping = true;
+#ifdef RLHF_WITH_HTTP
+  while (m.entered && !m.exited && !m.http.is_running()) std::this_thread::yield();
+  m.http.stop();
+#endif
+}
+
+BatchStats RmServer::stats() const { return impl_->scorer->stats(); }
+
+}  // namespace rlhf
