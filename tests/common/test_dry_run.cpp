@@ -3,7 +3,9 @@
 // terms on a hand-checkable case, and the printed report for SFT and PPO from checkpoint headers.
 #include <gtest/gtest.h>
 
+#include "common/data/data.h"
 #include "common/io/model_file.h"
+#include "common/tokenizer/tokenizer.h"
 #include "common/train/dry_run.h"
 #include "support/test_support.h"
 
@@ -104,6 +106,38 @@ TEST(DryRun, MemoryTermsAndReport) {
   cfg.ppo.reward_model = (d.path / "missing").string();
   const std::string err = rlhf::testing::error_of([&] { rlhf::stage_models(Stage::PPO, cfg); });
   EXPECT_NE(err.find("missing"), std::string::npos) << err;
+}
+
+// RM batch sizes count groups: a micro-batch forwards every response of its groups, so the
+// activations scale with the largest K of data.train (2 when the file cannot be read), and a
+// scalar head has no vocabulary logits.
+TEST(DryRun, RewardModelRowsAreGroupsTimesK) {
+  TempDir d("dry_run_rm");
+  ModelConfig pol = tiny_config(Family::Llama, 2);
+  pol.vocab_size = 259;
+  rlhf::Config cfg;
+  cfg.init = write_ckpt(d.path / "sft", pol, false);
+  cfg.train.global_batch_size = 8;
+  cfg.train.micro_batch_size = 2;
+  cfg.data.max_seq_len = 32;
+  const auto models = rlhf::stage_models(Stage::RM, cfg);
+  cfg.data.train = (d.path / "missing.h5").string();
+  const auto k2 = rlhf::estimate_memory(Stage::RM, cfg, models, 1, false);
+  EXPECT_EQ(k2.logits, 0.0);
+  rlhf::RankedData r;
+  auto tok = rlhf::load_tokenizer("byte");
+  r.meta.tokenizer = tok->identity();
+  r.meta.tokenizer_spec = tok->spec();
+  r.meta.vocab_size = tok->vocab_size();
+  r.push_group({1, 2}, {{3}, {4}}, {0, 1});
+  r.push_group({5}, {{6}, {7}, {8}, {9}, {10}}, {0, 1, 2, 3, 4});  // K = 5
+  cfg.data.train = (d.path / "ranked.h5").string();
+  r.save(cfg.data.train);
+  const auto k5 = rlhf::estimate_memory(Stage::RM, cfg, models, 1, false);
+  EXPECT_GT(k2.activations, 0.0);
+  EXPECT_DOUBLE_EQ(k5.activations, k2.activations * 5.0 / 2.0);  // linear in rows: 2 x 5 vs 2 x 2
+  const auto sft = rlhf::estimate_memory(Stage::SFT, cfg, rlhf::stage_models(Stage::SFT, cfg), 1, false);
+  EXPECT_DOUBLE_EQ(k5.activations, sft.activations * 5.0);  // SFT: 2 rows per micro-batch
 }
 
 // dist.zero_stage divides the trained models' state by the rank count: moments from stage 1,

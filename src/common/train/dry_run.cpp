@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/core/check.h"
+#include "common/core/h5.h"
 #include "common/io/model_file.h"
 #include "common/model/lora.h"
 #include "common/train/train_common.h"
@@ -41,6 +42,22 @@ double activation_bytes(const ModelConfig& m, double rows, double T, double e) {
   return m.n_layer * per_layer_full;
 }
 
+// RM and DPO batch sizes count groups (a prompt with its K ranked responses), and a micro-batch
+// forwards every response of its groups (rm_eval.h: the prompt once, each response against its
+// cache; DPO: each response under the policy and the reference): micro × K rows. K = the largest
+// group of data.train when that file can be read, else 2 (the fewest a group has).
+int64_t rows_per_group(Stage stage, const Config& cfg) {
+  if (stage != Stage::RM && stage != Stage::DPO) return 1;
+  int64_t k = 2;
+  try {
+    const std::vector<int64_t> go = H5File::open_read(cfg.data.train).read_vector<int64_t>("group_offsets");
+    for (size_t g = 1; g < go.size(); ++g) k = std::max(k, go[g] - go[g - 1]);
+  } catch (const std::exception&) {
+    // not readable here (a dry run before the data exists): the least K
+  }
+  return k;
+}
+
 }  // namespace
 
 std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
@@ -66,7 +83,7 @@ std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
       out.push_back({"actor", base, false, true});
       if (critic_used) {
         RLHF_CHECK(rm_used || !cfg.ppo.critic_init.empty(),
-                   "ppo.advantage: gae with ppo.reward: rule needs ppo.critic_init");
+                   "ppo.advantage: gae with ppo.reward: {} needs ppo.critic_init", kRewardNames.name(cfg.ppo.reward));
         const ModelConfig critic = cfg.ppo.critic_init.empty()
                                        ? header_config(cfg.ppo.reward_model, "ppo.reward_model")
                                        : header_config(cfg.ppo.critic_init, "ppo.critic_init");
@@ -120,7 +137,8 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
   const int64_t share = ppo && cfg.ppo.minibatch_size > 0
                             ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size) * n
                             : per_rank;
-  const double micro = cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share;
+  const double micro = static_cast<double>(cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share) *
+                       static_cast<double>(rows_per_group(stage, cfg));  // rows per forward
   for (const auto& m : models) {
     ModelMemory mm = model_memory(m, cfg, world_size);
     (m.offloaded ? e.offloaded : e.weights) += mm.weights;
@@ -137,7 +155,7 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
   int trained_models = 0;
   for (const auto& m : models) trained_models += m.trainable ? 1 : 0;
   if (ppo && trained_models > 1) e.activations *= 2;  // actor and critic updates can overlap
-  e.logits = micro * T * first.vocab_size * 12.0;
+  e.logits = stage == Stage::RM ? 0.0 : micro * T * first.vocab_size * 12.0;  // a scalar head: no logits
   if (ppo)
     e.kv_cache = 2.0 * first.n_layer * per_rank * T * first.n_kv_head * first.head_dim() * elt;
   return e;
