@@ -15,6 +15,7 @@
 #endif
 
 #include "common/core/check.h"
+#include "common/train/log.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace rlhf {
@@ -85,11 +86,13 @@ bool http_client_available() {
 }
 
 std::pair<std::string, std::string> split_reward_url(const std::string& url) {
-  static const std::regex re(R"(^(https?://[^/?#\s]+)(/[^\s#]*)?$)");
+  // scheme://host[:port][/path]; host a name, an IPv4 address or a bracketed IPv6 address
+  static const std::regex re(R"(^(https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:([0-9]{1,5}))?)(/[^\s#]*)?$)");
   std::smatch m;
-  RLHF_CHECK(std::regex_match(url, m, re), "ppo.reward_url: '{}' is not an http:// or https:// URL "
+  const bool ok = std::regex_match(url, m, re) && (!m[4].matched || (std::stoi(m[4].str()) >= 1 && std::stoi(m[4].str()) <= 65535));
+  RLHF_CHECK(ok, "ppo.reward_url: '{}' is not an http:// or https:// URL with a port in 1..65535 "
              "(expected e.g. http://127.0.0.1:5000/get_reward)", url);
-  return {m[1].str(), m[2].matched ? m[2].str() : std::string("/")};
+  return {m[1].str(), m[5].matched ? m[5].str() : std::string("/")};
 }
 
 CommandOutcome post_reward_queries(const RemoteRewardOptions& o, const std::vector<RewardQuery>& queries) {
@@ -97,7 +100,8 @@ CommandOutcome post_reward_queries(const RemoteRewardOptions& o, const std::vect
 #ifdef RLHF_WITH_HTTP
   const auto [base, path] = split_reward_url(o.url);
   httplib::Client cli(base);
-  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  // Each phase (connect, send, each wait for answer bytes) gets the limit; at least 1 ms.
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(std::clamp(o.timeout_s * 1000, 1.0, 1e12)));
   cli.set_connection_timeout(limit);
   cli.set_read_timeout(limit);
   cli.set_write_timeout(limit);
@@ -126,14 +130,20 @@ std::vector<RewardQuery> rollout_queries(const Rollout& ro, const QueryFraming& 
     std::vector<int32_t> ids(row.numel());
     const int64_t* p = row.data_ptr<int64_t>();
     for (int64_t i = 0; i < row.numel(); ++i) ids[i] = static_cast<int32_t>(p[i]);
-    q.push_back(reward_query(tok, f, std::move(ids)));
+    q.push_back(reward_query(tok, f, ids));
   }
   return q;
 }
 
 torch::Tensor remote_scores(const RemoteRewardOptions& o, const Rollout& ro, const QueryFraming& f,
                             const Tokenizer& tok, Communicator& comm) {
-  const CommandOutcome r = post_reward_queries(o, rollout_queries(ro, f, tok));
+  const std::vector<RewardQuery> q = rollout_queries(ro, f, tok);
+  const int64_t inexact = std::count_if(q.begin(), q.end(), [](const RewardQuery& x) { return !x.exact; });
+  if (inexact > 0)
+    log_warn("# warning: ppo.reward: remote: {} of this rank's {} rows do not survive the trip to text "
+             "(invalid UTF-8, or tokens that are not the canonical encoding of their text): the server "
+             "scores the re-encoded text (common/tokenizer/reward_query.h)", inexact, q.size());
+  const CommandOutcome r = post_reward_queries(o, q);
   return collective_scores(r, ro.tokens.device(), comm);  // [B]
 }
 

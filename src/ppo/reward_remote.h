@@ -10,7 +10,8 @@
 //
 // Contract:
 // - post_reward_queries never throws for what the server or the network does: a connection
-//   failure, a timeout (ppo.reward_timeout_s per request), HTTP 5xx or 429 is retried up to
+//   failure, a timeout (ppo.reward_timeout_s for each of connecting, sending and each wait for
+//   answer bytes), HTTP 5xx or 429 is retried up to
 //   ppo.reward_retries times (backoff 0.25 s, doubling, at most 4 s); that, or any other status,
 //   or an answer that is not the shape above (wrong count, a non-number, nan), comes back as
 //   CommandOutcome::error naming ppo.reward_url, the request (queries [a, b)), the attempt and

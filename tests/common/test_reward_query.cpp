@@ -36,6 +36,11 @@ TEST(RewardQuery, ByteTokenizerPlainRowsRoundTrip) {
   EXPECT_EQ(reward_query_ids(tok, f, "", true), (std::vector<int32_t>{256, 257}));
   EXPECT_EQ(reward_query_ids(tok, QueryFraming{}, "ab", true), ids_of("ab"));
   EXPECT_EQ(reward_query(tok, QueryFraming{}, ids_of("ab")).eos, false);
+  EXPECT_TRUE(q.exact);
+  // A sampled byte that is not UTF-8: JSON would replace it, so the row is flagged.
+  const RewardQuery raw = reward_query(tok, f, {256, 'a', 0xff, 257});
+  EXPECT_FALSE(raw.exact);
+  EXPECT_TRUE(raw.eos);
 }
 
 TEST(RewardQuery, AddedTokensAsTextAreNotFramedTwice) {
@@ -47,7 +52,7 @@ TEST(RewardQuery, AddedTokensAsTextAreNotFramedTwice) {
   for (int32_t t : tok->encode("Question: two plus three? Answer: five")) ids.push_back(t);
   ids.push_back(eos);
   const RewardQuery q = reward_query(*tok, f, ids);
-  EXPECT_EQ(q.text, "Question: two plus three? Answer: five");
+  EXPECT_EQ(q.text, "<|begin_of_text|>Question: two plus three? Answer: five");  // BOS as its text
   EXPECT_TRUE(q.eos);
   EXPECT_EQ(reward_query_ids(*tok, f, q.text, q.eos), ids);
   // A client that writes BOS and EOS as text (decode with special tokens, as OpenRLHF's does):
@@ -66,6 +71,31 @@ TEST(RewardQuery, AddedTokensAsTextAreNotFramedTwice) {
   const RewardQuery e = reward_query(*tok, f, chatty);
   EXPECT_FALSE(e.eos);
   EXPECT_EQ(reward_query_ids(*tok, f, e.text, e.eos), chatty);
+}
+
+// The round trip ids -> query -> ids for every tokenizer kind with real files here: llama2c
+// (whose decode drops the first piece's space only after BOS, and whose encode adds it back),
+// Qwen3 (no BOS), Mistral; each with and without the final EOS.
+TEST(RewardQuery, RoundTripEveryTokenizerKind) {
+  const std::string data = RLHF_SOURCE_DIR "/../shared/data";
+  for (const std::string spec : {data + "/stories260K/tok512.bin", kTokDir + "/qwen3", kTokDir + "/mistral",
+                                 kTokDir + "/llama3", std::string("byte")}) {
+    auto tok = load_tokenizer(spec);
+    const QueryFraming f{tok->bos_id(), tok->eos_id()};
+    for (const std::string text : {"Once upon a time, Lily saw a cat.", " two  spaces", "x"}) {
+      std::vector<int32_t> ids;
+      if (f.bos >= 0) ids.push_back(f.bos);
+      for (int32_t t : tok->encode(text)) ids.push_back(t);
+      for (bool ended : {false, true}) {
+        std::vector<int32_t> seq = ids;
+        if (ended) seq.push_back(f.eos);
+        const RewardQuery q = reward_query(*tok, f, seq);
+        EXPECT_EQ(q.eos, ended) << spec;
+        EXPECT_TRUE(q.exact) << spec << " '" << text << "' -> '" << q.text << "'";
+        EXPECT_EQ(reward_query_ids(*tok, f, q.text, q.eos), seq) << spec << " '" << text << "' -> '" << q.text << "'";
+      }
+    }
+  }
 }
 
 }  // namespace

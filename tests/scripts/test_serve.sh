@@ -94,6 +94,9 @@ jq -n -e --argjson a "$steps" --argjson b "$steps_r" --argjson c "$samples" --ar
   ([range(8)] | all(. as $i | (($c[$i] - $d[$i]) | fabs) < 1e-4))' >/dev/null \
   && ok "ppo.reward: remote = ppo.reward: rm on 2 ranks: rm_score_raw per iteration $steps_r vs $steps; 8 logged samples equal" \
   || bad "remote vs rm: iterations $steps_r vs $steps; samples $samples_r vs $samples"
+grep -q "do not survive the trip to text" "$W/remote.log" \
+  && bad "rows flagged as not round-tripping: $(grep -m1 'do not survive' "$W/remote.log")" \
+  || ok "every row's text re-encodes to its tokens (no reward_query warning)"
 served=$(http GET /health | tail -n 1 | jq '.rows')
 [ "$served" -ge 16 ] && ok "the server scored $served rows" || bad "server rows: $served"
 

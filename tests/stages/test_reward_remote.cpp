@@ -26,6 +26,9 @@ TEST(RewardRemote, Url) {
   EXPECT_EQ(split_reward_url("https://rm.example"), (std::pair<std::string, std::string>{"https://rm.example", "/"}));
   EXPECT_TRUE(contains(testing::error_of([] { split_reward_url("127.0.0.1:5000"); }), "ppo.reward_url"));
   EXPECT_TRUE(contains(testing::error_of([] { split_reward_url("ftp://x/y"); }), "not an http"));
+  EXPECT_EQ(split_reward_url("http://[::1]:8000").first, "http://[::1]:8000");
+  for (const char* bad : {"http://h:99999999999/r", "http://h:0/r", "http://h:port/r", "http://h:65536"})
+    EXPECT_TRUE(contains(testing::error_of([&] { split_reward_url(bad); }), "port in 1..65535")) << bad;
 }
 
 TEST(RewardRemote, RolloutRowsBecomeQueries) {

@@ -101,16 +101,30 @@ TEST(Serve, BatchScorerQueueIsBoundedAndErrorsReachTheCaller) {
   EXPECT_EQ(c.get(), std::vector<float>{8});
 }
 
+TEST(Serve, RequestBoundAboveTheQueueBoundIsRefused) {
+  ServeOptions o;
+  o.max_request_rows = 100;
+  o.max_queue_rows = 50;
+  ModelConfig cfg = testing::tiny_config(Family::Llama, 2);
+  cfg.vocab_size = 259;
+  const std::string err = testing::error_of([&] {
+    RmServer s(ScalarModel(cfg), std::make_shared<ByteTokenizer>(), QueryFraming{256, 257}, 64, "x", o, torch::kCPU);
+  });
+  EXPECT_TRUE(contains(err, "--max-request-rows 100 exceeds --max-queue-rows 50")) << err;
+}
+
 #ifdef RLHF_WITH_HTTP
 // The server's whole path on loopback: a random reward model over the byte tokenizer.
 class ServeHttp : public ::testing::Test {
  protected:
   void SetUp() override {
-    torch::manual_seed(3);
     ModelConfig cfg = testing::tiny_config(Family::Llama, 2);
     cfg.vocab_size = 259;
-    rm_ = ScalarModel(cfg);
-    rm_->eval();
+    torch::manual_seed(3);
+    rm_ = ScalarModel(cfg);  // served
+    torch::manual_seed(3);
+    ref_ = ScalarModel(cfg);  // the same weights, for the reference scores (one model per thread)
+    ref_->eval();
     ServeOptions o;
     o.port = 0;
     o.threads = 8;
@@ -126,16 +140,16 @@ class ServeHttp : public ::testing::Test {
   }
   // The model's own score of one query, alone: [BOS] + bytes + [EOS if eos].
   float own_score(const std::string& text, bool eos) {
-    std::lock_guard<std::mutex> lk(own_mu_);  // one reference forward at a time
+    std::lock_guard<std::mutex> lk(own_mu_);  // the clients share the reference model
     torch::NoGradGuard ng;
     std::vector<int64_t> ids = {256};
     for (unsigned char c : text) ids.push_back(c);
     if (eos) ids.push_back(257);
     const auto t = torch::tensor(ids).unsqueeze(0);
-    return rm_->score_last(t, torch::ones_like(t, torch::kBool)).item<float>();
+    return ref_->score_last(t, torch::ones_like(t, torch::kBool)).item<float>();
   }
   std::mutex own_mu_;
-  ScalarModel rm_{nullptr};
+  ScalarModel rm_{nullptr}, ref_{nullptr};
   std::unique_ptr<RmServer> server_;
   int port_ = 0;
   std::thread thread_;
@@ -186,7 +200,7 @@ TEST_F(ServeHttp, EightClientsTwoHundredRequestsEachGetTheModelsOwnScores) {
   const BatchStats st = server_->stats();
   EXPECT_EQ(st.requests, kClients * kRequests);
   EXPECT_LT(st.batches, st.requests) << "concurrent requests were never batched together";
-  EXPECT_LE(st.max_batch_rows, 16 + 3);  // whole jobs up to the bound (the first job always fits)
+  EXPECT_LE(st.max_batch_rows, 16);  // --max-batch-rows
   std::printf("# %d requests, %lld rows in %lld batches (largest %lld rows), max |diff| %.3g\n",
               kClients * kRequests, (long long)st.rows, (long long)st.batches, (long long)st.max_batch_rows,
               worst.load());

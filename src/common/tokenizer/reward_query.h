@@ -8,13 +8,22 @@
 // plain rows are BOS + text + EOS (the trainer adds both), chat rows carry every special token
 // in their template's text (no framing: bos = eos = -1).
 //
-//   query text = decode_with_special_tokens(ids without the framing BOS and the final framing EOS)
-//   eos        = whether that final framing EOS was there (the response ended; else truncated)
+//   eos        = whether the ids end with the framing EOS (the response ended; else truncated)
+//   query text = decode_with_special_tokens(ids without that EOS), with the BOS in place (it
+//                decodes to its text where it has one, to nothing for byte/gpt2/llama2c: llama2c's
+//                decode drops the first piece's space only after a BOS) — or, when that text does
+//                not re-encode to ids, without the BOS (a Metaspace tokenizer such as Mistral's
+//                prepends "▁" to the text after a written "<s>")
 //
 // and back: ids = [BOS] + encode(text) + [EOS if eos], where BOS is added unless the text's ids
 // already start with it and EOS unless they already end with it (so a client that writes the
 // EOS as text, e.g. "<|endoftext|>", gets the same ids). A query without "eos" counts as ended
 // (eos = true): OpenRLHF's reward server appends the EOS to every query too.
+//
+// RewardQuery::exact says whether the round trip holds for this row (text valid UTF-8, so JSON
+// carries it unchanged, and re-encoding to exactly ids). It fails for invalid UTF-8 (a byte-level
+// policy can sample any bytes: JSON replaces them with U+FFFD) and for sampled tokens that are
+// not the canonical encoding of their text; the server then scores the re-encoded text.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -31,11 +40,12 @@ struct QueryFraming {
 
 struct RewardQuery {
   std::string text;
-  bool eos = false;  // the sequence ended with the framing EOS (not sent as text)
+  bool eos = false;    // the sequence ended with the framing EOS (not sent as text)
+  bool exact = false;  // client side: text and eos give back exactly the ids (see above)
 };
 
 // Client side: the unpadded ids a reward model would score → the query.
-RewardQuery reward_query(const Tokenizer& tok, const QueryFraming& f, std::vector<int32_t> ids);
+RewardQuery reward_query(const Tokenizer& tok, const QueryFraming& f, const std::vector<int32_t>& ids);
 
 // Server side: a query → the ids to score (the rule above).
 std::vector<int32_t> reward_query_ids(const Tokenizer& tok, const QueryFraming& f, const std::string& text,

@@ -3,14 +3,17 @@
 // otherwise; there is no authentication, so expose it to other machines only on a trusted network.
 //
 //   rlhf_serve rm --checkpoint RUN_OR_FILE [--host 127.0.0.1] [--port 5000] [--device auto]
-//                 [--threads 8] [--max-batch-rows 64] [--max-queue-rows 4096]
+//                 [--threads 32] [--max-batch-rows 64] [--max-queue-rows 4096]
 //                 [--max-request-rows 1024] [--port-file F]
 //
 // Logs on stderr: one line when it listens ("rlhf_serve: listening on http://HOST:PORT ..."), and
-// one when it stops (SIGINT or SIGTERM: the requests in flight are answered first).
+// one when it stops. SIGINT or SIGTERM stops it after answering the requests in flight (a signal
+// while the model loads takes effect once it has loaded); a second one ends it at once.
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -66,16 +69,31 @@ int serve_rm(const RmOpts& o) {
                  "(tokenizer {}, max_seq_len {}, {}), {} handler threads, batches of <= {} rows",
                  o.serve.host, port, o.checkpoint, f.tok.spec, f.cfg.max_seq_len, dev.str(),
                  o.serve.threads, o.serve.max_batch_rows);
+  std::atomic<bool> done{false};
   std::thread waiter([&] {
     const sigset_t stop = stop_signals();
     int sig = 0;
     sigwait(&stop, &sig);
-    rlhf::log_info("rlhf_serve: signal {}: stopping", sig);
+    if (done) return;  // released by the main thread below
+    rlhf::log_info("rlhf_serve: signal {}: stopping after the requests in flight (another signal: at once)", sig);
     server.stop();
+    sigwait(&stop, &sig);
+    if (done) return;
+    rlhf::log_warn("rlhf_serve: signal {} again: exiting now", sig);
+    std::_Exit(128 + sig);
   });
-  server.run();
-  pthread_kill(waiter.native_handle(), SIGTERM);  // run() ended on its own: release the waiter
-  waiter.join();
+  auto release_waiter = [&] {
+    done = true;
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+  };
+  try {
+    server.run();
+  } catch (...) {
+    release_waiter();
+    throw;
+  }
+  release_waiter();
   const rlhf::BatchStats s = server.stats();
   rlhf::log_info("rlhf_serve: stopped after {} requests ({} rows in {} batches, {} refused)", s.requests,
                  s.rows, s.batches, s.rejected);

@@ -2,6 +2,7 @@
 #include "tools/serve/rm_server.h"
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <thread>
 
@@ -108,44 +109,56 @@ void BatchScorer::loop() {
       }
       stats_.queued_rows -= rows;
       stats_.rows += rows;
-      ++stats_.batches;
-      stats_.max_batch_rows = std::max(stats_.max_batch_rows, rows);
     }
     score_jobs(jobs);
   }
 }
 
-// One forward over the jobs' rows, right-padded to the longest; each job gets its slice.
+// The jobs' rows in forwards of at most max_batch_rows rows (a job larger than that is split),
+// each right-padded to its longest row; every job gets its slice, or the error of any forward.
 void BatchScorer::score_jobs(std::vector<std::unique_ptr<Job>>& jobs) {
+  std::vector<const std::vector<int32_t>*> rows;
+  for (const auto& j : jobs)
+    for (const auto& r : j->rows) rows.push_back(&r);
+  std::vector<float> scores;
   try {
-    int64_t B = 0, T = 1;
-    for (const auto& j : jobs)
-      for (const auto& r : j->rows) {
-        ++B;
-        T = std::max<int64_t>(T, static_cast<int64_t>(r.size()));
-      }
-    torch::Tensor tokens = torch::full({B, T}, pad_id_, torch::kLong);  // [B, T]
-    torch::Tensor mask = torch::zeros({B, T}, torch::kBool);            // [B, T]
-    auto ta = tokens.accessor<int64_t, 2>();
-    auto ma = mask.accessor<bool, 2>();
-    int64_t b = 0;
-    for (const auto& j : jobs)
-      for (const auto& r : j->rows) {
+    for (size_t a = 0; a < rows.size(); a += static_cast<size_t>(max_batch_rows_)) {
+      const size_t e = std::min(rows.size(), a + static_cast<size_t>(max_batch_rows_));
+      const int64_t B = static_cast<int64_t>(e - a);
+      int64_t T = 1;
+      for (size_t i = a; i < e; ++i) T = std::max<int64_t>(T, static_cast<int64_t>(rows[i]->size()));
+      torch::Tensor tokens = torch::full({B, T}, pad_id_, torch::kLong);  // [B, T]
+      torch::Tensor mask = torch::zeros({B, T}, torch::kBool);            // [B, T]
+      auto ta = tokens.accessor<int64_t, 2>();
+      auto ma = mask.accessor<bool, 2>();
+      for (int64_t b = 0; b < B; ++b) {
+        const std::vector<int32_t>& r = *rows[a + b];
         for (size_t t = 0; t < r.size(); ++t) {
           ta[b][t] = static_cast<int64_t>(r[t]);
           ma[b][t] = true;
         }
-        ++b;
       }
-    const torch::Tensor s = score_(tokens, mask).to(torch::kCPU).to(torch::kFloat).contiguous();  // [B]
-    const float* p = s.data_ptr<float>();
-    for (auto& j : jobs) {
-      std::vector<float> out(p, p + j->rows.size());
-      p += j->rows.size();
-      j->done.set_value(std::move(out));
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++stats_.batches;
+        stats_.max_batch_rows = std::max(stats_.max_batch_rows, B);
+      }
+      const torch::Tensor s = score_(tokens, mask).to(torch::kCPU).to(torch::kFloat).contiguous().view(-1);  // [B]
+      RLHF_CHECK(s.numel() == B, "the reward model returned {} scores for {} rows", s.numel(), B);
+      const float* p = s.data_ptr<float>();
+      for (int64_t b = 0; b < B; ++b) {
+        RLHF_CHECK(std::isfinite(p[b]), "the reward model's score is {} (not finite)", p[b]);
+        scores.push_back(p[b]);
+      }
     }
   } catch (...) {
     for (auto& j : jobs) j->done.set_exception(std::current_exception());
+    return;
+  }
+  size_t at = 0;  // every score is known: no exception from here on
+  for (auto& j : jobs) {
+    j->done.set_value(std::vector<float>(scores.begin() + at, scores.begin() + at + j->rows.size()));
+    at += j->rows.size();
   }
 }
 
@@ -223,6 +236,8 @@ RmServer::RmServer(ScalarModel rm, std::shared_ptr<const Tokenizer> tok, QueryFr
                    std::string checkpoint, const ServeOptions& o, const torch::Device& dev)
     : impl_(std::make_unique<Impl>(std::move(rm), std::move(tok), framing, max_seq_len, std::move(checkpoint), o, dev)) {
   Impl& m = *impl_;
+  RLHF_CHECK(o.max_request_rows <= o.max_queue_rows, "rlhf_serve: --max-request-rows {} exceeds "
+             "--max-queue-rows {}: such a request could never be queued", o.max_request_rows, o.max_queue_rows);
   m.rm->to(dev);
   m.rm->eval();
   const int64_t pad = std::max<int64_t>(0, m.tok->pad_id());

@@ -9,15 +9,18 @@
 // token, as in training and as ppo.reward: rm scores a rollout.
 //
 // Batching: httplib's handler threads (ServeOptions::threads) parse and tokenize a request, then
-// hand its rows to the BatchScorer as one job; the scorer's single thread takes whole jobs in
-// arrival order, up to max_batch_rows rows, scores them in one forward (right-padded; a row's
-// score does not depend on its batch beyond float round-off) and answers each job.
+// hand its rows to the BatchScorer as one job and wait for its answer; the scorer's single thread
+// takes the waiting jobs in arrival order, whole, while they fit in max_batch_rows rows (the first
+// always), scores them in forwards of at most max_batch_rows rows (right-padded; a row's score
+// does not depend on its batch beyond float round-off) and answers each job. So up to `threads`
+// requests are batched together; more connections wait in httplib's accept queue.
 // The queue is bounded: a job that would take the waiting rows past max_queue_rows is refused at
-// once with HTTP 503 (retry later), so a flood cannot grow memory without bound.
+// once with HTTP 503 (retry later); max_request_rows may not exceed max_queue_rows, so any valid
+// request fits an empty queue. A score that is not finite, or a forward that fails, is HTTP 500.
 // Errors: malformed JSON, no "query" list, an entry that is not a string, an "eos" list of another
 // length or with a non-boolean, an empty list, more than max_request_rows queries, a query longer
-// than the model's max_seq_len tokens → HTTP 400 {"error": "<what, naming the key and index>"};
-// a failed forward → 500. Either way the server keeps serving.
+// than the model's max_seq_len tokens → HTTP 400 {"error": "<what, naming the key and index>"}.
+// Either way (400, 500, 503) the server keeps serving.
 // Thread-safety: BatchScorer::submit and RmServer's handlers may be called from any thread.
 #pragma once
 #include <condition_variable>
@@ -90,8 +93,8 @@ class BatchScorer {
 struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 5000;               // 0: any free port (bind() returns it)
-  int threads = 8;               // HTTP handler threads
-  int64_t max_batch_rows = 64;   // rows per forward
+  int threads = 32;              // HTTP handler threads: requests parsed and batched at once
+  int64_t max_batch_rows = 64;   // the most rows in one forward
   int64_t max_queue_rows = 4096; // rows waiting before 503
   int64_t max_request_rows = 1024;
 };
