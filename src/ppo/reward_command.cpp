@@ -81,23 +81,36 @@ pid_t spawn_shell(const std::string& command, Pipe& in, Pipe& out, Pipe& err) {
   return pid;
 }
 
-// Feeds `input` and collects stdout / stderr until both close or the deadline passes.
-// Returns false on timeout.
+// Feeds `input` and collects stdout / stderr until both close or the deadline passes, reaping
+// the shell `pid` on the way (status: waitpid's, reaped set). Once the shell has exited, output
+// is read for kGrace more at most: a background child it left holding the pipes open does not
+// keep the trainer waiting (left_open says so). Returns false on timeout.
+constexpr auto kGrace = std::chrono::milliseconds(200);
 bool exchange(Pipe& in, Pipe& out, Pipe& err, const std::string& input, Clock::time_point deadline,
-              std::string& out_text, std::string& err_text) {
+              pid_t pid, int& status, bool& reaped, bool& left_open, std::string& out_text, std::string& err_text) {
+  Clock::time_point stop_reading = Clock::time_point::max();
   fcntl(in.w, F_SETFL, fcntl(in.w, F_GETFL) | O_NONBLOCK);
   size_t written = 0;
   if (input.empty()) in.close_w();
   char buf[65536];
   while (out.r >= 0 || err.r >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
+    if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
+      reaped = true;
+      stop_reading = Clock::now() + kGrace;
+    }
+    if (Clock::now() >= stop_reading) {
+      left_open = true;
+      return true;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::min(deadline, stop_reading) - Clock::now()).count();
+    if (left <= 0) return Clock::now() < deadline;
     pollfd fds[3];
     int n = 0, i_in = -1, i_out = -1, i_err = -1;
     if (in.w >= 0) { i_in = n; fds[n++] = {in.w, POLLOUT, 0}; }
     if (out.r >= 0) { i_out = n; fds[n++] = {out.r, POLLIN, 0}; }
     if (err.r >= 0) { i_err = n; fds[n++] = {err.r, POLLIN, 0}; }
-    if (poll(fds, n, static_cast<int>(std::min<int64_t>(left, 1000))) < 0) {
+    if (poll(fds, n, static_cast<int>(std::min<int64_t>(left, reaped ? 1000 : 20))) < 0) {
       if (errno == EINTR) continue;
       return false;
     }
@@ -169,7 +182,10 @@ CommandOutcome run_reward_command(const std::string& command, double timeout_s,
   const pid_t pid = spawn_shell(command, in, out, err);
   std::string out_text, err_text;
   int status = 0;
-  const bool done = exchange(in, out, err, input, deadline, out_text, err_text) && wait_until(pid, deadline, status);
+  bool reaped = false, left_open = false;
+  const bool done = exchange(in, out, err, input, deadline, pid, status, reaped, left_open, out_text, err_text) &&
+                    (reaped || wait_until(pid, deadline, status));
+  if (done && left_open) kill(-pid, SIGKILL);  // the shell's leftover background children
   CommandOutcome r;
   const std::string who = fmt::format("ppo.reward_command '{}'", command);
   if (!done) {

@@ -5,6 +5,8 @@
 // (invalid UTF-8 replaced by U+FFFD), and must answer on stdout with one finite number per line,
 // in order, one line per row, then exit with status 0 — all within ppo.reward_timeout_s seconds.
 // The number is the raw score that the no-EOS penalty and score clip act on, as a reward model's.
+// Its answer is complete when the shell exits: background children it leaves holding stdout get
+// 0.2 s more, then its process group is killed.
 //
 // Contract:
 // - run_reward_command never throws for what the program does: a timeout (the program's process

@@ -63,6 +63,17 @@ TEST(RewardCommand, HangIsKilledAtTheTimeout) {
   EXPECT_LT(s, 10.0) << "the timeout did not stop the wait";
 }
 
+// A program that answers, then exits leaving a background child holding its stdout: the answer
+// counts once the shell has exited (0.2 s grace), not at the timeout; the child is killed.
+TEST(RewardCommand, BackgroundChildDoesNotHoldTheAnswer) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const CommandOutcome r = run_reward_command("cat >/dev/null; sleep 30 & echo 2.5", 20, "x\n", 1);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.scores, std::vector<double>{2.5});
+  EXPECT_LT(s, 5.0) << "waited for the background child";
+}
+
 // A program that exits without reading 4 MB of stdin: no SIGPIPE for the trainer, a clear error.
 TEST(RewardCommand, ProgramThatIgnoresStdin) {
   const std::string big(4 << 20, 'x');
