@@ -29,15 +29,8 @@ fail=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fail=1; }
 
-"$BIN/rlhf_prep" synth --out "$W/data" --seed 5 --n-sft 64 --n-sft-eval 8 --n-ranked 16 --n-ranked-eval 4 \
-  --n-prompts 32 --n-prompts-eval 4 --pretrain-bytes 4000 --pretrain-eval-bytes 1000 2>/dev/null
-MODEL=(--set model.n_layer=1 --set model.d_model=32 --set model.n_head=2 --set model.n_kv_head=2 --set model.d_ff=64
-       --set model.max_seq_len=64 --set model.dropout=0 --set run.log_every=100 --set ckpt.every=0)
-"$BIN/sft_train" --config "$SRC/configs/tiny/sft.yaml" "${MODEL[@]}" --set run.dir="$W/sft" --set data.train="$W/data/sft.h5" \
-  --set data.eval= --set train.max_steps=3 --set train.global_batch_size=8 --set train.micro_batch_size=8 2>"$W/log"
-"$BIN/rm_train" --config "$SRC/configs/tiny/rm.yaml" --set run.dir="$W/rm" --set init="$W/sft" --set ckpt.every=0 \
-  --set data.train="$W/data/ranked.h5" --set data.eval="$W/data/ranked_eval.h5" --set data.bias_data= --set train.max_steps=2 \
-  --set train.global_batch_size=4 --set train.micro_batch_size=4 2>>"$W/log"
+source "$SRC/tests/scripts/tiny_models.sh"
+tiny_sft_rm "$BIN" "$SRC" "$W"
 ppo() { "$BIN/ppo_train" --config "$SRC/configs/tiny/ppo.yaml" --set init="$W/sft" \
      --set ppo.reward_model="$W/rm" --set data.train="$W/data/prompts.h5" --set data.eval= \
      --set data.pretrain= --set data.pretrain_eval= --set ppo.ptx_coef=0 \
