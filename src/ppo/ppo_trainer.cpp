@@ -84,12 +84,6 @@ RemoteRewardOptions remote_options(const PpoSection& pc) {
   return {pc.reward_url, pc.reward_timeout_s, pc.reward_retries, pc.reward_batch_size};
 }
 
-// The framing of the policy's rows (plain: BOS + ... + EOS; chat: none), as the server frames its
-// reward model's (reward_query.h).
-QueryFraming query_framing(const SpecialIds& ids) {
-  return {static_cast<int32_t>(ids.bos), ids.add_eos ? static_cast<int32_t>(ids.eos) : -1};
-}
-
 // One PPO iteration at `step` with β = beta: rollouts → experience → update. Returns the
 // metrics row (without "step").
 nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {

@@ -85,6 +85,10 @@ bool http_client_available() {
 #endif
 }
 
+QueryFraming query_framing(const SpecialIds& ids) {
+  return {static_cast<int32_t>(ids.bos), ids.add_eos ? static_cast<int32_t>(ids.eos) : -1};
+}
+
 std::pair<std::string, std::string> split_reward_url(const std::string& url) {
   // scheme://host[:port][/path]; host a name, an IPv4 address or a bracketed IPv6 address
   static const std::regex re(R"(^(https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:([0-9]{1,5}))?)(/[^\s#]*)?$)");

@@ -42,6 +42,10 @@ struct RemoteRewardOptions {
 
 bool http_client_available();
 
+// The framing of rows framed by ids (data/batch.h for_rows: plain BOS + ... + EOS, chat none):
+// the policy's on the client side, the reward model's training rows on the server side.
+QueryFraming query_framing(const SpecialIds& ids);
+
 // "http://host:port/path" → {"http://host:port", "/path"} ("/" when none); throws rlhf::Error
 // naming ppo.reward_url for anything else.
 std::pair<std::string, std::string> split_reward_url(const std::string& url);

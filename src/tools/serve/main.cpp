@@ -12,19 +12,21 @@
 #include <signal.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/core/version.h"
+#include "common/data/batch.h"
 #include "common/dist/dist.h"
 #include "common/io/model_file.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/train/log.h"
+#include "common/train/train_common.h"
+#include "ppo/reward_remote.h"
 #include "ppo/policy_eval.h"
 #include "tools/serve/rm_server.h"
 
@@ -35,10 +37,13 @@ struct RmOpts {
   rlhf::ServeOptions serve;
 };
 
-// The framing of the reward model's rows: plain rows BOS + text + EOS, chat rows as written.
+// The framing of the rows the reward model was trained on (for_rows, as rm_train framed them):
+// plain rows BOS + text + EOS, rows of its chat template as written.
 rlhf::QueryFraming framing_of(const rlhf::TokenizerInfo& t) {
-  if (!t.chat_template.empty()) return {};
-  return {static_cast<int32_t>(t.bos), static_cast<int32_t>(t.eos)};
+  rlhf::DatasetMeta rows;
+  rows.chat_template = t.chat_template;
+  rows.end_of_turn = t.end_of_turn;
+  return rlhf::query_framing(rlhf::for_rows(rlhf::special_ids(t), rows));
 }
 
 // SIGINT and SIGTERM: blocked in every thread (main() blocks them before MPI or anything else
@@ -58,13 +63,7 @@ int serve_rm(const RmOpts& o) {
   std::shared_ptr<const rlhf::Tokenizer> tok = rlhf::load_tokenizer(f.tok.spec);
   rlhf::RmServer server(rm, tok, framing_of(f.tok), f.cfg.max_seq_len, o.checkpoint, o.serve, dev);
   const int port = server.bind();
-  if (!o.port_file.empty()) {
-    std::ofstream pf(o.port_file + ".tmp");
-    pf << port << "\n";
-    pf.close();
-    RLHF_CHECK(pf && std::rename((o.port_file + ".tmp").c_str(), o.port_file.c_str()) == 0,
-               "--port-file {}: cannot write it", o.port_file);
-  }
+  if (!o.port_file.empty()) rlhf::write_file_atomic(o.port_file, std::to_string(port) + "\n");
   rlhf::log_info("rlhf_serve: listening on http://{}:{} (POST /get_reward, GET /health): reward model {} "
                  "(tokenizer {}, max_seq_len {}, {}), {} handler threads, batches of <= {} rows",
                  o.serve.host, port, o.checkpoint, f.tok.spec, f.cfg.max_seq_len, dev.str(),

@@ -171,16 +171,14 @@ struct RmServer::Impl {
   int64_t max_seq_len;
   std::string checkpoint;
   ServeOptions o;
-  torch::Device dev;
   std::unique_ptr<BatchScorer> scorer;
   std::atomic<bool> entered{false}, exited{false}, stopping{false};  // run() / stop() handshake
 #ifdef RLHF_WITH_HTTP
   httplib::Server http;
 #endif
   Impl(ScalarModel m, std::shared_ptr<const Tokenizer> t, QueryFraming f, int64_t len, std::string ckpt,
-       const ServeOptions& opt, const torch::Device& d)
-      : rm(std::move(m)), tok(std::move(t)), framing(f), max_seq_len(len), checkpoint(std::move(ckpt)),
-        o(opt), dev(d) {}
+       const ServeOptions& opt)
+      : rm(std::move(m)), tok(std::move(t)), framing(f), max_seq_len(len), checkpoint(std::move(ckpt)), o(opt) {}
   std::vector<float> get_reward(const std::string& body);
   void routes();
 };
@@ -234,18 +232,16 @@ void RmServer::Impl::routes() {
 
 RmServer::RmServer(ScalarModel rm, std::shared_ptr<const Tokenizer> tok, QueryFraming framing, int64_t max_seq_len,
                    std::string checkpoint, const ServeOptions& o, const torch::Device& dev)
-    : impl_(std::make_unique<Impl>(std::move(rm), std::move(tok), framing, max_seq_len, std::move(checkpoint), o, dev)) {
+    : impl_(std::make_unique<Impl>(std::move(rm), std::move(tok), framing, max_seq_len, std::move(checkpoint), o)) {
   Impl& m = *impl_;
   RLHF_CHECK(o.max_request_rows <= o.max_queue_rows, "rlhf_serve: --max-request-rows {} exceeds "
              "--max-queue-rows {}: such a request could never be queued", o.max_request_rows, o.max_queue_rows);
   m.rm->to(dev);
   m.rm->eval();
   const int64_t pad = std::max<int64_t>(0, m.tok->pad_id());
-  ScalarModel model = m.rm;
-  const torch::Device d = dev;
   m.scorer = std::make_unique<BatchScorer>(
-      [model, d](const torch::Tensor& tokens, const torch::Tensor& mask) mutable {
-        return model->score_last(tokens.to(d), mask.to(d));  // [B]
+      [model = m.rm, dev](const torch::Tensor& tokens, const torch::Tensor& mask) mutable {
+        return model->score_last(tokens.to(dev), mask.to(dev));  // [B]
       },
       pad, o.max_batch_rows, o.max_queue_rows);
 #ifdef RLHF_WITH_HTTP
