@@ -119,7 +119,11 @@ int run_main(const std::function<int()>& body) {
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   }
   std::fflush(stdout);
-  std::cerr << "[rank " << rank << "] error: " << what << std::endl;
+  // One write: std::cerr is unbuffered, so piecewise << would reach mpirun as several chunks
+  // that interleave with other ranks' output (and break `grep '[rank 1] error: ...'`).
+  const std::string line = fmt::format("[rank {}] error: {}\n", rank, what);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
   // MPI_Abort makes mpirun kill every other rank (they may be blocked in a collective waiting
   // for this one) and exit non-zero.
   if (mpi_up && world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
