@@ -63,10 +63,12 @@ namespace {
 struct Sample {
   std::vector<double> reward, hidden, kl, length;
   std::vector<bool> eos;
+  Rollout ro;                // kept until it is scored
+  std::vector<int64_t> idx;  // its prompt rows
 };
 
-// One batch of prompts -> per-row statistics for `policy`.
-Sample sample_batch(CausalLM& policy, CausalLM* reference, ScalarModel& rm, const PromptData& prompts,
+// One batch of prompts -> per-row statistics for `policy`, all but the reward (score_samples).
+Sample sample_batch(CausalLM& policy, CausalLM* reference, const PromptData& prompts,
                     const std::vector<int64_t>& idx, const Tokenizer& tok, const SpecialIds& ids,
                     int64_t max_len, const SamplingConfig& sc, uint64_t seed, bool synth,
                     const torch::Device& dev) {
@@ -74,7 +76,6 @@ Sample sample_batch(CausalLM& policy, CausalLM* reference, ScalarModel& rm, cons
   auto [pt, pm] = prompt_batch(prompts, idx, ids, max_len - sc.max_new_tokens);
   Rollout r = generate_rollout(policy, pt.to(dev), pm.to(dev), sc, seed);
   Sample s;
-  auto score = score_rollout(rm, r).to(torch::kCPU);
   auto len = r.response_mask.sum(1).to(torch::kCPU);
   torch::Tensor kl;
   if (reference) {
@@ -95,13 +96,28 @@ Sample sample_batch(CausalLM& policy, CausalLM* reference, ScalarModel& rm, cons
   }
   auto eos = r.has_eos.to(torch::kCPU);
   for (int64_t b = 0; b < r.batch(); ++b) {
-    s.reward.push_back(score[b].item<double>());
     s.length.push_back(len[b].item<double>());
     s.eos.push_back(eos[b].item<bool>());
     if (reference) s.kl.push_back(kl[b].item<double>());
     if (synth) s.hidden.push_back(synth_hidden_score(pr[b], resp[b], s.eos.back()));
   }
+  s.ro = std::move(r);
+  s.idx = idx;
   return s;
+}
+
+// Fills the rewards of this rank's samples with one (collective) call of the reward; drops the
+// rollouts.
+void score_samples(std::vector<Sample>& ss, const RewardSource& reward, const PromptData& prompts,
+                   Communicator& comm) {
+  std::vector<RolloutBatch> batches;
+  for (const Sample& s : ss) batches.push_back({&s.ro, &s.idx});
+  const std::vector<torch::Tensor> scores = reward.score(batches, prompts, comm);
+  for (size_t i = 0; i < ss.size(); ++i) {
+    const torch::Tensor sc = scores[i].to(torch::kCPU, torch::kDouble).contiguous();
+    ss[i].reward.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
+    ss[i].ro = Rollout{};
+  }
 }
 
 PolicyEvalResult summarise(const std::vector<Sample>& ss, bool have_ref, bool synth, Communicator& comm) {
@@ -154,7 +170,7 @@ SamplingConfig with_ids(SamplingConfig sc, const SpecialIds& ids) {
 
 }  // namespace
 
-PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarModel& rm,
+PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, const RewardSource& reward,
                                  const PromptData& prompts, const Tokenizer& tok, int64_t max_len,
                                  const PolicyEvalOptions& opt, Communicator& comm, const torch::Device& dev) {
   const SpecialIds ids = for_rows(special_ids(TokenizerInfo::of(tok)), prompts.meta);
@@ -163,12 +179,13 @@ PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarMo
   const SamplingConfig sc = with_ids(opt.sampling, ids);
   std::vector<Sample> ss;
   for (const auto& idx : shard_batches(n, opt.micro_batch, comm))
-    ss.push_back(sample_batch(policy, reference, rm, prompts, idx, tok, ids, max_len, sc,
+    ss.push_back(sample_batch(policy, reference, prompts, idx, tok, ids, max_len, sc,
                               opt.seed * 7919 + static_cast<uint64_t>(idx.front()), synth, dev));
+  score_samples(ss, reward, prompts, comm);
   return summarise(ss, reference != nullptr, synth, comm);
 }
 
-CompareResult compare_policies(CausalLM& a, CausalLM& b, ScalarModel& rm, const PromptData& prompts,
+CompareResult compare_policies(CausalLM& a, CausalLM& b, const RewardSource& reward, const PromptData& prompts,
                                const Tokenizer& tok, int64_t max_len, const PolicyEvalOptions& opt,
                                Communicator& comm, const torch::Device& dev) {
   const SpecialIds ids = for_rows(special_ids(TokenizerInfo::of(tok)), prompts.meta);
@@ -176,16 +193,20 @@ CompareResult compare_policies(CausalLM& a, CausalLM& b, ScalarModel& rm, const 
   const int64_t n = opt.max_prompts > 0 ? std::min(opt.max_prompts, prompts.size()) : prompts.size();
   const SamplingConfig sc = with_ids(opt.sampling, ids);
   std::vector<Sample> sa, sb;
-  double wins = 0, wins_h = 0, count = 0;
   for (const auto& idx : shard_batches(n, opt.micro_batch, comm)) {
     const uint64_t seed = opt.seed * 7919 + static_cast<uint64_t>(idx.front());  // same for A and B
-    sa.push_back(sample_batch(a, nullptr, rm, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
-    sb.push_back(sample_batch(b, nullptr, rm, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
-    for (size_t i = 0; i < idx.size(); ++i) {
-      const double ra = sa.back().reward[i], rb = sb.back().reward[i];
+    sa.push_back(sample_batch(a, nullptr, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
+    sb.push_back(sample_batch(b, nullptr, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
+  }
+  score_samples(sa, reward, prompts, comm);
+  score_samples(sb, reward, prompts, comm);
+  double wins = 0, wins_h = 0, count = 0;
+  for (size_t k = 0; k < sa.size(); ++k) {
+    for (size_t i = 0; i < sa[k].reward.size(); ++i) {
+      const double ra = sa[k].reward[i], rb = sb[k].reward[i];
       wins += ra > rb ? 1.0 : (ra == rb ? 0.5 : 0.0);
       if (synth) {
-        const double ha = sa.back().hidden[i], hb = sb.back().hidden[i];
+        const double ha = sa[k].hidden[i], hb = sb[k].hidden[i];
         wins_h += ha > hb ? 1.0 : (ha == hb ? 0.5 : 0.0);
       }
       count += 1;

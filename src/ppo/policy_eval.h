@@ -1,8 +1,10 @@
-// policy_eval.h — evaluating policies on held-out prompts: mean reward under the reward model,
+// policy_eval.h — evaluating policies on held-out prompts: mean raw reward (under a reward model,
+// or whatever ppo.reward a training run uses: reward_source.h, scored once per evaluation),
 // KL to a reference policy (per sequence, k1 on the policy's own samples: an unbiased estimate),
 // response length, EOS rate, and on the embedded task the hidden scorer's mean; plus A-vs-B win
 // rates on the same prompts with common random numbers (same sampling seed per batch).
-// Contract: collective; prompts are sharded over ranks; results are global.
+// Contract: collective; prompts are sharded over ranks; results are global. A failing external
+// reward throws StepAbortedError on every rank (reward_source.h).
 #pragma once
 #include <cmath>
 #include <string>
@@ -15,6 +17,7 @@
 #include "common/model/model.h"
 #include "common/io/model_file.h"
 #include "common/tokenizer/tokenizer.h"
+#include "ppo/reward_source.h"
 
 namespace rlhf {
 
@@ -36,7 +39,7 @@ struct PolicyEvalResult {
 
 struct CompareResult {
   int64_t prompts = 0;
-  double win_rate_rm = 0;          // P(r_A > r_B) + ½ P(tie)
+  double win_rate_rm = 0;          // P(r_A > r_B) + ½ P(tie) under the reward
   double win_rate_hidden = NAN;    // same under the hidden scorer (embedded task)
   PolicyEvalResult a, b;
 };
@@ -50,11 +53,11 @@ int64_t ppo_response_length(const std::string& ckpt);
 CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
 ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
 
-PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, ScalarModel& rm,
+PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, const RewardSource& reward,
                                  const PromptData& prompts, const Tokenizer& tok, int64_t max_len,
                                  const PolicyEvalOptions& opt, Communicator& comm, const torch::Device& dev);
 
-CompareResult compare_policies(CausalLM& a, CausalLM& b, ScalarModel& rm, const PromptData& prompts,
+CompareResult compare_policies(CausalLM& a, CausalLM& b, const RewardSource& reward, const PromptData& prompts,
                                const Tokenizer& tok, int64_t max_len, const PolicyEvalOptions& opt,
                                Communicator& comm, const torch::Device& dev);
 

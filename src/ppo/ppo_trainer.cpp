@@ -19,9 +19,9 @@
 #include "ppo/policy_eval.h"
 #include "ppo/critic_free.h"
 #include "ppo/ppo_loss.h"
-#include "ppo/reward_command.h"
 #include "ppo/reward_remote.h"
 #include "ppo/reward_rules.h"
+#include "ppo/reward_source.h"
 #include "ppo/frozen.h"
 #include "ppo/ppo_setup.h"
 #include "ppo/ppo_step.h"
@@ -53,7 +53,7 @@ struct Iteration {
   SamplesLog& samples;
   const Tokenizer& tok;
   std::vector<torch::nn::Module*> frozen;  // moved to dev for scoring with ppo.offload_frozen
-  RewardRule rule;  // ppo.reward: rule (reward_rules.h); empty: the reward model scores
+  const RewardSource& reward;  // ppo.reward (reward_source.h)
 };
 
 // Rank 0's first rows of this iteration's experience: prompt, response, RM score (raw, and after
@@ -78,10 +78,6 @@ void log_samples(Iteration& it, int64_t step, const std::vector<int64_t>& idx, c
       row["hidden_score"] = synth_hidden_score(prompts[b], responses[b], eos[b].item<bool>());
     it.samples.write(row);
   }
-}
-
-RemoteRewardOptions remote_options(const PpoSection& pc) {
-  return {pc.reward_url, pc.reward_timeout_s, pc.reward_retries, pc.reward_batch_size};
 }
 
 // One PPO iteration at `step` with β = beta: rollouts → experience → update. Returns the
@@ -112,12 +108,8 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   it.upd.kl_loss_coef = cfg.ppo.kl_in_loss ? beta : 0.0;  // ppo.kl_in_loss: β in the loss instead
   {
     OnDeviceScope resident(it.frozen, it.dev, it.cfg.ppo.offload_frozen);
-    if (it.rule) ro.raw_score = rule_scores(it.rule, ro, it.data.prompts, idx, it.tok);  // [B]
-    if (cfg.ppo.reward == RewardKind::Command)  // [B]; a failure: StepAbortedError (checkpoint)
-      ro.raw_score = command_scores(cfg.ppo.reward_command, cfg.ppo.reward_timeout_s, ro,
-                                    it.data.prompts, idx, it.tok, it.comm);
-    if (cfg.ppo.reward == RewardKind::Remote)  // [B]; the same on failure
-      ro.raw_score = remote_scores(remote_options(cfg.ppo), ro, query_framing(it.ids), it.tok, it.comm);
+    // [B]; command/remote: collective, a failure throws StepAbortedError (checkpoint, then stop)
+    ro.raw_score = it.reward.score(ro, it.data.prompts, idx, it.comm);
     make_experience(it.models, ro, it.exp, it.comm);
   }
   times.score = seconds_since(t1);
@@ -145,12 +137,15 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
 // finish() reuses the last iteration's): ptx_eval_loss on data.pretrain_eval, and on data.eval's
 // prompts — the first train.eval_batches × train.global_batch_size, sampled as in training with
 // seed run.seed (the same draws at every evaluation) — the eval_* keys of policy_eval.h: reward
-// under the RM, KL to the reference, length, EOS rate, hidden score on the embedded task.
+// under ppo.reward (raw), KL to the reference, length, EOS rate, hidden score on the embedded
+// task. An external reward that fails here (command, remote) costs the evaluation's reward keys,
+// with a warning on the run log, not the run: the next iteration meets the same failure and
+// checkpoints before it stops.
 class PpoEvaluation {
  public:
-  PpoEvaluation(const Config& cfg, const PpoData& data, PpoNets& nets, const ModelSetup& ms,
-                const SpecialIds& ids, Communicator& comm, const torch::Device& dev)
-      : cfg_(cfg), data_(data), nets_(nets), tok_(*ms.tokenizer), comm_(comm), dev_(dev) {
+  PpoEvaluation(const Config& cfg, const PpoData& data, PpoNets& nets, const RewardSource& reward,
+                const ModelSetup& ms, const SpecialIds& ids, Communicator& comm, const torch::Device& dev)
+      : cfg_(cfg), data_(data), nets_(nets), reward_(reward), tok_(*ms.tokenizer), comm_(comm), dev_(dev) {
     const PpoSection& pc = cfg.ppo;
     if (data.ptx_eval.size() > pc.ptx_seq_len)
       ptx_windows_ = std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len);
@@ -168,26 +163,38 @@ class PpoEvaluation {
     if (step == step_) return last_;
     nlohmann::json j = nlohmann::json::object();
     if (have_ptx()) j["ptx_eval_loss"] = ptx_loss();
-    if (data_.eval.size() > 0) {
-      OnDeviceScope resident(nets_.frozen(), dev_, cfg_.ppo.offload_frozen);
-      j.update(evaluate_policy(nets_.actor, &nets_.reference, nets_.reward, data_.eval, tok_,
-                               data_.max_len, opt_, comm_, dev_).to_json("eval_"));
-      log.message(fmt::format(
-          "# ppo eval at step {} on {} held-out prompts: reward {:.4f}, KL to ref {:.3f}, length {:.1f}{}",
-          step, j["eval_prompts"].get<int64_t>(), j["eval_reward_mean"].get<double>(),
-          j["eval_kl_to_ref"].get<double>(), j["eval_length_mean"].get<double>(),
-          j.contains("eval_hidden_score") ? fmt::format(", hidden score {:.4f}", j["eval_hidden_score"].get<double>())
-                                          : std::string()));
-    }
+    if (data_.eval.size() > 0) j.update(held_out(step, log));
     step_ = step;
     last_ = j;
     return j;
   }
 
  private:
+  // The eval_* keys on data.eval's prompts; none when an external reward fails (a warning).
+  nlohmann::json held_out(int64_t step, MetricsLogger& log) {
+    OnDeviceScope resident(nets_.frozen(), dev_, cfg_.ppo.offload_frozen);
+    nlohmann::json j;
+    try {
+      j = evaluate_policy(nets_.actor, &nets_.reference, reward_, data_.eval, tok_, data_.max_len, opt_,
+                          comm_, dev_).to_json("eval_");
+    } catch (const StepAbortedError& e) {  // on every rank: the failure was all-gathered
+      log.message(fmt::format("# warning: ppo eval at step {} skipped: ppo.reward: {} failed on the "
+                              "held-out prompts: {}", step, kRewardNames.name(cfg_.ppo.reward), e.what()));
+      return nlohmann::json::object();
+    }
+    log.message(fmt::format(
+        "# ppo eval at step {} on {} held-out prompts: reward {:.4f}, KL to ref {:.3f}, length {:.1f}{}",
+        step, j["eval_prompts"].get<int64_t>(), j["eval_reward_mean"].get<double>(),
+        j["eval_kl_to_ref"].get<double>(), j["eval_length_mean"].get<double>(),
+        j.contains("eval_hidden_score") ? fmt::format(", hidden score {:.4f}", j["eval_hidden_score"].get<double>())
+                                        : std::string()));
+    return j;
+  }
+
   const Config& cfg_;
   const PpoData& data_;
   PpoNets& nets_;
+  const RewardSource& reward_;
   const Tokenizer& tok_;
   Communicator& comm_;
   const torch::Device dev_;
@@ -240,10 +247,8 @@ int run_ppo(const RunRequest& req) {
     RLHF_CHECK(http_client_available(), "ppo.reward: remote: this build has no HTTP client (cpp-httplib, "
                "Debian's libcpp-httplib-dev, was not found when it was configured: install it and rebuild)");
   }
-  RLHF_CHECK(pc.reward == RewardKind::Rm || data.eval.size() == 0, "data.eval with ppo.reward: {}: "
-             "the held-out evaluation scores with a reward model; set data.eval: (empty) for now",
-             kRewardNames.name(pc.reward));
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
+  const RewardSource reward(pc, nets.reward, ids, *ms.tokenizer);
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
 
   // The shared loop (loop.h) with PPO's extra state: β, and the held-out ptx loss at the start
@@ -266,7 +271,7 @@ int run_ppo(const RunRequest& req) {
     trained.push_back({nets.critic.get(), "critic"});
   }
   TrainLoop loop(ctx, ms, saved, trained, data.prompts.size(), extra);
-  PpoEvaluation eval(cfg, data, nets, ms, ids, comm, dev);
+  PpoEvaluation eval(cfg, data, nets, reward, ms, ids, comm, dev);
   if (eval.have_ptx() && std::isnan(ptx_eval_start)) {
     GatheredParams actor(loop.optimizer(0));  // ZeRO stage 3: ranks may run different pass counts
     ptx_eval_start = eval.ptx_loss();
@@ -291,8 +296,7 @@ int run_ppo(const RunRequest& req) {
                                  kl_estimator_of(pc.kl_estimator), pc.kl_in_loss,
                                  pc.gamma, pc.gae_lambda, pc.advantage, pc.samples_per_prompt},
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
-               samples, *ms.tokenizer, nets.frozen(),
-               pc.reward == RewardKind::Rule ? reward_rule(pc.reward_rule) : RewardRule{}};
+               samples, *ms.tokenizer, nets.frozen(), reward};
 
   nlohmann::json last;
   const int exit_code = loop.run_steps([&](int64_t step) {

@@ -219,21 +219,36 @@ std::string reward_command_input(const Rollout& ro, const PromptData& data,
   return s;
 }
 
-torch::Tensor command_scores(const std::string& command, double timeout_s, const Rollout& ro,
-                             const PromptData& data, const std::vector<int64_t>& idx,
-                             const Tokenizer& tok, Communicator& comm) {
-  const CommandOutcome r =
-      run_reward_command(command, timeout_s, reward_command_input(ro, data, idx, tok), idx.size());
-  return collective_scores(r, ro.tokens.device(), comm);  // [B]
+std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s,
+                                          const std::vector<RolloutBatch>& batches, const PromptData& data,
+                                          const Tokenizer& tok, Communicator& comm) {
+  std::string input;
+  size_t rows = 0;
+  for (const RolloutBatch& b : batches) {
+    input += reward_command_input(*b.ro, data, *b.idx, tok);
+    rows += b.idx->size();
+  }
+  const CommandOutcome r = rows > 0 ? run_reward_command(command, timeout_s, input, rows) : CommandOutcome{};
+  return collective_scores(r, batches, comm);
 }
 
-torch::Tensor collective_scores(const CommandOutcome& r, const torch::Device& dev, Communicator& comm) {
+std::vector<torch::Tensor> collective_scores(const CommandOutcome& r, const std::vector<RolloutBatch>& batches,
+                                             Communicator& comm) {
   const std::vector<std::string> errors = comm.all_gather_string(r.error);
   for (size_t k = 0; k < errors.size(); ++k)
     if (!errors[k].empty())
       throw StepAbortedError(comm.world_size() > 1 ? fmt::format("rank {}: {}", k, errors[k]) : errors[k]);
-  std::vector<float> s(r.scores.begin(), r.scores.end());
-  return torch::tensor(s, torch::kFloat).to(dev);  // [rows]
+  std::vector<torch::Tensor> out;
+  size_t at = 0;
+  for (const RolloutBatch& b : batches) {
+    const int64_t n = b.ro->batch();
+    RLHF_CHECK(at + n <= r.scores.size(), "collective_scores: {} scores for more rows", r.scores.size());
+    std::vector<float> s(r.scores.begin() + at, r.scores.begin() + at + n);
+    out.push_back(torch::tensor(s, torch::kFloat).to(b.ro->tokens.device()));  // [B_i]
+    at += n;
+  }
+  RLHF_CHECK(at == r.scores.size(), "collective_scores: {} scores for {} rows", r.scores.size(), at);
+  return out;
 }
 
 }  // namespace rlhf

@@ -41,14 +41,18 @@ CommandOutcome run_reward_command(const std::string& command, double timeout_s,
 std::string reward_command_input(const Rollout& ro, const PromptData& data,
                                  const std::vector<int64_t>& idx, const class Tokenizer& tok);
 
-// The scores of an outcome as [rows] float32 on dev, once every rank's outcome is known: if any
-// rank's has an error, every rank throws StepAbortedError naming it (and the rank). Collective;
-// also the end of ppo.reward: remote (reward_remote.h).
-torch::Tensor collective_scores(const CommandOutcome& r, const torch::Device& dev, Communicator& comm);
+// The scores of an outcome for this rank's batches (r.scores: their rows in order), once every
+// rank's outcome is known: if any rank's has an error, every rank throws StepAbortedError naming
+// it (and the rank); else one [B_i] float32 tensor per batch on its rollout's device.
+// Collective; also the end of ppo.reward: remote (reward_remote.h).
+std::vector<torch::Tensor> collective_scores(const CommandOutcome& r, const std::vector<RolloutBatch>& batches,
+                                             Communicator& comm);
 
-// Raw scores [B] float32 on ro's device from the program; collective (see the contract).
-torch::Tensor command_scores(const std::string& command, double timeout_s, const Rollout& ro,
-                             const PromptData& data, const std::vector<int64_t>& idx,
-                             const class Tokenizer& tok, Communicator& comm);
+// Raw scores of this rank's batches (possibly none) from one run of the program over all their
+// rows (no run when there are none): one [B_i] float32 tensor per batch on its rollout's device.
+// Collective (see the contract): every rank calls it once, whatever its number of batches.
+std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s,
+                                          const std::vector<RolloutBatch>& batches, const PromptData& data,
+                                          const class Tokenizer& tok, Communicator& comm);
 
 }  // namespace rlhf

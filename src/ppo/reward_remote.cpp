@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <regex>
 #include <thread>
 
@@ -139,16 +140,20 @@ std::vector<RewardQuery> rollout_queries(const Rollout& ro, const QueryFraming& 
   return q;
 }
 
-torch::Tensor remote_scores(const RemoteRewardOptions& o, const Rollout& ro, const QueryFraming& f,
-                            const Tokenizer& tok, Communicator& comm) {
-  const std::vector<RewardQuery> q = rollout_queries(ro, f, tok);
+std::vector<torch::Tensor> remote_scores(const RemoteRewardOptions& o, const std::vector<RolloutBatch>& batches,
+                                         const QueryFraming& f, const Tokenizer& tok, Communicator& comm) {
+  std::vector<RewardQuery> q;
+  for (const RolloutBatch& b : batches) {
+    std::vector<RewardQuery> qb = rollout_queries(*b.ro, f, tok);
+    q.insert(q.end(), std::make_move_iterator(qb.begin()), std::make_move_iterator(qb.end()));
+  }
   const int64_t inexact = std::count_if(q.begin(), q.end(), [](const RewardQuery& x) { return !x.exact; });
   if (inexact > 0)
     log_warn("# warning: ppo.reward: remote: {} of this rank's {} rows do not survive the trip to text "
              "(invalid UTF-8, or tokens that are not the canonical encoding of their text): the server "
              "scores the re-encoded text (common/tokenizer/reward_query.h)", inexact, q.size());
-  const CommandOutcome r = post_reward_queries(o, q);
-  return collective_scores(r, ro.tokens.device(), comm);  // [B]
+  const CommandOutcome r = q.empty() ? CommandOutcome{} : post_reward_queries(o, q);
+  return collective_scores(r, batches, comm);
 }
 
 }  // namespace rlhf

@@ -56,8 +56,10 @@ CommandOutcome post_reward_queries(const RemoteRewardOptions& o, const std::vect
 // The queries of ro's rows: each row's real tokens (attention mask) by reward_query().
 std::vector<RewardQuery> rollout_queries(const Rollout& ro, const QueryFraming& f, const class Tokenizer& tok);
 
-// Raw scores [B] float32 on ro's device; collective (see the contract).
-torch::Tensor remote_scores(const RemoteRewardOptions& o, const Rollout& ro, const QueryFraming& f,
-                            const class Tokenizer& tok, Communicator& comm);
+// Raw scores of this rank's batches (possibly none): their rows posted in order, in requests of
+// at most o.batch_size queries; one [B_i] float32 tensor per batch on its rollout's device.
+// Collective (see the contract): every rank calls it once, whatever its number of batches.
+std::vector<torch::Tensor> remote_scores(const RemoteRewardOptions& o, const std::vector<RolloutBatch>& batches,
+                                         const QueryFraming& f, const class Tokenizer& tok, Communicator& comm);
 
 }  // namespace rlhf

@@ -34,6 +34,13 @@ struct Rollout {
   Rollout rows(const torch::Tensor& index) const;   // rows index [b] (int64, on the device)
 };
 
+// A rollout whose prompts are rows idx of a prompt set (idx.size() == ro.batch()): what the
+// rewards that decode text score (reward_source.h), several batches at a time.
+struct RolloutBatch {
+  const Rollout* ro;
+  const std::vector<int64_t>* idx;
+};
+
 // [BOS] + prompt rows, prompts truncated from the start to max_prompt tokens; left-padded.
 std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, const std::vector<int64_t>& idx,
                                                      const SpecialIds& ids, int64_t max_prompt);

@@ -18,8 +18,10 @@
 # ppo.reward: command (a jq program scoring each JSONL row): the logged scores are the program's;
 # a program that answers garbage at iteration 3 stops the run with an error naming the key and
 # line, after a checkpoint of the 2 completed steps, and the resumed run ends equal to the
-# uninterrupted one; a program that hangs is killed at ppo.reward_timeout_s. About 60 s on 2
-# cores. Needs jq.
+# uninterrupted one; a program that hangs is killed at ppo.reward_timeout_s. data.eval with the
+# rule reward: eval_reward_mean = eval_hidden_score; with the command: the program's mean on the
+# held-out rows, and a failed held-out scoring is skipped with a warning. About 70 s on 2 cores.
+# Needs jq.
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 W=$(mktemp -d /tmp/rlhf_grpo.XXXXXX)
@@ -75,6 +77,13 @@ jq -e -s 'length == 16 and all(.[]; (.rm_score - .hidden_score | fabs) < 1e-6)' 
   && ok "rule reward: logged raw scores = hidden scores (16 samples)" \
   || bad "rule reward: $(jq -c -s 'map([.rm_score, .hidden_score])' "$W/full/samples.jsonl")"
 
+# The held-out evaluation under the rule reward: synth_hidden is the hidden scorer, so the mean
+# raw reward on the held-out prompts is their mean hidden score.
+ppo --set run.dir="$W/ruleeval" --set ppo.advantage=grpo "${RULE[@]}" --set data.eval="$W/data/prompts_eval.h5" \
+    --set train.eval_every=1 --set train.eval_batches=1 --set train.max_steps=1 --set ckpt.every=0 2>"$W/ruleeval.log" \
+  && jq -e '.eval_prompts == 4 and ((.eval_reward_mean - .eval_hidden_score) | fabs) < 1e-5' "$W/ruleeval/summary.json" >/dev/null \
+  && ok "rule reward on data.eval: eval_reward_mean = eval_hidden_score ($(jq -c '[.eval_reward_mean, .eval_hidden_score]' "$W/ruleeval/summary.json"))" \
+  || bad "rule eval: $(tail -n 2 "$W/ruleeval.log"; jq -c '{eval_prompts, eval_reward_mean, eval_hidden_score}' "$W/ruleeval/summary.json" 2>&1)"
 for a in rloo reinforce_pp; do
   extra=(); [ $a = reinforce_pp ] && extra=("${RULE[@]}")
   ppo --set run.dir="$W/$a" --set ppo.advantage=$a "${extra[@]}" --set train.max_steps=1 --set ckpt.every=0 2>"$W/$a.log" \
@@ -92,10 +101,13 @@ ppo --set run.dir="$W/klloss" --set ppo.advantage=grpo "${RULE[@]}" --set ppo.kl
 # ppo.reward: command — a program reading JSONL rows on stdin, one number per line on stdout.
 # This one scores len(prompt) + 0.5 if the response ended with EOS, and answers garbage from its
 # FAIL_AT-th call on (it counts its calls in $COUNT).
+# With FAIL_ONLY=k only its (k+1)-th call answers garbage; with KEEP its n-th call's input is
+# kept in $KEEP.n.
 cat > "$W/reward.sh" <<'SH'
 n=$(cat "$COUNT" 2>/dev/null || echo 0); echo $((n + 1)) > "$COUNT"
 if [ -n "${FAIL_AT:-}" ] && [ "$n" -ge "$FAIL_AT" ]; then cat >/dev/null; echo garbage; exit 0; fi
-exec jq --unbuffered -r '(.prompt | length) + (if .eos then 0.5 else 0 end)'
+if [ "${FAIL_ONLY:-}" = "$n" ]; then cat >/dev/null; echo garbage; exit 0; fi
+if [ -n "${KEEP:-}" ]; then tee "$KEEP.$n"; else cat; fi | jq --unbuffered -r '(.prompt | length) + (if .eos then 0.5 else 0 end)'
 SH
 CMD=(--set ppo.advantage=grpo --set ppo.reward=command --set ppo.reward_model= --set "ppo.reward_command=sh $W/reward.sh"
      --set train.max_steps=3 --set ckpt.every=0 --set ppo.log_samples_every=1)
@@ -116,6 +128,24 @@ else
   d=$("$BIN/rlhf_eval" weights-diff --a "$(ck "$W/cmd")/model.h5" --b "$(ck "$W/cmdfail")/model.h5" 2>/dev/null | tail -n 1 | jq '.max_abs_diff')
   awk -v d="$d" 'BEGIN {exit !(d == 0)}' && ok "resumed after the failure = uninterrupted (max |dw| = $d)" \
     || bad "resume after the failure differs: max |dw| = $d"
+fi
+# The held-out evaluation scores with the same program: calls are iteration 1, eval 1,
+# iteration 2, eval 2 (the summary reuses it). Eval 1 answers garbage: a warning, no eval_* keys
+# at step 1, the run goes on; eval 2's eval_reward_mean is the mean of the program's answers for
+# the 4 held-out rows it was given.
+EVAL=(--set data.eval="$W/data/prompts_eval.h5" --set train.eval_every=1 --set train.eval_batches=1)
+if COUNT=$W/c4 FAIL_ONLY=1 KEEP=$W/in ppo --set run.dir="$W/cmdeval" "${CMD[@]}" "${EVAL[@]}" \
+     --set train.max_steps=2 2>"$W/cmdeval.log"; then
+  want=$(jq -s 'map((.prompt | length) + (if .eos then 0.5 else 0 end)) | add / length' "$W/in.3")
+  grep -q "ppo eval at step 1 skipped: ppo.reward: command failed on the held-out prompts: .*'garbage' is not one finite number" \
+       "$W/cmdeval.log" \
+    && [ "$(wc -l <"$W/in.3")" = 4 ] \
+    && jq -e -s '(.[0] | has("eval_reward_mean") | not) and (.[1] | has("eval_reward_mean"))' "$W/cmdeval/metrics.jsonl" >/dev/null \
+    && jq -e --argjson w "$want" '.eval_prompts == 4 and ((.eval_reward_mean - $w) | fabs) < 1e-4' "$W/cmdeval/summary.json" >/dev/null \
+    && ok "command reward on data.eval: eval_reward_mean $want = the program's mean for the 4 held-out rows; a failed eval is skipped with a warning" \
+    || bad "command eval: want $want, $(jq -c '{eval_prompts, eval_reward_mean}' "$W/cmdeval/summary.json"; grep -m1 'eval at step 1' "$W/cmdeval.log")"
+else
+  bad "a failed held-out evaluation stopped the run: $(tail -n 2 "$W/cmdeval.log")"
 fi
 t0=$(date +%s)
 if ppo --set run.dir="$W/hang" "${CMD[@]}" --set "ppo.reward_command=sleep 60" --set ppo.reward_timeout_s=1 2>"$W/hang.log"; then

@@ -10,7 +10,8 @@
 # GET /health answers; malformed JSON and a wrong shape get HTTP 400 with a message and the server
 # keeps serving; PPO on 2 ranks with ppo.reward: remote against the server logs the same reward
 # model scores (per iteration and per logged sample, to 1e-4) as the same run with ppo.reward: rm
-# (which scores in-process); after SIGTERM the server stops cleanly (exit 0, its request count
+# (which scores in-process), and the same held-out eval_reward_mean per step (data.eval: 4
+# prompts, all on rank 0, so rank 1 takes part with no rows); after SIGTERM the server stops cleanly (exit 0, its request count
 # logged) and a PPO run resumed against the dead URL stops with an error naming ppo.reward_url
 # within the timeout, its completed steps checkpointed and the error in summary.json.
 # The load test (8 clients x 200 requests) is the unit test ServeHttp.*. About 60 s on 2 cores.
@@ -72,9 +73,12 @@ ppo() { mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 "$BIN/pp
      --set ppo.minibatch_size=8 --set ppo.ppo_epochs=1 --set ppo.max_new_tokens=16 --set ppo.log_samples_every=1 \
      --set run.log_every=1 --set ckpt.every=1 --set ckpt.keep_last=5 "$@"; }
 REMOTE=(--set ppo.reward=remote --set ppo.reward_model= --set "ppo.reward_url=$URL" --set ppo.reward_batch_size=3)
-ppo --set run.dir="$W/local" --set ppo.reward_model="$W/rm" --set train.max_steps=2 2>"$W/local.log" \
+# Both evaluate the 4 held-out prompts at each step: all on rank 0 (one batch of 4), none on
+# rank 1, which still takes part in the remote reward's collective.
+EVAL=(--set data.eval="$W/data/prompts_eval.h5" --set train.eval_every=1 --set train.eval_batches=1)
+ppo --set run.dir="$W/local" --set ppo.reward_model="$W/rm" --set train.max_steps=2 "${EVAL[@]}" 2>"$W/local.log" \
   || { tail -n 5 "$W/local.log"; echo "FAIL ppo with reward: rm"; exit 1; }
-ppo --set run.dir="$W/remote" "${REMOTE[@]}" --set train.max_steps=2 2>"$W/remote.log" \
+ppo --set run.dir="$W/remote" "${REMOTE[@]}" --set train.max_steps=2 "${EVAL[@]}" 2>"$W/remote.log" \
   || { tail -n 5 "$W/remote.log"; echo "FAIL ppo with reward: remote"; exit 1; }
 steps=$(jq -s -c '[.[] | select(.rm_score_raw != null) | .rm_score_raw]' "$W/local/metrics.jsonl")
 steps_r=$(jq -s -c '[.[] | select(.rm_score_raw != null) | .rm_score_raw]' "$W/remote/metrics.jsonl")
@@ -87,6 +91,13 @@ jq -n -e --argjson a "$steps" --argjson b "$steps_r" --argjson c "$samples" --ar
   ([range(8)] | all(. as $i | (($c[$i] - $d[$i]) | fabs) < 1e-4))' >/dev/null \
   && ok "ppo.reward: remote = ppo.reward: rm on 2 ranks: rm_score_raw per iteration $steps_r vs $steps; 8 logged samples equal" \
   || bad "remote vs rm: iterations $steps_r vs $steps; samples $samples_r vs $samples"
+ev=$(jq -s -c 'map(.eval_reward_mean)' "$W/local/metrics.jsonl")
+ev_r=$(jq -s -c 'map(.eval_reward_mean)' "$W/remote/metrics.jsonl")
+jq -n -e --argjson a "$ev" --argjson b "$ev_r" --argjson n "$(jq '.eval_prompts' "$W/remote/summary.json")" '
+  $n == 4 and ($a | length) == 2 and ($b | length) == 2 and
+  ([range(2)] | all(. as $i | ($a[$i] | type) == "number" and (($a[$i] - $b[$i]) | fabs) < 1e-4))' >/dev/null \
+  && ok "held-out evaluation: eval_reward_mean per step $ev_r (remote) vs $ev (rm), 4 prompts" \
+  || bad "held-out eval remote vs rm: $ev_r vs $ev"
 grep -q "do not survive the trip to text" "$W/remote.log" \
   && bad "rows flagged as not round-tripping: $(grep -m1 'do not survive' "$W/remote.log")" \
   || ok "every row's text re-encodes to its tokens (no reward_query warning)"

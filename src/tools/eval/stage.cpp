@@ -122,7 +122,7 @@ int reward(const EvalOpts& o) {
   check_chat_template(rf, p.meta, o.reward_model);
   auto tok = load_tokenizer(pf.tok.spec);
   const int64_t length = response_length(o, {o.policy});
-  PolicyEvalResult r = evaluate_policy(policy, ref.get(), rm, p, *tok, pf.cfg.max_seq_len, policy_opts(o, length), world(), dev);
+  PolicyEvalResult r = evaluate_policy(policy, ref.get(), RewardSource(rm), p, *tok, pf.cfg.max_seq_len, policy_opts(o, length), world(), dev);
   nlohmann::json j = r.to_json();
   j["max_new_tokens"] = length;
   emit(j);
@@ -139,7 +139,7 @@ int compare(const EvalOpts& o) {
   check_chat_template(af, p.meta, o.a);
   auto tok = load_tokenizer(af.tok.spec);
   const int64_t length = response_length(o, {o.a, o.b});
-  CompareResult c = compare_policies(a, b, rm, p, *tok, af.cfg.max_seq_len, policy_opts(o, length), world(), dev);
+  CompareResult c = compare_policies(a, b, RewardSource(rm), p, *tok, af.cfg.max_seq_len, policy_opts(o, length), world(), dev);
   nlohmann::json j = {{"prompts", c.prompts}, {"win_rate_rm", c.win_rate_rm}, {"max_new_tokens", length}};
   if (!std::isnan(c.win_rate_hidden)) j["win_rate_hidden"] = c.win_rate_hidden;
   j.update(c.a.to_json("a_"));
@@ -176,9 +176,10 @@ int report(const EvalOpts& o) {
   auto tok = load_tokenizer(sf.tok.spec);
   const int64_t length = response_length(o, {ppo});
   PolicyEvalOptions po = policy_opts(o, length);
-  PolicyEvalResult rs = evaluate_policy(sft_m, &sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
-  PolicyEvalResult rp = evaluate_policy(ppo_m, &sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
-  CompareResult c = compare_policies(ppo_m, sft_m, rm, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
+  const RewardSource reward(rm);
+  PolicyEvalResult rs = evaluate_policy(sft_m, &sft_m, reward, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
+  PolicyEvalResult rp = evaluate_policy(ppo_m, &sft_m, reward, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
+  CompareResult c = compare_policies(ppo_m, sft_m, reward, p, *tok, sf.cfg.max_seq_len, po, world(), dev);
   out["eval_prompts"] = rp.prompts;
   out["sft_reward_mean"] = rs.reward_mean;
   out["ppo_reward_mean"] = rp.reward_mean;
