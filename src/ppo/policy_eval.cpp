@@ -63,15 +63,34 @@ namespace {
 struct Sample {
   std::vector<double> reward, hidden, kl, length;
   std::vector<bool> eos;
-  Rollout ro;                // kept until it is scored
+  Rollout ro;                // collective rewards: what they read of it, on the CPU, until scored
   std::vector<int64_t> idx;  // its prompt rows
 };
 
-// One batch of prompts -> per-row statistics for `policy`, all but the reward (score_samples).
-Sample sample_batch(CausalLM& policy, CausalLM* reference, const PromptData& prompts,
+// The part of a rollout that rewards decoding text read (reward_rules.h reward_rows,
+// reward_remote.h rollout_queries), on the CPU.
+Rollout scoring_copy(const Rollout& r) {
+  Rollout k;
+  k.P = r.P;
+  k.N = r.N;
+  k.tokens = r.tokens.to(torch::kCPU);
+  k.attention_mask = r.attention_mask.to(torch::kCPU);
+  k.response_mask = r.response_mask.to(torch::kCPU);
+  k.has_eos = r.has_eos.to(torch::kCPU);
+  return k;
+}
+
+void set_rewards(Sample& s, const torch::Tensor& scores) {
+  const torch::Tensor c = scores.to(torch::kCPU, torch::kDouble).contiguous();
+  s.reward.assign(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// One batch of prompts -> per-row statistics for `policy`. A local reward (rm, rule) scores it
+// here; a collective one later, once for all batches (score_samples).
+Sample sample_batch(CausalLM& policy, CausalLM* reference, const RewardSource& reward, const PromptData& prompts,
                     const std::vector<int64_t>& idx, const Tokenizer& tok, const SpecialIds& ids,
                     int64_t max_len, const SamplingConfig& sc, uint64_t seed, bool synth,
-                    const torch::Device& dev) {
+                    Communicator& comm, const torch::Device& dev) {
   torch::NoGradGuard ng;
   auto [pt, pm] = prompt_batch(prompts, idx, ids, max_len - sc.max_new_tokens);
   Rollout r = generate_rollout(policy, pt.to(dev), pm.to(dev), sc, seed);
@@ -101,21 +120,24 @@ Sample sample_batch(CausalLM& policy, CausalLM* reference, const PromptData& pro
     if (reference) s.kl.push_back(kl[b].item<double>());
     if (synth) s.hidden.push_back(synth_hidden_score(pr[b], resp[b], s.eos.back()));
   }
-  s.ro = std::move(r);
   s.idx = idx;
+  if (reward.collective())
+    s.ro = scoring_copy(r);
+  else
+    set_rewards(s, reward.score(r, prompts, idx, comm));
   return s;
 }
 
-// Fills the rewards of this rank's samples with one (collective) call of the reward; drops the
-// rollouts.
+// A collective reward: fills the rewards of this rank's samples (possibly none) with its one
+// call, and drops their rollouts. Local rewards have scored already.
 void score_samples(std::vector<Sample>& ss, const RewardSource& reward, const PromptData& prompts,
                    Communicator& comm) {
+  if (!reward.collective()) return;
   std::vector<RolloutBatch> batches;
   for (const Sample& s : ss) batches.push_back({&s.ro, &s.idx});
   const std::vector<torch::Tensor> scores = reward.score(batches, prompts, comm);
   for (size_t i = 0; i < ss.size(); ++i) {
-    const torch::Tensor sc = scores[i].to(torch::kCPU, torch::kDouble).contiguous();
-    ss[i].reward.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
+    set_rewards(ss[i], scores[i]);
     ss[i].ro = Rollout{};
   }
 }
@@ -179,8 +201,8 @@ PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, const Re
   const SamplingConfig sc = with_ids(opt.sampling, ids);
   std::vector<Sample> ss;
   for (const auto& idx : shard_batches(n, opt.micro_batch, comm))
-    ss.push_back(sample_batch(policy, reference, prompts, idx, tok, ids, max_len, sc,
-                              opt.seed * 7919 + static_cast<uint64_t>(idx.front()), synth, dev));
+    ss.push_back(sample_batch(policy, reference, reward, prompts, idx, tok, ids, max_len, sc,
+                              opt.seed * 7919 + static_cast<uint64_t>(idx.front()), synth, comm, dev));
   score_samples(ss, reward, prompts, comm);
   return summarise(ss, reference != nullptr, synth, comm);
 }
@@ -195,8 +217,8 @@ CompareResult compare_policies(CausalLM& a, CausalLM& b, const RewardSource& rew
   std::vector<Sample> sa, sb;
   for (const auto& idx : shard_batches(n, opt.micro_batch, comm)) {
     const uint64_t seed = opt.seed * 7919 + static_cast<uint64_t>(idx.front());  // same for A and B
-    sa.push_back(sample_batch(a, nullptr, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
-    sb.push_back(sample_batch(b, nullptr, prompts, idx, tok, ids, max_len, sc, seed, synth, dev));
+    sa.push_back(sample_batch(a, nullptr, reward, prompts, idx, tok, ids, max_len, sc, seed, synth, comm, dev));
+    sb.push_back(sample_batch(b, nullptr, reward, prompts, idx, tok, ids, max_len, sc, seed, synth, comm, dev));
   }
   score_samples(sa, reward, prompts, comm);
   score_samples(sb, reward, prompts, comm);

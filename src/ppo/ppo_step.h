@@ -67,8 +67,8 @@ struct ExperienceOptions {
 
 // Fills ro's raw_score, score, old_logp, ref_logp, old_values, kl, rewards, advantages and returns
 // (all [B, N] but the scores [B]; 0 off the response mask). Runs without gradients, in eval mode.
-// A rule reward (ppo.reward: rule, reward_rules.h) sets ro.raw_score beforehand; then m.reward is
-// not used (and may be an empty holder).
+// ppo_train sets ro.raw_score beforehand (ppo.reward through reward_source.h); then m.reward is
+// not used (and may be an empty holder). Unset, m.reward scores (bench_ppo, tests).
 void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Communicator& comm);
 
 struct UpdateOptions {

@@ -138,9 +138,10 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
 // prompts — the first train.eval_batches × train.global_batch_size, sampled as in training with
 // seed run.seed (the same draws at every evaluation) — the eval_* keys of policy_eval.h: reward
 // under ppo.reward (raw), KL to the reference, length, EOS rate, hidden score on the embedded
-// task. An external reward that fails here (command, remote) costs the evaluation's reward keys,
-// with a warning on the run log, not the run: the next iteration meets the same failure and
-// checkpoints before it stops.
+// task. An external reward that fails here (command, remote) costs that evaluation its eval_*
+// keys, not the run: a warning on the run log and eval_error in the row (and in summary.json when
+// it is the final evaluation); a failure that persists stops the next iteration, which
+// checkpoints first.
 class PpoEvaluation {
  public:
   PpoEvaluation(const Config& cfg, const PpoData& data, PpoNets& nets, const RewardSource& reward,
@@ -170,7 +171,7 @@ class PpoEvaluation {
   }
 
  private:
-  // The eval_* keys on data.eval's prompts; none when an external reward fails (a warning).
+  // The eval_* keys on data.eval's prompts; only eval_error when an external reward fails.
   nlohmann::json held_out(int64_t step, MetricsLogger& log) {
     OnDeviceScope resident(nets_.frozen(), dev_, cfg_.ppo.offload_frozen);
     nlohmann::json j;
@@ -178,9 +179,10 @@ class PpoEvaluation {
       j = evaluate_policy(nets_.actor, &nets_.reference, reward_, data_.eval, tok_, data_.max_len, opt_,
                           comm_, dev_).to_json("eval_");
     } catch (const StepAbortedError& e) {  // on every rank: the failure was all-gathered
-      log.message(fmt::format("# warning: ppo eval at step {} skipped: ppo.reward: {} failed on the "
-                              "held-out prompts: {}", step, kRewardNames.name(cfg_.ppo.reward), e.what()));
-      return nlohmann::json::object();
+      const std::string why = fmt::format("ppo.reward: {} failed on the held-out prompts: {}",
+                                          kRewardNames.name(cfg_.ppo.reward), e.what());
+      log.message(fmt::format("# warning: ppo eval at step {} skipped: {}", step, why));
+      return {{"eval_error", why}};
     }
     log.message(fmt::format(
         "# ppo eval at step {} on {} held-out prompts: reward {:.4f}, KL to ref {:.3f}, length {:.1f}{}",
@@ -233,10 +235,17 @@ int run_ppo(const RunRequest& req) {
   check_advantage_config(pc);
   if (pc.reward == RewardKind::Rule) {
     reward_rule(pc.reward_rule);  // an unknown name fails here, before the models load
-    RLHF_CHECK(pc.reward_rule != "synth_hidden" || data.prompts.meta.source == "synth",
-               "ppo.reward_rule: synth_hidden scores the embedded task's prompts, but data.train "
-               "comes from '{}'", data.prompts.meta.source);
+    for (const auto& [key, d] : {std::pair<const char*, const PromptData*>{"data.train", &data.prompts},
+                                 {"data.eval", &data.eval}})
+      RLHF_CHECK(pc.reward_rule != "synth_hidden" || d->size() == 0 || d->meta.source == "synth",
+                 "ppo.reward_rule: synth_hidden scores the embedded task's prompts, but {} comes from "
+                 "'{}'", key, d->meta.source);
   }
+  // The held-out prompts are framed (and their rewards' queries: reward_source.h) as data.train's.
+  RLHF_CHECK(data.eval.size() == 0 || data.eval.meta.chat() == data.prompts.meta.chat(),
+             "data.eval {}: its prompts are {} rows but data.train's are {} rows; the held-out prompts "
+             "must be of the training prompts' kind", data.eval.meta.path,
+             data.eval.meta.chat() ? "chat" : "plain", data.prompts.meta.chat() ? "chat" : "plain");
   RLHF_CHECK(pc.reward != RewardKind::Command || !pc.reward_command.empty(),
              "ppo.reward: command needs ppo.reward_command (a program that reads JSONL rows on "
              "stdin and answers one number per line; see docs/CONFIG.md)");
@@ -248,7 +257,8 @@ int run_ppo(const RunRequest& req) {
                "Debian's libcpp-httplib-dev, was not found when it was configured: install it and rebuild)");
   }
   PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
-  const RewardSource reward(pc, nets.reward, ids, *ms.tokenizer);
+  const RewardSource reward(pc, nets.reward, ids, *ms.tokenizer,
+                            cfg.train.global_batch_size * pc.samples_per_prompt / comm.world_size());
   const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
 
   // The shared loop (loop.h) with PPO's extra state: β, and the held-out ptx loss at the start

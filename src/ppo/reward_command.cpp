@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -219,17 +220,34 @@ std::string reward_command_input(const Rollout& ro, const PromptData& data,
   return s;
 }
 
-std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s,
+std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s, int64_t rows_per_run,
                                           const std::vector<RolloutBatch>& batches, const PromptData& data,
                                           const Tokenizer& tok, Communicator& comm) {
-  std::string input;
-  size_t rows = 0;
+  std::vector<std::string> lines;  // one JSON line per row (dump() writes no newline inside)
   for (const RolloutBatch& b : batches) {
-    input += reward_command_input(*b.ro, data, *b.idx, tok);
-    rows += b.idx->size();
+    const std::string in = reward_command_input(*b.ro, data, *b.idx, tok);
+    for (size_t a = 0; a < in.size();) {
+      const size_t e = std::min(in.find('\n', a), in.size() - 1);  // each row ends with '\n'
+      lines.push_back(in.substr(a, e - a + 1));
+      a = e + 1;
+    }
   }
-  const CommandOutcome r = rows > 0 ? run_reward_command(command, timeout_s, input, rows) : CommandOutcome{};
-  return collective_scores(r, batches, comm);
+  const size_t n = lines.size();
+  const size_t per = rows_per_run > 0 ? static_cast<size_t>(rows_per_run) : std::max<size_t>(1, n);
+  CommandOutcome all;
+  for (size_t a = 0; a < n; a += per) {
+    const size_t e = std::min(n, a + per);
+    std::string input;
+    for (size_t i = a; i < e; ++i) input += lines[i];
+    CommandOutcome r = run_reward_command(command, timeout_s, input, e - a);
+    if (!r.error.empty()) {
+      all.scores.clear();
+      all.error = per < n ? fmt::format("rows [{}, {}) of {}: {}", a, e, n, r.error) : r.error;
+      break;
+    }
+    all.scores.insert(all.scores.end(), r.scores.begin(), r.scores.end());
+  }
+  return collective_scores(all, batches, comm);
 }
 
 std::vector<torch::Tensor> collective_scores(const CommandOutcome& r, const std::vector<RolloutBatch>& batches,

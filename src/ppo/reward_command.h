@@ -1,6 +1,6 @@
 // reward_command.h — rewards from an external program (ppo.reward: command, issue 19): once per
-// batch, on each rank for its own rows, `/bin/sh -c "$ppo.reward_command"` gets one JSON line per
-// row on stdin,
+// iteration, on each rank for its own rows (the held-out evaluation: in runs of at most that many
+// rows), `/bin/sh -c "$ppo.reward_command"` gets one JSON line per row on stdin,
 //   {"prompt": "<decoded prompt>", "response": "<decoded response, up to EOS>", "eos": true}
 // (invalid UTF-8 replaced by U+FFFD), and must answer on stdout with one finite number per line,
 // in order, one line per row, then exit with status 0 — all within ppo.reward_timeout_s seconds.
@@ -13,8 +13,8 @@
 //   group is killed), a non-zero exit, a line that is not one finite number, or a wrong line
 //   count come back as CommandOutcome::error, naming the key, the line and what was expected
 //   (with the tail of the program's stderr). It throws only when the program cannot be started.
-// - command_scores is collective: every rank runs its batch, then all ranks learn whether any
-//   failed; if one did, every rank throws StepAbortedError (train/loop.h) naming the failing
+// - command_scores is collective: every rank runs its rows (none: no run), then all ranks learn
+//   whether any failed; if one did, every rank throws StepAbortedError (train/loop.h) naming the failing
 //   rank's error, so the run checkpoints its completed steps before it stops.
 #pragma once
 #include <string>
@@ -48,10 +48,11 @@ std::string reward_command_input(const Rollout& ro, const PromptData& data,
 std::vector<torch::Tensor> collective_scores(const CommandOutcome& r, const std::vector<RolloutBatch>& batches,
                                              Communicator& comm);
 
-// Raw scores of this rank's batches (possibly none) from one run of the program over all their
-// rows (no run when there are none): one [B_i] float32 tensor per batch on its rollout's device.
-// Collective (see the contract): every rank calls it once, whatever its number of batches.
-std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s,
+// Raw scores of this rank's batches (possibly none): their rows in order, in runs of the program
+// of at most rows_per_run rows (0: one run for all; no run when there are none), each run with
+// the whole timeout; one [B_i] float32 tensor per batch on its rollout's device. Collective (see
+// the contract): every rank calls it once, whatever its number of batches.
+std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s, int64_t rows_per_run,
                                           const std::vector<RolloutBatch>& batches, const PromptData& data,
                                           const class Tokenizer& tok, Communicator& comm);
 

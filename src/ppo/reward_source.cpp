@@ -9,8 +9,9 @@ RewardSource::RewardSource(ScalarModel rm) : kind_(RewardKind::Rm), rm_(std::mov
   RLHF_CHECK(!rm_.is_empty(), "RewardSource: no reward model");
 }
 
-RewardSource::RewardSource(const PpoSection& pc, ScalarModel rm, const SpecialIds& ids, const Tokenizer& tok)
-    : kind_(pc.reward), rm_(std::move(rm)), tok_(&tok) {
+RewardSource::RewardSource(const PpoSection& pc, ScalarModel rm, const SpecialIds& ids, const Tokenizer& tok,
+                           int64_t command_rows)
+    : kind_(pc.reward), rm_(std::move(rm)), command_rows_(command_rows), tok_(&tok) {
   switch (kind_) {
     case RewardKind::Rm:
       RLHF_CHECK(!rm_.is_empty(), "ppo.reward: rm, but no reward model was loaded");
@@ -33,7 +34,7 @@ std::vector<torch::Tensor> RewardSource::score(const std::vector<RolloutBatch>& 
                                                Communicator& comm) const {
   switch (kind_) {
     case RewardKind::Command:
-      return command_scores(command_, timeout_s_, batches, data, *tok_, comm);
+      return command_scores(command_, timeout_s_, command_rows_, batches, data, *tok_, comm);
     case RewardKind::Remote:
       return remote_scores(remote_, batches, framing_, *tok_, comm);
     case RewardKind::Rm:

@@ -8,10 +8,10 @@
 // - score() takes this rank's batches (possibly none), each a rollout whose prompts are rows idx
 //   of `data`, and returns one [B_i] float32 tensor per batch on its rollout's device: the raw
 //   score, before the no-EOS penalty and the score clip.
-// - For command and remote it is collective, one exchange per call however many batches (one
-//   program run, one series of requests, for all the rows): every rank calls it the same number
-//   of times, and a failure on any rank throws StepAbortedError on every rank. For rm and rule it
-//   is local and throws only for a bug.
+// - For command and remote it is collective, one exchange per call however many batches (the
+//   program's runs, the series of requests, for all the rows): every rank calls it the same
+//   number of times, and a failure on any rank throws StepAbortedError on every rank. For rm and
+//   rule it is local and throws only for a bug.
 // - The reward model, when there is one, must be on the rollouts' device (ppo.offload_frozen:
 //   OnDeviceScope around the call).
 #pragma once
@@ -37,8 +37,14 @@ class RewardSource {
   explicit RewardSource(ScalarModel rm);
   // ppo.reward of pc: rm scores with `rm` (loaded, frozen); rule, command and remote decode the
   // rows with tok, remote frames them by the policy's special ids. The rule name is looked up
-  // here (an unknown one throws naming ppo.reward_rule).
-  RewardSource(const PpoSection& pc, ScalarModel rm, const SpecialIds& ids, const Tokenizer& tok);
+  // here (an unknown one throws naming ppo.reward_rule). command_rows: the most rows one run of
+  // ppo.reward_command gets (ppo_train: an iteration's rows per rank, so the held-out
+  // evaluation's runs are no larger than the training ones, each with the whole timeout).
+  RewardSource(const PpoSection& pc, ScalarModel rm, const SpecialIds& ids, const Tokenizer& tok,
+               int64_t command_rows = 0);
+
+  // command and remote: score() is collective.
+  bool collective() const { return kind_ == RewardKind::Command || kind_ == RewardKind::Remote; }
 
   RewardKind kind() const { return kind_; }
 
@@ -55,6 +61,7 @@ class RewardSource {
   RewardRule rule_;
   std::string command_;
   double timeout_s_ = 0;
+  int64_t command_rows_ = 0;
   RemoteRewardOptions remote_;
   QueryFraming framing_{};
   const Tokenizer* tok_ = nullptr;

@@ -130,7 +130,7 @@ else
     || bad "resume after the failure differs: max |dw| = $d"
 fi
 # The held-out evaluation scores with the same program: calls are iteration 1, eval 1,
-# iteration 2, eval 2 (the summary reuses it). Eval 1 answers garbage: a warning, no eval_* keys
+# iteration 2, eval 2 (the summary reuses it). Eval 1 answers garbage: a warning, only eval_error
 # at step 1, the run goes on; eval 2's eval_reward_mean is the mean of the program's answers for
 # the 4 held-out rows it was given.
 EVAL=(--set data.eval="$W/data/prompts_eval.h5" --set train.eval_every=1 --set train.eval_batches=1)
@@ -140,7 +140,8 @@ if COUNT=$W/c4 FAIL_ONLY=1 KEEP=$W/in ppo --set run.dir="$W/cmdeval" "${CMD[@]}"
   grep -q "ppo eval at step 1 skipped: ppo.reward: command failed on the held-out prompts: .*'garbage' is not one finite number" \
        "$W/cmdeval.log" \
     && [ "$(wc -l <"$W/in.3")" = 4 ] \
-    && jq -e -s '(.[0] | has("eval_reward_mean") | not) and (.[1] | has("eval_reward_mean"))' "$W/cmdeval/metrics.jsonl" >/dev/null \
+    && jq -e -s '(.[0] | has("eval_reward_mean") | not) and (.[0].eval_error | test("garbage"))
+                 and (.[1] | has("eval_reward_mean") and (has("eval_error") | not))' "$W/cmdeval/metrics.jsonl" >/dev/null \
     && jq -e --argjson w "$want" '.eval_prompts == 4 and ((.eval_reward_mean - $w) | fabs) < 1e-4' "$W/cmdeval/summary.json" >/dev/null \
     && ok "command reward on data.eval: eval_reward_mean $want = the program's mean for the 4 held-out rows; a failed eval is skipped with a warning" \
     || bad "command eval: want $want, $(jq -c '{eval_prompts, eval_reward_mean}' "$W/cmdeval/summary.json"; grep -m1 'eval at step 1' "$W/cmdeval.log")"

@@ -88,6 +88,37 @@ TEST(RewardSource, CommandScoresEveryBatchInOneRun) {
   EXPECT_EQ(runs(), 2);
 }
 
+// ppo_train's command_rows: the rows go in runs of at most that many (2 + 1 here), in order; a
+// failing run names its rows.
+TEST(RewardSource, CommandRunsHoldAtMostCommandRows) {
+  if (std::system("command -v jq >/dev/null 2>&1") != 0) GTEST_SKIP() << "jq is not installed";
+  testing::TempDir dir("reward_source");
+  const PromptData data = byte_prompts({"hi", "x", "long"});
+  const Rollout a = byte_rollout({"ab", "c"}, {true, false});
+  const Rollout b = byte_rollout({"dd"}, {true});
+  const std::vector<int64_t> ia{0, 1}, ib{2};
+  PpoSection pc;
+  pc.reward = RewardKind::Command;
+  pc.reward_timeout_s = 30;
+  pc.reward_command = "echo run >> " + dir.at("runs") + "; jq -r '(.prompt | length) * 10 + (.response | length)'";
+  ByteTokenizer tok;
+  const RewardSource src(pc, ScalarModel{nullptr}, SpecialIds{}, tok, /*command_rows*/ 2);
+  const std::vector<torch::Tensor> s = src.score({{&a, &ia}, {&b, &ib}}, data, world());
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(values(s[0]), (std::vector<float>{22.0f, 11.0f}));
+  EXPECT_EQ(values(s[1]), (std::vector<float>{42.0f}));
+  std::ifstream f(dir.at("runs"));
+  int runs = 0;
+  for (std::string line; std::getline(f, line);) ++runs;
+  EXPECT_EQ(runs, 2);
+  // The second run (the row of "long") answers garbage.
+  pc.reward_command = "in=$(cat); case \"$in\" in *long*) echo garbage;; *) echo 1; echo 1;; esac";
+  const RewardSource bad(pc, ScalarModel{nullptr}, SpecialIds{}, tok, 2);
+  const std::string err = testing::error_of([&] { bad.score({{&a, &ia}, {&b, &ib}}, data, world()); });
+  EXPECT_NE(err.find("rows [2, 3) of 3: ppo.reward_command"), std::string::npos) << err;
+  EXPECT_NE(err.find("'garbage' is not one finite number"), std::string::npos) << err;
+}
+
 // The reward model's source: each batch's scores are the model's score at its last real token.
 TEST(RewardSource, RewardModelScoresEachBatch) {
   torch::manual_seed(3);
