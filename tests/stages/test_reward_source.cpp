@@ -55,66 +55,62 @@ std::vector<float> values(const torch::Tensor& t) {
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
-// Two batches (2 rows, 1 row) of one rank: one run of the program for the 3 rows; scores, by hand
-// from the rows, come back to their batches in order. No batches: no run, no scores.
-TEST(RewardSource, CommandScoresEveryBatchInOneRun) {
-  if (std::system("command -v jq >/dev/null 2>&1") != 0) GTEST_SKIP() << "jq is not installed";
-  testing::TempDir dir("reward_source");
-  const PromptData data = byte_prompts({"hi", "x", "long"});
-  const Rollout a = byte_rollout({"ab", "c"}, {true, false});
-  const Rollout b = byte_rollout({"dd"}, {true});
-  const std::vector<int64_t> ia{0, 1}, ib{2};
-  PpoSection pc;
-  pc.reward = RewardKind::Command;
-  pc.reward_timeout_s = 30;
-  pc.reward_command = "echo run >> " + dir.at("runs") +
-      "; jq -r '(.prompt | length) * 10 + (.response | length) + (if .eos then 0.5 else 0 end)'";
+// One rank's two batches over the byte tokenizer: prompts "hi", "x" with responses "ab"+EOS, "c";
+// prompt "long" with "dd"+EOS. A command source for them, whose runs are counted in a file.
+struct TwoBatches {
+  testing::TempDir dir{"reward_source"};
+  PromptData data = byte_prompts({"hi", "x", "long"});
+  Rollout a = byte_rollout({"ab", "c"}, {true, false}), b = byte_rollout({"dd"}, {true});
+  std::vector<int64_t> ia{0, 1}, ib{2};
   ByteTokenizer tok;
-  const RewardSource src(pc, ScalarModel{nullptr}, SpecialIds{}, tok);
-  const std::vector<torch::Tensor> s = src.score({{&a, &ia}, {&b, &ib}}, data, world());
-  ASSERT_EQ(s.size(), 2u);
-  EXPECT_EQ(values(s[0]), (std::vector<float>{22.5f, 11.0f}));  // "hi"+"ab"+EOS, "x"+"c"
-  EXPECT_EQ(values(s[1]), (std::vector<float>{42.5f}));         // "long"+"dd"+EOS
-  auto runs = [&] {
+  std::vector<RolloutBatch> both() const { return {{&a, &ia}, {&b, &ib}}; }
+  RewardSource command(const std::string& cmd, int64_t command_rows = 0) const {
+    PpoSection pc;
+    pc.reward = RewardKind::Command;
+    pc.reward_timeout_s = 30;
+    pc.reward_command = "echo run >> " + dir.at("runs") + "; " + cmd;
+    return RewardSource(pc, ScalarModel{nullptr}, SpecialIds{}, tok, command_rows);
+  }
+  int runs() const {
     std::ifstream f(dir.at("runs"));
     int n = 0;
     for (std::string line; std::getline(f, line);) ++n;
     return n;
-  };
-  EXPECT_EQ(runs(), 1);
-  EXPECT_TRUE(src.score({}, data, world()).empty());
-  EXPECT_EQ(runs(), 1) << "the program ran for no rows";
-  EXPECT_EQ(values(src.score(b, data, ib, world())), (std::vector<float>{42.5f}));
-  EXPECT_EQ(runs(), 2);
+  }
+};
+
+// One run of the program for the 3 rows; scores, by hand from the rows, come back to their batches
+// in order. No batches: no run, no scores.
+TEST(RewardSource, CommandScoresEveryBatchInOneRun) {
+  if (std::system("command -v jq >/dev/null 2>&1") != 0) GTEST_SKIP() << "jq is not installed";
+  const TwoBatches t;
+  const RewardSource src =
+      t.command("jq -r '(.prompt | length) * 10 + (.response | length) + (if .eos then 0.5 else 0 end)'");
+  const std::vector<torch::Tensor> s = src.score(t.both(), t.data, world());
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(values(s[0]), (std::vector<float>{22.5f, 11.0f}));  // "hi"+"ab"+EOS, "x"+"c"
+  EXPECT_EQ(values(s[1]), (std::vector<float>{42.5f}));         // "long"+"dd"+EOS
+  EXPECT_EQ(t.runs(), 1);
+  EXPECT_TRUE(src.score({}, t.data, world()).empty());
+  EXPECT_EQ(t.runs(), 1) << "the program ran for no rows";
+  EXPECT_EQ(values(src.score(t.b, t.data, t.ib, world())), (std::vector<float>{42.5f}));
+  EXPECT_EQ(t.runs(), 2);
 }
 
 // ppo_train's command_rows: the rows go in runs of at most that many (2 + 1 here), in order; a
 // failing run names its rows.
 TEST(RewardSource, CommandRunsHoldAtMostCommandRows) {
   if (std::system("command -v jq >/dev/null 2>&1") != 0) GTEST_SKIP() << "jq is not installed";
-  testing::TempDir dir("reward_source");
-  const PromptData data = byte_prompts({"hi", "x", "long"});
-  const Rollout a = byte_rollout({"ab", "c"}, {true, false});
-  const Rollout b = byte_rollout({"dd"}, {true});
-  const std::vector<int64_t> ia{0, 1}, ib{2};
-  PpoSection pc;
-  pc.reward = RewardKind::Command;
-  pc.reward_timeout_s = 30;
-  pc.reward_command = "echo run >> " + dir.at("runs") + "; jq -r '(.prompt | length) * 10 + (.response | length)'";
-  ByteTokenizer tok;
-  const RewardSource src(pc, ScalarModel{nullptr}, SpecialIds{}, tok, /*command_rows*/ 2);
-  const std::vector<torch::Tensor> s = src.score({{&a, &ia}, {&b, &ib}}, data, world());
+  const TwoBatches t;
+  const std::vector<torch::Tensor> s =
+      t.command("jq -r '(.prompt | length) * 10 + (.response | length)'", 2).score(t.both(), t.data, world());
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(values(s[0]), (std::vector<float>{22.0f, 11.0f}));
   EXPECT_EQ(values(s[1]), (std::vector<float>{42.0f}));
-  std::ifstream f(dir.at("runs"));
-  int runs = 0;
-  for (std::string line; std::getline(f, line);) ++runs;
-  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(t.runs(), 2);
   // The second run (the row of "long") answers garbage.
-  pc.reward_command = "in=$(cat); case \"$in\" in *long*) echo garbage;; *) echo 1; echo 1;; esac";
-  const RewardSource bad(pc, ScalarModel{nullptr}, SpecialIds{}, tok, 2);
-  const std::string err = testing::error_of([&] { bad.score({{&a, &ia}, {&b, &ib}}, data, world()); });
+  const RewardSource bad = t.command("in=$(cat); case \"$in\" in *long*) echo garbage;; *) echo 1; echo 1;; esac", 2);
+  const std::string err = testing::error_of([&] { bad.score(t.both(), t.data, world()); });
   EXPECT_NE(err.find("rows [2, 3) of 3: ppo.reward_command"), std::string::npos) << err;
   EXPECT_NE(err.find("'garbage' is not one finite number"), std::string::npos) << err;
 }
@@ -126,13 +122,10 @@ TEST(RewardSource, RewardModelScoresEachBatch) {
   c.vocab_size = 260;
   ScalarModel rm(c);
   rm->eval();
-  const PromptData data = byte_prompts({"hi", "x", "long"});
-  const Rollout a = byte_rollout({"ab", "c"}, {true, false});
-  const Rollout b = byte_rollout({"dd"}, {true});
-  const std::vector<int64_t> ia{0, 1}, ib{2};
+  const TwoBatches t;
   const RewardSource src(rm);
   EXPECT_EQ(src.kind(), RewardKind::Rm);
-  const std::vector<torch::Tensor> s = src.score({{&a, &ia}, {&b, &ib}}, data, world());
+  const std::vector<torch::Tensor> s = src.score(t.both(), t.data, world());
   ASSERT_EQ(s.size(), 2u);
   torch::NoGradGuard ng;
   // Each row alone, unpadded: the score at its last real token.
