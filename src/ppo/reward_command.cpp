@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <thread>
 
 #include <fmt/format.h>
@@ -209,28 +210,24 @@ CommandOutcome run_reward_command(const std::string& command, double timeout_s,
   return r;
 }
 
-std::string reward_command_input(const Rollout& ro, const PromptData& data,
-                                 const std::vector<int64_t>& idx, const Tokenizer& tok) {
+std::vector<std::string> reward_command_lines(const Rollout& ro, const PromptData& data,
+                                              const std::vector<int64_t>& idx, const Tokenizer& tok) {
   const RewardRows r = reward_rows(ro, data, idx, tok);
-  std::string s;
+  std::vector<std::string> lines;
   for (size_t b = 0; b < idx.size(); ++b) {
     const nlohmann::json j = {{"prompt", r.prompts[b]}, {"response", r.responses[b]}, {"eos", bool(r.eos[b])}};
-    s += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    lines.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
-  return s;
+  return lines;
 }
 
 std::vector<torch::Tensor> command_scores(const std::string& command, double timeout_s, int64_t rows_per_run,
                                           const std::vector<RolloutBatch>& batches, const PromptData& data,
                                           const Tokenizer& tok, Communicator& comm) {
-  std::vector<std::string> lines;  // one JSON line per row (dump() writes no newline inside)
+  std::vector<std::string> lines;  // one JSON line per row
   for (const RolloutBatch& b : batches) {
-    const std::string in = reward_command_input(*b.ro, data, *b.idx, tok);
-    for (size_t a = 0; a < in.size();) {
-      const size_t e = std::min(in.find('\n', a), in.size() - 1);  // each row ends with '\n'
-      lines.push_back(in.substr(a, e - a + 1));
-      a = e + 1;
-    }
+    std::vector<std::string> lb = reward_command_lines(*b.ro, data, *b.idx, tok);
+    lines.insert(lines.end(), std::make_move_iterator(lb.begin()), std::make_move_iterator(lb.end()));
   }
   const size_t n = lines.size();
   const size_t per = rows_per_run > 0 ? static_cast<size_t>(rows_per_run) : std::max<size_t>(1, n);
@@ -256,16 +253,16 @@ std::vector<torch::Tensor> collective_scores(const CommandOutcome& r, const std:
   for (size_t k = 0; k < errors.size(); ++k)
     if (!errors[k].empty())
       throw StepAbortedError(comm.world_size() > 1 ? fmt::format("rank {}: {}", k, errors[k]) : errors[k]);
+  size_t rows = 0;
+  for (const RolloutBatch& b : batches) rows += static_cast<size_t>(b.ro->batch());
+  RLHF_CHECK(rows == r.scores.size(), "collective_scores: {} scores for {} rows", r.scores.size(), rows);
   std::vector<torch::Tensor> out;
-  size_t at = 0;
+  auto at = r.scores.begin();
   for (const RolloutBatch& b : batches) {
-    const int64_t n = b.ro->batch();
-    RLHF_CHECK(at + n <= r.scores.size(), "collective_scores: {} scores for more rows", r.scores.size());
-    std::vector<float> s(r.scores.begin() + at, r.scores.begin() + at + n);
+    const std::vector<float> s(at, at + b.ro->batch());
     out.push_back(torch::tensor(s, torch::kFloat).to(b.ro->tokens.device()));  // [B_i]
-    at += n;
+    at += b.ro->batch();
   }
-  RLHF_CHECK(at == r.scores.size(), "collective_scores: {} scores for {} rows", r.scores.size(), at);
   return out;
 }
 

@@ -37,9 +37,10 @@ struct CommandOutcome {
 CommandOutcome run_reward_command(const std::string& command, double timeout_s,
                                   const std::string& input, size_t rows);
 
-// The JSONL request for ro's rows, whose prompts are data rows idx [B] (one line per row).
-std::string reward_command_input(const Rollout& ro, const PromptData& data,
-                                 const std::vector<int64_t>& idx, const class Tokenizer& tok);
+// The JSONL request lines for ro's rows, whose prompts are data rows idx [B]: one per row, each
+// ending with '\n'.
+std::vector<std::string> reward_command_lines(const Rollout& ro, const PromptData& data,
+                                              const std::vector<int64_t>& idx, const class Tokenizer& tok);
 
 // The scores of an outcome for this rank's batches (r.scores: their rows in order), once every
 // rank's outcome is known: if any rank's has an error, every rank throws StepAbortedError naming
