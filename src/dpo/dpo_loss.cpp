@@ -7,7 +7,7 @@ namespace rlhf {
 
 DpoLoss dpo_loss(const torch::Tensor& policy_logp, const torch::Tensor& reference_logp,
                  const std::vector<int64_t>& group_offsets, const std::vector<int32_t>& ranks,
-                 const DpoOptions& opt) {
+                 const DpoOptions& opt, const torch::Tensor& lengths) {
   RLHF_CHECK(policy_logp.dim() == 1 && reference_logp.sizes() == policy_logp.sizes(),
              "dpo_loss: policy_logp and reference_logp must both be [N], got {} and {}",
              shape_str(policy_logp), shape_str(reference_logp));
@@ -33,7 +33,13 @@ DpoLoss dpo_loss(const torch::Tensor& policy_logp, const torch::Tensor& referenc
   const torch::Tensor li = torch::tensor(rp.worse, long_opts).to(dev);   // [P] rejected
   const torch::Tensor weight = torch::tensor(rp.weight, torch::TensorOptions().dtype(torch::kDouble))
                                    .to(dev, policy_logp.scalar_type());  // [P]
-  const torch::Tensor ratio = policy_logp - reference_logp.detach();     // [N] log π − log π_ref
+  torch::Tensor ratio = policy_logp - reference_logp.detach();           // [N] log π − log π_ref
+  if (opt.loss == DpoLossKind::Ipo && opt.ipo_average) {                 // per-token means
+    RLHF_CHECK(lengths.defined() && lengths.sizes() == policy_logp.sizes(),
+               "dpo_loss: dpo.ipo_average needs the responses' lengths [{}], got {}", N,
+               lengths.defined() ? shape_str(lengths) : std::string("none"));
+    ratio = ratio / lengths.to(ratio.device(), ratio.scalar_type()).clamp_min(1.0);
+  }
   const torch::Tensor reward = ratio * opt.beta;                          // [N] implicit rewards
   const torch::Tensor h = reward.index_select(0, wi) - reward.index_select(0, li);  // [P]
   torch::Tensor per_pair;                                                  // [P]

@@ -23,9 +23,12 @@
 //             (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human
 //             Preferences", the IPO loss with τ = β: h/β is the log-likelihood-ratio difference
 //             log[π(w)π_ref(l) / (π(l)π_ref(w))] regressed onto 1/(2β); dℓ/dh = 2(h/β − 1/(2β))/β.)
-//             Normalisation: the paper's SEQUENCE SUMS, the same log-probs as sigmoid (TRL's
-//             DPOTrainer averages IPO's log-probs per token instead, which rescales the target by
-//             the response lengths); ε is ignored.
+//             Normalisation (dpo.ipo_average): true (the default) uses per-token MEAN log-ratios,
+//             (log π(y) − log π_ref(y)) / |y| with |y| = the response's target tokens (`lengths`),
+//             as TRL's DPOTrainer does for IPO and as the IPO authors' reported runs did, so a
+//             published IPO β means the same here; false uses the sequence SUMS as sigmoid does
+//             (then 1/(2β) is a margin in whole-sequence nats, and a β tuned for means must
+//             shrink with the response length). ε is ignored.
 // Group weighting as the RM's K-wise loss (rm.pair_normalizer): per group g with ordered pairs P_g,
 //   L_g = (1/n_g) Σ_{p ∈ P_g} ℓ_p,  n_g = C(K_g, 2) (paper) or |P_g| (strict_pairs);
 //   loss = mean of L_g over the groups with |P_g| ≥ 1 (0, still attached, when there is none).
@@ -46,6 +49,7 @@ struct DpoOptions {
   DpoLossKind loss = DpoLossKind::Sigmoid;
   double label_smoothing = 0.0;  // ε, sigmoid only
   PairNormalizer normalizer = PairNormalizer::Paper;
+  bool ipo_average = true;       // ipo only: log-ratios divided by the responses' lengths
 };
 
 struct DpoLoss {
@@ -60,8 +64,11 @@ struct DpoLoss {
   double chosen_logp_sum = 0, rejected_logp_sum = 0;      // Σ log π(w), Σ log π(l)
 };
 
+// lengths [N] (the responses' target-token counts, > 0): required for ipo with ipo_average, which
+// divides each log-ratio by it (the implicit rewards and margins reported are then per token too);
+// ignored otherwise.
 DpoLoss dpo_loss(const torch::Tensor& policy_logp, const torch::Tensor& reference_logp,
                  const std::vector<int64_t>& group_offsets, const std::vector<int32_t>& ranks,
-                 const DpoOptions& opt);
+                 const DpoOptions& opt, const torch::Tensor& lengths = {});
 
 }  // namespace rlhf

@@ -16,14 +16,6 @@ namespace rlhf {
 
 namespace {
 
-// The trained policy and its frozen reference. reference == policy (same module) when the
-// reference is the policy's base with the LoRA adapters off.
-struct DpoModels {
-  CausalLM policy{nullptr};
-  CausalLM reference{nullptr};
-  bool shared() const { return reference.ptr() == policy.ptr(); }
-};
-
 // The reference of dpo.reference: a causal LM with the policy's tokenizer, frozen, no dropout.
 CausalLM load_reference_file(const std::string& spec, const ModelSetup& ms) {
   const std::string path = from_key("dpo.reference", [&] { return resolve_model_path(spec); });
@@ -39,6 +31,8 @@ CausalLM load_reference_file(const std::string& spec, const ModelSetup& ms) {
   return ref;
 }
 
+}  // namespace
+
 DpoModels load_dpo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
   torch::manual_seed(cfg.run.seed);
   DpoModels m;
@@ -46,7 +40,8 @@ DpoModels load_dpo_models(const Config& cfg, const ModelSetup& ms, const torch::
   m.policy = CausalLM(ms.cfg);
   load_parameters(*m.policy, init);
   m.policy->to(dev);
-  attach_configured_lora(*m.policy, cfg.lora, &init, "the DPO policy");
+  attach_configured_lora(*m.policy, without_adapter_dropout(cfg.lora, "dpo", "policy", root), &init,
+                         "the DPO policy");
   if (cfg.dpo.reference.empty() && cfg.lora.enabled()) {
     m.reference = m.policy;
     if (root) log_info("# dpo: LoRA policy; reference = the policy's base (adapters off)");
@@ -66,6 +61,8 @@ DpoModels load_dpo_models(const Config& cfg, const ModelSetup& ms, const torch::
   return m;
 }
 
+namespace {
+
 // Reference log-probs [B] of a batch: no gradients, eval mode (no dropout); the policy's base
 // with its adapters off when the reference is shared.
 torch::Tensor reference_logprobs(DpoModels& m, const SeqBatch& b, const torch::Device& dev) {
@@ -81,6 +78,7 @@ DpoOptions dpo_options(const Config& cfg) {
   o.beta = cfg.dpo.beta;
   o.loss = cfg.dpo.loss;
   o.label_smoothing = cfg.dpo.label_smoothing;
+  o.ipo_average = cfg.dpo.ipo_average;
   o.normalizer = cfg.rm.pair_normalizer == PairNormalizerKind::Paper ? PairNormalizer::Paper
                                                                     : PairNormalizer::StrictPairs;
   return o;
@@ -130,7 +128,7 @@ StepStats dpo_step(DpoModels& m, const RankedData& train, const std::vector<int6
     const GroupBatch gb = ranked_group_batch(train, groups, ids, max_len);
     const torch::Tensor ref = reference_logprobs(m, gb.seq, dev);  // [R]
     const torch::Tensor pol = sequence_logprobs(m.policy, gb.seq, dev);  // [R]
-    DpoLoss l = dpo_loss(pol, ref, gb.offsets, gb.ranks, opt);
+    DpoLoss l = dpo_loss(pol, ref, gb.offsets, gb.ranks, opt, target_counts(gb.seq));
     (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
     adam.after_backward();  // ZeRO stage >= 2: reduce-scatter, free the gradients
     s.add(l);
@@ -170,7 +168,8 @@ class DpoEvaluator {
         ref_.index_copy_(0, rows, ref);
       }
       const torch::Tensor pol = sequence_logprobs(m.policy, gb.seq, dev);   // [R]
-      s.add(dpo_loss(pol, ref.to(pol.device(), pol.scalar_type()), gb.offsets, gb.ranks, opt_));
+      s.add(dpo_loss(pol, ref.to(pol.device(), pol.scalar_type()), gb.offsets, gb.ranks, opt_,
+                     target_counts(gb.seq)));
     }
     nlohmann::json j = s.row(comm, "eval_");
     const double groups = comm.all_reduce_scalar(s.groups);
@@ -224,9 +223,11 @@ int run_dpo(const RunRequest& req) {
   const int64_t accum = loop.accum();
   loop.metrics().message(fmt::format(
       "# dpo: {} trained params, {} train groups ({} responses), {} ranks x {} groups x {} accum; "
-      "loss {} beta {} label_smoothing {}; reference {}",
+      "loss {}{} beta {} label_smoothing {}; reference {}",
       loop.n_params(), train.size(), train.responses.size(), comm.world_size(), cfg.train.micro_batch_size,
-      accum, kDpoLossNames.name(cfg.dpo.loss), cfg.dpo.beta, cfg.dpo.label_smoothing,
+      accum, kDpoLossNames.name(cfg.dpo.loss),
+      cfg.dpo.loss == DpoLossKind::Ipo ? (cfg.dpo.ipo_average ? " (per-token means)" : " (sequence sums)") : "",
+      cfg.dpo.beta, cfg.dpo.label_smoothing,
       m.shared() ? "the policy's base (LoRA adapters off)" : cfg.dpo.reference.empty() ? cfg.init : cfg.dpo.reference));
   DpoEvaluator eval_fn(eval, opt, ids, max_len, cfg.train.micro_batch_size);
   auto evaluate = [&]() -> nlohmann::json {

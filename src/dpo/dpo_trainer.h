@@ -6,7 +6,8 @@
 // - init: the SFT checkpoint the policy starts from (required). The reference is dpo.reference,
 //   or init when it is empty; with model.lora.rank > 0 and no dpo.reference it is the policy
 //   itself with its adapters off (lora.h AdaptersOff: no second copy of the weights).
-// - No dropout: model.dropout is overridden to 0 (logged), as in PPO (model.lora.dropout applies).
+// - No dropout of any kind: model.dropout and model.lora.dropout are overridden to 0 (logged), as
+//   in PPO: the reference's log-probs have none, so dropout would be noise inside every margin.
 // - Reference log-probs are computed on the fly, under NoGradGuard and in eval mode, for each
 //   training micro-batch (no cache: one extra forward without activations kept, exact on
 //   resume); for the held-out set (data.eval) they are cached on the first evaluation.
@@ -21,9 +22,23 @@
 // - Collective: every rank calls run_dpo.
 #pragma once
 
+#include "common/model/model.h"
 #include "common/train/run.h"
+#include "common/train/train_common.h"
 
 namespace rlhf {
+
+// The trained policy and its frozen reference. reference == policy (same module) when the
+// reference is the policy's base with the LoRA adapters off.
+struct DpoModels {
+  CausalLM policy{nullptr};
+  CausalLM reference{nullptr};
+  bool shared() const { return reference.ptr() == policy.ptr(); }
+};
+
+// The policy from ms (init; ms.cfg.dropout as run_dpo sets it, 0) with cfg's LoRA adapters, their
+// dropout off (logged on root), and the reference as the contract above says, frozen.
+DpoModels load_dpo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root);
 
 int run_dpo(int argc, char** argv);  // entry point of dpo_train; exit code as run_sft
 int run_dpo(const RunRequest& req);  // the same, with the config built by the caller (tests)

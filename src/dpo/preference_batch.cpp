@@ -38,4 +38,9 @@ torch::Tensor sequence_logprobs(CausalLM& model, const SeqBatch& b, const torch:
   return torch::zeros({B}, lp.options()).index_add(0, row, lp);                // [B]
 }
 
+torch::Tensor target_counts(const SeqBatch& b) {
+  const int64_t T = b.target_mask.size(1);
+  return b.target_mask.slice(1, 1, T).sum(1).to(torch::kCPU, torch::kFloat);  // [B]
+}
+
 }  // namespace rlhf

@@ -34,4 +34,8 @@ GroupBatch ranked_group_batch(const RankedData& d, const std::vector<int64_t>& g
 
 torch::Tensor sequence_logprobs(CausalLM& model, const SeqBatch& b, const torch::Device& dev);
 
+// The number of target positions sequence_logprobs sums per row: [B] float32 on the CPU (the
+// lengths dpo.ipo_average divides by).
+torch::Tensor target_counts(const SeqBatch& b);
+
 }  // namespace rlhf

@@ -1,5 +1,5 @@
 // advantages.h — critic-free advantage estimators (issue 19): several samples per prompt, the
-// sequence reward compared within its group, no value model. GAE with a critic (ppo_loss.h)
+// sequence score compared within its group, no value model. GAE with a critic (ppo_loss.h)
 // stays the default; these are the alternatives that GRPO / RLOO / REINFORCE++ trainers use.
 //
 // Contract:
@@ -17,7 +17,9 @@ namespace rlhf {
 enum class GroupEstimator {
   // GRPO (Shao et al. 2024, "DeepSeekMath", §4.1.2, outcome supervision):
   //   Â_i = (r_i - mean_g r) / (std_g r + eps),  std with Bessel's correction (n - 1), as TRL
-  //   and verl compute it; a group whose rewards are all equal gets 0 (not 0/eps noise).
+  //   and verl compute it; a group whose rewards are all equal gets 0 (not 0/eps noise). eps =
+  //   1e-6 as verl (TRL: 1e-4): the two differ only for groups whose rewards nearly tie (std ~
+  //   1e-4), where ours gives the larger advantages.
   Grpo,
   // Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training", §3.1): Â_i = r_i - mean_g r
   //   (no division by the std, which up-weights too easy or too hard prompts; the paper also

@@ -29,12 +29,6 @@ void check_advantage_config(const PpoSection& pc) {
              pc.samples_per_prompt, kAdvantageNames.name(pc.advantage));
 }
 
-torch::Tensor sequence_rewards(const torch::Tensor& score, const torch::Tensor& kl, double kl_coef) {
-  RLHF_CHECK(score.dim() == 1 && kl.dim() == 2 && kl.size(0) == score.size(0),
-             "sequence_rewards: score [B] and kl [B, N] expected");
-  return score - kl_coef * kl.sum(1);  // [B]
-}
-
 std::vector<int64_t> repeat_each(const std::vector<int64_t>& idx, int64_t n) {
   std::vector<int64_t> out;
   out.reserve(idx.size() * static_cast<size_t>(n));
@@ -56,10 +50,13 @@ void critic_free_advantages(Rollout& ro, AdvantageKind kind, int64_t group, doub
     ro.advantages = masked_whiten_with(g, ro.response_mask, glob.mean(), glob.var());
     return;
   }
-  const torch::Tensor r = sequence_rewards(ro.score, ro.kl, kl_coef);                  // [B]
-  const torch::Tensor adv = group_advantages(r, group, group_estimator(kind));          // [B]
-  ro.advantages = per_token(adv, ro.response_mask);                                    // [B, N]
-  ro.returns = per_token(r, ro.response_mask);                                         // [B, N]
+  RLHF_CHECK(ro.score.dim() == 1 && ro.kl.dim() == 2 && ro.kl.size(0) == ro.score.size(0),
+             "critic_free_advantages: score [B] and kl [B, N] expected");
+  const torch::Tensor adv = group_advantages(ro.score, group, group_estimator(kind));   // [B] score only
+  // −β·KL per token, summed to the response's end (γ = 1): 0 everywhere when β = 0.
+  const torch::Tensor kl_to_go = reinforce_pp_returns(ro.kl * -kl_coef, ro.response_mask);  // [B, N]
+  ro.advantages = per_token(adv, ro.response_mask) + kl_to_go;                         // [B, N]
+  ro.returns = per_token(ro.score, ro.response_mask) + kl_to_go;                       // [B, N]
 }
 
 nlohmann::json critic_free_metrics(const Rollout& ro, AdvantageKind kind, int64_t group, Communicator& comm) {
@@ -72,12 +69,10 @@ nlohmann::json critic_free_metrics(const Rollout& ro, AdvantageKind kind, int64_
       {"adv_abs_mean", comm.all_reduce_scalar(a.abs().sum().item<double>()) / tokens},
       {"adv_abs_max", comm.all_reduce_scalar(a.abs().max().item<double>(), ReduceOp::Max)}};
   if (kind == AdvantageKind::ReinforcePp) return j;
-  const torch::Tensor r = ro.returns.to(torch::kDouble).sum(1) /
-                          m.sum(1).clamp_min(1.0);                              // [B] = R_b
-  const torch::Tensor seq_adv = a.sum(1) / m.sum(1).clamp_min(1.0);              // [B] = Â_b
-  const double rows = comm.all_reduce_scalar(static_cast<double>(r.size(0)));
+  const torch::Tensor seq_adv = a.sum(1) / m.sum(1).clamp_min(1.0);              // [B]
+  const double rows = comm.all_reduce_scalar(static_cast<double>(seq_adv.size(0)));
   j["adv_seq_mean"] = comm.all_reduce_scalar(seq_adv.sum().item<double>()) / std::max(1.0, rows);
-  const torch::Tensor rg = r.view({-1, group});                                 // [G, n]
+  const torch::Tensor rg = ro.score.to(torch::kDouble).view({-1, group});       // [G, n] scores
   const torch::Tensor tied = (rg.amax(1) - rg.amin(1)).abs() <= 1e-12;          // [G]
   const double groups = comm.all_reduce_scalar(static_cast<double>(rg.size(0)));
   j["groups_tied"] = comm.all_reduce_scalar(tied.to(torch::kDouble).sum().item<double>()) / std::max(1.0, groups);

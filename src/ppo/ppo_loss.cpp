@@ -107,7 +107,32 @@ torch::Tensor masked_reduce(const torch::Tensor& x, const torch::Tensor& mask, d
   if (normalizer <= 0) return masked_mean(x, mask);
   return torch::where(as_bool(mask), x, torch::zeros_like(x)).sum() / normalizer;
 }
+
+// The loss of per-token terms x: Σ w·x over the mask when weights are given, else masked_reduce.
+torch::Tensor aggregate(const torch::Tensor& x, const torch::Tensor& mask, double normalizer,
+                        const torch::Tensor& weights) {
+  if (!weights.defined()) return masked_reduce(x, mask, normalizer);
+  check_same_shape("aggregate", "weights", weights, x);
+  return torch::where(as_bool(mask), x * weights.to(x.scalar_type()), torch::zeros_like(x)).sum();
+}
 }  // namespace
+
+torch::Tensor loss_weights(const torch::Tensor& mask, LossAggregation aggregation, double tokens,
+                           double rows, double horizon) {
+  RLHF_CHECK(mask.dim() == 2, "loss_weights: mask must be [B, T], got {}", shape_str(mask));
+  RLHF_CHECK(tokens > 0 && rows > 0, "loss_weights: tokens ({}) and rows ({}) must be > 0", tokens, rows);
+  const torch::Tensor m = as_bool(mask).to(torch::kFloat);                  // [B, T]
+  switch (aggregation) {
+    case LossAggregation::TokenMean: return m / tokens;
+    case LossAggregation::SeqMeanTokenMean:
+      return m / (m.sum(1, /*keepdim=*/true).clamp_min(1.0) * rows);         // [B, T]
+    case LossAggregation::SeqMeanTokenSumNorm:
+      RLHF_CHECK(horizon > 0, "loss_weights: seq_mean_token_sum_norm needs a horizon > 0, got {}", horizon);
+      return m / (rows * horizon);
+  }
+  RLHF_CHECK(false, "loss_weights: unknown LossAggregation {}", static_cast<int>(aggregation));
+  return {};
+}
 
 double MaskedStats::mean() const { return count > 0 ? sum / count : 0.0; }
 
@@ -164,18 +189,19 @@ void AdaptiveKlController::update(double current_kl, int64_t n_steps) {
 
 PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                        const torch::Tensor& advantages, const torch::Tensor& mask,
-                       double clip_eps, double normalizer) {
+                       double clip_eps, double normalizer, const torch::Tensor& weights) {
   check_same_shape("policy_loss", "old_logp", old_logp, logp);
   check_same_shape("policy_loss", "advantages", advantages, logp);
   check_same_shape("policy_loss", "mask", mask, logp);
   RLHF_CHECK(clip_eps > 0.0, "policy_loss: clip_eps must be > 0, got {}", clip_eps);
-  const torch::Tensor log_ratio = logp - old_logp.detach();                           // [B, T]
+  const torch::Tensor log_ratio =
+      (logp - old_logp.detach()).clamp(-kLogRatioClamp, kLogRatioClamp);              // [B, T]
   const torch::Tensor ratio = log_ratio.exp();                                        // [B, T]
   const torch::Tensor adv = advantages.detach();                                      // [B, T]
   const torch::Tensor surr1 = ratio * adv;                                            // [B, T]
   const torch::Tensor surr2 = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv;      // [B, T]
   PolicyLoss out;
-  out.loss = masked_reduce(-torch::min(surr1, surr2), mask, normalizer);
+  out.loss = aggregate(-torch::min(surr1, surr2), mask, normalizer, weights);
   torch::NoGradGuard no_grad;
   out.clip_frac = masked_reduce((surr2 < surr1).to(logp.scalar_type()), mask, normalizer);
   const torch::Tensor lr = log_ratio.detach();
@@ -185,7 +211,7 @@ PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
 
 ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
                      const torch::Tensor& returns, const torch::Tensor& mask, double value_clip,
-                     double normalizer) {
+                     double normalizer, const torch::Tensor& weights) {
   check_same_shape("value_loss", "old_values", old_values, values);
   check_same_shape("value_loss", "returns", returns, values);
   check_same_shape("value_loss", "mask", mask, values);
@@ -193,14 +219,14 @@ ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_value
   const torch::Tensor err = (values - R).pow(2);                                    // [B, T]
   ValueLoss out;
   if (value_clip <= 0.0) {
-    out.loss = 0.5 * masked_reduce(err, mask, normalizer);
+    out.loss = 0.5 * aggregate(err, mask, normalizer, weights);
     out.clip_frac = torch::zeros({}, values.options().requires_grad(false));
     return out;
   }
   const torch::Tensor old_v = old_values.detach();
   const torch::Tensor v_clipped = old_v + (values - old_v).clamp(-value_clip, value_clip);
   const torch::Tensor err_clipped = (v_clipped - R).pow(2);                         // [B, T]
-  out.loss = 0.5 * masked_reduce(torch::max(err, err_clipped), mask, normalizer);
+  out.loss = 0.5 * aggregate(torch::max(err, err_clipped), mask, normalizer, weights);
   torch::NoGradGuard no_grad;
   out.clip_frac = masked_reduce((err_clipped > err).to(values.scalar_type()), mask, normalizer);
   return out;

@@ -15,6 +15,8 @@
 
 #include <torch/torch.h>
 
+#include "common/train/config.h"  // LossAggregation
+
 namespace rlhf {
 
 enum class KlEstimator { K1, K2, K3 };
@@ -92,6 +94,24 @@ class FixedKlController {
   double value;
 };
 
+// Per-token loss weights of one micro-batch under ppo.loss_aggregation, so that Σ_{b,t} w·ℓ summed
+// over a minibatch's micro-batches (on all ranks) is its aggregated loss:
+//   token_mean               w[b, t] = mask / tokens            (tokens: the minibatch's response
+//                                                                 tokens, all ranks)
+//   seq_mean_token_mean      w[b, t] = mask / (rows · len_b)    (rows: the minibatch's responses,
+//                                                                 all ranks; len_b = Σ_t mask[b])
+//   seq_mean_token_sum_norm  w[b, t] = mask / (rows · horizon)  (horizon: a constant, the
+//                                                                 generation budget)
+// A row without response tokens weighs 0 (but counts in rows). mask [b, T] -> [b, T] float32
+// (the mask's device). tokens, rows > 0; horizon > 0 for seq_mean_token_sum_norm.
+torch::Tensor loss_weights(const torch::Tensor& mask, LossAggregation aggregation, double tokens,
+                           double rows, double horizon);
+
+// The policy log-ratio log(π_θ/π_old) is clamped to ±kLogRatioClamp before exp (as verl): a
+// token whose log-probability moved by more than 20 nats gives a bounded ratio (and no gradient)
+// instead of inf/NaN.
+constexpr double kLogRatioClamp = 20.0;
+
 struct PolicyLoss {
   torch::Tensor loss;       // scalar, differentiable w.r.t. logp
   torch::Tensor clip_frac;  // scalar (detached): fraction of masked tokens where the clip binds
@@ -99,7 +119,8 @@ struct PolicyLoss {
 };
 
 // PPO-clip surrogate (Schulman et al. 2017, eq. 7), token-level masked mean:
-//   ρ = exp(logp - old_logp);  L = -mean_mask min(ρ·A, clip(ρ, 1-ε, 1+ε)·A),  ε = clip_eps.
+//   ρ = exp(clamp(logp - old_logp, ±kLogRatioClamp));  L = -mean_mask min(ρ·A, clip(ρ, 1-ε, 1+ε)·A),
+//   ε = clip_eps.
 // clip_frac counts tokens where the clipped term is strictly smaller than the unclipped one (the
 // clipped branch is selected and has zero gradient). approx_kl uses ½(log ρ)², a second-order
 // estimate of KL(π_old || π_θ) that is ≥ 0 per token (as in TRL / OpenAI baselines).
@@ -107,9 +128,11 @@ struct PolicyLoss {
 // normalizer > 0: every output is Σ_mask(...) / normalizer instead of the mean over this batch's
 // mask, so that micro-batches of one minibatch (on one or several ranks), each divided by the
 // whole minibatch's token count, add up to the minibatch's token mean (ppo_step.h).
+// weights (optional, [B, T], loss_weights): the loss is Σ w · ℓ instead (ppo.loss_aggregation);
+// the diagnostics stay token means (normalizer).
 PolicyLoss policy_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                        const torch::Tensor& advantages, const torch::Tensor& mask,
-                       double clip_eps, double normalizer = 0);
+                       double clip_eps, double normalizer = 0, const torch::Tensor& weights = {});
 
 struct ValueLoss {
   torch::Tensor loss;       // scalar, differentiable w.r.t. values
@@ -120,10 +143,10 @@ struct ValueLoss {
 //   v_c = old_v + clip(v - old_v, -value_clip, value_clip)
 //   L = ½ · mean_mask max((v - R)², (v_c - R)²)
 // value_clip ≤ 0 disables clipping (plain ½ MSE, clip_frac 0). values, old_values, returns,
-// mask [B, T]. clip_frac counts tokens where the clipped error is strictly larger. normalizer as
-// in policy_loss.
+// mask [B, T]. clip_frac counts tokens where the clipped error is strictly larger. normalizer and
+// weights as in policy_loss.
 ValueLoss value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
                      const torch::Tensor& returns, const torch::Tensor& mask, double value_clip,
-                     double normalizer = 0);
+                     double normalizer = 0, const torch::Tensor& weights = {});
 
 }  // namespace rlhf

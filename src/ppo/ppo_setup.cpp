@@ -57,8 +57,10 @@ ScalarModel load_reward_model(const PpoSection& pc, const ModelSetup& ms, ModelF
   return rm;
 }
 
-// The critic from ppo.critic_init (default: the reward model's file rm_file) with a fresh head.
-ScalarModel load_critic(const Config& cfg, const ModelFile& rm_file) {
+// The critic from ppo.critic_init (default: the reward model's file rm_file), trunk AND score head
+// (the RM's head and fitted bias: its first values are the RM's scores). LoRA adapters from
+// `lora` (dropout already off).
+ScalarModel load_critic(const Config& cfg, const LoraOptions& lora, const ModelFile& rm_file) {
   const PpoSection& pc = cfg.ppo;
   RLHF_CHECK(!pc.critic_init.empty() || pc.reward == RewardKind::Rm, "ppo.advantage: gae with "
              "ppo.reward: rule needs ppo.critic_init (the critic is otherwise initialised from the "
@@ -70,7 +72,7 @@ ScalarModel load_critic(const Config& cfg, const ModelFile& rm_file) {
   critic_cfg.dropout = 0.0;
   ScalarModel critic(critic_cfg);
   load_parameters(*critic, critic_file, {"score.weight", "score.bias"}, true);
-  attach_configured_lora(*critic, cfg.lora, &critic_file, "the critic");
+  attach_configured_lora(*critic, lora, &critic_file, "the critic");
   return critic;
 }
 
@@ -107,9 +109,11 @@ PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
 }
 
 // The four models: actor and reference from SFT, the reward model frozen (with its fitted bias),
-// the critic from ppo.critic_init (default: the RM) with a fresh head. No dropout (see run_ppo).
+// the critic from ppo.critic_init (default: the RM, its head included). No dropout of any kind:
+// model.dropout is off (ppo_model_setup) and so is model.lora.dropout (logged once).
 PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
   const PpoSection& pc = cfg.ppo;
+  const LoraOptions lora_opt = without_adapter_dropout(cfg.lora, "ppo", "actor and critic", root);
   torch::manual_seed(cfg.run.seed);
   PpoNets n;
   ModelFile sft_file = read_model_h5(ms.init_path);
@@ -118,7 +122,7 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   // With LoRA the reference policy is the actor's frozen base (adapters off, lora.h): one copy of
   // the base weights serves both.
   if (cfg.lora.enabled()) {
-    attach_configured_lora(*n.actor, cfg.lora, &sft_file, "the actor");
+    attach_configured_lora(*n.actor, lora_opt, &sft_file, "the actor");
     n.reference = n.actor;
     if (root) log_info("# ppo: LoRA actor and critic; reference policy = the actor's base (adapters off)");
   } else {
@@ -128,7 +132,7 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   sft_file.tensors.clear();
   ModelFile rm_file;
   if (pc.reward == RewardKind::Rm) n.reward = load_reward_model(pc, ms, rm_file, root);  // else a rule
-  if (uses_critic(pc.advantage)) n.critic = load_critic(cfg, rm_file);  // else critic-free
+  if (uses_critic(pc.advantage)) n.critic = load_critic(cfg, lora_opt, rm_file);  // else critic-free
   const bool lora = cfg.lora.enabled();
   torch::nn::Module no_reward;
   const int64_t cast = apply_frozen_dtype(cfg, dev, n.reward.is_empty() ? no_reward : *n.reward,
@@ -160,6 +164,8 @@ UpdateOptions base_update_options(const Config& cfg, const PpoData& d, int world
   u.minibatch_rows = minibatch / world * pc.samples_per_prompt;  // a prompt's group stays together
   u.micro_rows = cfg.train.micro_batch_size;
   u.kl_estimator = kl_estimator_of(pc.kl_estimator);
+  u.aggregation = pc.loss_aggregation;
+  u.horizon = static_cast<double>(pc.max_new_tokens);
   u.temperature = pc.temperature;
   u.clip_eps = pc.clip_eps;
   u.value_clip = pc.value_clip;
@@ -189,6 +195,10 @@ ModelSetup ppo_model_setup(const Config& cfg, bool root) {
     log_info("# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
              "noise would enter the PPO ratio)", ms.cfg.dropout);
   ms.cfg.dropout = 0.0;
+  if (root && cfg.ppo.kl_in_loss && cfg.ppo.kl_estimator == KlEstimatorKind::K3)
+    log_warn("# warning: ppo.kl_estimator: k3 with ppo.kl_in_loss: k3's expected gradient is the "
+             "FORWARD KL's, grad KL(pi_ref || pi) (mass-covering), not the reverse KL the reward "
+             "penalty estimates; k2 (the default) follows grad KL(pi || pi_ref) exactly (ppo/kl_loss.h)");
   return ms;
 }
 

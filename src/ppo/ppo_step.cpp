@@ -41,10 +41,7 @@ void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Co
   ro.advantages = masked_whiten_with(g.advantages, ro.response_mask, glob.mean(), glob.var());
 }
 
-namespace {
-
-// This rank's rows of each minibatch of one epoch, as one index tensor [local rows] (minibatch k
-// is entries [k·minibatch_rows, (k+1)·minibatch_rows)). A stratified shuffle that does not depend
+// epoch_order: a stratified shuffle that does not depend
 // on the number of ranks: the global batch (rank r holds rows [r·L, (r+1)·L)) is cut into
 // `minibatch_rows · world` blocks of M = L / minibatch_rows consecutive rows, and minibatch k takes
 // from every block j its row σ_j(k), σ_j a seeded permutation of [0, M) per (epoch, j). Every
@@ -64,6 +61,8 @@ torch::Tensor epoch_order(int64_t rows, int64_t minibatch_rows, uint64_t seed, i
   }
   return torch::tensor(order, torch::kLong).to(dev);
 }
+
+namespace {
 
 // The token count of the whole minibatch: this rank's rows summed over all ranks (>= 1).
 double minibatch_tokens(const Rollout& ro, const torch::Tensor& rows, Communicator& comm) {
@@ -95,6 +94,7 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
   // Each term: Σ over this micro-batch's tokens / the minibatch's tokens over all ranks, times the
   // world size (the gradient all-reduce averages), so the step follows the minibatch's token mean.
   const double tokens = minibatch_tokens(ro, rows, comm);
+  const double global_rows = static_cast<double>(n) * world;  // every rank holds n rows of it
   const int64_t ptx_rows = static_cast<int64_t>(ptx_starts.size());
   const double ptx_tokens = world * static_cast<double>(ptx_rows * (opt.ptx_seq_len - 1));
   bool finite = true;
@@ -102,17 +102,19 @@ bool minibatch_backward(PpoModels& m, const Rollout& ro, const torch::Tensor& ro
     const Rollout mb = ro.rows(rows.narrow(0, a * opt.micro_rows, opt.micro_rows));
     torch::Tensor entropy;
     auto logp = response_logprobs(m.actor, mb, opt.temperature, &entropy);                    // [b, N]
-    PolicyLoss pl = policy_loss(logp, mb.old_logp, mb.advantages, mb.response_mask, opt.clip_eps, tokens);
+    const torch::Tensor w = loss_weights(mb.response_mask, opt.aggregation, tokens, global_rows,
+                                         opt.horizon);                                        // [b, N]
+    PolicyLoss pl = policy_loss(logp, mb.old_logp, mb.advantages, mb.response_mask, opt.clip_eps, tokens, w);
     torch::Tensor loss = pl.loss;  // this micro-batch's share
     ValueLoss vl{torch::zeros({}), torch::zeros({})};
     if (!m.critic.is_empty()) {  // critic-free estimators: no value loss
       auto values = response_values(m.critic, mb);                                           // [b, N]
-      vl = value_loss(values, mb.old_values, mb.returns, mb.response_mask, opt.value_clip, tokens);
+      vl = value_loss(values, mb.old_values, mb.returns, mb.response_mask, opt.value_clip, tokens, w);
       loss = loss + opt.vf_coef * vl.loss;
     }
     torch::Tensor kl_term;
-    if (opt.kl_loss_coef > 0) {  // ppo.kl_in_loss: β · Σ k(logp − ref_logp) / the minibatch's tokens
-      kl_term = kl_loss(logp, mb.ref_logp, mb.response_mask, opt.kl_estimator, opt.kl_loss_coef, tokens);
+    if (opt.kl_loss_coef > 0) {  // ppo.kl_in_loss: β · Σ w · k(logp − ref_logp)
+      kl_term = kl_loss(logp, mb.ref_logp, mb.response_mask, opt.kl_estimator, opt.kl_loss_coef, tokens, w);
       loss = loss + kl_term;
     }
     // The ptx windows, spread over the micro-batches (the first ptx_rows % accum take one more).

@@ -14,9 +14,10 @@
 // with the first term optimised by PPO-clip on per-token rewards (−β·KL_t, + r_θ at the last
 // token; ppo_loss.h) and the second by the ptx LM loss (γ = ppo.ptx_coef).
 //
-// Normalisation: each minibatch's loss is the token mean over the WHOLE minibatch (all its
-// micro-batches on all ranks): policy and value losses over its response tokens, the ptx LM loss
-// over its pretraining targets. Each micro-batch adds Σ_tokens / (the minibatch's global count),
+// Normalisation: each minibatch's loss is aggregated over the WHOLE minibatch (all its
+// micro-batches on all ranks): policy, value and KL losses by ppo.loss_aggregation (loss_weights
+// in ppo_loss.h: token_mean over its response tokens by default, or per response), the ptx LM
+// loss as the mean over its pretraining targets. Each micro-batch adds its tokens' weighted sum,
 // so neither micro_rows nor the number of ranks changes the gradient (as SFT, loop.h). The
 // minibatches themselves (epoch_order in ppo_step.cpp), the sampled responses (one generator per
 // global row) and the ptx windows (one global list) do not depend on the number of ranks either:
@@ -25,7 +26,7 @@
 // Contract: make_experience, minibatch_backward and ppo_metrics are collective (global whitening,
 // token counts, sums); ppo_update is collective through them and the optimizer steps (gradient
 // all-reduce). Every log-prob forward uses the sampling temperature (rollout.h). The actor and
-// critic run without dropout (ppo_trainer).
+// critic run without dropout of any kind (model.dropout and model.lora.dropout off: ppo_setup.cpp).
 #pragma once
 #include <functional>
 #include <cstdint>
@@ -90,6 +91,10 @@ struct UpdateOptions {
   // ppo.kl_in_loss: + kl_loss_coef · kl_loss (kl_loss.h) with kl_estimator; 0 = KL in the reward.
   double kl_loss_coef = 0.0;
   KlEstimator kl_estimator = KlEstimator::K1;
+  // ppo.loss_aggregation (loss_weights in ppo_loss.h); horizon: its seq_mean_token_sum_norm
+  // constant (ppo.max_new_tokens).
+  LossAggregation aggregation = LossAggregation::TokenMean;
+  double horizon = 0.0;
 };
 
 // Sums over this rank's micro-batches of their shares of each minibatch's global token mean:
@@ -103,6 +108,13 @@ struct UpdateStats {
   int64_t micro_batches = 0, optimizer_steps = 0, skipped = 0;
   double grad_norm = 0, critic_grad_norm = 0;  // of the last optimizer step
 };
+
+// This rank's rows of each minibatch of one epoch, as one index tensor [rows] (minibatch k is
+// entries [k·minibatch_rows, (k+1)·minibatch_rows)): a stratified shuffle, seeded by (seed,
+// epoch) alone — every epoch visits the rows in a new order, a resumed run repeats it, and the
+// minibatches are the same sets of global rows on 1 rank or N (see ppo_step.cpp).
+torch::Tensor epoch_order(int64_t rows, int64_t minibatch_rows, uint64_t seed, int64_t epoch,
+                          int rank, const torch::Device& dev);
 
 // The next minibatch's pretraining windows of this rank (start offsets into opt.ptx): every rank
 // draws the global list of ptx_rows · world starts from rng and keeps its slice.

@@ -172,3 +172,32 @@ TEST(Config, ShippedConfigsLoad) {
   }
   EXPECT_EQ(loaded, 12);
 }
+
+// Defaults that depend on another key (issue 31), resolved at parse time and written out by
+// dump_config: ppo.kl_estimator is k2 with ppo.kl_in_loss (k1 there is refused, naming why),
+// ppo.loss_aggregation is seq_mean_token_sum_norm with ppo.advantage: dr_grpo; an explicit value
+// always wins; dpo.ipo_average defaults to true.
+TEST(Config, PpoDefaultsThatDependOnOtherKeys) {
+  using rlhf::KlEstimatorKind;
+  using rlhf::LossAggregation;
+  auto ppo = [](const std::vector<std::string>& sets) { return rlhf::parse_config(Stage::PPO, "", "x", sets); };
+  EXPECT_EQ(ppo({}).ppo.kl_estimator, KlEstimatorKind::K1);  // in the reward
+  EXPECT_EQ(ppo({}).ppo.loss_aggregation, LossAggregation::TokenMean);
+  const auto in_loss = ppo({"ppo.kl_in_loss=true"});
+  EXPECT_EQ(in_loss.ppo.kl_estimator, KlEstimatorKind::K2);
+  EXPECT_EQ(ppo({"ppo.kl_in_loss=true", "ppo.kl_estimator=k3"}).ppo.kl_estimator, KlEstimatorKind::K3);
+  const std::string err = error_of([&] { ppo({"ppo.kl_in_loss=true", "ppo.kl_estimator=k1"}); });
+  EXPECT_NE(err.find("ppo.kl_estimator: k1 with ppo.kl_in_loss"), std::string::npos) << err;
+  EXPECT_NE(err.find("expected gradient of exactly zero"), std::string::npos) << err;
+  EXPECT_EQ(ppo({"ppo.advantage=dr_grpo", "ppo.samples_per_prompt=4"}).ppo.loss_aggregation,
+            LossAggregation::SeqMeanTokenSumNorm);
+  EXPECT_EQ(ppo({"ppo.advantage=dr_grpo", "ppo.loss_aggregation=token_mean"}).ppo.loss_aggregation,
+            LossAggregation::TokenMean);
+  EXPECT_EQ(ppo({"ppo.advantage=grpo", "ppo.loss_aggregation=seq_mean_token_mean"}).ppo.loss_aggregation,
+            LossAggregation::SeqMeanTokenMean);
+  // The resolved values are written out: the dump parses back to the same settings.
+  const auto again = rlhf::parse_config(Stage::PPO, rlhf::dump_config(in_loss), "dump");
+  EXPECT_EQ(again.ppo.kl_estimator, KlEstimatorKind::K2);
+  EXPECT_TRUE(rlhf::parse_config(Stage::DPO, "", "x").dpo.ipo_average);
+  EXPECT_FALSE(rlhf::parse_config(Stage::DPO, "", "x", {"dpo.ipo_average=false"}).dpo.ipo_average);
+}

@@ -1,11 +1,15 @@
-// Critic-free advantage estimators (src/ppo/advantages.h) against hand-computed values.
+// Critic-free advantage estimators (src/ppo/advantages.h) and their wiring to a rollout
+// (src/ppo/critic_free.h) against hand-computed values.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
 #include "common/core/check.h"
+#include "common/dist/dist.h"
 #include "ppo/advantages.h"
+#include "ppo/critic_free.h"
+#include "ppo/ppo_loss.h"
 #include "support/test_support.h"
 
 namespace rlhf {
@@ -69,6 +73,55 @@ TEST(ReinforcePP, ReturnIsTheMaskedSuffixSum) {
 TEST(PerToken, SpreadsOverTheResponseOnly) {
   const torch::Tensor m = torch::tensor({{0, 1, 1}, {1, 0, 0}});
   expect_values(per_token(torch::tensor({2.0, -1.0}), m), {0, 2, 2, -1, 0, 0});
+}
+
+// One group of 4 responses of 2 tokens each, with per-token KL whose sequence sums are
+// [0.010, 0.012, 0.008, 0.011] (the issue-31 example), rewards as make_experience fills them.
+Rollout kl_group(const std::vector<double>& scores, double reward_kl) {
+  Rollout ro;
+  ro.score = torch::tensor(scores, torch::kFloat);
+  ro.kl = torch::tensor({0.004, 0.006, 0.005, 0.007, 0.003, 0.005, 0.001, 0.010}, torch::kFloat).view({4, 2});
+  ro.response_mask = torch::ones({4, 2}, torch::kBool);
+  ro.rewards = compute_rewards(ro.kl, ro.score, ro.response_mask, reward_kl);
+  return ro;
+}
+
+// Scores that tie carry no signal, whatever the KL: before, R = score − β·ΣKL was normalised, so
+// the KL noise became unit-variance advantages [0.146, −1.024, 1.316, −0.439] (β = 0.7). Now the
+// group part Â is 0 and the KL enters as OpenRLHF applies it, −β·Σ_{s ≥ t} KL_s per token:
+//   row 0: −0.7·[0.010, 0.006] = [−0.0070, −0.0042];  row 1: −0.7·[0.012, 0.007] = [−0.0084, −0.0049]
+//   row 2: −0.7·[0.008, 0.005] = [−0.0056, −0.0035];  row 3: −0.7·[0.011, 0.010] = [−0.0077, −0.0070]
+TEST(CriticFree, TiedScoresGiveNoGroupAdvantageWhateverTheKl) {
+  for (AdvantageKind k : {AdvantageKind::Grpo, AdvantageKind::DrGrpo, AdvantageKind::Rloo}) {
+    Rollout ro = kl_group({1, 1, 1, 1}, 0.7);
+    critic_free_advantages(ro, k, 4, 0.7, world());
+    expect_values(ro.advantages, {-0.0070, -0.0042, -0.0084, -0.0049, -0.0056, -0.0035, -0.0077, -0.0070}, 1e-7);
+    // returns: the shaped rewards' return-to-go, score − β·Σ_{s ≥ t} KL_s
+    expect_values(ro.returns, {0.9930, 0.9958, 0.9916, 0.9951, 0.9944, 0.9965, 0.9923, 0.9930}, 1e-6);
+    EXPECT_EQ(critic_free_metrics(ro, k, 4, world())["groups_tied"].get<double>(), 1.0);
+  }
+}
+
+// With ppo.kl_in_loss the rewards carry no KL (β = 0 here): tied scores give every advantage
+// exactly 0, and every group counts as tied.
+TEST(CriticFree, TiedScoresWithKlInTheLossGiveExactlyZero) {
+  Rollout ro = kl_group({1, 1, 1, 1}, 0.0);
+  critic_free_advantages(ro, AdvantageKind::Grpo, 4, 0.0, world());
+  EXPECT_EQ(ro.advantages.abs().max().item<double>(), 0.0);
+  const auto j = critic_free_metrics(ro, AdvantageKind::Grpo, 2, world());  // 2 groups of 2, both tied
+  EXPECT_EQ(j["groups_tied"].get<double>(), 1.0);
+  EXPECT_EQ(j["adv_seq_mean"].get<double>(), 0.0);
+}
+
+// Scores {1, 2, 3, 6}: the z-score of the score alone (±1e-6 eps aside), KL added unscaled by
+// 1/std: A[0, 0] = −2/std − 0.7·0.010 with std = √(14/3) = 2.1602469 -> −0.9258201 − 0.007.
+TEST(CriticFree, GroupAdvantageIsTheScoresThenTheKlPerToken) {
+  Rollout ro = kl_group({1, 2, 3, 6}, 0.7);
+  critic_free_advantages(ro, AdvantageKind::Grpo, 4, 0.7, world());
+  const double sd = std::sqrt(14.0 / 3.0);
+  expect_values(ro.advantages, {-2 / sd - 0.0070, -2 / sd - 0.0042, -1 / sd - 0.0084, -1 / sd - 0.0049,
+                                -0.0056, -0.0035, 3 / sd - 0.0077, 3 / sd - 0.0070}, 1e-6);
+  EXPECT_EQ(critic_free_metrics(ro, AdvantageKind::Grpo, 4, world())["groups_tied"].get<double>(), 0.0);
 }
 
 }  // namespace

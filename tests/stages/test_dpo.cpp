@@ -29,8 +29,9 @@ void expect_vec(const torch::Tensor& t, std::vector<double> want, double tol = 1
 }
 
 DpoOptions opts(double beta, DpoLossKind kind = DpoLossKind::Sigmoid, double eps = 0.0,
-                PairNormalizer n = PairNormalizer::Paper) {
+                PairNormalizer n = PairNormalizer::Paper, bool ipo_average = false) {
   DpoOptions o;
+  o.ipo_average = ipo_average;
   o.beta = beta;
   o.loss = kind;
   o.label_smoothing = eps;
@@ -104,6 +105,31 @@ TEST(DpoLoss, Ipo) {
   EXPECT_NEAR(l.loss.item<double>(), 5.0 / 3.0, 1e-12);
   l.loss.backward();
   expect_vec(pol.grad(), {4.0 / 3.0, 2.0 / 3.0, -2.0});
+}
+
+// IPO with dpo.ipo_average (per-token means, TRL's form), the same group with response lengths
+// [1, 2, 4]: per-token log-ratios [1/1, 0/2, −2/4] = [1, 0, −0.5], rewards β·that = [0.5, 0, −0.25];
+//   h = 0.5 (0,1), 0.75 (0,2), 0.25 (1,2);  h/β = 1, 1.5, 0.5;  ℓ = 0, 0.25, 0.25;  L = 0.5/3 = 1/6.
+//   dℓ/dh = 4(h/β − 1) = 0, 2, −2;  dh/dlogπ_w = β/len_w, dh/dlogπ_l = −β/len_l:
+//   ∂/∂logπ0 = (0 + 2·0.5/1)/3 = 1/3;  ∂/∂logπ1 = (0·(−0.25) + (−2)·0.25)/3 = −1/6;
+//   ∂/∂logπ2 = (2·(−0.125) + (−2)·(−0.125))/3 = 0.  Σ h = 1.5.  (Sums instead give 5/3: above.)
+TEST(DpoLoss, IpoAverageDividesEachLogRatioByItsLength) {
+  torch::Tensor pol = dvec(kPolicy).requires_grad_(true);
+  const torch::Tensor len = dvec({1, 2, 4});
+  DpoLoss l = dpo_loss(pol, dvec(kRef), {0, 3}, {0, 1, 2},
+                       opts(0.5, DpoLossKind::Ipo, 0, PairNormalizer::Paper, true), len);
+  EXPECT_NEAR(l.loss.item<double>(), 1.0 / 6.0, 1e-12);
+  EXPECT_NEAR(l.margin_sum, 1.5, 1e-12);
+  l.loss.backward();
+  expect_vec(pol.grad(), {1.0 / 3.0, -1.0 / 6.0, 0.0});
+  // Without lengths the per-token form cannot be computed: a clear error, not sums.
+  EXPECT_NE(testing::error_of([&] {
+              dpo_loss(dvec(kPolicy), dvec(kRef), {0, 3}, {0, 1, 2},
+                       opts(0.5, DpoLossKind::Ipo, 0, PairNormalizer::Paper, true));
+            }).find("dpo.ipo_average needs the responses' lengths"), std::string::npos);
+  // Sigmoid ignores the lengths (its log-probs are sums, as the DPO paper's).
+  EXPECT_NEAR(dpo_loss(dvec(kPolicy), dvec(kRef), {0, 3}, {0, 1, 2}, opts(0.5), len).loss.item<double>(),
+              0.329583983, 1e-8);
 }
 
 // Ties: ranks [0, 1, 1] → pairs (0,1) h = 0.5 and (0,2) h = 1.5; the pair {1,2} is tied (skipped).
@@ -198,6 +224,8 @@ TEST(DpoSequenceLogprobs, MatchesLmLossAndIsPerRow) {
   const SeqBatch b1 = build_seq_batch({rows[1]}, ids, 64);
   EXPECT_NEAR(sequence_logprobs(m, b1, torch::kCPU)[0].item<double>(), lp[1].item<double>(), 1e-5);
   EXPECT_LT(lp.max().item<double>(), 0.0);
+  // The lengths dpo.ipo_average divides by: the response tokens + EOS, 2 + 1 and 4 + 1.
+  expect_vec(target_counts(b), {3, 5});
 }
 
 }  // namespace

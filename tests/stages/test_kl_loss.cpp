@@ -1,5 +1,6 @@
 // test_kl_loss.cpp — kl_loss (ppo.kl_in_loss) values and gradients for k1 / k2 / k3, by hand.
 #include <cmath>
+#include <functional>
 
 #include <gtest/gtest.h>
 
@@ -52,6 +53,73 @@ TEST(KlLoss, K2Penalty) {
   EXPECT_NEAR(k[0].item<double>(), 0.5 * kLn2 * kLn2, 1e-12);
   EXPECT_NEAR(k[1].item<double>(), 0.5 * kLn2 * kLn2, 1e-12);
   EXPECT_NEAR(k[2].item<double>(), 0.5 * std::pow(std::log(90.0), 2), 1e-12);
+}
+
+// What each estimator's gradient optimises, by exact enumeration: a softmax policy π_θ over V = 5
+// tokens and a fixed reference (log(π_ref/π) in [−1.4, 1.6]: no clamp binds). The trainer samples
+// a ~ π and differentiates k(log π(a) − log π_ref(a)) with the sample held fixed, so the expected
+// gradient is Σ_a π(a) · ∇_θ k(a), summed here term by term through kl_loss itself.
+struct Softmax {
+  torch::Tensor theta = torch::tensor({0.3, -0.9, 0.8, 0.0, 1.1}, torch::kDouble);
+  torch::Tensor ref = torch::log_softmax(torch::tensor({1.0, 0.5, -0.7, 0.2, 0.0}, torch::kDouble), 0);
+  torch::Tensor grad_of(const std::function<torch::Tensor(const torch::Tensor&)>& f) const {
+    torch::Tensor t = theta.clone().set_requires_grad(true);
+    return torch::autograd::grad({f(t)}, {t})[0];
+  }
+  torch::Tensor expected_grad(KlEstimator e) const {
+    const torch::Tensor pi = torch::softmax(theta, 0);
+    torch::Tensor total = torch::zeros_like(theta);
+    const torch::Tensor mask = torch::ones({1, 1}, torch::kBool);
+    for (int64_t a = 0; a < theta.size(0); ++a)
+      total += pi[a].item<double>() * grad_of([&](const torch::Tensor& t) {
+        return kl_loss(torch::log_softmax(t, 0)[a].view({1, 1}), ref[a].view({1, 1}), mask, e, 1.0, 1.0);
+      });
+    return total;
+  }
+  // ∇ KL(π ‖ π_ref) and ∇ KL(π_ref ‖ π), by autograd of the exact sums.
+  torch::Tensor reverse_kl_grad() const {
+    return grad_of([&](const torch::Tensor& t) {
+      const torch::Tensor lp = torch::log_softmax(t, 0);
+      return (lp.exp() * (lp - ref)).sum();
+    });
+  }
+  torch::Tensor forward_kl_grad() const {
+    return grad_of([&](const torch::Tensor& t) { return (ref.exp() * (ref - torch::log_softmax(t, 0))).sum(); });
+  }
+};
+
+double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+
+// k2 in the loss: its expected gradient is the reverse KL's, exactly (the ppo.kl_in_loss default).
+TEST(KlLossExpectedGradient, K2IsTheReverseKlGradient) {
+  Softmax s;
+  ASSERT_GT(max_abs(s.reverse_kl_grad()), 0.05);  // not a trivial 0 = 0
+  EXPECT_LT(max_abs(s.expected_grad(KlEstimator::K2) - s.reverse_kl_grad()), 1e-12);
+}
+
+// k1 in the loss: an expected gradient of exactly 0 (E_π[∇ log π] = 0): refused by parse_config.
+TEST(KlLossExpectedGradient, K1HasNone) {
+  Softmax s;
+  EXPECT_LT(max_abs(s.expected_grad(KlEstimator::K1)), 1e-12);
+}
+
+// k3 in the loss: the FORWARD KL's gradient (accepted with a warning), not the reverse KL's.
+TEST(KlLossExpectedGradient, K3IsTheForwardKlGradient) {
+  Softmax s;
+  EXPECT_LT(max_abs(s.expected_grad(KlEstimator::K3) - s.forward_kl_grad()), 1e-12);
+  EXPECT_GT(max_abs(s.expected_grad(KlEstimator::K3) - s.reverse_kl_grad()), 1e-2);
+}
+
+// Weights (ppo.loss_aggregation) replace the 1/tokens normaliser: mask/2 gives the tokens = 2 loss,
+// and a weight of 3 on the first token alone triples its term.
+TEST(KlLoss, WeightsReplaceTheTokenNormaliser) {
+  Case c;
+  const double plain = kl_loss(c.logp, c.ref, c.mask, KlEstimator::K2, 0.5, 2.0).item<double>();
+  const torch::Tensor half = torch::tensor({0.5, 0.5, 0.5}, torch::kDouble).view({1, 3});
+  EXPECT_NEAR(kl_loss(c.logp, c.ref, c.mask, KlEstimator::K2, 0.5, 2.0, half).item<double>(), plain, 1e-15);
+  const torch::Tensor first = torch::tensor({3.0, 0.0, 7.0}, torch::kDouble).view({1, 3});  // 7: masked
+  EXPECT_NEAR(kl_loss(c.logp, c.ref, c.mask, KlEstimator::K2, 0.5, 2.0, first).item<double>(),
+              0.5 * 3.0 * 0.5 * kLn2 * kLn2, 1e-14);
 }
 
 TEST(KlLoss, RefusesNonPositiveTokens) {

@@ -9,8 +9,11 @@
 //    a clearly different gradient on these rows, so the comparison can fail.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "common/model/lm_loss.h"
 #include "common/train/train_common.h"
+#include "ppo/kl_loss.h"
 #include "ppo/ppo_step.h"
 #include "support/test_models.h"
 
@@ -228,6 +231,79 @@ TEST(PpoUpdate, KlInLossMovesTheKlFromTheRewardsToTheLoss) {
   EXPECT_LT(rel_diff(got, grads_of(n)), 1e-5);
   EXPECT_GT(kl_ref, 0.0);
   EXPECT_NEAR(st.kl_loss, kl_ref, 1e-6);
+}
+
+// ppo.loss_aggregation through minibatch_backward, micro-batches of 1 row, ratios away from 1: the
+// per-response forms equal an independent reference built from each row's own losses — its token
+// mean (seq_mean_token_mean) or its token sum / the budget 6 (seq_mean_token_sum_norm) of the
+// policy, value and KL terms — averaged over the 4 rows in one backward; token_mean differs.
+TEST(PpoUpdate, PerResponseAggregationAveragesEachResponsesLoss) {
+  Nets n = make_nets();
+  PpoModels m{n.actor, n.reference, n.reward, n.critic};
+  Rollout ro = ragged_rollout();
+  ExperienceOptions eo;
+  eo.kl_coef = 0.1;
+  make_experience(m, ro, eo, world());
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(12);
+    for (auto& p : n.actor->parameters()) p.add_(0.1 * torch::randn_like(p));
+    for (auto& p : n.critic->parameters()) p.add_(0.2 * torch::randn_like(p));
+  }
+  UpdateOptions opt;
+  opt.micro_rows = 1;
+  opt.vf_coef = 0.5;
+  opt.kl_loss_coef = 0.2;
+  opt.kl_estimator = KlEstimator::K2;
+  opt.horizon = 6;
+  n.actor->train();
+  n.critic->train();
+  const torch::Tensor rows = torch::arange(kB, torch::kLong);
+  auto run = [&](LossAggregation agg) {
+    zero_grads(n);
+    opt.aggregation = agg;
+    UpdateStats st;
+    EXPECT_TRUE(minibatch_backward(m, ro, rows, {}, opt, world(), torch::kCPU, st));
+    return grads_of(n);
+  };
+  const auto token_mean = run(LossAggregation::TokenMean);
+  for (LossAggregation agg : {LossAggregation::SeqMeanTokenMean, LossAggregation::SeqMeanTokenSumNorm}) {
+    const auto got = run(agg);
+    zero_grads(n);
+    for (int64_t b = 0; b < kB; ++b) {
+      const Rollout mb = ro.rows(torch::tensor({b}, torch::kLong));
+      const double len = mb.response_mask.sum().item<double>();
+      const double norm = agg == LossAggregation::SeqMeanTokenMean ? len : 6.0;  // per response
+      auto logp = response_logprobs(n.actor, mb, 1.0);
+      auto pl = policy_loss(logp, mb.old_logp, mb.advantages, mb.response_mask, opt.clip_eps, norm);
+      auto vl = value_loss(response_values(n.critic, mb), mb.old_values, mb.returns, mb.response_mask,
+                           opt.value_clip, norm);
+      auto kl = kl_loss(logp, mb.ref_logp, mb.response_mask, KlEstimator::K2, 0.2, norm);
+      ((pl.loss + opt.vf_coef * vl.loss + kl) / static_cast<double>(kB)).backward();
+    }
+    EXPECT_LT(rel_diff(got, grads_of(n)), 1e-5) << kLossAggregationNames.name(agg);
+    EXPECT_GT(rel_diff(token_mean, got), 1e-2) << kLossAggregationNames.name(agg) << " vs token_mean";
+  }
+}
+
+// Every epoch visits the minibatches in a new order (a different seeded shuffle per epoch), and the
+// order is a function of (seed, epoch) alone: a resumed run, which derives the seed from (run.seed,
+// step), repeats it. Each is a permutation of the rows.
+TEST(PpoUpdate, EpochOrdersDifferPerEpochAndRepeat) {
+  auto order = [](uint64_t seed, int64_t epoch) {
+    const torch::Tensor o = epoch_order(8, 2, seed, epoch, 0, torch::kCPU);
+    return std::vector<int64_t>(o.data_ptr<int64_t>(), o.data_ptr<int64_t>() + o.numel());
+  };
+  const auto e0 = order(42, 0), e1 = order(42, 1), e2 = order(42, 2);
+  for (const auto& e : {e0, e1, e2}) {
+    auto sorted = e;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  }
+  EXPECT_NE(e0, e1);
+  EXPECT_NE(e1, e2);
+  EXPECT_EQ(e0, order(42, 0));   // the same again after a resume
+  EXPECT_NE(e0, order(43, 0));   // the next iteration's seed: another order
 }
 
 }  // namespace

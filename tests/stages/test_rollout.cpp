@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "common/model/generate.h"
+#include "common/dist/dist.h"
+#include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
 #include "support/test_models.h"
 
@@ -40,6 +42,25 @@ TEST(RolloutAlignment, ResponseLogprobsEqualTheSampledLogprobs) {
       EXPECT_GT((other - ro.sample_logp).abs().max().item<double>(), 1e-2);
     }
   }
+}
+
+// make_experience's old log-probs are the sampler's own at ppo.temperature (0.7 here): at the first
+// iteration (actor = the sampling policy) they equal what generate() recorded; the reference (the
+// same weights) gives KL 0. A forward at temperature 1 would differ by > 1e-2 (test above).
+TEST(RolloutAlignment, OldLogprobsAreTheSamplersAtThePpoTemperature) {
+  CausalLM actor = testing::sharp_model(Family::Llama, 2, 5);
+  actor->eval();
+  Rollout ro = sample(actor, 0.7, {{5, 6, 7}, {3, 4, 9, 10, 11}, {12}, {1, 2}});
+  ro.raw_score = torch::tensor({0.5f, -0.5f, 1.0f, 0.0f});
+  ScalarModel none{nullptr};
+  PpoModels m{actor, actor, none, none};
+  ExperienceOptions eo;
+  eo.temperature = 0.7;
+  eo.advantage = AdvantageKind::Grpo;  // no critic needed
+  eo.group = 2;
+  make_experience(m, ro, eo, world());
+  EXPECT_LT((ro.old_logp - ro.sample_logp).abs().max().item<double>(), 1e-4);
+  EXPECT_LT(ro.kl.abs().max().item<double>(), 1e-6);
 }
 
 TEST(RolloutAlignment, ValuesAreThoseOfThePrefixAlone) {

@@ -17,6 +17,7 @@
 #include "common/core/h5.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
+#include "dpo/dpo_trainer.h"
 #include "ppo/policy_eval.h"
 #include "ppo/ppo_trainer.h"
 #include "rm/rm_eval.h"
@@ -395,6 +396,61 @@ TEST_F(Trainers, PpoFirstIterationRatioIsOne) {
     EXPECT_LT(std::abs(m[0]["approx_kl"].get<double>()), 1e-9) << "temperature " << temp;
     EXPECT_EQ(m[0]["clip_frac"].get<double>(), 0.0) << "temperature " << temp;
   }
+}
+
+// model.lora.dropout is off in PPO (actor and critic, issue 31): LoRA rank 16, adapter dropout 0.1,
+// temperature 0.7, 1 epoch, minibatch = batch, 3 iterations. Each update forward runs on the
+// weights its old log-probs and values came from, so the ratio is 1 (and no value is clipped) at
+// EVERY iteration. With the adapters' dropout on, from the second iteration (lora_B ≠ 0) it was not
+// (approx_kl 0.022, clip fraction 2.4 % measured in the issue).
+TEST_F(Trainers, PpoLoraDropoutStaysOutOfEveryRatio) {
+  const std::string dir = g_root + "/ppo_lora_dropout";
+  auto args = ppo_args(dir, 3);
+  args.insert(args.end(), {"--set", "ppo.ppo_epochs=1", "--set", "ppo.minibatch_size=0",
+                           "--set", "ppo.temperature=0.7", "--set", "ppo.ptx_coef=0",
+                           "--set", "model.lora.rank=16", "--set", "model.lora.alpha=32",
+                           "--set", "model.lora.dropout=0.1", "--set", "train.learning_rate=5e-3"});
+  ASSERT_EQ(run_stage(rlhf::run_ppo, args), 0);
+  auto m = metrics_of(dir);
+  ASSERT_EQ(m.size(), 3u);
+  for (const auto& row : m) {
+    EXPECT_LT(std::abs(row["approx_kl"].get<double>()), 1e-9) << "step " << row["step"];
+    EXPECT_EQ(row["clip_frac"].get<double>(), 0.0) << "step " << row["step"];
+    EXPECT_EQ(row["value_clip_frac"].get<double>(), 0.0) << "step " << row["step"];
+  }
+  EXPECT_GT(m[2]["grad_norm"].get<double>(), 0.0);  // the adapters did train
+}
+
+// DPO's LoRA policy has no adapter dropout either: with model.lora.dropout = 0.5 and lora_B moved
+// off 0, two training-mode forwards give identical logits (dropout would make them differ), and
+// they equal the eval-mode forward, on which the reference margin is computed.
+TEST_F(Trainers, DpoLoraPolicyHasNoAdapterDropout) {
+  const rlhf::Config cfg = rlhf::parse_config(
+      rlhf::Stage::DPO, "", "test", {"init=" + g_root + "/sft", "model.lora.rank=4", "model.lora.dropout=0.5"});
+  rlhf::ModelSetup ms = rlhf::resolve_model(cfg, cfg.init);
+  ms.cfg.dropout = 0.0;
+  rlhf::DpoModels m = rlhf::load_dpo_models(cfg, ms, torch::kCPU, false);
+  ASSERT_TRUE(m.shared());
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(4);
+    int moved = 0;
+    for (auto& p : m.policy->named_parameters())
+      if (p.key().find("lora_B") != std::string::npos) {
+        p.value().add_(0.5 * torch::randn_like(p.value()));
+        ++moved;
+      }
+    ASSERT_GT(moved, 0);
+  }
+  const torch::Tensor tok = torch::tensor({{1, 5, 6, 7, 8, 9}}, torch::kLong);
+  const torch::Tensor mask = torch::ones_like(tok, torch::kBool);
+  const torch::Tensor pos = rlhf::positions_from_mask(mask);
+  torch::NoGradGuard ng;
+  m.policy->train();
+  const torch::Tensor a = m.policy->forward(tok, pos, mask), b = m.policy->forward(tok, pos, mask);
+  EXPECT_EQ((a - b).abs().max().item<double>(), 0.0);
+  m.policy->eval();
+  EXPECT_LT((a - m.policy->forward(tok, pos, mask)).abs().max().item<double>(), 1e-6);
 }
 
 // rlhf_eval's default response length for a policy: the ppo.max_new_tokens of a PPO checkpoint

@@ -285,6 +285,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_int(f, "ppo.kl_horizon", &p.kl_horizon, 1, kMax);
     add_enum(f, "ppo.kl_estimator", &p.kl_estimator, kKlEstimatorNames);
     add_bool(f, "ppo.kl_in_loss", &p.kl_in_loss);
+    add_enum(f, "ppo.loss_aggregation", &p.loss_aggregation, kLossAggregationNames);
     add_double(f, "ppo.ptx_coef", &p.ptx_coef, 0, kInf);
     add_int(f, "ppo.ptx_batch_size", &p.ptx_batch_size, 1, kMax);
     add_int(f, "ppo.ptx_seq_len", &p.ptx_seq_len, 2, kMax);
@@ -304,6 +305,7 @@ std::vector<Field> schema(Config& c, Stage stage) {
     add_enum(f, "dpo.loss", &c.dpo.loss, kDpoLossNames);
     add_double(f, "dpo.label_smoothing", &c.dpo.label_smoothing, 0, 0.5);
     add_string(f, "dpo.reference", &c.dpo.reference);
+    add_bool(f, "dpo.ipo_average", &c.dpo.ipo_average);
   }
   return f;
 }
@@ -330,8 +332,9 @@ std::string closest_key(const std::string& key, const std::vector<Field>& fields
                                              : fmt::format(" — did you mean '{}'?", hint)));
 }
 
+// Sets the fields the YAML names; `given` collects their paths.
 void walk(const YAML::Node& node, const std::string& prefix, const std::string& where,
-          const std::vector<Field>& fields, Stage stage) {
+          const std::vector<Field>& fields, Stage stage, std::set<std::string>& given) {
   for (auto it = node.begin(); it != node.end(); ++it) {
     if (!it->first.IsScalar())
       throw ConfigError(fmt::format("{}: a key{} is not a plain name (a list or mapping used as a "
@@ -344,6 +347,7 @@ void walk(const YAML::Node& node, const std::string& prefix, const std::string& 
       if (f.path == key) field = &f;
     if (field) {
       field->set(val, where);
+      given.insert(key);
       continue;
     }
     bool is_section = false;
@@ -355,7 +359,7 @@ void walk(const YAML::Node& node, const std::string& prefix, const std::string& 
         throw ConfigError(fmt::format("{}: '{}' is a section and must be a mapping, got '{}'", where,
                                       key, scalar_text(val)));
       }
-      walk(val, key, where, fields, stage);
+      walk(val, key, where, fields, stage, given);
       continue;
     }
     unknown_key(where, key, fields, stage);
@@ -397,6 +401,21 @@ void apply_set(YAML::Node& root, const std::string& set, const std::vector<Field
 
 // YAML leaves a repeated key to the reader (yaml-cpp keeps both; lookups see the first): a
 // config that sets a key twice is an error naming it and its line, never "last one wins".
+// PPO defaults that depend on other keys, resolved once here (dump_config then writes them out):
+// ppo.kl_estimator is k2 with ppo.kl_in_loss, and k1 is refused there; ppo.loss_aggregation is
+// seq_mean_token_sum_norm with ppo.advantage: dr_grpo.
+static void resolve_ppo_defaults(PpoSection& p, const std::set<std::string>& given, const std::string& origin) {
+  if (p.kl_in_loss && !given.count("ppo.kl_estimator")) p.kl_estimator = KlEstimatorKind::K2;
+  if (p.kl_in_loss && p.kl_estimator == KlEstimatorKind::K1)
+    throw ConfigError(fmt::format(
+        "{}: ppo.kl_estimator: k1 with ppo.kl_in_loss: true: in the loss, k1 = log(pi/pi_ref) has an "
+        "expected gradient of exactly zero (E_pi[grad log pi] = 0), so it adds only noise and never "
+        "pulls the policy to the reference; use k2 (its expected gradient is the reverse KL's; the "
+        "default) or k3, or set ppo.kl_in_loss: false to keep k1 in the reward", origin));
+  if (p.advantage == AdvantageKind::DrGrpo && !given.count("ppo.loss_aggregation"))
+    p.loss_aggregation = LossAggregation::SeqMeanTokenSumNorm;
+}
+
 static void reject_duplicate_keys(const YAML::Node& n, const std::string& prefix, const std::string& origin) {
   if (!n.IsMap()) return;
   std::set<std::string> seen;
@@ -426,10 +445,12 @@ Config parse_config(Stage stage, const std::string& yaml_text, const std::string
   if (!root.IsMap())
     throw ConfigError(fmt::format("{}: the top level must be a mapping of sections (run:, train:, ...)", origin));
   reject_duplicate_keys(root, "", origin);
-  walk(root, "", origin, fields, stage);
+  std::set<std::string> given;  // keys the file or --set name (the rest keep their defaults)
+  walk(root, "", origin, fields, stage, given);
   YAML::Node overrides(YAML::NodeType::Map);
   for (const auto& s : sets) apply_set(overrides, s, fields, stage);
-  walk(overrides, "", "--set", fields, stage);
+  walk(overrides, "", "--set", fields, stage, given);
+  if (stage == Stage::PPO) resolve_ppo_defaults(cfg.ppo, given, origin);
 
   // Cross-field checks.
   try {

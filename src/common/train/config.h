@@ -35,7 +35,8 @@ enum class LogLevel { Debug, Info, Warn, Error };  // common/train/log.h
 inline constexpr EnumNames<LogLevel, 4> kLogLevelNames{{{LogLevel::Debug, "debug"}, {LogLevel::Info, "info"},
                                                         {LogLevel::Warn, "warn"}, {LogLevel::Error, "error"}}};
 // ppo.kl_estimator: Schulman's k1 = log r, k2 = (log r)^2 / 2, k3 = r - 1 - log r, with
-// log r = log pi(a|s) - log pi_ref(a|s) per token (ppo/advantages.h, ppo/kl_loss.h).
+// log r = log pi(a|s) - log pi_ref(a|s) per token (ppo/ppo_loss.h, ppo/kl_loss.h). Default k1 in
+// the reward; k2 with ppo.kl_in_loss (whose gradient is the reverse KL's; k1 is refused there).
 enum class KlEstimatorKind { K1, K2, K3 };
 inline constexpr EnumNames<KlEstimatorKind, 3> kKlEstimatorNames{
     {{KlEstimatorKind::K1, "k1"}, {KlEstimatorKind::K2, "k2"}, {KlEstimatorKind::K3, "k3"}}};
@@ -47,6 +48,16 @@ enum class AdvantageKind { Gae, Grpo, DrGrpo, Rloo, ReinforcePp };
 inline constexpr EnumNames<AdvantageKind, 5> kAdvantageNames{
     {{AdvantageKind::Gae, "gae"}, {AdvantageKind::Grpo, "grpo"}, {AdvantageKind::DrGrpo, "dr_grpo"},
      {AdvantageKind::Rloo, "rloo"}, {AdvantageKind::ReinforcePp, "reinforce_pp"}}};
+// ppo.loss_aggregation: how per-token policy (and KL / value) losses become one number (verl's
+// names; ppo/ppo_loss.h): token_mean over the minibatch's response tokens; seq_mean_token_mean,
+// each response's token mean averaged over responses (GRPO, Shao et al. 2024 eq. 3);
+// seq_mean_token_sum_norm, each response's token SUM over a constant (ppo.max_new_tokens)
+// averaged over responses (Dr. GRPO, Liu et al. 2025). Default token_mean; dr_grpo's is
+// seq_mean_token_sum_norm.
+enum class LossAggregation { TokenMean, SeqMeanTokenMean, SeqMeanTokenSumNorm };
+inline constexpr EnumNames<LossAggregation, 3> kLossAggregationNames{
+    {{LossAggregation::TokenMean, "token_mean"}, {LossAggregation::SeqMeanTokenMean, "seq_mean_token_mean"},
+     {LossAggregation::SeqMeanTokenSumNorm, "seq_mean_token_sum_norm"}}};
 enum class PairNormalizerKind { Paper, StrictPairs };  // rm_loss.h's PairNormalizer
 inline constexpr EnumNames<PairNormalizerKind, 2> kPairNormalizerNames{
     {{PairNormalizerKind::Paper, "paper"}, {PairNormalizerKind::StrictPairs, "strict_pairs"}}};
@@ -134,8 +145,9 @@ struct PpoSection {
   bool adaptive_kl = false;
   double kl_target = 6.0;
   int64_t kl_horizon = 10000;
-  KlEstimatorKind kl_estimator = KlEstimatorKind::K1;
+  KlEstimatorKind kl_estimator = KlEstimatorKind::K1;  // unset with kl_in_loss: k2 (parse_config)
   bool kl_in_loss = false;      // true: β·KL (kl_estimator) is a loss term, not a reward penalty
+  LossAggregation loss_aggregation = LossAggregation::TokenMean;  // unset with dr_grpo: seq_mean_token_sum_norm
   double ptx_coef = 0.0;        // γ_ptx; InstructGPT used 27.8; 0 = off
   int64_t ptx_batch_size = 8;   // pretraining sequences per optimizer step, global
   int64_t ptx_seq_len = 64;
@@ -155,6 +167,7 @@ struct DpoSection {
   double beta = 0.1;            // β: strength of the implicit KL to the reference
   DpoLossKind loss = DpoLossKind::Sigmoid;
   double label_smoothing = 0.0;  // sigmoid only: the assumed rate of flipped preferences, [0, 0.5)
+  bool ipo_average = true;      // ipo only: per-token MEAN log-ratios (TRL's form; false: sums)
   std::string reference;        // the frozen reference policy; "" = init (the SFT checkpoint)
 };
 

@@ -36,6 +36,16 @@ ModelSetup resolve_model(const Config& cfg, const std::string& init) {
   return s;
 }
 
+LoraOptions without_adapter_dropout(const LoraOptions& opt, const std::string& stage,
+                                    const std::string& models, bool root) {
+  LoraOptions out = opt;
+  if (opt.enabled() && opt.dropout > 0 && root)
+    log_info("# {}: model.lora.dropout = {} overridden to 0 for the {} (dropout noise would enter "
+             "the {})", stage, opt.dropout, models, stage == "dpo" ? "DPO margin" : "PPO ratio");
+  out.dropout = 0.0;
+  return out;
+}
+
 void attach_configured_lora(torch::nn::Module& m, const LoraOptions& opt, const ModelFile* base,
                             const std::string& what) {
   if (!opt.enabled()) return;

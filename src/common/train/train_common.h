@@ -34,6 +34,13 @@ struct ModelSetup {
 ModelSetup resolve_model(const Config& cfg, const std::string& init);
 SpecialIds special_ids(const TokenizerInfo& t);
 
+// `opt` with its adapter dropout off, for stages whose ratios or margins compare a training
+// forward with a no-dropout one (PPO's ratio against the old log-probs, DPO's margin against the
+// reference): dropout there would be noise inside the ratio. Logs once on root when it was > 0,
+// naming the stage and the models.
+LoraOptions without_adapter_dropout(const LoraOptions& opt, const std::string& stage,
+                                    const std::string& models, bool root);
+
 // model.lora (lora.h): adapters on `m`, whose base weights were just loaded from `base` (as
 // read_model_h5 returns it: a LoRA file counts as its merged weights; its path is recorded as the
 // adapters' base). No-op when opt.rank is 0. Throws naming model.lora.rank when base is null (a
