@@ -296,9 +296,11 @@ int run_ppo(const RunRequest& req) {
   };
   SamplesLog samples(cfg.run.dir, comm.is_root(), loop.resumed());
   loop.metrics().message(fmt::format("# ppo: actor+critic {} trainable params, {} prompts, {} per rank per iteration, "
-                                     "minibatch {} per rank ({} per forward), ptx_coef {}", loop.n_params(),
+                                     "minibatch {} per rank ({} per forward), loss {}, KL {} ({}), ptx_coef {}", loop.n_params(),
                                      data.prompts.size(), cfg.train.global_batch_size / comm.world_size(),
-                                     upd.minibatch_rows, upd.micro_rows, pc.ptx_coef));
+                                     upd.minibatch_rows, upd.micro_rows, kLossAggregationNames.name(pc.loss_aggregation),
+                                     pc.kl_in_loss ? "in the loss" : "in the reward",
+                                     kKlEstimatorNames.name(pc.kl_estimator), pc.ptx_coef));
   Iteration it{cfg, comm, dev, data, ids, nets.view(), loop.optimizer(0),
                critic ? &loop.optimizer(1) : nullptr, loop.sampler(),
                sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
