@@ -244,7 +244,10 @@ TEST(Generate, RowSeedsMakeRowsIndependentOfTheBatch) {
     for (int64_t r = 0; r < 2; ++r) {
       EXPECT_TRUE(torch::equal(all.tokens[r + 1].narrow(0, 3, 12), two.tokens[r].narrow(0, 3, 12)))
           << "row " << r + 1;
-      EXPECT_LT((all.logprobs[r + 1] - two.logprobs[r]).abs().max().item<double>(), 1e-5);
+      // Round-off only: a batch of 3 and one of 2 block the matrix products differently (measured
+      // 1.29e-5 on a 2026 Xeon's OpenBLAS kernels, < 1e-5 elsewhere); a different distribution
+      // would differ by > 1e-2 (test_rollout's bound, 1e-4, is used here too).
+      EXPECT_LT((all.logprobs[r + 1] - two.logprobs[r]).abs().max().item<double>(), 1e-4);
     }
     // One seed for the whole batch draws row 1's noise after row 0's: different tokens.
     auto batch_seeded = generate(m, p3, m3, sc, uint64_t{22});
