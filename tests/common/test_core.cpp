@@ -3,10 +3,12 @@
 // rank-sharded loop at one rank (dist/dist.h), and checkpoint state files (io/checkpoint.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
@@ -74,11 +76,22 @@ TEST(Fs, ErrorsNameTheFileAndTheCause) {
   EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
 }
 
+// fsync_tree syncs every file (nested too), then every directory deepest first, the root last:
+// the sync function is recorded, and the real one runs without error on the same tree.
 TEST(Fs, FsyncTreeVisitsNestedFiles) {
   TempDir d("fs");
   fs::create_directories(d.path / "x" / "y");
   std::ofstream(d.at("x/y/z")) << "z";
   std::ofstream(d.at("x/w")) << "w";
+  std::vector<std::string> synced;
+  fsync_tree(d.path.string(), [&](const std::string& p) { synced.push_back(p); });
+  ASSERT_EQ(synced.size(), 5u);  // z, w (either order), then y, x, the root
+  const std::vector<std::string> files(synced.begin(), synced.begin() + 2);
+  EXPECT_NE(std::find(files.begin(), files.end(), d.at("x/y/z")), files.end());
+  EXPECT_NE(std::find(files.begin(), files.end(), d.at("x/w")), files.end());
+  EXPECT_EQ(fs::path(synced[2]), d.path / "x" / "y");
+  EXPECT_EQ(fs::path(synced[3]), d.path / "x");
+  EXPECT_EQ(fs::path(synced[4]), d.path);
   EXPECT_NO_THROW(fsync_tree(d.path.string()));
 }
 

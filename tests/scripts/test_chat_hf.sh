@@ -6,17 +6,14 @@
 # generation flags) and on every multi-message root->leaf conversation of the Open Assistant
 # trees (oasst/en_100_tree.jsonl), with and without the generation prompt (tests/hf/chat_ref.py).
 # Every line must be equal, byte for byte. The reference Python environment comes from
-# launch/pyenv.sh. Skips (exit 0, "SKIPPED: ...") when ../shared/data or that environment is
+# launch/pyenv.sh. Skips (ctest skip, exit 77; a failure under CI=true: skip.sh) when ../shared/data or that environment is
 # unavailable, unless RLHF_REQUIRE_DATA=1 (then it fails). RLHF_DATA overrides the data folder.
 # Usage: test_chat_hf.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}
 SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 DATA=${RLHF_DATA:-$SRC/../shared/data}
-skip() {
-  [ "${RLHF_REQUIRE_DATA:-0}" != 1 ] || { echo "FAIL: $* (RLHF_REQUIRE_DATA=1)" >&2; exit 1; }
-  echo "SKIPPED: $*"; exit 0
-}
+source "$SRC/tests/scripts/skip.sh"
 [ -f "$DATA/oasst/en_100_tree.jsonl" ] && [ -d "$DATA/tokenizers" ] || skip "no test data in $DATA"
 PY=$(bash "$SRC/launch/pyenv.sh") || skip "no reference Python environment (launch/pyenv.sh failed)"
 REF=("$PY" "$SRC/tests/hf/chat_ref.py")

@@ -13,7 +13,8 @@ set -euo pipefail
 BIN=$1; SRC=$2
 command -v jq >/dev/null || { echo "jq missing (launch/setup.sh installs it)"; exit 1; }
 SHARED=${RLHF_SHARED_DATA:-$SRC/../shared/data}
-[ -f "$SHARED/oasst/en_100_tree.jsonl" ] || { echo "SKIP: no shared data in $SHARED"; exit 0; }
+source "$SRC/tests/scripts/skip.sh"
+[ -f "$SHARED/oasst/en_100_tree.jsonl" ] || skip "no shared data in $SHARED"
 RUN=$(mktemp -d /tmp/rlhf_e2e_oasst.XXXXXX)
 trap 'rm -rf "$RUN"' EXIT
 fail=0

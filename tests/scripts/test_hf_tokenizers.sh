@@ -12,17 +12,14 @@
 #   4. the tokenizer.json path form with JSON-string input on stdin gives (1) for cases.jsonl.
 # Our tool gets the folder (tokenizer.json + tokenizer_config.json), the reference the file.
 # The reference Python environment comes from launch/pyenv.sh (build/pyenv; pip-installs
-# tokenizers etc. once). Skips (exit 0, "SKIPPED: ...") when ../shared/data or that environment
+# tokenizers etc. once). Skips (ctest skip, exit 77; a failure under CI=true: skip.sh) when ../shared/data or that environment
 # is unavailable, unless RLHF_REQUIRE_DATA=1 (then it fails). RLHF_DATA overrides the data folder.
 # Usage: test_hf_tokenizers.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}
 SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 DATA=${RLHF_DATA:-$SRC/../shared/data}
-skip() {
-  [ "${RLHF_REQUIRE_DATA:-0}" != 1 ] || { echo "FAIL: $* (RLHF_REQUIRE_DATA=1)" >&2; exit 1; }
-  echo "SKIPPED: $*"; exit 0
-}
+source "$SRC/tests/scripts/skip.sh"
 [ -d "$DATA/tokenizers" ] || skip "no test data folder $DATA/tokenizers"
 PY=$(bash "$SRC/launch/pyenv.sh") || skip "no reference Python environment (launch/pyenv.sh failed)"
 REF=("$PY" "$SRC/tests/hf/tokenizer_ref.py")

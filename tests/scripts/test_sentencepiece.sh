@@ -15,17 +15,14 @@
 #   3. decode of (2)'s ids           == spm_decode --input_format=id (control ids dropped, <unk>
 #                                      as spm_decode prints it)
 #   4. the folder form (a folder holding tokenizer.model) and JSON-string input on stdin give (1).
-# Skips (exit 0, "SKIPPED: ...") when spm_train is not installed or ../shared/data is absent,
+# Skips (ctest skip, exit 77; a failure under CI=true: skip.sh) when spm_train is not installed or ../shared/data is absent,
 # unless RLHF_REQUIRE_DATA=1 (then it fails).
 # Usage: test_sentencepiece.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}
 SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 TEXT=${RLHF_DATA:-$SRC/../shared/data}/corpus/tinyshakespeare.txt
-skip() {
-  [ "${RLHF_REQUIRE_DATA:-0}" != 1 ] || { echo "FAIL: $* (RLHF_REQUIRE_DATA=1)" >&2; exit 1; }
-  echo "SKIPPED: $*"; exit 0
-}
+source "$SRC/tests/scripts/skip.sh"
 for tool in spm_train spm_encode spm_decode; do
   command -v $tool >/dev/null || skip "'$tool' is not installed (Debian package sentencepiece)"
 done

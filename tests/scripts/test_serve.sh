@@ -15,7 +15,7 @@
 # logged) and a PPO run resumed against the dead URL stops with an error naming ppo.reward_url
 # within the timeout, its completed steps checkpointed and the error in summary.json.
 # The load test (8 clients x 200 requests) is the unit test ServeHttp.*. About 60 s on 2 cores.
-# Needs jq; skipped (exit 0 with a note) when the build has no cpp-httplib.
+# Needs jq; skipped (skip.sh: a ctest skip, a failure under CI=true) when the build has no cpp-httplib.
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
 W=$(mktemp -d /tmp/rlhf_serve.XXXXXX)
@@ -29,13 +29,14 @@ ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fail=1; }
 
 source "$SRC/tests/scripts/tiny_models.sh"
+source "$SRC/tests/scripts/skip.sh"
 tiny_sft_rm "$BIN" "$SRC" "$W" 1000
 
 "$BIN/rlhf_serve" rm --checkpoint "$W/rm" --port 0 --port-file "$W/port" 2>"$W/serve.log" &
 SRV=$!
 for _ in $(seq 1 600); do [ -s "$W/port" ] || ! kill -0 "$SRV" 2>/dev/null && break; sleep 0.1; done
 if [ ! -s "$W/port" ]; then
-  if grep -q "has no HTTP server" "$W/serve.log"; then echo "skip: this build has no cpp-httplib"; exit 0; fi
+  if grep -q "has no HTTP server" "$W/serve.log"; then skip "this build has no cpp-httplib"; fi
   echo "FAIL rlhf_serve did not start: $(tail -n 3 "$W/serve.log")"; exit 1
 fi
 PORT=$(cat "$W/port")

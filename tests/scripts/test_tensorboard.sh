@@ -11,16 +11,17 @@
 # be in the events exactly once with the value as float32, and nothing else. Also checked on the
 # same runs: samples.jsonl's held-out examples (3 per evaluation, no repeated step) and train.log
 # (timestamped, ranked lines of both runs). A run with run.tensorboard=false writes no tb/, one
-# with run.log_level=warn no info line, one with a missing data.train its error into train.log. About 15 s on 2 cores. Skips (exit 0, "SKIPPED") only
+# with run.log_level=warn no info line, one with a missing data.train its error into train.log. About 15 s on 2 cores. Skips (skip.sh: ctest skip; a failure under CI=true) only
 # when the reference Python environment cannot be made (no PyPI access).
 set -euo pipefail
 BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
+source "$SRC/tests/scripts/skip.sh"
 T=$(mktemp -d /tmp/rlhf_tb.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export RLHF_THREADS=1 OMP_NUM_THREADS=1
 
 PY=$(PYENV_PKGS="tensorboard numpy" bash "$SRC/launch/pyenv.sh") \
-  || { echo "SKIPPED: no reference Python environment (launch/pyenv.sh failed)"; exit 0; }
+  || skip "no reference Python environment (launch/pyenv.sh failed)"
 
 "$BIN/rlhf_prep" synth --out "$T/data" --n-sft 64 --n-sft-eval 16 --n-ranked 8 --n-ranked-eval 4 \
   --n-prompts 8 --n-prompts-eval 4 --pretrain-bytes 4000 --pretrain-eval-bytes 2000 2>/dev/null

@@ -64,14 +64,14 @@ void fsync_parent(const std::string& path) {
   fsync_path(parent.empty() ? std::string(".") : parent.string());
 }
 
-void fsync_tree(const std::string& dir) {
+void fsync_tree(const std::string& dir, const std::function<void(const std::string&)>& sync) {
   std::vector<std::string> dirs;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) fsync_path(e.path().string());
+    if (e.is_regular_file()) sync(e.path().string());
     else if (e.is_directory()) dirs.push_back(e.path().string());
   }
-  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) fsync_path(*it);
-  fsync_path(dir);
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) sync(*it);
+  sync(dir);
 }
 
 void replace_file_atomic(const std::string& path,

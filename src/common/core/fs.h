@@ -22,8 +22,10 @@ nlohmann::json read_json_file(const std::string& path);
 void fsync_path(const std::string& path);
 // fsync of the directory holding path (so a rename or create inside it is durable).
 void fsync_parent(const std::string& path);
-// fsync of every regular file under dir (recursively), then of each directory, dir last.
-void fsync_tree(const std::string& dir);
+// fsync of every regular file under dir (recursively), then of each directory, dir last. `sync`
+// is called on each path in that order (fsync_path; tests pass a recorder).
+void fsync_tree(const std::string& dir,
+                const std::function<void(const std::string&)>& sync = fsync_path);
 
 // Writes text to path durably (temp file + fsync + rename + directory fsync).
 void write_file_atomic(const std::string& path, const std::string& text);
