@@ -40,7 +40,7 @@ DpoModels load_dpo_models(const Config& cfg, const ModelSetup& ms, const torch::
   m.policy = CausalLM(ms.cfg);
   load_parameters(*m.policy, init);
   m.policy->to(dev);
-  attach_configured_lora(*m.policy, without_adapter_dropout(cfg.lora, "dpo", "policy", root), &init,
+  attach_configured_lora(*m.policy, without_adapter_dropout(cfg.lora, "dpo", "policy", "DPO margin", root), &init,
                          "the DPO policy");
   if (cfg.dpo.reference.empty() && cfg.lora.enabled()) {
     m.reference = m.policy;

@@ -12,12 +12,7 @@ torch::Tensor kl_loss(const torch::Tensor& logp, const torch::Tensor& ref_logp, 
   RLHF_CHECK(logp.sizes() == ref_logp.sizes() && logp.sizes() == mask.sizes(),
              "kl_loss: logp, ref_logp and mask must have one shape");
   const torch::Tensor k = kl_penalty(logp, ref_logp.detach(), estimator);               // [B, T]
-  const torch::Tensor m = mask.to(torch::kBool);                                      // [B, T]
-  if (weights.defined()) {
-    RLHF_CHECK(weights.sizes() == k.sizes(), "kl_loss: weights must have logp's shape");
-    return kl_coef * torch::where(m, k * weights.to(k.scalar_type()), torch::zeros_like(k)).sum();
-  }
-  return kl_coef * torch::where(m, k, torch::zeros_like(k)).sum() / tokens;           // scalar
+  return kl_coef * aggregate(k, mask, tokens, weights);                               // scalar
 }
 
 }  // namespace rlhf

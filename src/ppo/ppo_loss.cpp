@@ -107,15 +107,14 @@ torch::Tensor masked_reduce(const torch::Tensor& x, const torch::Tensor& mask, d
   if (normalizer <= 0) return masked_mean(x, mask);
   return torch::where(as_bool(mask), x, torch::zeros_like(x)).sum() / normalizer;
 }
+}  // namespace
 
-// The loss of per-token terms x: Σ w·x over the mask when weights are given, else masked_reduce.
 torch::Tensor aggregate(const torch::Tensor& x, const torch::Tensor& mask, double normalizer,
                         const torch::Tensor& weights) {
   if (!weights.defined()) return masked_reduce(x, mask, normalizer);
   check_same_shape("aggregate", "weights", weights, x);
   return torch::where(as_bool(mask), x * weights.to(x.scalar_type()), torch::zeros_like(x)).sum();
 }
-}  // namespace
 
 torch::Tensor loss_weights(const torch::Tensor& mask, LossAggregation aggregation, double tokens,
                            double rows, double horizon) {

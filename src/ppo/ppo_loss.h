@@ -107,6 +107,12 @@ class FixedKlController {
 torch::Tensor loss_weights(const torch::Tensor& mask, LossAggregation aggregation, double tokens,
                            double rows, double horizon);
 
+// The loss of per-token terms x [B, T]: Σ_mask w·x with weights (loss_weights), else
+// Σ_mask x / normalizer (normalizer > 0) or the masked mean (normalizer <= 0). Differentiable
+// w.r.t. x. policy_loss, value_loss and kl_loss reduce through it.
+torch::Tensor aggregate(const torch::Tensor& x, const torch::Tensor& mask, double normalizer,
+                        const torch::Tensor& weights = {});
+
 // The policy log-ratio log(π_θ/π_old) is clamped to ±kLogRatioClamp before exp (as verl): a
 // token whose log-probability moved by more than 20 nats gives a bounded ratio (and no gradient)
 // instead of inf/NaN.

@@ -113,7 +113,7 @@ PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
 // model.dropout is off (ppo_model_setup) and so is model.lora.dropout (logged once).
 PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
   const PpoSection& pc = cfg.ppo;
-  const LoraOptions lora_opt = without_adapter_dropout(cfg.lora, "ppo", "actor and critic", root);
+  const LoraOptions lora_opt = without_adapter_dropout(cfg.lora, "ppo", "actor and critic", "PPO ratio", root);
   torch::manual_seed(cfg.run.seed);
   PpoNets n;
   ModelFile sft_file = read_model_h5(ms.init_path);

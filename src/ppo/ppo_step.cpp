@@ -41,8 +41,8 @@ void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Co
   ro.advantages = masked_whiten_with(g.advantages, ro.response_mask, glob.mean(), glob.var());
 }
 
-// epoch_order: a stratified shuffle that does not depend
-// on the number of ranks: the global batch (rank r holds rows [r·L, (r+1)·L)) is cut into
+// epoch_order (ppo_step.h): a stratified shuffle that does not depend on the number of ranks: the
+// global batch (rank r holds rows [r·L, (r+1)·L)) is cut into
 // `minibatch_rows · world` blocks of M = L / minibatch_rows consecutive rows, and minibatch k takes
 // from every block j its row σ_j(k), σ_j a seeded permutation of [0, M) per (epoch, j). Every
 // rank's blocks lie in its own share, so each rank holds exactly minibatch_rows rows of every

@@ -399,8 +399,6 @@ void apply_set(YAML::Node& root, const std::string& set, const std::vector<Field
 
 }  // namespace
 
-// YAML leaves a repeated key to the reader (yaml-cpp keeps both; lookups see the first): a
-// config that sets a key twice is an error naming it and its line, never "last one wins".
 // PPO defaults that depend on other keys, resolved once here (dump_config then writes them out):
 // ppo.kl_estimator is k2 with ppo.kl_in_loss, and k1 is refused there; ppo.loss_aggregation is
 // seq_mean_token_sum_norm with ppo.advantage: dr_grpo.
@@ -416,6 +414,8 @@ static void resolve_ppo_defaults(PpoSection& p, const std::set<std::string>& giv
     p.loss_aggregation = LossAggregation::SeqMeanTokenSumNorm;
 }
 
+// YAML leaves a repeated key to the reader (yaml-cpp keeps both; lookups see the first): a
+// config that sets a key twice is an error naming it and its line, never "last one wins".
 static void reject_duplicate_keys(const YAML::Node& n, const std::string& prefix, const std::string& origin) {
   if (!n.IsMap()) return;
   std::set<std::string> seen;

@@ -37,11 +37,11 @@ ModelSetup resolve_model(const Config& cfg, const std::string& init) {
 }
 
 LoraOptions without_adapter_dropout(const LoraOptions& opt, const std::string& stage,
-                                    const std::string& models, bool root) {
+                                    const std::string& models, const std::string& inside, bool root) {
   LoraOptions out = opt;
   if (opt.enabled() && opt.dropout > 0 && root)
     log_info("# {}: model.lora.dropout = {} overridden to 0 for the {} (dropout noise would enter "
-             "the {})", stage, opt.dropout, models, stage == "dpo" ? "DPO margin" : "PPO ratio");
+             "the {})", stage, opt.dropout, models, inside);
   out.dropout = 0.0;
   return out;
 }

@@ -37,9 +37,9 @@ SpecialIds special_ids(const TokenizerInfo& t);
 // `opt` with its adapter dropout off, for stages whose ratios or margins compare a training
 // forward with a no-dropout one (PPO's ratio against the old log-probs, DPO's margin against the
 // reference): dropout there would be noise inside the ratio. Logs once on root when it was > 0,
-// naming the stage and the models.
+// naming the stage, the models and what the noise would enter (`inside`).
 LoraOptions without_adapter_dropout(const LoraOptions& opt, const std::string& stage,
-                                    const std::string& models, bool root);
+                                    const std::string& models, const std::string& inside, bool root);
 
 // model.lora (lora.h): adapters on `m`, whose base weights were just loaded from `base` (as
 // read_model_h5 returns it: a LoRA file counts as its merged weights; its path is recorded as the
