@@ -29,6 +29,7 @@
 #include "common/train/optimizer.h"
 #include "common/model/lora.h"
 #include "ppo/frozen.h"
+#include "ppo/ppo_config.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
@@ -103,8 +104,8 @@ static int run(int argc, char** argv) {
   for (auto& q : rm->parameters()) q.set_requires_grad(false);
   if (!lora)
     for (auto& q : ref->parameters()) q.set_requires_grad(false);
-  Config fc;  // ppo.frozen_dtype's settings for apply_frozen_dtype
-  fc.ppo.frozen_dtype = p.frozen_bf16 ? Precision::BF16 : Precision::FP32;
+  Config fc = parse_config(ppo_stage(), "", "<bench_ppo>");  // ppo.frozen_dtype's settings for apply_frozen_dtype
+  ppo_section(fc).frozen_dtype = p.frozen_bf16 ? Precision::BF16 : Precision::FP32;
   fc.lora.rank = p.lora_rank;
   fc.train.device = dev.is_cuda() ? DeviceKind::CUDA : DeviceKind::CPU;
   fc.train.precision = dtype == Dtype::BF16 ? Precision::BF16 : Precision::FP32;

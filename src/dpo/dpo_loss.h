@@ -39,10 +39,14 @@
 
 #include <torch/torch.h>
 
-#include "common/train/config.h"  // DpoLossKind
+#include "common/core/strings.h"
 #include "common/data/ranked_pairs.h"  // PairNormalizer, ranked_pairs
 
 namespace rlhf {
+
+// dpo.loss: sigmoid (Rafailov et al. 2023, with optional label smoothing) or ipo (Azar et al. 2023).
+enum class DpoLossKind { Sigmoid, Ipo };
+inline constexpr EnumNames<DpoLossKind, 2> kDpoLossNames{{{DpoLossKind::Sigmoid, "sigmoid"}, {DpoLossKind::Ipo, "ipo"}}};
 
 struct DpoOptions {
   double beta = 0.1;

@@ -1,6 +1,8 @@
 // dpo_trainer.cpp — see dpo_trainer.h for the contract.
 #include "dpo/dpo_trainer.h"
 
+#include "dpo/dpo_config.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -42,16 +44,16 @@ DpoModels load_dpo_models(const Config& cfg, const ModelSetup& ms, const torch::
   m.policy->to(dev);
   attach_configured_lora(*m.policy, without_adapter_dropout(cfg.lora, "dpo", "policy", "DPO margin", root), &init,
                          "the DPO policy");
-  if (cfg.dpo.reference.empty() && cfg.lora.enabled()) {
+  if (dpo_section(cfg).reference.empty() && cfg.lora.enabled()) {
     m.reference = m.policy;
     if (root) log_info("# dpo: LoRA policy; reference = the policy's base (adapters off)");
-  } else if (cfg.dpo.reference.empty()) {
+  } else if (dpo_section(cfg).reference.empty()) {
     ModelConfig rc = ms.cfg;
     rc.dropout = 0.0;
     m.reference = CausalLM(rc);
     load_parameters(*m.reference, init);
   } else {
-    m.reference = load_reference_file(cfg.dpo.reference, ms);
+    m.reference = load_reference_file(dpo_section(cfg).reference, ms);
   }
   if (!m.shared()) {
     m.reference->to(dev);
@@ -71,17 +73,6 @@ torch::Tensor reference_logprobs(DpoModels& m, const SeqBatch& b, const torch::D
   EvalMode eval_mode(*m.policy);
   AdaptersOff off(*m.policy);
   return sequence_logprobs(m.policy, b, dev);
-}
-
-DpoOptions dpo_options(const Config& cfg) {
-  DpoOptions o;
-  o.beta = cfg.dpo.beta;
-  o.loss = cfg.dpo.loss;
-  o.label_smoothing = cfg.dpo.label_smoothing;
-  o.ipo_average = cfg.dpo.ipo_average;
-  o.normalizer = cfg.rm.pair_normalizer == PairNormalizerKind::Paper ? PairNormalizer::Paper
-                                                                    : PairNormalizer::StrictPairs;
-  return o;
 }
 
 // Sums over micro-batches (this rank), all-reduced into a metrics row by `row`.
@@ -188,13 +179,13 @@ class DpoEvaluator {
 }  // namespace
 
 int run_dpo(int argc, char** argv) {
-  return log_errors([&] { return run_dpo(parse_run_args(Stage::DPO, argc, argv)); });
+  return log_errors([&] { return run_dpo(parse_run_args(dpo_stage(), argc, argv)); });
 }
 
 int run_dpo(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::DPO, req.cfg, req.planned_ranks());
+  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
   RLHF_CHECK(!req.cfg.init.empty(), "init is not set: DPO starts from a policy checkpoint (the SFT run)");
-  RunContext ctx = start_run(Stage::DPO, req);
+  RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
@@ -215,7 +206,7 @@ int run_dpo(const RunRequest& req) {
   }
   const SpecialIds ids = for_rows(special_ids(ms.tok), train.meta);
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
-  const DpoOptions opt = dpo_options(cfg);
+  const DpoOptions opt = dpo_options(dpo_section(cfg));
 
   DpoModels m = load_dpo_models(cfg, ms, dev, comm.is_root());
   TrainLoop loop(ctx, ms, {{"model.h5", m.policy.get(), "causal_lm", {{"dpo", true}}}},
@@ -225,10 +216,10 @@ int run_dpo(const RunRequest& req) {
       "# dpo: {} trained params, {} train groups ({} responses), {} ranks x {} groups x {} accum; "
       "loss {}{} beta {} label_smoothing {}; reference {}",
       loop.n_params(), train.size(), train.responses.size(), comm.world_size(), cfg.train.micro_batch_size,
-      accum, kDpoLossNames.name(cfg.dpo.loss),
-      cfg.dpo.loss == DpoLossKind::Ipo ? (cfg.dpo.ipo_average ? " (per-token means)" : " (sequence sums)") : "",
-      cfg.dpo.beta, cfg.dpo.label_smoothing,
-      m.shared() ? "the policy's base (LoRA adapters off)" : cfg.dpo.reference.empty() ? cfg.init : cfg.dpo.reference));
+      accum, kDpoLossNames.name(dpo_section(cfg).loss),
+      dpo_section(cfg).loss == DpoLossKind::Ipo ? (dpo_section(cfg).ipo_average ? " (per-token means)" : " (sequence sums)") : "",
+      dpo_section(cfg).beta, dpo_section(cfg).label_smoothing,
+      m.shared() ? "the policy's base (LoRA adapters off)" : dpo_section(cfg).reference.empty() ? cfg.init : dpo_section(cfg).reference));
   DpoEvaluator eval_fn(eval, opt, ids, max_len, cfg.train.micro_batch_size);
   auto evaluate = [&]() -> nlohmann::json {
     GatheredParams full(loop.optimizer(0));  // ZeRO stage 3: whole weights for the evaluation

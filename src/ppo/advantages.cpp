@@ -6,9 +6,11 @@
 
 namespace rlhf {
 
-torch::Tensor group_advantages(const torch::Tensor& scores, int64_t n, GroupEstimator estimator,
+torch::Tensor group_advantages(const torch::Tensor& scores, int64_t n, AdvantageKind estimator,
                                double eps) {
   RLHF_CHECK(scores.dim() == 1, "group_advantages: scores must be [B], got {}", shape_str(scores));
+  RLHF_CHECK(is_group_estimator(estimator), "group_advantages: ppo.advantage '{}' is not a group estimator",
+             kAdvantageNames.name(estimator));
   RLHF_CHECK(n >= 2, "group_advantages: a group needs at least 2 samples per prompt, got {}", n);
   RLHF_CHECK(scores.size(0) % n == 0, "group_advantages: {} scores are not groups of {}",
              scores.size(0), n);
@@ -16,14 +18,15 @@ torch::Tensor group_advantages(const torch::Tensor& scores, int64_t n, GroupEsti
   const torch::Tensor mean = r.mean(1, /*keepdim=*/true);                     // [G, 1]
   torch::Tensor adv;                                                           // [G, n]
   switch (estimator) {
-    case GroupEstimator::Grpo: {
+    case AdvantageKind::Grpo: {
       const torch::Tensor centred = r - mean;
       const torch::Tensor std = r.std(1, /*unbiased=*/true, /*keepdim=*/true);  // [G, 1]
       adv = centred / (std + eps);
       break;
     }
-    case GroupEstimator::DrGrpo: adv = r - mean; break;
-    case GroupEstimator::Rloo: adv = (r - mean) * (static_cast<double>(n) / (n - 1)); break;
+    case AdvantageKind::DrGrpo: adv = r - mean; break;
+    case AdvantageKind::Rloo: adv = (r - mean) * (static_cast<double>(n) / (n - 1)); break;
+    default: break;  // refused above
   }
   return adv.reshape({-1}).to(scores.scalar_type());
 }

@@ -12,9 +12,14 @@
 
 #include <torch/torch.h>
 
+#include "common/core/strings.h"
+
 namespace rlhf {
 
-enum class GroupEstimator {
+// ppo.advantage: GAE with a critic (ppo_loss.h gae), or a critic-free estimator: the group
+// estimators below, or REINFORCE++ (reinforce_pp_returns).
+enum class AdvantageKind {
+  Gae,
   // GRPO (Shao et al. 2024, "DeepSeekMath", §4.1.2, outcome supervision):
   //   Â_i = (r_i - mean_g r) / (std_g r + eps),  std with Bessel's correction (n - 1), as TRL
   //   and verl compute it; a group whose rewards are all equal gets 0 (not 0/eps noise). eps =
@@ -28,10 +33,22 @@ enum class GroupEstimator {
   // RLOO (Ahmadian et al. 2024, "Back to Basics", §3; Kool et al. 2019): each sample's baseline
   //   is the mean of the OTHER n - 1:  Â_i = r_i - (Σ_g r - r_i)/(n - 1) = n/(n - 1)·(r_i - mean_g r).
   Rloo,
+  ReinforcePp,
 };
+inline constexpr EnumNames<AdvantageKind, 5> kAdvantageNames{
+    {{AdvantageKind::Gae, "gae"}, {AdvantageKind::Grpo, "grpo"}, {AdvantageKind::DrGrpo, "dr_grpo"},
+     {AdvantageKind::Rloo, "rloo"}, {AdvantageKind::ReinforcePp, "reinforce_pp"}}};
 
-// Sequence-level advantages of each row within its group of n. scores [B] -> [B].
-torch::Tensor group_advantages(const torch::Tensor& scores, int64_t n, GroupEstimator estimator,
+// Whether ppo.advantage trains a critic (only gae does).
+inline bool uses_critic(AdvantageKind k) { return k == AdvantageKind::Gae; }
+// Whether it compares the samples of one prompt (grpo, dr_grpo, rloo: n >= 2 per prompt).
+inline bool is_group_estimator(AdvantageKind k) {
+  return k == AdvantageKind::Grpo || k == AdvantageKind::DrGrpo || k == AdvantageKind::Rloo;
+}
+
+// Sequence-level advantages of each row within its group of n. scores [B] -> [B]. estimator: a
+// group estimator (throws for gae and reinforce_pp).
+torch::Tensor group_advantages(const torch::Tensor& scores, int64_t n, AdvantageKind estimator,
                                double eps = 1e-6);
 
 // REINFORCE++ (Hu 2025, "REINFORCE++: a simple and efficient approach for aligning LLMs", §3):

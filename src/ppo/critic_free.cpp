@@ -6,29 +6,6 @@
 
 namespace rlhf {
 
-namespace {
-GroupEstimator group_estimator(AdvantageKind k) {
-  switch (k) {
-    case AdvantageKind::Grpo: return GroupEstimator::Grpo;
-    case AdvantageKind::DrGrpo: return GroupEstimator::DrGrpo;
-    case AdvantageKind::Rloo: return GroupEstimator::Rloo;
-    default: break;
-  }
-  RLHF_CHECK(false, "group_estimator: ppo.advantage '{}' is not a group estimator", kAdvantageNames.name(k));
-  return GroupEstimator::Grpo;
-}
-}  // namespace
-
-void check_advantage_config(const PpoSection& pc) {
-  const bool group = pc.advantage == AdvantageKind::Grpo || pc.advantage == AdvantageKind::DrGrpo ||
-                     pc.advantage == AdvantageKind::Rloo;
-  RLHF_CHECK(!group || pc.samples_per_prompt >= 2,
-             "ppo.samples_per_prompt = {} with ppo.advantage: {}: a group estimator compares the "
-             "responses to one prompt with each other and needs at least 2. Set "
-             "ppo.samples_per_prompt: 2 or more (4 to 16 is usual)",
-             pc.samples_per_prompt, kAdvantageNames.name(pc.advantage));
-}
-
 std::vector<int64_t> repeat_each(const std::vector<int64_t>& idx, int64_t n) {
   std::vector<int64_t> out;
   out.reserve(idx.size() * static_cast<size_t>(n));
@@ -52,7 +29,7 @@ void critic_free_advantages(Rollout& ro, AdvantageKind kind, int64_t group, doub
   }
   RLHF_CHECK(ro.score.dim() == 1 && ro.kl.dim() == 2 && ro.kl.size(0) == ro.score.size(0),
              "critic_free_advantages: score [B] and kl [B, N] expected");
-  const torch::Tensor adv = group_advantages(ro.score, group, group_estimator(kind));   // [B] score only
+  const torch::Tensor adv = group_advantages(ro.score, group, kind);   // [B] score only
   // −β·KL per token, summed to the response's end (γ = 1): 0 everywhere when β = 0.
   const torch::Tensor kl_to_go = reinforce_pp_returns(ro.kl * -kl_coef, ro.response_mask);  // [B, N]
   ro.advantages = per_token(adv, ro.response_mask) + kl_to_go;                         // [B, N]

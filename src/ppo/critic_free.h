@@ -30,18 +30,10 @@
 #include <torch/torch.h>
 
 #include "common/dist/dist.h"
-#include "common/train/config.h"
 #include "ppo/advantages.h"
 #include "ppo/rollout.h"
 
 namespace rlhf {
-
-// Whether ppo.advantage trains a critic (only gae does).
-inline bool uses_critic(AdvantageKind k) { return k == AdvantageKind::Gae; }
-
-// Checks ppo.advantage against ppo.samples_per_prompt: the group estimators need n >= 2. Throws
-// naming the keys.
-void check_advantage_config(const PpoSection& pc);
 
 // Each entry of idx n times in a row (the prompt rows of a group): {a, b}, 2 -> {a, a, b, b}.
 std::vector<int64_t> repeat_each(const std::vector<int64_t>& idx, int64_t n);

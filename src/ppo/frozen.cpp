@@ -9,7 +9,7 @@ namespace rlhf {
 int64_t apply_frozen_dtype(const Config& cfg, const torch::Device& dev, torch::nn::Module& reward,
                            torch::nn::Module* reference,
                            const std::vector<torch::nn::Module*>& lora_models) {
-  if (cfg.ppo.frozen_dtype == Precision::FP32) return 0;
+  if (ppo_section(cfg).frozen_dtype == Precision::FP32) return 0;
   RLHF_CHECK(lora_models.empty() || (dev.is_cuda() && cfg.train.precision == Precision::BF16),
              "ppo.frozen_dtype: bf16 with model.lora keeps the actor's and critic's frozen base "
              "weights in bf16, next to fp32 adapters; those mixed layers run under bf16 autocast, "

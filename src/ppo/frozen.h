@@ -17,6 +17,7 @@
 #include <torch/torch.h>
 
 #include "common/train/config.h"
+#include "ppo/ppo_config.h"
 
 namespace rlhf {
 

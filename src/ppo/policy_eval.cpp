@@ -6,6 +6,7 @@
 #include "common/io/checkpoint.h"
 #include "common/task/synth_task.h"
 #include "common/train/config.h"
+#include "ppo/ppo_config.h"
 #include "common/train/train_common.h"
 #include "ppo/rollout.h"
 
@@ -20,20 +21,6 @@ nlohmann::json PolicyEvalResult::to_json(const std::string& p) const {
 }
 
 namespace {
-// A checkpoint of the given kind, loaded onto `dev` in eval mode.
-template <class Model>
-Model load_model_of_kind(const std::string& ckpt, const char* kind, const char* what,
-                         const torch::Device& dev, ModelFile* file_out) {
-  ModelFile f = read_model_h5(resolve_model_path(ckpt));
-  RLHF_CHECK(f.kind == kind, "{}: expected a {} ({}) checkpoint, found kind '{}'", ckpt, what, kind,
-             f.kind);
-  Model m(f.cfg);
-  load_parameters(*m, f);
-  m->to(dev);
-  m->eval();
-  if (file_out) *file_out = std::move(f);
-  return m;
-}
 }  // namespace
 
 int64_t ppo_response_length(const std::string& ckpt) {
@@ -43,19 +30,11 @@ int64_t ppo_response_length(const std::string& ckpt) {
   const nlohmann::json st = read_state_yaml(state_path);
   if (!st.contains("kl_coef") || !st.contains("config")) return 0;  // not a PPO checkpoint
   try {
-    return parse_config(Stage::PPO, st.at("config").get<std::string>(), state_path).ppo.max_new_tokens;
+    return ppo_section(parse_config(ppo_stage(), st.at("config").get<std::string>(), state_path)).max_new_tokens;
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: cannot read ppo.max_new_tokens from the stored config ({}); pass "
                             "--max-new-tokens N", state_path, e.what()));
   }
-}
-
-CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
-  return load_model_of_kind<CausalLM>(ckpt, "causal_lm", "policy", dev, file_out);
-}
-
-ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
-  return load_model_of_kind<ScalarModel>(ckpt, "scalar", "reward model", dev, file_out);
 }
 
 namespace {
@@ -67,8 +46,8 @@ struct Sample {
   std::vector<int64_t> idx;  // its prompt rows
 };
 
-// The part of a rollout that rewards decoding text read (reward_rules.h reward_rows,
-// reward_remote.h rollout_queries), on the CPU.
+// The part of a rollout that rewards decoding text read (reward/rules.h reward_rows,
+// reward/remote.h rollout_queries), on the CPU.
 Rollout scoring_copy(const Rollout& r) {
   Rollout k;
   k.P = r.P;

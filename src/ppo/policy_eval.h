@@ -1,10 +1,10 @@
 // policy_eval.h — evaluating policies on held-out prompts: mean raw reward (under a reward model,
-// or whatever ppo.reward a training run uses: reward_source.h, scored once per evaluation),
+// or whatever ppo.reward a training run uses: reward/source.h, scored once per evaluation),
 // KL to a reference policy (per sequence, k1 on the policy's own samples: an unbiased estimate),
 // response length, EOS rate, and on the embedded task the hidden scorer's mean; plus A-vs-B win
 // rates on the same prompts with common random numbers (same sampling seed per batch).
 // Contract: collective; prompts are sharded over ranks; results are global. A failing external
-// reward throws StepAbortedError on every rank (reward_source.h).
+// reward throws StepAbortedError on every rank (reward/source.h).
 #pragma once
 #include <cmath>
 #include <string>
@@ -17,7 +17,7 @@
 #include "common/model/model.h"
 #include "common/io/model_file.h"
 #include "common/tokenizer/tokenizer.h"
-#include "ppo/reward_source.h"
+#include "ppo/reward/source.h"
 
 namespace rlhf {
 
@@ -50,8 +50,6 @@ struct CompareResult {
 // stored config does not parse.
 int64_t ppo_response_length(const std::string& ckpt);
 
-CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
-ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
 
 PolicyEvalResult evaluate_policy(CausalLM& policy, CausalLM* reference, const RewardSource& reward,
                                  const PromptData& prompts, const Tokenizer& tok, int64_t max_len,

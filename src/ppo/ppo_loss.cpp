@@ -169,17 +169,15 @@ torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask, b
   return masked_whiten_with(x, mask, st.mean(), st.var(), shift_mean);
 }
 
-AdaptiveKlController::AdaptiveKlController(double init_kl_coef, double target_kl,
-                                           int64_t horizon_steps)
-    : value(init_kl_coef), target(target_kl), horizon(horizon_steps) {
-  RLHF_CHECK(init_kl_coef >= 0.0, "AdaptiveKlController: kl_coef must be >= 0, got {}",
-             init_kl_coef);
-  RLHF_CHECK(target_kl > 0.0, "AdaptiveKlController: target must be > 0, got {}", target_kl);
-  RLHF_CHECK(horizon_steps > 0, "AdaptiveKlController: horizon must be > 0, got {}",
-             horizon_steps);
+KlController::KlController(double init_kl_coef, bool adaptive_kl, double target_kl, int64_t horizon_steps)
+    : value(init_kl_coef), adaptive(adaptive_kl), target(target_kl), horizon(horizon_steps) {
+  RLHF_CHECK(init_kl_coef >= 0.0, "KlController: kl_coef must be >= 0, got {}", init_kl_coef);
+  RLHF_CHECK(target_kl > 0.0, "KlController: target must be > 0, got {}", target_kl);
+  RLHF_CHECK(horizon_steps > 0, "KlController: horizon must be > 0, got {}", horizon_steps);
 }
 
-void AdaptiveKlController::update(double current_kl, int64_t n_steps) {
+void KlController::update(double current_kl, int64_t n_steps) {
+  if (!adaptive) return;
   const double proportional_error = std::clamp(current_kl / target - 1.0, -0.2, 0.2);
   const double mult = 1.0 + proportional_error * static_cast<double>(n_steps) /
                                 static_cast<double>(horizon);

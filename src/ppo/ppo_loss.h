@@ -15,11 +15,27 @@
 
 #include <torch/torch.h>
 
-#include "common/train/config.h"  // LossAggregation
+#include "common/core/strings.h"
 
 namespace rlhf {
 
+// ppo.kl_estimator: Schulman's k1 = log r, k2 = (log r)^2 / 2, k3 = r - 1 - log r, with
+// log r = log pi(a|s) - log pi_ref(a|s) per token (kl_penalty below, kl_loss.h). Default k1 in the
+// reward; k2 with ppo.kl_in_loss (whose gradient is the reverse KL's; k1 is refused there).
 enum class KlEstimator { K1, K2, K3 };
+inline constexpr EnumNames<KlEstimator, 3> kKlEstimatorNames{
+    {{KlEstimator::K1, "k1"}, {KlEstimator::K2, "k2"}, {KlEstimator::K3, "k3"}}};
+
+// ppo.loss_aggregation: how per-token policy (and KL / value) losses become one number (verl's
+// names; loss_weights below): token_mean over the minibatch's response tokens; seq_mean_token_mean,
+// each response's token mean averaged over responses (GRPO, Shao et al. 2024 eq. 3);
+// seq_mean_token_sum_norm, each response's token SUM over a constant (ppo.max_new_tokens)
+// averaged over responses (Dr. GRPO, Liu et al. 2025). Default token_mean; dr_grpo's is
+// seq_mean_token_sum_norm.
+enum class LossAggregation { TokenMean, SeqMeanTokenMean, SeqMeanTokenSumNorm };
+inline constexpr EnumNames<LossAggregation, 3> kLossAggregationNames{
+    {{LossAggregation::TokenMean, "token_mean"}, {LossAggregation::SeqMeanTokenMean, "seq_mean_token_mean"},
+     {LossAggregation::SeqMeanTokenSumNorm, "seq_mean_token_sum_norm"}}};
 
 // Per-token KL estimate of KL(π_θ || π_ref) from samples of π_θ (Schulman 2020, "Approximating
 // KL divergence"):  k1 = logp - ref_logp;  k2 = (logp - ref_logp)² / 2;  k3 = (ρ - 1) - log ρ
@@ -75,23 +91,18 @@ torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& ma
 torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask,
                             bool shift_mean = true);
 
-// Adaptive KL coefficient β (Ziegler et al. 2019, "Fine-Tuning Language Models from Human
+// The KL coefficient β of the iterations, fixed or adaptive (ppo.adaptive_kl), chosen at
+// construction. Adaptive (Ziegler et al. 2019, "Fine-Tuning Language Models from Human
 // Preferences", §2.2):  e = clip(KL/target - 1, -0.2, 0.2);  β ← β · (1 + e · n_steps / horizon).
-class AdaptiveKlController {
+// Fixed: update() leaves β as it is.
+class KlController {
  public:
-  AdaptiveKlController(double init_kl_coef, double target, int64_t horizon);
+  KlController(double init_kl_coef, bool adaptive, double target, int64_t horizon);
   void update(double current_kl, int64_t n_steps);
   double value;    // current β (kl_coef); saved in checkpoints
+  bool adaptive;
   double target;   // target KL per sequence (nats)
   int64_t horizon;
-};
-
-// Fixed β: same interface, update() leaves the value unchanged.
-class FixedKlController {
- public:
-  explicit FixedKlController(double kl_coef) : value(kl_coef) {}
-  void update(double /*current_kl*/, int64_t /*n_steps*/) {}
-  double value;
 };
 
 // Per-token loss weights of one micro-batch under ppo.loss_aggregation, so that Σ_{b,t} w·ℓ summed

@@ -12,24 +12,6 @@ namespace rlhf {
 
 namespace {
 
-// PPO differentiates log π(a|s) of the distribution the rollouts were drawn from. That is
-// softmax(logits / temperature), so every log-prob forward uses the sampling temperature; a
-// top-k / top-p filter would make the sampling distribution a different, truncated one (and
-// greedy sampling has no density), so they are refused here (rlhf_eval sample keeps them).
-void check_ppo_sampling(const PpoSection& pc, int64_t vocab_size) {
-  RLHF_CHECK(pc.temperature > 0, "ppo.temperature = {}: PPO needs a sampling distribution to "
-             "differentiate; greedy decoding (0) has none. Use a temperature > 0 (1.0 is usual)",
-             pc.temperature);
-  RLHF_CHECK(pc.top_k == 0 || pc.top_k >= vocab_size, "ppo.top_k = {}: PPO's log-probs, ratio and "
-             "KL are those of the full softmax(logits / temperature); top-k sampling draws from a "
-             "truncated distribution they do not describe. Set ppo.top_k: 0 (top-k stays available "
-             "in `rlhf_eval sample`)", pc.top_k);
-  RLHF_CHECK(pc.top_p >= 1.0, "ppo.top_p = {}: PPO's log-probs, ratio and KL are those of the full "
-             "softmax(logits / temperature); nucleus sampling draws from a truncated distribution "
-             "they do not describe. Set ppo.top_p: 1.0 (it stays available in `rlhf_eval sample`)",
-             pc.top_p);
-}
-
 void freeze(torch::nn::Module& m) {
   for (auto& p : m.parameters()) p.set_requires_grad(false);
   m.eval();
@@ -61,10 +43,7 @@ ScalarModel load_reward_model(const PpoSection& pc, const ModelSetup& ms, ModelF
 // (the RM's head and fitted bias: its first values are the RM's scores). LoRA adapters from
 // `lora` (dropout already off).
 ScalarModel load_critic(const Config& cfg, const LoraOptions& lora, const ModelFile& rm_file) {
-  const PpoSection& pc = cfg.ppo;
-  RLHF_CHECK(!pc.critic_init.empty() || pc.reward == RewardKind::Rm, "ppo.advantage: gae with "
-             "ppo.reward: rule needs ppo.critic_init (the critic is otherwise initialised from the "
-             "reward model, which a rule reward does not load)");
+  const PpoSection& pc = ppo_section(cfg);
   ModelFile critic_file = pc.critic_init.empty() ? rm_file : from_key("ppo.critic_init", [&] {
     return read_model_h5(resolve_model_path(pc.critic_init));
   });
@@ -78,29 +57,29 @@ ScalarModel load_critic(const Config& cfg, const LoraOptions& lora, const ModelF
 
 }  // namespace
 
-KlEstimator kl_estimator_of(KlEstimatorKind k) {
-  switch (k) {
-    case KlEstimatorKind::K1: return KlEstimator::K1;
-    case KlEstimatorKind::K2: return KlEstimator::K2;
-    case KlEstimatorKind::K3: return KlEstimator::K3;
-  }
-  return KlEstimator::K1;
-}
-
 PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
-  const PpoSection& pc = cfg.ppo;
+  const PpoSection& pc = ppo_section(cfg);
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a prompts dataset from rlhf_prep");
-  RLHF_CHECK(pc.ptx_coef == 0 || !cfg.data.pretrain.empty(),
-             "ppo.ptx_coef = {} but data.pretrain is not set", pc.ptx_coef);
   PpoData d;
   d.prompts = from_key("data.train", [&] { return PromptData::load(cfg.data.train, ms.tok.identity); });
-  if (!cfg.data.pretrain.empty())
-    d.ptx = from_key("data.pretrain", [&] { return PretrainData::load(cfg.data.pretrain, ms.tok.identity); });
-  if (!cfg.data.pretrain_eval.empty())
+  if (!pc.pretrain.empty())
+    d.ptx = from_key("data.pretrain", [&] { return PretrainData::load(pc.pretrain, ms.tok.identity); });
+  if (!pc.pretrain_eval.empty())
     d.ptx_eval = from_key("data.pretrain_eval",
-                          [&] { return PretrainData::load(cfg.data.pretrain_eval, ms.tok.identity); });
+                          [&] { return PretrainData::load(pc.pretrain_eval, ms.tok.identity); });
   if (!cfg.data.eval.empty())
     d.eval = from_key("data.eval", [&] { return PromptData::load(cfg.data.eval, ms.tok.identity); });
+  if (pc.reward == RewardKind::Rule)
+    for (const auto& [key, p] : {std::pair<const char*, const PromptData*>{"data.train", &d.prompts},
+                                 {"data.eval", &d.eval}})
+      RLHF_CHECK(pc.reward_rule != "synth_hidden" || p->size() == 0 || p->meta.source == "synth",
+                 "ppo.reward_rule: synth_hidden scores the embedded task's prompts, but {} comes from "
+                 "'{}'", key, p->meta.source);
+  // The held-out prompts are framed (and their rewards' queries: reward/source.h) as data.train's.
+  RLHF_CHECK(d.eval.size() == 0 || d.eval.meta.chat() == d.prompts.meta.chat(),
+             "data.eval {}: its prompts are {} rows but data.train's are {} rows; the held-out prompts "
+             "must be of the training prompts' kind", d.eval.meta.path,
+             d.eval.meta.chat() ? "chat" : "plain", d.prompts.meta.chat() ? "chat" : "plain");
   d.max_len = seq_len_limit(cfg, ms.cfg);
   d.max_prompt = d.max_len - pc.max_new_tokens;
   RLHF_CHECK(d.max_prompt >= 2, "ppo.max_new_tokens = {} leaves no room for a prompt in {} tokens",
@@ -111,11 +90,11 @@ PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms) {
 // The four models: actor and reference from SFT, the reward model frozen (with its fitted bias),
 // the critic from ppo.critic_init (default: the RM, its head included). No dropout of any kind:
 // model.dropout is off (ppo_model_setup) and so is model.lora.dropout (logged once).
-PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
-  const PpoSection& pc = cfg.ppo;
+PpoModels load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root) {
+  const PpoSection& pc = ppo_section(cfg);
   const LoraOptions lora_opt = without_adapter_dropout(cfg.lora, "ppo", "actor and critic", "PPO ratio", root);
   torch::manual_seed(cfg.run.seed);
-  PpoNets n;
+  PpoModels n;
   ModelFile sft_file = read_model_h5(ms.init_path);
   n.actor = CausalLM(ms.cfg);
   load_parameters(*n.actor, sft_file);
@@ -148,41 +127,6 @@ PpoNets load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::De
   return n;
 }
 
-UpdateOptions base_update_options(const Config& cfg, const PpoData& d, int world) {
-  const PpoSection& pc = cfg.ppo;
-  UpdateOptions u;
-  const int64_t minibatch = pc.minibatch_size > 0 ? pc.minibatch_size : cfg.train.global_batch_size;
-  RLHF_CHECK(cfg.train.global_batch_size % minibatch == 0,
-             "train.global_batch_size = {} is not divisible by ppo.minibatch_size = {}",
-             cfg.train.global_batch_size, minibatch);
-  // micro_batch_size counts rollout rows: ppo.samples_per_prompt per prompt.
-  RLHF_CHECK(minibatch % world == 0, "ppo.minibatch_size = {} prompts does not split over {} ranks "
-             "(a prompt's group of ppo.samples_per_prompt responses stays on one rank)", minibatch, world);
-  accumulation_steps(minibatch * pc.samples_per_prompt, cfg.train.micro_batch_size, world,
-                     "ppo.minibatch_size");  // checks
-  u.epochs = pc.ppo_epochs;
-  u.minibatch_rows = minibatch / world * pc.samples_per_prompt;  // a prompt's group stays together
-  u.micro_rows = cfg.train.micro_batch_size;
-  u.kl_estimator = kl_estimator_of(pc.kl_estimator);
-  u.aggregation = pc.loss_aggregation;
-  u.horizon = static_cast<double>(pc.max_new_tokens);
-  u.temperature = pc.temperature;
-  u.clip_eps = pc.clip_eps;
-  u.value_clip = pc.value_clip;
-  u.vf_coef = pc.vf_coef;
-  u.grad_clip = cfg.train.grad_clip;
-  u.bucket_mb = cfg.dist.bucket_mb;
-  if (pc.ptx_coef > 0) {
-    u.ptx = &d.ptx;
-    u.ptx_rows = accumulation_steps(pc.ptx_batch_size, 1, world, "ppo.ptx_batch_size");
-    u.ptx_seq_len = pc.ptx_seq_len;
-    u.ptx_coef = pc.ptx_coef;
-    RLHF_CHECK(d.ptx.size() > pc.ptx_seq_len + 1, "data.pretrain has {} tokens, fewer than "
-               "ppo.ptx_seq_len", d.ptx.size());
-  }
-  return u;
-}
-
 // The SFT checkpoint's model set-up for PPO: sampler checked, dropout off. No dropout in PPO:
 // old log-probs and values are computed without it, so dropout in the update would make the
 // first ratio differ from 1 by noise that clipping then acts on.
@@ -190,12 +134,13 @@ ModelSetup ppo_model_setup(const Config& cfg, bool root) {
   RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint (init: runs/x/sft)");
   ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
                                   : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
-  check_ppo_sampling(cfg.ppo, ms.cfg.vocab_size);
+  const PpoSection& pc = ppo_section(cfg);
+  check_ppo_sampling(pc, ms.cfg.vocab_size);
   if (ms.cfg.dropout > 0 && root)
     log_info("# ppo: model.dropout = {} overridden to 0 for actor and critic (dropout "
              "noise would enter the PPO ratio)", ms.cfg.dropout);
   ms.cfg.dropout = 0.0;
-  if (root && cfg.ppo.kl_in_loss && cfg.ppo.kl_estimator == KlEstimatorKind::K3)
+  if (root && pc.kl_in_loss && pc.kl_estimator == KlEstimator::K3)
     log_warn("# warning: ppo.kl_estimator: k3 with ppo.kl_in_loss: k3's expected gradient is the "
              "FORWARD KL's, grad KL(pi_ref || pi) (mass-covering), not the reverse KL the reward "
              "penalty estimates; k2 (the default) follows grad KL(pi || pi_ref) exactly (ppo/kl_loss.h)");

@@ -38,7 +38,7 @@
 #include "common/dist/dist.h"
 #include "common/model/model.h"
 #include "common/train/optimizer.h"
-#include "common/train/config.h"
+#include "ppo/advantages.h"
 #include "ppo/ppo_loss.h"
 #include "ppo/rollout.h"
 
@@ -46,12 +46,25 @@ namespace rlhf {
 
 // The four models of stage 3: actor (trained), reference (frozen SFT), reward (frozen RM with its
 // fitted bias), critic (trained, initialised from the RM). With a critic-free ppo.advantage
-// (critic_free.h) the critic is an empty holder (ScalarModel{nullptr}): no values, no value loss.
+// (critic_free.h) the critic is an empty holder (ScalarModel{nullptr}): no values, no value loss;
+// with ppo.reward: rule / command / remote the reward model is empty too; with LoRA the reference
+// is the actor itself (its adapters switched off for reference log-probs). Holders: a copy shares
+// the modules.
 struct PpoModels {
-  CausalLM& actor;
-  CausalLM& reference;
-  ScalarModel& reward;
-  ScalarModel& critic;
+  CausalLM actor{nullptr}, reference{nullptr};
+  ScalarModel reward{nullptr}, critic{nullptr};
+  // The models that only score: the reward model, and the reference unless it is the actor's base.
+  std::vector<torch::nn::Module*> frozen() {
+    std::vector<torch::nn::Module*> f;
+    if (!reward.is_empty()) f.push_back(reward.get());
+    if (reference.ptr() != actor.ptr()) f.push_back(reference.get());
+    return f;
+  }
+  // The trained models that carry adapters with model.lora.
+  std::vector<torch::nn::Module*> lora_models() {
+    if (critic.is_empty()) return {actor.get()};
+    return {actor.get(), critic.get()};
+  }
 };
 
 struct ExperienceOptions {
@@ -68,7 +81,7 @@ struct ExperienceOptions {
 
 // Fills ro's raw_score, score, old_logp, ref_logp, old_values, kl, rewards, advantages and returns
 // (all [B, N] but the scores [B]; 0 off the response mask). Runs without gradients, in eval mode.
-// ppo_train sets ro.raw_score beforehand (ppo.reward through reward_source.h); then m.reward is
+// ppo_train sets ro.raw_score beforehand (ppo.reward through reward/source.h); then m.reward is
 // not used (and may be an empty holder). Unset, m.reward scores (bench_ppo, tests).
 void make_experience(PpoModels& m, Rollout& ro, const ExperienceOptions& opt, Communicator& comm);
 

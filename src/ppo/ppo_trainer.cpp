@@ -19,10 +19,11 @@
 #include "ppo/policy_eval.h"
 #include "ppo/critic_free.h"
 #include "ppo/ppo_loss.h"
-#include "ppo/reward_remote.h"
-#include "ppo/reward_rules.h"
-#include "ppo/reward_source.h"
+#include "ppo/reward/remote.h"
+#include "ppo/reward/rules.h"
+#include "ppo/reward/source.h"
 #include "ppo/frozen.h"
+#include "ppo/ppo_config.h"
 #include "ppo/ppo_setup.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
@@ -38,6 +39,7 @@ constexpr int64_t kSamplesPerLog = 4;
 // What one iteration reads and advances.
 struct Iteration {
   const Config& cfg;
+  const PpoSection& pc;
   Communicator& comm;
   const torch::Device dev;
   const PpoData& data;
@@ -53,7 +55,7 @@ struct Iteration {
   SamplesLog& samples;
   const Tokenizer& tok;
   std::vector<torch::nn::Module*> frozen;  // moved to dev for scoring with ppo.offload_frozen
-  const RewardSource& reward;  // ppo.reward (reward_source.h)
+  const RewardSource& reward;  // ppo.reward (reward/source.h)
 };
 
 // Rank 0's first rows of this iteration's experience: prompt, response, RM score (raw, and after
@@ -90,7 +92,7 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   const std::vector<int64_t> prompts = it.sampler.next(cfg.train.global_batch_size);
   // ppo.samples_per_prompt = n: each prompt row n times in a row (a group, on this rank), each
   // row with its own sampling stream (seeded by its index in the global batch of rows).
-  const std::vector<int64_t> idx = repeat_each(prompts, cfg.ppo.samples_per_prompt);
+  const std::vector<int64_t> idx = repeat_each(prompts, it.pc.samples_per_prompt);
   auto [ptoks, pmask] = prompt_batch(it.data.prompts, idx, it.ids, it.data.max_prompt);
   std::vector<uint64_t> row_seeds;
   const int64_t first_row = it.comm.rank() * static_cast<int64_t>(idx.size());
@@ -105,15 +107,15 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   // 2. experience: scores, log-probs, values, KL-shaped rewards, advantages
   const auto t1 = std::chrono::steady_clock::now();
   it.exp.kl_coef = beta;
-  it.upd.kl_loss_coef = cfg.ppo.kl_in_loss ? beta : 0.0;  // ppo.kl_in_loss: β in the loss instead
+  it.upd.kl_loss_coef = it.pc.kl_in_loss ? beta : 0.0;  // ppo.kl_in_loss: β in the loss instead
   {
-    OnDeviceScope resident(it.frozen, it.dev, it.cfg.ppo.offload_frozen);
+    OnDeviceScope resident(it.frozen, it.dev, it.pc.offload_frozen);
     // [B]; command/remote: collective, a failure throws StepAbortedError (checkpoint, then stop)
     ro.raw_score = it.reward.score(ro, it.data.prompts, idx, it.comm);
     make_experience(it.models, ro, it.exp, it.comm);
   }
   times.score = seconds_since(t1);
-  const int64_t every = cfg.ppo.log_samples_every;
+  const int64_t every = it.pc.log_samples_every;
   if (every > 0 && (step + 1) % every == 0) log_samples(it, step, idx, ro);
   // 3. PPO epochs over minibatches, with the ptx term
   const auto t2 = std::chrono::steady_clock::now();
@@ -126,10 +128,10 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
   times.train = seconds_since(t2);
   times.total = seconds_since(t0);
   // 4. the metrics row
-  nlohmann::json row = ppo_metrics(ro, st, times, cfg.train.global_batch_size * cfg.ppo.samples_per_prompt,
+  nlohmann::json row = ppo_metrics(ro, st, times, cfg.train.global_batch_size * it.pc.samples_per_prompt,
                                    beta, it.upd.lr, it.comm);
-  if (!uses_critic(cfg.ppo.advantage))
-    row.update(critic_free_metrics(ro, cfg.ppo.advantage, cfg.ppo.samples_per_prompt, it.comm));
+  if (!uses_critic(it.pc.advantage))
+    row.update(critic_free_metrics(ro, it.pc.advantage, it.pc.samples_per_prompt, it.comm));
   return row;
 }
 
@@ -144,10 +146,10 @@ nlohmann::json run_iteration(Iteration& it, int64_t step, double beta) {
 // checkpoints first.
 class PpoEvaluation {
  public:
-  PpoEvaluation(const Config& cfg, const PpoData& data, PpoNets& nets, const RewardSource& reward,
+  PpoEvaluation(const Config& cfg, const PpoData& data, PpoModels& nets, const RewardSource& reward,
                 const ModelSetup& ms, const SpecialIds& ids, Communicator& comm, const torch::Device& dev)
       : cfg_(cfg), data_(data), nets_(nets), reward_(reward), tok_(*ms.tokenizer), comm_(comm), dev_(dev) {
-    const PpoSection& pc = cfg.ppo;
+    const PpoSection& pc = ppo_section(cfg);
     if (data.ptx_eval.size() > pc.ptx_seq_len)
       ptx_windows_ = std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len);
     opt_.sampling = sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids);
@@ -157,7 +159,7 @@ class PpoEvaluation {
   }
   bool have_ptx() const { return ptx_windows_ > 0; }
   double ptx_loss() {
-    return eval_stream_loss(nets_.actor, data_.ptx_eval, cfg_.ppo.ptx_seq_len, ptx_windows_, comm_, dev_);
+    return eval_stream_loss(nets_.actor, data_.ptx_eval, ppo_section(cfg_).ptx_seq_len, ptx_windows_, comm_, dev_);
   }
   // The evaluation at `step` (collective); an info line on the run log.
   nlohmann::json at(int64_t step, MetricsLogger& log) {
@@ -173,14 +175,14 @@ class PpoEvaluation {
  private:
   // The eval_* keys on data.eval's prompts; only eval_error when an external reward fails.
   nlohmann::json held_out(int64_t step, MetricsLogger& log) {
-    OnDeviceScope resident(nets_.frozen(), dev_, cfg_.ppo.offload_frozen);
+    OnDeviceScope resident(nets_.frozen(), dev_, ppo_section(cfg_).offload_frozen);
     nlohmann::json j;
     try {
       j = evaluate_policy(nets_.actor, &nets_.reference, reward_, data_.eval, tok_, data_.max_len, opt_,
                           comm_, dev_).to_json("eval_");
     } catch (const StepAbortedError& e) {  // on every rank: the failure was all-gathered
       const std::string why = fmt::format("ppo.reward: {} failed on the held-out prompts: {}",
-                                          kRewardNames.name(cfg_.ppo.reward), e.what());
+                                          kRewardNames.name(ppo_section(cfg_).reward), e.what());
       log.message(fmt::format("# warning: ppo eval at step {} skipped: {}", step, why));
       return {{"eval_error", why}};
     }
@@ -195,7 +197,7 @@ class PpoEvaluation {
 
   const Config& cfg_;
   const PpoData& data_;
-  PpoNets& nets_;
+  PpoModels& nets_;
   const RewardSource& reward_;
   const Tokenizer& tok_;
   Communicator& comm_;
@@ -209,14 +211,14 @@ class PpoEvaluation {
 }  // namespace
 
 int run_ppo(int argc, char** argv) {
-  return log_errors([&] { return run_ppo(parse_run_args(Stage::PPO, argc, argv)); });
+  return log_errors([&] { return run_ppo(parse_run_args(ppo_stage(), argc, argv)); });
 }
 
 int run_ppo(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::PPO, req.cfg, req.planned_ranks());
-  RunContext ctx = start_run(Stage::PPO, req);
+  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
+  RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;
-  const PpoSection& pc = cfg.ppo;
+  const PpoSection& pc = ppo_section(cfg);
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
   ModelSetup ms = ppo_model_setup(cfg, comm.is_root());
@@ -226,44 +228,20 @@ int run_ppo(const RunRequest& req) {
   if (data.ptx_eval.size() > 0) accept_dataset(ms, data.ptx_eval.meta);
   if (data.eval.size() > 0) accept_dataset(ms, data.eval.meta);
   SpecialIds ids = for_rows(special_ids(ms.tok), data.prompts.meta);
-  if (!cfg.ppo.stop_token.empty()) {  // e.g. a chat model's end of turn
-    const int32_t s = ms.tokenizer->token_id(cfg.ppo.stop_token);
-    RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", cfg.ppo.stop_token,
+  if (!pc.stop_token.empty()) {  // e.g. a chat model's end of turn
+    const int32_t s = ms.tokenizer->token_id(pc.stop_token);
+    RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", pc.stop_token,
                ms.tok.spec);
     add_stop_id(ids.stops, ids.eos, s);
   }
-  check_advantage_config(pc);
-  if (pc.reward == RewardKind::Rule) {
-    reward_rule(pc.reward_rule);  // an unknown name fails here, before the models load
-    for (const auto& [key, d] : {std::pair<const char*, const PromptData*>{"data.train", &data.prompts},
-                                 {"data.eval", &data.eval}})
-      RLHF_CHECK(pc.reward_rule != "synth_hidden" || d->size() == 0 || d->meta.source == "synth",
-                 "ppo.reward_rule: synth_hidden scores the embedded task's prompts, but {} comes from "
-                 "'{}'", key, d->meta.source);
-  }
-  // The held-out prompts are framed (and their rewards' queries: reward_source.h) as data.train's.
-  RLHF_CHECK(data.eval.size() == 0 || data.eval.meta.chat() == data.prompts.meta.chat(),
-             "data.eval {}: its prompts are {} rows but data.train's are {} rows; the held-out prompts "
-             "must be of the training prompts' kind", data.eval.meta.path,
-             data.eval.meta.chat() ? "chat" : "plain", data.prompts.meta.chat() ? "chat" : "plain");
-  RLHF_CHECK(pc.reward != RewardKind::Command || !pc.reward_command.empty(),
-             "ppo.reward: command needs ppo.reward_command (a program that reads JSONL rows on "
-             "stdin and answers one number per line; see docs/CONFIG.md)");
-  if (pc.reward == RewardKind::Remote) {
-    RLHF_CHECK(!pc.reward_url.empty(), "ppo.reward: remote needs ppo.reward_url (e.g. "
-               "http://127.0.0.1:5000/get_reward, served by rlhf_serve rm; see docs/CONFIG.md)");
-    split_reward_url(pc.reward_url);  // a malformed URL fails here, before the models load
-    RLHF_CHECK(http_client_available(), "ppo.reward: remote: this build has no HTTP client (cpp-httplib, "
-               "Debian's libcpp-httplib-dev, was not found when it was configured: install it and rebuild)");
-  }
-  PpoNets nets = load_ppo_models(cfg, ms, dev, comm.is_root());
+  PpoModels nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const RewardSource reward(pc, nets.reward, ids, *ms.tokenizer,
                             cfg.train.global_batch_size * pc.samples_per_prompt / comm.world_size());
-  const UpdateOptions upd = base_update_options(cfg, data, comm.world_size());
+  const UpdateOptions upd = base_update_options(cfg, data.ptx, comm.world_size());
 
   // The shared loop (loop.h) with PPO's extra state: β, and the held-out ptx loss at the start
   // (for its rise at the end).
-  AdaptiveKlController kl_ctl(pc.kl_coef, pc.kl_target, pc.kl_horizon);
+  KlController kl_ctl(pc.kl_coef, pc.adaptive_kl, pc.kl_target, pc.kl_horizon);
   double ptx_eval_start = NAN;
   ExtraState extra{
       [&]() -> nlohmann::json {
@@ -301,20 +279,17 @@ int run_ppo(const RunRequest& req) {
                                      upd.minibatch_rows, upd.micro_rows, kLossAggregationNames.name(pc.loss_aggregation),
                                      pc.kl_in_loss ? "in the loss" : "in the reward",
                                      kKlEstimatorNames.name(pc.kl_estimator), pc.ptx_coef));
-  Iteration it{cfg, comm, dev, data, ids, nets.view(), loop.optimizer(0),
+  Iteration it{cfg, pc, comm, dev, data, ids, nets, loop.optimizer(0),
                critic ? &loop.optimizer(1) : nullptr, loop.sampler(),
                sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
-               ExperienceOptions{pc.temperature, pc.no_eos_penalty, pc.score_clip, pc.kl_coef,
-                                 kl_estimator_of(pc.kl_estimator), pc.kl_in_loss,
-                                 pc.gamma, pc.gae_lambda, pc.advantage, pc.samples_per_prompt},
+               experience_options(pc),
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
                samples, *ms.tokenizer, nets.frozen(), reward};
 
   nlohmann::json last;
   const int exit_code = loop.run_steps([&](int64_t step) {
     nlohmann::json row = run_iteration(it, step, kl_ctl.value);
-    if (pc.adaptive_kl)
-      kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size * pc.samples_per_prompt);  // β for the next
+    kl_ctl.update(row["kl_to_ref"].get<double>(), cfg.train.global_batch_size * pc.samples_per_prompt);  // β for the next
     last = row;
     last["step"] = step + 1;
     return row;

@@ -35,7 +35,7 @@ struct Rollout {
 };
 
 // A rollout whose prompts are rows idx of a prompt set (idx.size() == ro.batch()): what the
-// rewards that decode text score (reward_source.h), several batches at a time.
+// rewards that decode text score (reward/source.h), several batches at a time.
 struct RolloutBatch {
   const Rollout* ro;
   const std::vector<int64_t>* idx;

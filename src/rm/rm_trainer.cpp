@@ -1,5 +1,7 @@
 #include "rm/rm_trainer.h"
 
+#include "rm/rm_config.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -125,12 +127,12 @@ void write_rm_examples(ScalarModel& rm, const RankedData& eval, const Tokenizer&
 }  // namespace
 
 int run_rm(int argc, char** argv) {
-  return log_errors([&] { return run_rm(parse_run_args(Stage::RM, argc, argv)); });
+  return log_errors([&] { return run_rm(parse_run_args(rm_stage(), argc, argv)); });
 }
 
 int run_rm(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::RM, req.cfg, req.planned_ranks());
-  RunContext ctx = start_run(Stage::RM, req);
+  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
+  RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
@@ -146,15 +148,14 @@ int run_rm(const RunRequest& req) {
   if (!cfg.data.eval.empty()) accept_dataset(ms, eval.meta);
   // The demonstrations for the bias fit are read now, so a bad path fails before training.
   SftData demos;
-  if (!cfg.data.bias_data.empty())
-    demos = from_key("data.bias_data", [&] { return SftData::load(cfg.data.bias_data, ms.tok.identity); });
-  if (!cfg.data.bias_data.empty()) accept_dataset(ms, demos.meta);
+  if (!rm_section(cfg).bias_data.empty())
+    demos = from_key("data.bias_data", [&] { return SftData::load(rm_section(cfg).bias_data, ms.tok.identity); });
+  if (!rm_section(cfg).bias_data.empty()) accept_dataset(ms, demos.meta);
   const SpecialIds ids = for_rows(special_ids(ms.tok), train.meta);
   const int64_t max_len = seq_len_limit(cfg, ms.cfg);
 
   ScalarModel rm = build_reward_model(ms, cfg, dev);
-  const PairNormalizer norm = cfg.rm.pair_normalizer == PairNormalizerKind::Paper
-                                  ? PairNormalizer::Paper : PairNormalizer::StrictPairs;
+  const PairNormalizer norm = rm_section(cfg).pair_normalizer;
   TrainLoop loop(ctx, ms, {{"model.h5", rm.get(), "scalar", {{"reward_model", true}, {"bias_fitted", false}}}},
                  {{rm.get(), "rm"}}, train.size());
   const int64_t accum = loop.accum();
@@ -190,9 +191,9 @@ int run_rm(const RunRequest& req) {
   nlohmann::json& extra = loop.model_extra();
   if (exit_code == 0 && loop.complete() && demos.size() > 0) {
     loop.optimizer(0).gather_full();  // ZeRO stage 3: the fitted bias is written back to the shards
-    fit_reward_bias(rm, demos, cfg.data.bias_data, ids, max_len, cfg.train.micro_batch_size, comm, dev, extra);
+    fit_reward_bias(rm, demos, rm_section(cfg).bias_data, ids, max_len, cfg.train.micro_batch_size, comm, dev, extra);
     loop.optimizer(0).release_full();
-    loop.metrics().message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", cfg.data.bias_data,
+    loop.metrics().message(fmt::format("# rm bias fit on {}: mean reward {:.4f} -> {:.2e}", rm_section(cfg).bias_data,
                                        extra["bias_shift"].get<double>(),
                                        extra["demo_mean_reward_after_fit"].get<double>()));
   }

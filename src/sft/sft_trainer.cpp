@@ -1,5 +1,7 @@
 #include "sft/sft_trainer.h"
 
+#include "sft/sft_config.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -114,12 +116,12 @@ void write_sft_examples(CausalLM& model, const SftData& eval, const Tokenizer& t
 }  // namespace
 
 int run_sft(int argc, char** argv) {
-  return log_errors([&] { return run_sft(parse_run_args(Stage::SFT, argc, argv)); });
+  return log_errors([&] { return run_sft(parse_run_args(sft_stage(), argc, argv)); });
 }
 
 int run_sft(const RunRequest& req) {
-  if (req.dry_run) return dry_run(Stage::SFT, req.cfg, req.planned_ranks());
-  RunContext ctx = start_run(Stage::SFT, req);
+  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
+  RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;

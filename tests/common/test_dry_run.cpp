@@ -7,13 +7,15 @@
 #include "common/io/model_file.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/train/dry_run.h"
+#include "ppo/ppo_config.h"
+#include "rm/rm_config.h"
+#include "sft/sft_config.h"
 #include "support/test_support.h"
 
 namespace {
 
 using rlhf::Family;
 using rlhf::ModelConfig;
-using rlhf::Stage;
 using rlhf::testing::TempDir;
 using rlhf::testing::tiny_config;
 
@@ -75,18 +77,18 @@ TEST(DryRun, MemoryTermsAndReport) {
   pol.vocab_size = 259;
   ModelConfig rm = pol;
   rm.n_layer = 1;
-  rlhf::Config cfg;
+  rlhf::Config cfg = rlhf::parse_config(rlhf::ppo_stage(), "", "<test>");
   cfg.init = write_ckpt(d.path / "sft", pol, false);
-  cfg.ppo.reward_model = write_ckpt(d.path / "rm", rm, true);
+  rlhf::ppo_section(cfg).reward_model = write_ckpt(d.path / "rm", rm, true);
   cfg.train.global_batch_size = 8;
   cfg.train.micro_batch_size = 2;
-  cfg.ppo.max_new_tokens = 16;
+  rlhf::ppo_section(cfg).max_new_tokens = 16;
   cfg.data.max_seq_len = 32;
 
-  const auto models = rlhf::stage_models(Stage::PPO, cfg);
+  const auto models = rlhf::stage_models(cfg);
   ASSERT_EQ(models.size(), 4u);
   const double a = pol.parameter_count(false), c = rm.parameter_count(true);
-  const auto e = rlhf::estimate_memory(Stage::PPO, cfg, models, 2, false);
+  const auto e = rlhf::estimate_memory(cfg, models, 2, false);
   EXPECT_DOUBLE_EQ(e.weights, 4 * (a + c + a + c));  // actor, critic, reference, reward (fp32)
   EXPECT_DOUBLE_EQ(e.grads, 4 * (a + c));             // only actor and critic train
   EXPECT_DOUBLE_EQ(e.optimizer, 8 * (a + c));
@@ -96,15 +98,15 @@ TEST(DryRun, MemoryTermsAndReport) {
   EXPECT_GT(e.activations, 0);
 
   ::testing::internal::CaptureStdout();
-  EXPECT_EQ(rlhf::dry_run(Stage::PPO, cfg, 1), 0);
+  EXPECT_EQ(rlhf::dry_run(cfg, 1), 0);
   const std::string out = ::testing::internal::GetCapturedStdout();
   for (const char* want : {"actor", "critic", "reference", "reward", "peak memory estimate",
                            "kv cache", "frozen"})
     EXPECT_NE(out.find(want), std::string::npos) << want << " missing in\n" << out;
   EXPECT_FALSE(std::filesystem::exists(cfg.run.dir + "/config.yaml"));  // nothing written
 
-  cfg.ppo.reward_model = (d.path / "missing").string();
-  const std::string err = rlhf::testing::error_of([&] { rlhf::stage_models(Stage::PPO, cfg); });
+  rlhf::ppo_section(cfg).reward_model = (d.path / "missing").string();
+  const std::string err = rlhf::testing::error_of([&] { rlhf::stage_models(cfg); });
   EXPECT_NE(err.find("missing"), std::string::npos) << err;
 }
 
@@ -115,14 +117,14 @@ TEST(DryRun, RewardModelRowsAreGroupsTimesK) {
   TempDir d("dry_run_rm");
   ModelConfig pol = tiny_config(Family::Llama, 2);
   pol.vocab_size = 259;
-  rlhf::Config cfg;
+  rlhf::Config cfg = rlhf::parse_config(rlhf::rm_stage(), "", "<test>");
   cfg.init = write_ckpt(d.path / "sft", pol, false);
   cfg.train.global_batch_size = 8;
   cfg.train.micro_batch_size = 2;
   cfg.data.max_seq_len = 32;
-  const auto models = rlhf::stage_models(Stage::RM, cfg);
+  const auto models = rlhf::stage_models(cfg);
   cfg.data.train = (d.path / "missing.h5").string();
-  const auto k2 = rlhf::estimate_memory(Stage::RM, cfg, models, 1, false);
+  const auto k2 = rlhf::estimate_memory(cfg, models, 1, false);
   EXPECT_EQ(k2.logits, 0.0);
   rlhf::RankedData r;
   auto tok = rlhf::load_tokenizer("byte");
@@ -133,10 +135,12 @@ TEST(DryRun, RewardModelRowsAreGroupsTimesK) {
   r.push_group({5}, {{6}, {7}, {8}, {9}, {10}}, {0, 1, 2, 3, 4});  // K = 5
   cfg.data.train = (d.path / "ranked.h5").string();
   r.save(cfg.data.train);
-  const auto k5 = rlhf::estimate_memory(Stage::RM, cfg, models, 1, false);
+  const auto k5 = rlhf::estimate_memory(cfg, models, 1, false);
   EXPECT_GT(k2.activations, 0.0);
   EXPECT_DOUBLE_EQ(k5.activations, k2.activations * 5.0 / 2.0);  // linear in rows: 2 x 5 vs 2 x 2
-  const auto sft = rlhf::estimate_memory(Stage::SFT, cfg, rlhf::stage_models(Stage::SFT, cfg), 1, false);
+  rlhf::Config sft_cfg = cfg;  // the same shapes under SFT's plan (a row per sample)
+  sft_cfg.stage = &rlhf::sft_stage();
+  const auto sft = rlhf::estimate_memory(sft_cfg, rlhf::stage_models(sft_cfg), 1, false);
   EXPECT_DOUBLE_EQ(k5.activations, sft.activations * 5.0);  // SFT: 2 rows per micro-batch
 }
 
@@ -145,21 +149,21 @@ TEST(DryRun, RewardModelRowsAreGroupsTimesK) {
 TEST(DryRun, ZeroStageDividesTrainedState) {
   TempDir d("dry_run_zero");
   ModelConfig pol = tiny_config(Family::Llama, 2);
-  rlhf::Config cfg;
+  rlhf::Config cfg = rlhf::parse_config(rlhf::ppo_stage(), "", "<test>");
   cfg.init = write_ckpt(d.path / "sft", pol, false);
-  cfg.ppo.reward_model = write_ckpt(d.path / "rm", pol, true);
+  rlhf::ppo_section(cfg).reward_model = write_ckpt(d.path / "rm", pol, true);
   cfg.train.global_batch_size = 8;
-  const auto models = rlhf::stage_models(Stage::PPO, cfg);
+  const auto models = rlhf::stage_models(cfg);
   const double a = pol.parameter_count(false), c = pol.parameter_count(true);
   for (int64_t z = 0; z <= 3; ++z) {
     cfg.dist.zero_stage = z;
-    const auto e = rlhf::estimate_memory(Stage::PPO, cfg, models, 4, false);
+    const auto e = rlhf::estimate_memory(cfg, models, 4, false);
     EXPECT_DOUBLE_EQ(e.optimizer, 8 * (a + c) / (z >= 1 ? 4 : 1)) << "stage " << z;
     EXPECT_DOUBLE_EQ(e.grads, 4 * (a + c) / (z >= 2 ? 4 : 1)) << "stage " << z;
     EXPECT_DOUBLE_EQ(e.weights, 4 * (a + c) / (z >= 3 ? 4 : 1) + 4 * (a + c)) << "stage " << z;
   }
   ::testing::internal::CaptureStdout();
-  EXPECT_EQ(rlhf::dry_run(Stage::PPO, cfg, 4), 0);
+  EXPECT_EQ(rlhf::dry_run(cfg, 4), 0);
   const std::string out = ::testing::internal::GetCapturedStdout();
   EXPECT_NE(out.find("ZeRO stage 3"), std::string::npos) << out;
 }
@@ -174,23 +178,23 @@ TEST(DryRun, LoraFrozenBf16AndOffloadTerms) {
   TempDir d("dry_run_lora");
   ModelConfig pol = tiny_config(Family::Llama, 2);
   pol.vocab_size = 259;
-  rlhf::Config cfg;
+  rlhf::Config cfg = rlhf::parse_config(rlhf::ppo_stage(), "", "<test>");
   cfg.init = write_ckpt(d.path / "sft", pol, false);
-  cfg.ppo.reward_model = write_ckpt(d.path / "rm", pol, true);
+  rlhf::ppo_section(cfg).reward_model = write_ckpt(d.path / "rm", pol, true);
   cfg.lora.rank = 4;
   cfg.lora.targets = "q,v";
-  cfg.ppo.frozen_dtype = rlhf::Precision::BF16;
-  cfg.ppo.offload_frozen = true;
+  rlhf::ppo_section(cfg).frozen_dtype = rlhf::Precision::BF16;
+  rlhf::ppo_section(cfg).offload_frozen = true;
   cfg.train.device = rlhf::DeviceKind::CUDA;
   cfg.train.precision = rlhf::Precision::BF16;
-  const auto models = rlhf::stage_models(Stage::PPO, cfg);
+  const auto models = rlhf::stage_models(cfg);
   const double a = pol.parameter_count(false), c = pol.parameter_count(true);
   // q: C -> H*D, v: C -> Hkv*D; rank 4; 2 layers
   const double C = pol.d_model, q = pol.n_head * pol.head_dim(), kv = pol.n_kv_head * pol.head_dim();
   const double ad = pol.n_layer * 4 * ((C + q) + (C + kv));
   EXPECT_EQ(rlhf::lora_parameter_count(pol, cfg.lora), static_cast<int64_t>(ad));
   const double head = C + 1;  // the critic's score weight and bias
-  const auto e = rlhf::estimate_memory(Stage::PPO, cfg, models, 1, true);
+  const auto e = rlhf::estimate_memory(cfg, models, 1, true);
   ASSERT_EQ(e.models.size(), 4u);
   EXPECT_EQ(e.models[0].trained, static_cast<int64_t>(ad));
   EXPECT_EQ(e.models[1].trained, static_cast<int64_t>(ad + head));
@@ -206,7 +210,7 @@ TEST(DryRun, LoraFrozenBf16AndOffloadTerms) {
                                   std::max(e.activations + e.logits, e.kv_cache + e.offloaded));
 
   ::testing::internal::CaptureStdout();
-  EXPECT_EQ(rlhf::dry_run(Stage::PPO, cfg, 1), 0);
+  EXPECT_EQ(rlhf::dry_run(cfg, 1), 0);
   const std::string out = ::testing::internal::GetCapturedStdout();
   for (const char* want : {"LoRA r=4", "the actor's base, adapters off", "frozen weights bf16",
                            "offloaded to the CPU", "offloaded weights"})

@@ -4,6 +4,10 @@
 #include <vector>
 
 #include "common/train/config.h"
+#include "dpo/dpo_config.h"
+#include "ppo/ppo_config.h"
+#include "rm/rm_config.h"
+#include "sft/sft_config.h"
 #include "fuzz_util.h"
 
 using namespace rlhf;
@@ -23,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     text.resize(mark + 1);
   }
   const std::string path = fuzz::write_scratch("config.yaml", text);
-  for (Stage s : {Stage::SFT, Stage::RM, Stage::PPO})
-    fuzz::expect_clean([&] { dump_config(load_config(s, path, sets)); });
+  for (const StageSpec* s : {&sft_stage(), &rm_stage(), &ppo_stage(), &dpo_stage()})
+    fuzz::expect_clean([&] { dump_config(load_config(*s, path, sets)); });
   return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_serve.sh — rlhf_serve rm (src/tools/serve/rm_server.h) and ppo.reward: remote
-# (src/ppo/reward_remote.h) end to end on the embedded task.
+# (src/ppo/reward/remote.h) end to end on the embedded task.
 #
 #   bash tests/scripts/test_serve.sh BIN_DIR SOURCE_DIR     (ctest: script.test_serve)
 #

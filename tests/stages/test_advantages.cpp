@@ -30,35 +30,35 @@ const torch::Tensor kScores = torch::tensor({1.0, 2.0, 3.0, 6.0, 5.0, 5.0, 5.0, 
 
 TEST(GroupAdvantages, GrpoIsTheGroupZScore) {
   const double sd = std::sqrt(14.0 / 3.0);
-  expect_values(group_advantages(kScores, 4, GroupEstimator::Grpo),
+  expect_values(group_advantages(kScores, 4, AdvantageKind::Grpo),
                 {-2 / sd, -1 / sd, 0, 3 / sd, 0, 0, 0, 0}, 1e-5);
   // -0.92582, -0.46291, 0, 1.38873 by hand:
-  EXPECT_NEAR(group_advantages(kScores, 4, GroupEstimator::Grpo)[0].item<double>(), -0.9258201, 1e-6);
+  EXPECT_NEAR(group_advantages(kScores, 4, AdvantageKind::Grpo)[0].item<double>(), -0.9258201, 1e-6);
 }
 
 TEST(GroupAdvantages, DrGrpoOnlyCentres) {
-  expect_values(group_advantages(kScores, 4, GroupEstimator::DrGrpo), {-2, -1, 0, 3, 0, 0, 0, 0});
+  expect_values(group_advantages(kScores, 4, AdvantageKind::DrGrpo), {-2, -1, 0, 3, 0, 0, 0, 0});
 }
 
 TEST(GroupAdvantages, RlooSubtractsTheMeanOfTheOthers) {
   // r_1 = 1 against (2 + 3 + 6)/3 = 11/3 -> -8/3; r_4 = 6 against (1 + 2 + 3)/3 = 2 -> 4.
-  expect_values(group_advantages(kScores, 4, GroupEstimator::Rloo),
+  expect_values(group_advantages(kScores, 4, AdvantageKind::Rloo),
                 {-8.0 / 3, -4.0 / 3, 0, 4, 0, 0, 0, 0});
 }
 
 TEST(GroupAdvantages, GroupsAreConsecutiveRowsAndDtypeIsKept) {
   // Groups of 2 of the same scores: {1, 2} {3, 6} {5, 5} {5, 5}.
-  const torch::Tensor a = group_advantages(kScores.to(torch::kFloat), 2, GroupEstimator::DrGrpo);
+  const torch::Tensor a = group_advantages(kScores.to(torch::kFloat), 2, AdvantageKind::DrGrpo);
   EXPECT_EQ(a.scalar_type(), torch::kFloat);
   expect_values(a, {-0.5, 0.5, -1.5, 1.5, 0, 0, 0, 0});
 }
 
 TEST(GroupAdvantages, BadShapesAreNamed) {
-  EXPECT_NE(error_of([] { group_advantages(kScores, 3, GroupEstimator::Grpo); })
+  EXPECT_NE(error_of([] { group_advantages(kScores, 3, AdvantageKind::Grpo); })
                 .find("8 scores are not groups of 3"), std::string::npos);
-  EXPECT_NE(error_of([] { group_advantages(kScores, 1, GroupEstimator::Rloo); })
+  EXPECT_NE(error_of([] { group_advantages(kScores, 1, AdvantageKind::Rloo); })
                 .find("at least 2 samples"), std::string::npos);
-  EXPECT_NE(error_of([] { group_advantages(kScores.view({2, 4}), 4, GroupEstimator::Rloo); })
+  EXPECT_NE(error_of([] { group_advantages(kScores.view({2, 4}), 4, AdvantageKind::Rloo); })
                 .find("scores must be [B]"), std::string::npos);
 }
 

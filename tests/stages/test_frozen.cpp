@@ -6,6 +6,7 @@
 #include "common/model/lora.h"
 #include "common/model/model.h"
 #include "ppo/frozen.h"
+#include "ppo/ppo_config.h"
 #include "support/test_support.h"
 
 namespace rlhf {
@@ -21,9 +22,8 @@ int64_t bytes_of(torch::nn::Module& m) {
 }
 
 TEST(Frozen, Bf16RewardModelAndReferenceScoreLikeFp32WithHalfTheBytes) {
-  Config cfg;
-  cfg.stage = Stage::PPO;
-  cfg.ppo.frozen_dtype = Precision::BF16;
+  Config cfg = parse_config(ppo_stage(), "", "<test>");
+  ppo_section(cfg).frozen_dtype = Precision::BF16;
   torch::manual_seed(1);
   ScalarModel rm(tiny_config(Family::Llama, 2));
   CausalLM ref(tiny_config(Family::Llama, 2));
@@ -55,8 +55,7 @@ TEST(Frozen, Bf16RewardModelAndReferenceScoreLikeFp32WithHalfTheBytes) {
 }
 
 TEST(Frozen, LoraBaseInBf16NeedsCudaAutocastAndFp32IsANoOp) {
-  Config cfg;
-  cfg.stage = Stage::PPO;
+  Config cfg = parse_config(ppo_stage(), "", "<test>");
   torch::manual_seed(3);
   ScalarModel rm(tiny_config(Family::GPT2));
   CausalLM actor(tiny_config(Family::GPT2));
@@ -65,7 +64,7 @@ TEST(Frozen, LoraBaseInBf16NeedsCudaAutocastAndFp32IsANoOp) {
   attach_lora(*actor, info);
   EXPECT_EQ(apply_frozen_dtype(cfg, torch::kCPU, *rm, nullptr, {actor.get()}), 0);  // fp32: nothing
   for (const auto& p : rm->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
-  cfg.ppo.frozen_dtype = Precision::BF16;
+  ppo_section(cfg).frozen_dtype = Precision::BF16;
   const std::string e = error_of([&] { apply_frozen_dtype(cfg, torch::kCPU, *rm, nullptr, {actor.get()}); });
   EXPECT_NE(e.find("ppo.frozen_dtype: bf16 with model.lora"), std::string::npos) << e;
   EXPECT_NE(e.find("train.precision: bf16"), std::string::npos) << e;

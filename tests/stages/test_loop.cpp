@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/train/loop.h"
+#include "sft/sft_config.h"
 #include "support/test_support.h"
 
 namespace rlhf {
@@ -20,11 +21,11 @@ using testing::TempDir;
 TEST(TrainLoop, StopsAfterMaxSkippedStepsInARow) {
   TempDir d("loop");
   RunRequest req;
-  req.cfg = load_config(Stage::SFT, "", {"run.dir=" + d.at("run"), "train.max_steps=20",
+  req.cfg = load_config(sft_stage(), "", {"run.dir=" + d.at("run"), "train.max_steps=20",
                                          "train.max_skipped_steps=3", "train.global_batch_size=1",
                                          "train.micro_batch_size=1", "train.warmup_steps=0"});
   set_stop_flag_for_test(false);
-  RunContext ctx = start_run(Stage::SFT, req);
+  RunContext ctx = start_run(req);
   ModelSetup ms;
   ms.cfg = testing::tiny_config(Family::GPT2);
   ms.tokenizer = load_tokenizer("byte");

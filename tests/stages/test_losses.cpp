@@ -446,18 +446,18 @@ TEST(PpoLoss, MaskedMeanAndWhiten) {
 //   KL 0:   e = clip(-1)             = -0.2 -> 0.1·0.99488 = 0.099488
 //   KL 6.6: e = 0.1 (inside)                -> 0.1·1.00256 = 0.100256
 //   KL 5.4: e = -0.1 (inside)               -> 0.1·0.99744 = 0.099744
-TEST(PpoLoss, AdaptiveKlController) {
+TEST(PpoLoss, KlController) {
   const std::vector<std::pair<double, double>> cases = {
       {12.0, 0.100512}, {0.0, 0.099488}, {6.6, 0.100256}, {5.4, 0.099744}};
   for (auto [kl, want] : cases) {
-    AdaptiveKlController c(0.1, 6.0, 10000);
+    KlController c(0.1, true, 6.0, 10000);
     c.update(kl, 256);
     EXPECT_NEAR(c.value, want, 1e-12) << "kl " << kl;
   }
-  FixedKlController f(0.1);
-  f.update(100.0, 256);
-  EXPECT_EQ(f.value, 0.1);
-  EXPECT_THROW(AdaptiveKlController(0.1, 6.0, 0), Error);
+  KlController fixed(0.1, false, 6.0, 10000);  // ppo.adaptive_kl: false
+  fixed.update(100.0, 256);
+  EXPECT_EQ(fixed.value, 0.1);
+  EXPECT_THROW(KlController(0.1, true, 6.0, 0), Error);
 }
 
 // ε = 0.2, old_logp = 0 so ρ = exp(logp). Per token, loss = -min(ρA, clip(ρ, 0.8, 1.2)A):

@@ -1,4 +1,4 @@
-// test_reward_command.cpp — run_reward_command (ppo.reward: command, src/ppo/reward_command.h)
+// test_reward_command.cpp — run_reward_command (ppo.reward: command, src/ppo/reward/command.h)
 // against small shell programs: answers parsed in order, and each way a program can misbehave
 // (garbage, a wrong line count, a non-zero exit, a hang, not reading stdin) an error naming the
 // key and what was expected, never an exception or a dead trainer.
@@ -7,7 +7,7 @@
 #include <chrono>
 #include <string>
 
-#include "ppo/reward_command.h"
+#include "ppo/reward/command.h"
 
 namespace rlhf {
 namespace {

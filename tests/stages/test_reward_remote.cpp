@@ -1,4 +1,4 @@
-// test_reward_remote.cpp — ppo.reward: remote's client (ppo/reward_remote.h) against small
+// test_reward_remote.cpp — ppo.reward: remote's client (ppo/reward/remote.h) against small
 // in-process HTTP servers that answer right, wrong, late or not at all: scores in order across
 // request batches, retries of 5xx, no retry of 4xx, each bad answer an error naming the URL, and
 // a rollout's rows turned into queries by the rule of reward_query.h.
@@ -12,7 +12,7 @@
 #endif
 
 #include "common/tokenizer/tokenizer.h"
-#include "ppo/reward_remote.h"
+#include "ppo/reward/remote.h"
 #include "support/test_support.h"
 
 namespace rlhf {

@@ -1,4 +1,4 @@
-// test_reward_source.cpp — ppo.reward behind one call (ppo/reward_source.h): a command scores
+// test_reward_source.cpp — ppo.reward behind one call (ppo/reward/source.h): a command scores
 // several batches in one run and each batch gets its own rows' scores back; no rows, no run; the
 // reward-model source gives each batch the model's own scores.
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 
 #include "common/dist/dist.h"
 #include "common/tokenizer/tokenizer.h"
-#include "ppo/reward_source.h"
+#include "ppo/reward/source.h"
 #include "support/test_support.h"
 
 namespace rlhf {

@@ -17,11 +17,15 @@
 #include "common/core/h5.h"
 #include "common/train/run.h"
 #include "common/train/train_common.h"
+#include "dpo/dpo_config.h"
 #include "dpo/dpo_trainer.h"
 #include "ppo/policy_eval.h"
+#include "ppo/ppo_config.h"
 #include "ppo/ppo_trainer.h"
+#include "rm/rm_config.h"
 #include "rm/rm_eval.h"
 #include "rm/rm_trainer.h"
+#include "sft/sft_config.h"
 #include "sft/sft_trainer.h"
 #include "tools/prep/synth.h"
 #include "support/test_support.h"
@@ -37,9 +41,10 @@ using StageFn = int (*)(const rlhf::RunRequest&);
 // The trainers are called with a RunRequest built here (config from load_config + the test's
 // --set overrides), not through argv; the argv wrapper is covered by the script tests.
 int run_stage(StageFn fn, const std::vector<std::string>& args) {
-  const rlhf::Stage stage = fn == static_cast<StageFn>(&rlhf::run_sft) ? rlhf::Stage::SFT
-                            : fn == static_cast<StageFn>(&rlhf::run_rm) ? rlhf::Stage::RM
-                                                                        : rlhf::Stage::PPO;
+  const rlhf::StageSpec& stage = fn == static_cast<StageFn>(&rlhf::run_sft) ? rlhf::sft_stage()
+                                  : fn == static_cast<StageFn>(&rlhf::run_rm) ? rlhf::rm_stage()
+                                  : fn == static_cast<StageFn>(&rlhf::run_dpo) ? rlhf::dpo_stage()
+                                                                               : rlhf::ppo_stage();
   rlhf::RunRequest req;
   std::string file;
   std::vector<std::string> sets;
@@ -426,7 +431,7 @@ TEST_F(Trainers, PpoLoraDropoutStaysOutOfEveryRatio) {
 // they equal the eval-mode forward, on which the reference margin is computed.
 TEST_F(Trainers, DpoLoraPolicyHasNoAdapterDropout) {
   const rlhf::Config cfg = rlhf::parse_config(
-      rlhf::Stage::DPO, "", "test", {"init=" + g_root + "/sft", "model.lora.rank=4", "model.lora.dropout=0.5"});
+      rlhf::dpo_stage(), "", "test", {"init=" + g_root + "/sft", "model.lora.rank=4", "model.lora.dropout=0.5"});
   rlhf::ModelSetup ms = rlhf::resolve_model(cfg, cfg.init);
   ms.cfg.dropout = 0.0;
   rlhf::DpoModels m = rlhf::load_dpo_models(cfg, ms, torch::kCPU, false);

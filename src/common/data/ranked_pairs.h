@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/core/strings.h"
+
 namespace rlhf {
 
 // How a group's pair losses are normalised (rm.pair_normalizer).
@@ -23,6 +25,8 @@ namespace rlhf {
 //   StrictPairs: by |P_g|, the number of strictly ordered pairs (a group with many ties weighs
 //                as much as one without). Equal to Paper when a group has no ties.
 enum class PairNormalizer { Paper, StrictPairs };
+inline constexpr EnumNames<PairNormalizer, 2> kPairNormalizerNames{
+    {{PairNormalizer::Paper, "paper"}, {PairNormalizer::StrictPairs, "strict_pairs"}}};
 
 struct RankedPairs {
   std::vector<int64_t> better, worse;  // [P] response indices in [0, N): rank[better] < rank[worse]

@@ -253,4 +253,29 @@ std::string resolve_model_path(const std::string& ckpt) {
                           "nor a run directory (with checkpoints/latest)", ckpt));
 }
 
+namespace {
+// A checkpoint of the given kind, loaded onto `dev` in eval mode.
+template <class Model>
+Model load_model_of_kind(const std::string& ckpt, const char* kind, const char* what,
+                         const torch::Device& dev, ModelFile* file_out) {
+  ModelFile f = read_model_h5(resolve_model_path(ckpt));
+  RLHF_CHECK(f.kind == kind, "{}: expected a {} ({}) checkpoint, found kind '{}'", ckpt, what, kind,
+             f.kind);
+  Model m(f.cfg);
+  load_parameters(*m, f);
+  m->to(dev);
+  m->eval();
+  if (file_out) *file_out = std::move(f);
+  return m;
+}
+}  // namespace
+
+CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
+  return load_model_of_kind<CausalLM>(ckpt, "causal_lm", "policy", dev, file_out);
+}
+
+ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out) {
+  return load_model_of_kind<ScalarModel>(ckpt, "scalar", "reward model", dev, file_out);
+}
+
 }  // namespace rlhf

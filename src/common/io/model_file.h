@@ -80,4 +80,9 @@ void load_parameters(torch::nn::Module& m, const ModelFile& f,
 // (resolve <dir>/checkpoints/latest -> that dir's model.h5) or the model.h5 path itself.
 std::string resolve_model_path(const std::string& ckpt);
 
+// A checkpoint (run directory or model file) of kind causal_lm / scalar, loaded onto dev in eval
+// mode; the file (tokenizer, extra) into *file_out when given. Throws naming ckpt for another kind.
+CausalLM load_causal_lm(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
+ScalarModel load_scalar_model(const std::string& ckpt, const torch::Device& dev, ModelFile* file_out = nullptr);
+
 }  // namespace rlhf

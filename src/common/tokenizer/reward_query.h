@@ -44,6 +44,11 @@ struct RewardQuery {
   bool exact = false;  // client side: text and eos give back exactly the ids (see above)
 };
 
+// The framing of rows framed with these ids (data/batch.h SpecialIds: bos, eos, add_eos).
+inline QueryFraming query_framing(int64_t bos, int64_t eos, bool add_eos) {
+  return {static_cast<int32_t>(bos), add_eos ? static_cast<int32_t>(eos) : -1};
+}
+
 // Client side: the unpadded ids a reward model would score → the query.
 RewardQuery reward_query(const Tokenizer& tok, const QueryFraming& f, const std::vector<int32_t>& ids);
 

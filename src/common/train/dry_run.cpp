@@ -16,12 +16,13 @@
 #include "common/train/train_common.h"
 
 namespace rlhf {
-namespace {
 
-ModelConfig header_config(const std::string& ckpt, const char* what) {
-  RLHF_CHECK(!ckpt.empty(), "--dry-run: {} is not set", what);
+ModelConfig checkpoint_model_config(const std::string& ckpt, const char* key) {
+  RLHF_CHECK(!ckpt.empty(), "--dry-run: {} is not set", key);
   return read_model_header(resolve_model_path(ckpt)).cfg;
 }
+
+namespace {
 
 std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024 * 1024)); }
 
@@ -42,12 +43,11 @@ double activation_bytes(const ModelConfig& m, double rows, double T, double e) {
   return m.n_layer * per_layer_full;
 }
 
-// RM and DPO batch sizes count groups (a prompt with its K ranked responses), and a micro-batch
-// forwards every response of its groups (rm_eval.h: the prompt once, each response against its
+// A ranked stage's micro-batch counts groups (a prompt with its K ranked responses), and its
+// forward holds every response of its groups (RM: the prompt once, each response against its
 // cache; DPO: each response under the policy and the reference): micro × K rows. K = the largest
 // group of data.train when that file can be read, else 2 (the fewest a group has).
-int64_t rows_per_group(Stage stage, const Config& cfg) {
-  if (stage != Stage::RM && stage != Stage::DPO) return 1;
+int64_t rows_per_group(const Config& cfg) {
   int64_t k = 2;
   try {
     const std::vector<int64_t> go = H5File::open_read(cfg.data.train).read_vector<int64_t>("group_offsets");
@@ -60,46 +60,25 @@ int64_t rows_per_group(Stage stage, const Config& cfg) {
 
 }  // namespace
 
-std::vector<StageModel> stage_models(Stage stage, const Config& cfg) {
-  std::vector<StageModel> out;
-  auto with_overrides = [&](ModelConfig m) {
-    m.activation_checkpointing = cfg.model.activation_checkpointing;
-    return m;
-  };
-  const ModelConfig base = cfg.init.empty() ? cfg.model : with_overrides(header_config(cfg.init, "init"));
-  switch (stage) {
-    case Stage::SFT: out.push_back({"policy", base, false, true}); break;
-    case Stage::RM: out.push_back({"reward model", base, true, true}); break;
-    case Stage::DPO:  // the policy and its frozen reference (dpo.reference, default init)
-      out.push_back({"policy", base, false, true});
-      out.push_back({"reference", cfg.dpo.reference.empty() ? base : header_config(cfg.dpo.reference, "dpo.reference"),
-                     false, false});
-      break;
-    case Stage::PPO: {
-      RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint");
-      // ppo.reward: rule loads no reward model; a critic-free ppo.advantage builds no critic.
-      const bool rm_used = cfg.ppo.reward == RewardKind::Rm;
-      const bool critic_used = cfg.ppo.advantage == AdvantageKind::Gae;
-      out.push_back({"actor", base, false, true});
-      if (critic_used) {
-        RLHF_CHECK(rm_used || !cfg.ppo.critic_init.empty(),
-                   "ppo.advantage: gae with ppo.reward: {} needs ppo.critic_init", kRewardNames.name(cfg.ppo.reward));
-        const ModelConfig critic = cfg.ppo.critic_init.empty()
-                                       ? header_config(cfg.ppo.reward_model, "ppo.reward_model")
-                                       : header_config(cfg.ppo.critic_init, "ppo.critic_init");
-        out.push_back({"critic", with_overrides(critic), true, true});
-      }
-      out.push_back({"reference", base, false, false});
-      if (rm_used) out.push_back({"reward", header_config(cfg.ppo.reward_model, "ppo.reward_model"), true, false});
-      break;
-    }
+StagePlan stage_plan(const Config& cfg) {
+  RLHF_CHECK(cfg.stage != nullptr, "stage_plan: the config has no stage");
+  return cfg.stage->plan ? cfg.stage->plan(cfg) : StagePlan{};
+}
+
+std::vector<StageModel> stage_models(const Config& cfg) {
+  RLHF_CHECK(cfg.stage != nullptr && cfg.stage->models, "stage_models: the config's stage declares no models");
+  ModelConfig base = cfg.model;
+  if (!cfg.init.empty()) {
+    base = checkpoint_model_config(cfg.init, "init");
+    base.activation_checkpointing = cfg.model.activation_checkpointing;
   }
-  const bool bf16 = stage == Stage::PPO && cfg.ppo.frozen_dtype == Precision::BF16;
+  std::vector<StageModel> out = cfg.stage->models(cfg, base);
+  const StagePlan plan = stage_plan(cfg);
   for (auto& m : out) {
     m.lora = m.trainable && cfg.lora.enabled();
     m.shared = m.role == "reference" && cfg.lora.enabled();  // the base, adapters off (PPO, DPO)
-    m.frozen_bf16 = bf16 && (!m.trainable || m.lora);
-    m.offloaded = stage == Stage::PPO && cfg.ppo.offload_frozen && !m.trainable && !m.shared;
+    m.frozen_bf16 = plan.frozen_bf16 && (!m.trainable || m.lora);
+    m.offloaded = plan.offload_frozen && !m.trainable && !m.shared;
   }
   return out;
 }
@@ -126,19 +105,17 @@ ModelMemory model_memory(const StageModel& m, const Config& cfg, int world_size)
   return mm;
 }
 
-MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector<StageModel>& models,
-                               int world_size, bool cuda) {
+MemoryEstimate estimate_memory(const Config& cfg, const std::vector<StageModel>& models, int world_size, bool cuda) {
   MemoryEstimate e;
   const double elt = cuda && cfg.train.precision == Precision::BF16 ? 2.0 : 4.0;
-  const bool ppo = stage == Stage::PPO;
-  // PPO's batch sizes count prompts; each prompt gives ppo.samples_per_prompt rollout rows.
-  const int64_t n = ppo ? std::max<int64_t>(1, cfg.ppo.samples_per_prompt) : 1;
+  const StagePlan plan = stage_plan(cfg);
+  // Batch sizes count samples; each sample is plan.rows_per_sample rows (PPO: rollout rows).
+  const int64_t n = std::max<int64_t>(1, plan.rows_per_sample);
   const int64_t per_rank = std::max<int64_t>(1, cfg.train.global_batch_size / world_size) * n;
-  const int64_t share = ppo && cfg.ppo.minibatch_size > 0
-                            ? std::max<int64_t>(1, cfg.ppo.minibatch_size / world_size) * n
-                            : per_rank;
+  const int64_t share = plan.step_samples > 0 ? std::max<int64_t>(1, plan.step_samples / world_size) * n : per_rank;
   const double micro = static_cast<double>(cfg.train.micro_batch_size > 0 ? cfg.train.micro_batch_size : share) *
-                       static_cast<double>(rows_per_group(stage, cfg));  // rows per forward
+                       static_cast<double>(plan.ranked_groups ? rows_per_group(cfg) : 1);  // rows per forward
+  const bool generates = plan.generated_tokens > 0;
   for (const auto& m : models) {
     ModelMemory mm = model_memory(m, cfg, world_size);
     (m.offloaded ? e.offloaded : e.weights) += mm.weights;
@@ -146,29 +123,31 @@ MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector
     e.optimizer += mm.optimizer;
     e.models.push_back(std::move(mm));
   }
-  const ModelConfig& first = models.front().cfg;
-  const double T = ppo ? std::min<double>(first.max_seq_len, seq_len_limit(cfg, first) +
-                                                                 static_cast<double>(cfg.ppo.max_new_tokens))
-                       : seq_len_limit(cfg, first);
+  const StageModel& first_model = models.front();
+  const ModelConfig& first = first_model.cfg;
+  const double T = generates ? std::min<double>(first.max_seq_len, seq_len_limit(cfg, first) +
+                                                                       static_cast<double>(plan.generated_tokens))
+                             : seq_len_limit(cfg, first);
   for (const auto& m : models)
     if (m.trainable) e.activations = std::max(e.activations, activation_bytes(m.cfg, micro, T, elt));
   int trained_models = 0;
   for (const auto& m : models) trained_models += m.trainable ? 1 : 0;
-  if (ppo && trained_models > 1) e.activations *= 2;  // actor and critic updates can overlap
-  e.logits = stage == Stage::RM ? 0.0 : micro * T * first.vocab_size * 12.0;  // a scalar head: no logits
-  if (ppo)
+  if (trained_models > 1) e.activations *= 2;  // e.g. PPO's actor and critic updates can overlap
+  e.logits = first_model.scalar ? 0.0 : micro * T * first.vocab_size * 12.0;  // a scalar head: no logits
+  if (generates)
     e.kv_cache = 2.0 * first.n_layer * per_rank * T * first.n_kv_head * first.head_dim() * elt;
   return e;
 }
 
-void check_memory_fits(Stage stage, const Config& cfg, int world_size, int local_size, bool cuda) {
+void check_memory_fits(const Config& cfg, int world_size, int local_size, bool cuda) {
   const char* skip = std::getenv("RLHF_SKIP_MEMORY_CHECK");
   if (cuda || (skip != nullptr && std::string(skip) == "1")) return;
   const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
   if (ram <= 0) return;
   const double per_rank = ram / std::max(1, local_size);
-  const auto models = stage_models(stage, cfg);
-  const MemoryEstimate e = estimate_memory(stage, cfg, models, world_size, false);
+  const auto models = stage_models(cfg);
+  const MemoryEstimate e = estimate_memory(cfg, models, world_size, false);
+  const StagePlan plan = stage_plan(cfg);
   RLHF_CHECK(e.total() <= 4 * per_rank,
              "this run needs about {} per rank (weights {}, grads {}, AdamW {}, activations {}, "
              "logits {}{}), more than 4x the {} this machine has per rank: train.micro_batch_size "
@@ -177,15 +156,15 @@ void check_memory_fits(Stage stage, const Config& cfg, int world_size, int local
              gib(e.total()), gib(e.weights), gib(e.grads), gib(e.optimizer), gib(e.activations),
              gib(e.logits), e.kv_cache > 0 ? ", kv cache " + gib(e.kv_cache) : "", gib(per_rank),
              cfg.train.micro_batch_size, seq_len_limit(cfg, models.front().cfg),
-             stage == Stage::PPO ? fmt::format(" (+ ppo.max_new_tokens {})", cfg.ppo.max_new_tokens) : "");
+             plan.generated_tokens > 0 ? fmt::format(" (+ {} {})", plan.generated_key, plan.generated_tokens) : "");
 }
 
-int dry_run(Stage stage, const Config& cfg, int world_size) {
-  const std::string exe = stage_name(stage) + "_train";
+int dry_run(const Config& cfg, int world_size) {
+  const std::string exe = stage_name(cfg) + "_train";
   std::cout << "# " << exe << " --dry-run: resolved config\n" << dump_config(cfg);
-  const auto models = stage_models(stage, cfg);
+  const auto models = stage_models(cfg);
   const bool cuda = cfg.train.device == DeviceKind::CUDA;
-  const MemoryEstimate e = estimate_memory(stage, cfg, models, world_size, cuda);
+  const MemoryEstimate e = estimate_memory(cfg, models, world_size, cuda);
   int64_t total = 0, trained = 0;
   std::cout << "# models (bytes per rank)\n";
   for (size_t i = 0; i < models.size(); ++i) {

@@ -32,18 +32,9 @@
 
 #include "common/model/model.h"
 #include "common/train/config.h"
+#include "common/train/stage_spec.h"
 
 namespace rlhf {
-
-struct StageModel {
-  std::string role;  // "policy", "reward model", "actor", "reference", "critic", "reward"
-  ModelConfig cfg;
-  bool scalar = false, trainable = false;
-  bool lora = false;         // model.lora on a trained model: adapters (+ score head) train
-  bool shared = false;       // the PPO reference with LoRA: the actor's base, no weights of its own
-  bool frozen_bf16 = false;  // frozen weights in bf16 (ppo.frozen_dtype)
-  bool offloaded = false;    // ppo.offload_frozen: on the device only while scoring
-};
 
 struct ModelMemory {  // one model's share of the estimate (bytes per rank)
   std::string role;
@@ -59,21 +50,25 @@ struct MemoryEstimate {
     return weights + grads + optimizer + std::max(activations + logits, kv_cache + offloaded);
   }
 };
+// The architecture of the checkpoint `ckpt` (a run directory or model file) from its header alone;
+// `key` names the setting in the error when ckpt is "" (StageSpec::models uses it).
+ModelConfig checkpoint_model_config(const std::string& ckpt, const char* key);
+
 // One model's parameters, trained parameters and bytes under the options (see above).
 ModelMemory model_memory(const StageModel& m, const Config& cfg, int world_size);
 
-// The models a stage builds, from cfg (and the checkpoints it names). Throws like the trainer.
-std::vector<StageModel> stage_models(Stage stage, const Config& cfg);
-MemoryEstimate estimate_memory(Stage stage, const Config& cfg, const std::vector<StageModel>& models,
-                               int world_size, bool cuda);
+// The models cfg's stage builds (StageSpec::models, from cfg and the checkpoints it names), with
+// lora / shared / frozen_bf16 / offloaded filled in. Throws like the trainer.
+std::vector<StageModel> stage_models(const Config& cfg);
+MemoryEstimate estimate_memory(const Config& cfg, const std::vector<StageModel>& models, int world_size, bool cuda);
 // Fails fast, before anything is allocated, when the estimate for this rank exceeds 4x the
 // memory it can count on (on CPU: physical memory / ranks on this node): sizes such as
 // train.micro_batch_size = 10^9 would otherwise grow until the machine swaps or the allocator
 // gives up mid-step. The factor leaves room for the estimate's pessimism (full logits); the error
 // names the batch and length keys and --dry-run. RLHF_SKIP_MEMORY_CHECK=1 turns it off. CUDA is
 // not checked here (its allocator fails cleanly with the sizes it wanted).
-void check_memory_fits(Stage stage, const Config& cfg, int world_size, int local_size, bool cuda);
+void check_memory_fits(const Config& cfg, int world_size, int local_size, bool cuda);
 // Prints the report to stdout; returns 0.
-int dry_run(Stage stage, const Config& cfg, int world_size);
+int dry_run(const Config& cfg, int world_size);
 
 }  // namespace rlhf

@@ -37,9 +37,8 @@ TrainLoop::TrainLoop(RunContext& ctx, const ModelSetup& ms, std::vector<CkptMode
       ms_(ms),
       opts_(make_optimizers(ctx, trained, &n_params_)),
       sampler_(dataset_size, ctx.cfg.run.seed, ctx.comm->rank(), ctx.comm->world_size()),
-      // (PPO: micro-batches count rollout rows, ppo.samples_per_prompt per prompt)
-      accum_(accumulation_steps(ctx.cfg.train.global_batch_size *
-                                    (ctx.cfg.stage == Stage::PPO ? ctx.cfg.ppo.samples_per_prompt : 1),
+      // (micro-batches count rows: StagePlan::rows_per_sample per sample; PPO: rollout rows)
+      accum_(accumulation_steps(ctx.cfg.train.global_batch_size * stage_plan(ctx.cfg).rows_per_sample,
                                 ctx.cfg.train.micro_batch_size, ctx.comm->world_size())),
       saved_(std::move(saved)),
       extra_(std::move(extra)),
@@ -160,7 +159,7 @@ nlohmann::json TrainLoop::peak_memory_report() {
   const Config& cfg = ctx_.cfg;
   MemoryEstimate e;
   try {  // reads the checkpoint headers the stage started from; the run must not fail here
-    e = estimate_memory(cfg.stage, cfg, stage_models(cfg.stage, cfg), ctx_.comm->world_size(),
+    e = estimate_memory(cfg, stage_models(cfg), ctx_.comm->world_size(),
                         ctx_.device.is_cuda());
   } catch (const Error& err) {
     return {{"kind", p.kind}, {"measured_bytes", measured}, {"estimate_error", err.what()}};

@@ -36,12 +36,9 @@ torch::Device select_run_device(const Config& cfg, Communicator& comm) {
   return dev;
 }
 
-RunRequest parse_run_args(Stage stage, int argc, char** argv) {
-  const std::string exe = stage_name(stage) + "_train";
-  CLI::App app{exe + ": " + (stage == Stage::SFT  ? "supervised fine-tuning (stage 1)"
-                             : stage == Stage::RM ? "reward model training (stage 2)"
-                             : stage == Stage::DPO ? "direct preference optimisation from ranked data"
-                                                   : "PPO-ptx against the reward model (stage 3)")};
+RunRequest parse_run_args(const StageSpec& stage, int argc, char** argv) {
+  const std::string exe = stage.name + "_train";
+  CLI::App app{exe + ": " + stage.title};
   std::string config_file;
   std::vector<std::string> sets;
   bool resume = false;
@@ -71,8 +68,8 @@ int RunRequest::planned_ranks() const {
   return dry_run_ranks > 0 ? dry_run_ranks : world().world_size();
 }
 
-RunContext start_run(Stage stage, const RunRequest& req) {
-  const std::string exe = stage_name(stage) + "_train";
+RunContext start_run(const RunRequest& req) {
+  const std::string exe = stage_name(req.cfg) + "_train";
   const bool resume = req.resume;
   const std::string& resume_from = req.resume_from;
   RunContext ctx;
@@ -90,22 +87,23 @@ RunContext start_run(Stage stage, const RunRequest& req) {
   log_info("# {} resolved config ({} rank{})\n{}", version_line(exe), comm.world_size(),
            comm.world_size() > 1 ? "s" : "", ctx.config_text);
   if (comm.is_root())
-    for (const auto& w : ineffective_keys(ctx.cfg, stage)) log_warn("# warning: {}", w);
+    for (const auto& w : ineffective_keys(ctx.cfg)) log_warn("# warning: {}", w);
   if (ctx.cfg.train.micro_batch_size == 0) {
     // 0 = auto: this rank's whole share of an optimizer step in one forward (no accumulation).
     // Resolved here, not in config.yaml, so a run keeps "auto" when resumed on another rank count.
-    const bool ppo_mb = stage == Stage::PPO && ctx.cfg.ppo.minibatch_size > 0;
-    const int64_t share = ppo_mb ? ctx.cfg.ppo.minibatch_size : ctx.cfg.train.global_batch_size;
+    const StagePlan plan = stage_plan(ctx.cfg);
+    const bool own_step = plan.step_samples > 0;  // e.g. ppo.minibatch_size
+    const int64_t share = own_step ? plan.step_samples : ctx.cfg.train.global_batch_size;
     RLHF_CHECK(share % comm.world_size() == 0,
                "train.micro_batch_size = 0 (auto) needs {} = {} to be divisible by the rank count {}",
-               ppo_mb ? "ppo.minibatch_size" : "train.global_batch_size", share, comm.world_size());
-    // PPO's micro-batches count rollout rows: ppo.samples_per_prompt per prompt.
-    ctx.cfg.train.micro_batch_size = share / comm.world_size() * (stage == Stage::PPO ? ctx.cfg.ppo.samples_per_prompt : 1);
+               own_step ? plan.step_key : "train.global_batch_size", share, comm.world_size());
+    // micro-batches count rows: plan.rows_per_sample per sample (PPO: rollout rows per prompt).
+    ctx.cfg.train.micro_batch_size = share / comm.world_size() * plan.rows_per_sample;
     log_info("# train.micro_batch_size = 0 (auto): {} per rank, no accumulation",
              ctx.cfg.train.micro_batch_size);
   }
   ctx.device = select_run_device(ctx.cfg, comm);
-  check_memory_fits(stage, ctx.cfg, comm.world_size(), comm.local_size(), ctx.device.is_cuda());
+  check_memory_fits(ctx.cfg, comm.world_size(), comm.local_size(), ctx.device.is_cuda());
   if (ctx.cfg.train.precision == Precision::BF16) {
     if (ctx.device.is_cuda())
       ctx.autocast = std::make_unique<compat::AutocastScope>(true, at::kBFloat16);

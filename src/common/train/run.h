@@ -12,6 +12,7 @@
 #include "common/io/checkpoint.h"
 #include "common/core/compat.h"
 #include "common/train/config.h"
+#include "common/train/stage_spec.h"
 #include "common/dist/dist.h"
 #include "common/train/metrics.h"
 
@@ -43,9 +44,10 @@ struct RunRequest {
   int dry_run_ranks = 0;    // --ranks N with --dry-run: plan for N ranks (0 = this job's count)
   int planned_ranks() const;  // dry_run_ranks, else the job's world size
 };
-RunRequest parse_run_args(Stage stage, int argc, char** argv);
+RunRequest parse_run_args(const StageSpec& stage, int argc, char** argv);
 
-RunContext start_run(Stage stage, const RunRequest& req);
+// req.cfg's stage (Config::stage) names the executable and plans the batch.
+RunContext start_run(const RunRequest& req);
 
 // Installs SIGTERM/SIGUSR1 handlers that only set a flag (the current step finishes).
 void install_stop_signals();

@@ -26,8 +26,7 @@
 #include "common/tokenizer/tokenizer.h"
 #include "common/train/log.h"
 #include "common/train/train_common.h"
-#include "ppo/reward_remote.h"
-#include "ppo/policy_eval.h"
+#include "common/tokenizer/reward_query.h"
 #include "tools/serve/rm_server.h"
 
 namespace {
@@ -43,7 +42,8 @@ rlhf::QueryFraming framing_of(const rlhf::TokenizerInfo& t) {
   rlhf::DatasetMeta rows;
   rows.chat_template = t.chat_template;
   rows.end_of_turn = t.end_of_turn;
-  return rlhf::query_framing(rlhf::for_rows(rlhf::special_ids(t), rows));
+  const rlhf::SpecialIds ids = rlhf::for_rows(rlhf::special_ids(t), rows);
+  return rlhf::query_framing(ids.bos, ids.eos, ids.add_eos);
 }
 
 // SIGINT and SIGTERM: blocked in every thread (main() blocks them before MPI or anything else

@@ -1,5 +1,5 @@
 // rm_server.h — `rlhf_serve rm` (issue 19): a trained reward model over HTTP, with the request
-// shape of OpenRLHF's reward server (and of ppo.reward: remote, ppo/reward_remote.h):
+// shape of OpenRLHF's reward server (and of ppo.reward: remote, ppo/reward/remote.h):
 //   POST /get_reward  {"query": ["<prompt and response as text>", ...], "eos": [true, ...]}
 //                     → 200 {"rewards": [<float>, ...]}   ("eos" optional: default all true)
 //   GET  /health      → 200 {"status": "ok", "checkpoint", "max_seq_len", "queued_rows",

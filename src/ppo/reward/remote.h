@@ -1,4 +1,4 @@
-// reward_remote.h — rewards from an HTTP reward server (ppo.reward: remote, issue 19), e.g.
+// remote.h — rewards from an HTTP reward server (ppo.reward: remote, issue 19), e.g.
 // `rlhf_serve rm` (tools/serve/rm_server.h) or OpenRLHF's reward server: once per iteration, each
 // rank POSTs its rows to ppo.reward_url as JSON, at most ppo.reward_batch_size queries a request,
 //   {"query": ["<prompt and response as text>", ...], "eos": [true, ...]}
@@ -16,7 +16,7 @@
 //   or an answer that is not the shape above (wrong count, a non-number, nan), comes back as
 //   CommandOutcome::error naming ppo.reward_url, the request (queries [a, b)), the attempt and
 //   the server's status and message.
-// - remote_scores is collective (reward_command.h collective_scores): a failure on any rank
+// - remote_scores is collective (reward/command.h collective_scores): a failure on any rank
 //   throws StepAbortedError on every rank, so the run checkpoints its completed steps first.
 // - Built without cpp-httplib (libcpp-httplib-dev), http_client_available() is false and the
 //   trainer refuses ppo.reward: remote at start-up with that explanation.
@@ -28,7 +28,7 @@
 
 #include "common/tokenizer/reward_query.h"
 #include "common/dist/dist.h"
-#include "ppo/reward_command.h"
+#include "ppo/reward/command.h"
 #include "ppo/rollout.h"
 
 namespace rlhf {
@@ -41,10 +41,6 @@ struct RemoteRewardOptions {
 };
 
 bool http_client_available();
-
-// The framing of rows framed by ids (data/batch.h for_rows: plain BOS + ... + EOS, chat none):
-// the policy's on the client side, the reward model's training rows on the server side.
-QueryFraming query_framing(const SpecialIds& ids);
 
 // "http://host:port/path" → {"http://host:port", "/path"} ("/" when none); throws rlhf::Error
 // naming ppo.reward_url for anything else.

@@ -1,4 +1,4 @@
-// reward_command.h — rewards from an external program (ppo.reward: command, issue 19): once per
+// command.h — rewards from an external program (ppo.reward: command, issue 19): once per
 // iteration, on each rank for its own rows (the held-out evaluation: in runs of at most that many
 // rows), `/bin/sh -c "$ppo.reward_command"` gets one JSON line per row on stdin,
 //   {"prompt": "<decoded prompt>", "response": "<decoded response, up to EOS>", "eos": true}
@@ -45,7 +45,7 @@ std::vector<std::string> reward_command_lines(const Rollout& ro, const PromptDat
 // The scores of an outcome for this rank's batches (r.scores: their rows in order), once every
 // rank's outcome is known: if any rank's has an error, every rank throws StepAbortedError naming
 // it (and the rank); else one [B_i] float32 tensor per batch on its rollout's device.
-// Collective; also the end of ppo.reward: remote (reward_remote.h).
+// Collective; also the end of ppo.reward: remote (reward/remote.h).
 std::vector<torch::Tensor> collective_scores(const CommandOutcome& r, const std::vector<RolloutBatch>& batches,
                                              Communicator& comm);
 

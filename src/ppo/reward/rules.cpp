@@ -1,5 +1,5 @@
-// reward_rules.cpp — see reward_rules.h.
-#include "ppo/reward_rules.h"
+// rules.cpp — see rules.h.
+#include "ppo/reward/rules.h"
 
 #include <utility>
 
@@ -30,7 +30,7 @@ RewardRule reward_rule(const std::string& name) {
   std::string known;
   for (const auto& n : reward_rule_names()) known += (known.empty() ? "" : ", ") + n;
   RLHF_CHECK(false, "ppo.reward_rule = '{}' is not a registered reward rule; registered: {} "
-             "(src/ppo/reward_rules.cpp)", name, known);
+             "(src/ppo/reward/rules.cpp)", name, known);
   return {};
 }
 

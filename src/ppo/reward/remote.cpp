@@ -1,5 +1,5 @@
-// reward_remote.cpp — see reward_remote.h.
-#include "ppo/reward_remote.h"
+// remote.cpp — see remote.h.
+#include "ppo/reward/remote.h"
 
 #include <algorithm>
 #include <chrono>
@@ -84,10 +84,6 @@ bool http_client_available() {
 #else
   return false;
 #endif
-}
-
-QueryFraming query_framing(const SpecialIds& ids) {
-  return {static_cast<int32_t>(ids.bos), ids.add_eos ? static_cast<int32_t>(ids.eos) : -1};
 }
 
 std::pair<std::string, std::string> split_reward_url(const std::string& url) {

@@ -1,4 +1,4 @@
-// reward_rules.h — rule rewards (issue 19): ppo.reward: rule scores each response with a C++
+// rules.h — rule rewards (issue 19): ppo.reward: rule scores each response with a C++
 // function instead of a reward model (no reward model is loaded). A registry by name
 // (ppo.reward_rule); the first entry is the embedded task's hidden scorer.
 //

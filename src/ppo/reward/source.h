@@ -1,6 +1,6 @@
-// reward_source.h — ppo.reward behind one call: the raw scores of sampled rollouts under the
-// frozen reward model (rm), a registered rule (reward_rules.h), an external program
-// (reward_command.h) or an HTTP reward server (reward_remote.h). The training iterations score
+// source.h — ppo.reward behind one call: the raw scores of sampled rollouts under the
+// frozen reward model (rm), a registered rule (reward/rules.h), an external program
+// (reward/command.h) or an HTTP reward server (reward/remote.h). The training iterations score
 // their rollouts with it and so does the held-out evaluation (policy_eval.h), so eval_reward_mean
 // means what rm_score_raw means in training, whatever ppo.reward is.
 //
@@ -25,8 +25,9 @@
 #include "common/dist/dist.h"
 #include "common/model/model.h"
 #include "common/train/config.h"
-#include "ppo/reward_remote.h"
-#include "ppo/reward_rules.h"
+#include "ppo/ppo_config.h"
+#include "ppo/reward/remote.h"
+#include "ppo/reward/rules.h"
 #include "ppo/rollout.h"
 
 namespace rlhf {

@@ -1,7 +1,7 @@
-#include "ppo/reward_source.h"
+#include "ppo/reward/source.h"
 
 #include "common/core/check.h"
-#include "ppo/reward_command.h"
+#include "ppo/reward/command.h"
 
 namespace rlhf {
 
@@ -25,7 +25,7 @@ RewardSource::RewardSource(const PpoSection& pc, ScalarModel rm, const SpecialId
       break;
     case RewardKind::Remote:
       remote_ = {pc.reward_url, pc.reward_timeout_s, pc.reward_retries, pc.reward_batch_size};
-      framing_ = query_framing(ids);
+      framing_ = query_framing(ids.bos, ids.eos, ids.add_eos);
       break;
   }
 }
