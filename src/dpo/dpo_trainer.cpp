@@ -123,7 +123,7 @@ StepStats dpo_step(DpoModels& m, const RankedData& train, const std::vector<int6
     (l.loss * (static_cast<double>(l.groups) * comm.world_size() / global_groups)).backward();
     adam.after_backward();  // ZeRO stage >= 2: reduce-scatter, free the gradients
     s.add(l);
-    tokens += gb.seq.mask.sum().item<int64_t>();
+    tokens += gb.seq.attention_mask.sum().item<int64_t>();
     truncated += gb.seq.truncated;
   }
   StepStats st;
@@ -179,7 +179,7 @@ class DpoEvaluator {
 }  // namespace
 
 int run_dpo(int argc, char** argv) {
-  return log_errors([&] { return run_dpo(parse_run_args(dpo_stage(), argc, argv)); });
+  return run_stage_cli(dpo_stage(), argc, argv, [](const RunRequest& r) { return run_dpo(r); });
 }
 
 int run_dpo(const RunRequest& req) {
@@ -190,7 +190,7 @@ int run_dpo(const RunRequest& req) {
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
 
-  ModelSetup ms = from_key("init", [&] { return resolve_model(cfg, cfg.init); });
+  ModelSetup ms = resolve_init_model(cfg);
   // No dropout (as PPO, and TRL's DPO trainer): the reference's log-probs are without it, so
   // dropout noise would enter every margin h (at step 1 with reference = policy, h would not be 0).
   if (ms.cfg.dropout > 0 && comm.is_root())

@@ -26,9 +26,9 @@ GroupBatch ranked_group_batch(const RankedData& d, const std::vector<int64_t>& g
 torch::Tensor sequence_logprobs(CausalLM& model, const SeqBatch& b, const torch::Device& dev) {
   const torch::Tensor tokens = b.tokens.to(dev);                               // [B, T]
   const int64_t B = tokens.size(0), T = tokens.size(1);
-  const torch::Tensor h = model->trunk(tokens, b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
+  const torch::Tensor h = model->trunk(tokens, b.positions.to(dev), b.attention_mask.to(dev));  // [B, T, C]
   // Position t-1 predicts token t: the hidden states before each target.
-  const torch::Tensor sel = b.target_mask.to(dev).slice(1, 1, T);              // [B, T-1] bool
+  const torch::Tensor sel = b.loss_mask.to(dev).slice(1, 1, T);              // [B, T-1] bool
   const torch::Tensor h_pred = h.slice(1, 0, T - 1).index({sel});              // [M, C]
   const torch::Tensor targets = tokens.slice(1, 1, T).index({sel});            // [M]
   const torch::Tensor row = torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(dev))
@@ -39,8 +39,8 @@ torch::Tensor sequence_logprobs(CausalLM& model, const SeqBatch& b, const torch:
 }
 
 torch::Tensor target_counts(const SeqBatch& b) {
-  const int64_t T = b.target_mask.size(1);
-  return b.target_mask.slice(1, 1, T).sum(1).to(torch::kCPU, torch::kFloat);  // [B]
+  const int64_t T = b.loss_mask.size(1);
+  return b.loss_mask.slice(1, 1, T).sum(1).to(torch::kCPU, torch::kFloat);  // [B]
 }
 
 }  // namespace rlhf

@@ -7,7 +7,7 @@
 //   framing and truncation rule: the prompt loses its start first), in group order; `offsets`
 //   (size G+1) and `ranks` (size R) describe the groups as dpo_loss expects.
 // - sequence_logprobs: Σ_t log π(tokens[b,t] | tokens[b,<t]) over the row's target positions
-//   (target_mask: response tokens + EOS; chat rows: the assistant spans) -> [B] float32. Runs the
+//   (loss_mask: response tokens + EOS; chat rows: the assistant spans) -> [B] float32. Runs the
 //   trunk once; only the target positions go through the LM head (no [B, T, V] logits). Gradients
 //   flow when grad mode is on. A row without targets gets 0.
 #pragma once

@@ -1,8 +1,13 @@
-// advantages.h — critic-free advantage estimators (issue 19): several samples per prompt, the
-// sequence score compared within its group, no value model. GAE with a critic (ppo_loss.h)
-// stays the default; these are the alternatives that GRPO / RLOO / REINFORCE++ trainers use.
+// advantages.h — every advantage estimator of ppo.advantage and the whitening they share: GAE
+// with a critic (the default), and the critic-free ones (issue 19) — several samples per prompt,
+// the sequence score compared within its group (GRPO / Dr. GRPO / RLOO), or REINFORCE++'s
+// returns — that need no value model.
 //
 // Contract:
+// - Per-token tensors are [B, T] with a mask [B, T] (any dtype; nonzero = true); outputs are 0
+//   outside the mask. gae() detaches its inputs; the whitening statistics are local
+//   (masked_stats): the caller all-reduces {sum, sum_sq, count} and calls masked_whiten_with()
+//   with the global mean / variance, so every rank whitens identically.
 // - Groups: scores [B] hold n consecutive samples per prompt (rows g·n .. g·n + n - 1 are prompt
 //   g's), B divisible by n, n >= 2. Results are per row [B] (sequence-level advantages); spread
 //   them over the response tokens with per_token(). Inputs are not modified and need no grad.
@@ -16,7 +21,7 @@
 
 namespace rlhf {
 
-// ppo.advantage: GAE with a critic (ppo_loss.h gae), or a critic-free estimator: the group
+// ppo.advantage: GAE with a critic (gae below), or a critic-free estimator: the group
 // estimators below, or REINFORCE++ (reinforce_pp_returns).
 enum class AdvantageKind {
   Gae,
@@ -45,6 +50,41 @@ inline bool uses_critic(AdvantageKind k) { return k == AdvantageKind::Gae; }
 inline bool is_group_estimator(AdvantageKind k) {
   return k == AdvantageKind::Grpo || k == AdvantageKind::DrGrpo || k == AdvantageKind::Rloo;
 }
+
+struct GaeResult {
+  torch::Tensor advantages;  // [B, T], 0 outside the mask
+  torch::Tensor returns;     // [B, T] = advantages + values on the mask, 0 outside
+};
+
+// Generalized Advantage Estimation (Schulman et al. 2016, eq. 16), masked:
+//   δ_t = r_t + γ·V_{t'} - V_t,  A_t = δ_t + γλ·A_{t'}
+// where t' is the next masked-in position of the row (masked-out positions are skipped, so the
+// prompt head and pad tail take no part); after the last response token V = 0 and A = 0
+// (episode ends with the row, no bootstrapping). returns = A + V (the λ-return, the value target).
+// values, rewards, mask [B, T]; inputs are detached.
+GaeResult gae(const torch::Tensor& values, const torch::Tensor& rewards, const torch::Tensor& mask,
+              double gamma, double gae_lambda);
+
+// Local sufficient statistics over masked-in entries of x, in double precision. All-reduce
+// (sum) each field across ranks to get the global batch statistics.
+struct MaskedStats {
+  double sum = 0.0;
+  double sum_sq = 0.0;
+  double count = 0.0;
+  double mean() const;  // sum / count; 0 when count = 0
+  // Unbiased (Bessel-corrected) variance: (sum_sq/count - mean²) · count/(count-1), the usual
+  // choice in PPO implementations; 0 when count < 2 (and never negative from rounding).
+  double var() const;
+};
+MaskedStats masked_stats(const torch::Tensor& x, const torch::Tensor& mask);
+
+// Whitening with given statistics: (x - mean) / sqrt(var + 1e-8), plus mean again when
+// shift_mean is false (rescale only). Entries outside the mask are set to 0.
+torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, double mean,
+                                 double var, bool shift_mean = true);
+// Same with statistics of this x alone (local batch): masked_stats(x, mask) then _with.
+torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask,
+                            bool shift_mean = true);
 
 // Sequence-level advantages of each row within its group of n. scores [B] -> [B]. estimator: a
 // group estimator (throws for gae and reinforce_pp).

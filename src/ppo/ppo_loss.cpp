@@ -8,22 +8,9 @@
 
 #include "common/core/check.h"
 #include "common/core/strings.h"
+#include "ppo/tensor_checks.h"
 
 namespace rlhf {
-namespace {
-
-
-void check_same_shape(const char* fn, const char* name, const torch::Tensor& t,
-                      const torch::Tensor& ref) {
-  RLHF_CHECK(t.defined() && t.sizes() == ref.sizes(), "{}: {} must have shape {}, got {}", fn, name,
-             shape_str(ref), shape_str(t));
-}
-
-torch::Tensor as_bool(const torch::Tensor& mask) {
-  return mask.scalar_type() == torch::kBool ? mask : mask.ne(0);
-}
-
-}  // namespace
 
 torch::Tensor kl_penalty(const torch::Tensor& logp, const torch::Tensor& ref_logp,
                          KlEstimator estimator) {
@@ -64,36 +51,6 @@ torch::Tensor compute_rewards(const torch::Tensor& kl, const torch::Tensor& scor
   return rewards.scatter_add(1, last.unsqueeze(1), s.unsqueeze(1));                // [B, T]
 }
 
-GaeResult gae(const torch::Tensor& values, const torch::Tensor& rewards, const torch::Tensor& mask,
-              double gamma, double gae_lambda) {
-  RLHF_CHECK(values.dim() == 2, "gae: values must be [B, T], got {}", shape_str(values));
-  check_same_shape("gae", "rewards", rewards, values);
-  check_same_shape("gae", "mask", mask, values);
-  const torch::Tensor v = values.detach();                                  // [B, T]
-  const torch::Tensor r = rewards.detach().to(v.scalar_type());             // [B, T]
-  const torch::Tensor m = as_bool(mask);                                    // [B, T]
-  const int64_t B = v.size(0), T = v.size(1);
-
-  torch::Tensor next_value = torch::zeros({B}, v.options());  // V after the row's end = 0
-  torch::Tensor last_adv = torch::zeros({B}, v.options());
-  const torch::Tensor zero = torch::zeros({B}, v.options());
-  std::vector<torch::Tensor> adv_cols(static_cast<size_t>(T));
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const torch::Tensor m_t = m.select(1, t);                       // [B]
-    const torch::Tensor v_t = v.select(1, t);                       // [B]
-    const torch::Tensor delta = r.select(1, t) + gamma * next_value - v_t;  // [B]
-    const torch::Tensor a_t = delta + (gamma * gae_lambda) * last_adv;      // [B]
-    // Masked-out positions are skipped: the recursion state passes through unchanged.
-    last_adv = torch::where(m_t, a_t, last_adv);
-    next_value = torch::where(m_t, v_t, next_value);
-    adv_cols[static_cast<size_t>(t)] = torch::where(m_t, a_t, zero);
-  }
-  GaeResult out;
-  out.advantages = torch::stack(adv_cols, 1);                                     // [B, T]
-  out.returns = torch::where(m, out.advantages + v, torch::zeros_like(v));         // [B, T]
-  return out;
-}
-
 torch::Tensor masked_mean(const torch::Tensor& x, const torch::Tensor& mask) {
   check_same_shape("masked_mean", "mask", mask, x);
   const torch::Tensor m = as_bool(mask);
@@ -131,42 +88,6 @@ torch::Tensor loss_weights(const torch::Tensor& mask, LossAggregation aggregatio
   }
   RLHF_CHECK(false, "loss_weights: unknown LossAggregation {}", static_cast<int>(aggregation));
   return {};
-}
-
-double MaskedStats::mean() const { return count > 0 ? sum / count : 0.0; }
-
-double MaskedStats::var() const {
-  if (count < 2) return 0.0;
-  const double mu = mean();
-  const double biased = std::max(sum_sq / count - mu * mu, 0.0);
-  return biased * count / (count - 1.0);
-}
-
-MaskedStats masked_stats(const torch::Tensor& x, const torch::Tensor& mask) {
-  check_same_shape("masked_stats", "mask", mask, x);
-  torch::NoGradGuard no_grad;
-  const torch::Tensor m = as_bool(mask);
-  const torch::Tensor xd = torch::where(m, x.detach().to(torch::kDouble),
-                                        torch::zeros_like(x, torch::kDouble));
-  const torch::Tensor s =
-      torch::stack({xd.sum(), (xd * xd).sum(), m.sum().to(torch::kDouble)}).cpu();  // [3]
-  const double* p = s.data_ptr<double>();
-  return MaskedStats{p[0], p[1], p[2]};
-}
-
-torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, double mean,
-                                 double var, bool shift_mean) {
-  check_same_shape("masked_whiten_with", "mask", mask, x);
-  RLHF_CHECK(var >= 0.0 && std::isfinite(var) && std::isfinite(mean),
-             "masked_whiten_with: need finite mean and var >= 0, got mean {} var {}", mean, var);
-  torch::Tensor w = (x - mean) * (1.0 / std::sqrt(var + 1e-8));
-  if (!shift_mean) w = w + mean;
-  return torch::where(as_bool(mask), w, torch::zeros_like(w));
-}
-
-torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask, bool shift_mean) {
-  const MaskedStats st = masked_stats(x, mask);
-  return masked_whiten_with(x, mask, st.mean(), st.var(), shift_mean);
 }
 
 KlController::KlController(double init_kl_coef, bool adaptive_kl, double target_kl, int64_t horizon_steps)

@@ -4,12 +4,10 @@
 // - Shapes: per-token tensors are [B, T] (T = full sequence or response window, the caller
 //   decides); mask [B, T] is true on response tokens (any dtype; nonzero = true). Scores [B].
 // - Masked entries never influence a result: reductions use only masked-in entries, and per-token
-//   outputs (rewards, advantages, returns, whitened values) are 0 outside the mask.
-// - Rollout-time math (kl_penalty, compute_rewards, gae, whitening) is called under NoGradGuard by
-//   the PPO trainer; gae() detaches its inputs regardless. policy_loss / value_loss are
-//   differentiable w.r.t. logp / values; their diagnostics are detached tensors (no host sync).
-// - Multi-rank: masked_stats() is local; the caller all-reduces {sum, sum_sq, count} and calls
-//   masked_whiten_with() with the global mean/variance so every rank whitens identically.
+//   outputs (rewards) are 0 outside the mask. GAE and whitening: advantages.h.
+// - Rollout-time math (kl_penalty, compute_rewards) is called under NoGradGuard by the PPO
+//   trainer. policy_loss / value_loss are differentiable w.r.t. logp / values; their diagnostics
+//   are detached tensors (no host sync).
 #pragma once
 #include <cstdint>
 
@@ -53,43 +51,8 @@ torch::Tensor kl_penalty(const torch::Tensor& logp, const torch::Tensor& ref_log
 torch::Tensor compute_rewards(const torch::Tensor& kl, const torch::Tensor& score,
                               const torch::Tensor& mask, double kl_coef);
 
-struct GaeResult {
-  torch::Tensor advantages;  // [B, T], 0 outside the mask
-  torch::Tensor returns;     // [B, T] = advantages + values on the mask, 0 outside
-};
-
-// Generalized Advantage Estimation (Schulman et al. 2016, eq. 16), masked:
-//   δ_t = r_t + γ·V_{t'} - V_t,  A_t = δ_t + γλ·A_{t'}
-// where t' is the next masked-in position of the row (masked-out positions are skipped, so the
-// prompt head and pad tail take no part); after the last response token V = 0 and A = 0
-// (episode ends with the row, no bootstrapping). returns = A + V (the λ-return, the value target).
-// values, rewards, mask [B, T]; inputs are detached.
-GaeResult gae(const torch::Tensor& values, const torch::Tensor& rewards, const torch::Tensor& mask,
-              double gamma, double gae_lambda);
-
 // Σ_{mask} x / max(Σ mask, 1): scalar; 0 for an empty mask (not NaN). Differentiable w.r.t. x.
 torch::Tensor masked_mean(const torch::Tensor& x, const torch::Tensor& mask);
-
-// Local sufficient statistics over masked-in entries of x, in double precision. All-reduce
-// (sum) each field across ranks to get the global batch statistics.
-struct MaskedStats {
-  double sum = 0.0;
-  double sum_sq = 0.0;
-  double count = 0.0;
-  double mean() const;  // sum / count; 0 when count = 0
-  // Unbiased (Bessel-corrected) variance: (sum_sq/count - mean²) · count/(count-1), the usual
-  // choice in PPO implementations; 0 when count < 2 (and never negative from rounding).
-  double var() const;
-};
-MaskedStats masked_stats(const torch::Tensor& x, const torch::Tensor& mask);
-
-// Whitening with given statistics: (x - mean) / sqrt(var + 1e-8), plus mean again when
-// shift_mean is false (rescale only). Entries outside the mask are set to 0.
-torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, double mean,
-                                 double var, bool shift_mean = true);
-// Same with statistics of this x alone (local batch): masked_stats(x, mask) then _with.
-torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask,
-                            bool shift_mean = true);
 
 // The KL coefficient β of the iterations, fixed or adaptive (ppo.adaptive_kl), chosen at
 // construction. Adaptive (Ziegler et al. 2019, "Fine-Tuning Language Models from Human

@@ -132,8 +132,7 @@ PpoModels load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::
 // first ratio differ from 1 by noise that clipping then acts on.
 ModelSetup ppo_model_setup(const Config& cfg, bool root) {
   RLHF_CHECK(!cfg.init.empty(), "init is not set: PPO starts from the SFT checkpoint (init: runs/x/sft)");
-  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
-                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
+  ModelSetup ms = resolve_init_model(cfg);
   const PpoSection& pc = ppo_section(cfg);
   check_ppo_sampling(pc, ms.cfg.vocab_size);
   if (ms.cfg.dropout > 0 && root)

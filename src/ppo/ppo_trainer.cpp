@@ -211,7 +211,7 @@ class PpoEvaluation {
 }  // namespace
 
 int run_ppo(int argc, char** argv) {
-  return log_errors([&] { return run_ppo(parse_run_args(ppo_stage(), argc, argv)); });
+  return run_stage_cli(ppo_stage(), argc, argv, [](const RunRequest& r) { return run_ppo(r); });
 }
 
 int run_ppo(const RunRequest& req) {

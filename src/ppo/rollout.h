@@ -17,18 +17,27 @@
 
 namespace rlhf {
 
+// One iteration's experience, grouped by the step that fills each field (as OpenRLHF's
+// Experience). Masks: attention_mask is the real-token mask of the whole sequence (keys a position
+// may attend to); response_mask is the loss mask of the response window (the actions).
 struct Rollout {
-  torch::Tensor tokens;     // [B, P+N] int64
-  torch::Tensor attention_mask;  // [B, P+N] bool: real tokens (keys a position may attend to)
-  torch::Tensor positions;  // [B, P+N] int64
+  // generate_rollout (the sampler):
+  torch::Tensor tokens;          // [B, P+N] int64: left-padded prompt, then the response
+  torch::Tensor attention_mask;  // [B, P+N] bool: real tokens
+  torch::Tensor positions;       // [B, P+N] int64
   torch::Tensor response_mask;   // [B, N] bool: generated tokens up to and including EOS (actions)
   int64_t P = 0, N = 0;
-  torch::Tensor raw_score;  // [B] reward model output (with its fitted bias)
-  torch::Tensor score;      // [B] after the no-EOS penalty and clipping
-  torch::Tensor has_eos;    // [B] bool
-  torch::Tensor sample_logp;  // [B, N] log-probs generate() recorded while sampling (0 off the mask)
-  torch::Tensor old_logp, ref_logp, old_values;  // [B, N]
-  torch::Tensor kl, rewards, advantages, returns;  // [B, N]
+  torch::Tensor has_eos;         // [B] bool
+  torch::Tensor sample_logp;     // [B, N] log-probs generate() recorded while sampling (0 off the mask)
+  // the reward (ppo_trainer: reward/source.h; else make_experience's reward model):
+  torch::Tensor raw_score;       // [B] the reward's output (an RM with its fitted bias)
+  // make_experience (ppo_step.h):
+  torch::Tensor score;           // [B] after the no-EOS penalty and clipping
+  torch::Tensor old_logp, ref_logp, old_values;  // [B, N] policy, reference, critic (0 without)
+  torch::Tensor kl;              // [B, N] per-token KL estimate (ppo.kl_estimator)
+  torch::Tensor rewards;         // [B, N] shaped per-token rewards (−β·kl, + score at the end)
+  torch::Tensor advantages, returns;  // [B, N] GAE or critic_free.h (whitened as configured)
+
   int64_t batch() const { return tokens.size(0); }
   Rollout slice(int64_t begin, int64_t end) const;  // rows [begin, end)
   Rollout rows(const torch::Tensor& index) const;   // rows index [b] (int64, on the device)

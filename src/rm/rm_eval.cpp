@@ -78,7 +78,7 @@ torch::Tensor group_rewards(ScalarModel& rm, const RankedData& d, const std::vec
       std::vector<PromptResponse> part;
       for (int64_t i = i0; i < i1; ++i) part.push_back(rows[order[i]]);
       SeqBatch sb = build_seq_batch(part, ids, max_len);
-      parts.push_back(rm->score_last(sb.tokens.to(dev), sb.mask.to(dev)));  // [R_b]
+      parts.push_back(rm->score_last(sb.tokens.to(dev), sb.attention_mask.to(dev)));  // [R_b]
     }
   }
   std::vector<int64_t> inverse(n);
@@ -139,7 +139,7 @@ double mean_reward_on(ScalarModel& rm, const SftData& data, const SpecialIds& id
     std::vector<PromptResponse> rows;
     for (int64_t i = begin; i < end; ++i) rows.push_back(data.row(i));
     SeqBatch b = build_seq_batch(rows, ids, max_len);
-    total += rm->score_last(b.tokens.to(device), b.mask.to(device)).sum().item<double>();
+    total += rm->score_last(b.tokens.to(device), b.attention_mask.to(device)).sum().item<double>();
   }
   return comm.all_reduce_scalar(total) / std::max<int64_t>(1, n);
 }

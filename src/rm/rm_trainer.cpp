@@ -127,7 +127,7 @@ void write_rm_examples(ScalarModel& rm, const RankedData& eval, const Tokenizer&
 }  // namespace
 
 int run_rm(int argc, char** argv) {
-  return log_errors([&] { return run_rm(parse_run_args(rm_stage(), argc, argv)); });
+  return run_stage_cli(rm_stage(), argc, argv, [](const RunRequest& r) { return run_rm(r); });
 }
 
 int run_rm(const RunRequest& req) {
@@ -137,8 +137,7 @@ int run_rm(const RunRequest& req) {
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
 
-  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
-                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
+  ModelSetup ms = resolve_init_model(cfg);
   RLHF_CHECK(!cfg.data.train.empty(), "data.train is not set: give a ranked dataset from rlhf_prep");
   RankedData train = from_key("data.train", [&] { return RankedData::load(cfg.data.train, ms.tok.identity); });
   accept_dataset(ms, train.meta);

@@ -116,7 +116,7 @@ void write_sft_examples(CausalLM& model, const SftData& eval, const Tokenizer& t
 }  // namespace
 
 int run_sft(int argc, char** argv) {
-  return log_errors([&] { return run_sft(parse_run_args(sft_stage(), argc, argv)); });
+  return run_stage_cli(sft_stage(), argc, argv, [](const RunRequest& r) { return run_sft(r); });
 }
 
 int run_sft(const RunRequest& req) {
@@ -126,8 +126,7 @@ int run_sft(const RunRequest& req) {
   Communicator& comm = *ctx.comm;
   const torch::Device dev = ctx.device;
 
-  ModelSetup ms = cfg.init.empty() ? resolve_model(cfg, cfg.init)
-                                  : from_key("init", [&] { return resolve_model(cfg, cfg.init); });
+  ModelSetup ms = resolve_init_model(cfg);
   const SftInputs in = load_sft_inputs(cfg, ms);
   if (in.stream) {
     accept_dataset(ms, in.train_stream.meta);
@@ -190,7 +189,7 @@ int run_sft(const RunRequest& req) {
       (l.sum_nll * (comm.world_size() / global_targets)).backward();
       loop.optimizer(0).after_backward();  // ZeRO stage >= 2: reduce-scatter, free the gradients
       nll_sum += l.sum_nll.item<double>();
-      tokens_seen += b.mask.sum().item<int64_t>();
+      tokens_seen += b.attention_mask.sum().item<int64_t>();
     }
     // 3. the loop: all-reduce -> clip -> skip on non-finite -> step
     StepStats st;

@@ -6,9 +6,9 @@
 # directory (no silent fallback) and runs. A last resume must finish cleanly (exit 0).
 # Usage: test_ckpt_kill.sh BIN_DIR SOURCE_DIR [ROUNDS]
 set -euo pipefail
-BIN=$1; SRC=$2; ROUNDS=${3:-10}
-W=$(mktemp -d /tmp/rlhf_kill.XXXXXX)
-trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" kill "$@"
+ROUNDS=${3:-10}
+at_exit 'kill -9 $(jobs -p) 2>/dev/null'
 "$BIN/rlhf_prep" synth --out "$W/data" --seed 5 --n-sft 256 --n-sft-eval 8 --n-ranked 8 --n-ranked-eval 4 \
   --n-prompts 8 --n-prompts-eval 4 --pretrain-bytes 2000 --pretrain-eval-bytes 1000 2>/dev/null
 RUN="$W/sft"
@@ -17,9 +17,6 @@ ARGS=(--config "$SRC/configs/tiny/sft.yaml" --set run.dir="$RUN" --set data.trai
       --set model.n_kv_head=2 --set model.d_ff=64 --set model.max_seq_len=64 --set train.max_steps=100000
       --set train.global_batch_size=4 --set train.micro_batch_size=2 --set train.eval_every=0
       --set ckpt.every=1 --set ckpt.keep_last=2 --set run.log_every=1000)
-export RLHF_THREADS=1
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 
 # Prints the checkpoint `latest` names ("" when there is none yet) after checking it is complete.
 check_latest() {

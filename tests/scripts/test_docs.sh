@@ -3,36 +3,43 @@
 #
 #   bash tests/scripts/test_docs.sh BIN_DIR SOURCE_DIR [CONFIG_MD]    (ctest: script.test_docs)
 #
-# 1. Config keys: every key path of the config schema — the first string argument of each
-#    add_int / add_double / add_string / add_bool / add_enum call in
-#    SOURCE_DIR/src/common/train/config.cpp, e.g. "train.learning_rate" — must appear in
-#    docs/CONFIG.md as a code span (`train.learning_rate`). Fewer than 40 extracted keys is a
-#    failure, and so is any other add_*(f, "key", ...) call the extraction does not know (a new
-#    field kind), so a broken extraction cannot pass. CONFIG_MD (default
-#    SOURCE_DIR/docs/CONFIG.md) checks another copy of the page.
+# 1. Config keys: every key path of the config schema — the first argument of each add_int /
+#    add_double / add_string / add_bool / add_enum call in SOURCE_DIR/src/common/train/config.cpp
+#    (every stage's keys) and src/<stage>/<stage>_config.cpp (a stage's own), e.g.
+#    "train.learning_rate" — must appear in docs/CONFIG.md as a code span
+#    (`train.learning_rate`). Fewer than 40 extracted keys is a failure, and so is any other
+#    add_*("key", ...) call the extraction does not know (a new field kind), so a broken
+#    extraction cannot pass. CONFIG_MD (default SOURCE_DIR/docs/CONFIG.md) checks another copy.
 # 2. Links: every relative Markdown link target `](path)` in README.md, docs/*.md and
 #    docs/journal/*.md must name an existing file or directory of the repository ("#fragment"
 #    ignored; http:, https:, mailto: and pure "#anchor" links are not checked).
-# 3. Self-check: a copy of CONFIG.md without one key, and a page with a broken link, must fail.
+# 3. Citations in docs/ARCHITECTURE.md: every code span naming a source file (`x.cpp`, `x.h`,
+#    `ppo/ppo_step.h`, `tests/scripts/test_e2e.sh`, ...) must name an existing file (a path
+#    relative to the repository, src/ or tests/, or a bare name found anywhere under src/,
+#    tests/, bench/, launch/), and every code span calling a function (`name(...)` or `name()`)
+#    or naming a member (`Scope::name`) must name a function defined or declared under src/ (the
+#    name followed by "(", and the scope as a word).
+# 4. Self-check: a copy of CONFIG.md without one key, a page with a broken link, and an
+#    ARCHITECTURE.md citing a missing file and a missing function must fail.
 # BIN_DIR is not used (the script tests share one calling convention). Needs only bash, grep, sed.
 set -euo pipefail
 SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR [CONFIG_MD]}
 SRC=$(cd "$SRC" && pwd)
 CONFIG_MD=${3:-$SRC/docs/CONFIG.md}
-SCHEMA=$SRC/src/common/train/config.cpp
+SCHEMA=("$SRC/src/common/train/config.cpp" "$SRC"/src/*/*_config.cpp)
 MIN_KEYS=40
 
-[ -f "$SCHEMA" ] || { echo "FAIL: $SCHEMA not found"; exit 1; }
+for f in "${SCHEMA[@]}"; do [ -f "$f" ] || { echo "FAIL: $f not found"; exit 1; }; done
 [ -f "$CONFIG_MD" ] || { echo "FAIL: $CONFIG_MD not found"; exit 1; }
 
 # The schema's key paths, one per line, in schema order.
 schema_keys() {
-  { grep -oE 'add_(int|double|string|bool|enum)\([^,()]*,[[:space:]]*"[^"]+"' "$SCHEMA" || true; } \
+  { grep -ohE 'add_(int|double|string|bool|enum)\([[:space:]]*"[^"]+"' "${SCHEMA[@]}" || true; } \
     | sed -E 's/.*"([^"]+)"$/\1/'
 }
-# Every add_<anything>(x, "key" call: must all be of the kinds above.
+# Every add_<anything>("key" call: must all be of the kinds above.
 all_add_calls() {
-  grep -oE 'add_[A-Za-z0-9_]+\([^,()]*,[[:space:]]*"[^"]+"' "$SCHEMA" || true
+  grep -ohE 'add_[A-Za-z0-9_]+\([[:space:]]*"[^"]+"' "${SCHEMA[@]}" || true
 }
 
 # check_keys CONFIG_MD: names every key missing from the page; returns 1 if any is.
@@ -68,6 +75,36 @@ check_links() {
   return $bad
 }
 
+# check_citations PAGE: names every cited file or function that does not exist; returns 1 if any.
+check_citations() {
+  local page=$1 bad=0 span name
+  while IFS= read -r span; do
+    span=${span#\`}; span=${span%\`}
+    case "$span" in .*|*' '*|*'*'*) continue ;; esac   # ".cpp", globs, phrases
+    if [[ "$span" == */* ]]; then
+      [ -e "$SRC/$span" ] || [ -e "$SRC/src/$span" ] || [ -e "$SRC/tests/$span" ] || {
+        echo "docs: ${page#"$SRC"/} cites \`$span\`, which does not exist" >&2; bad=1; }
+    elif [ -z "$(find "$SRC/src" "$SRC/tests" "$SRC/bench" "$SRC/launch" -name "$span" -print -quit)" ]; then
+      echo "docs: ${page#"$SRC"/} cites \`$span\`, found nowhere under src/ tests/ bench/ launch/" >&2; bad=1
+    fi
+  done < <(grep -oE '`[A-Za-z0-9_./-]+\.(h|cpp|cu|sh|py)`' "$page" || true)
+  local scope fn found
+  while IFS= read -r name; do  # name( or Scope::name( (a call), Scope::name` (a member)
+    fn=${name%[(\`]}; fn=${fn##*::}; scope=${name%"${name##*::}"}; scope=${scope%::}; scope=${scope##*::}
+    if [[ "$name" == *'(' ]]; then
+      grep -rqE "(^|[^A-Za-z0-9_])$fn\(" "$SRC/src" && found=1 || found=0
+    else
+      grep -rqw "$fn" "$SRC/src" && found=1 || found=0
+    fi
+    if [ "$found" = 0 ] || { [ -n "$scope" ] && ! grep -rqw "$scope" "$SRC/src"; }; then
+      echo "docs: ${page#"$SRC"/} cites \`${name%[(\`]}\`, which nothing under src/ defines" >&2; bad=1
+    fi
+  done < <({ grep -oE '`([A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*\(' "$page"
+              grep -oE '`([A-Za-z_][A-Za-z0-9_]*::)+[A-Za-z_][A-Za-z0-9_]*`' "$page"; } 2>/dev/null \
+             | sed -E 's/^`//' | sort -u)
+  return $bad
+}
+
 fail=0
 n_keys=$(schema_keys | wc -l)
 if [ "$n_keys" -lt "$MIN_KEYS" ]; then
@@ -97,7 +134,15 @@ else
   fail=1
 fi
 
-# Self-check: both checks must catch a planted fault.
+ARCH=$SRC/docs/ARCHITECTURE.md
+if check_citations "$ARCH"; then
+  echo "docs: every file and function ${ARCH#"$SRC"/} cites exists"
+else
+  echo "FAIL: ${ARCH#"$SRC"/} cites what does not exist (see above)" >&2
+  fail=1
+fi
+
+# Self-check: every check must catch a planted fault.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2016  # the backticks are literal Markdown
 grep -vF '`train.learning_rate`' "$CONFIG_MD" > "$tmp/CONFIG.md" || true
@@ -116,5 +161,14 @@ elif ! grep -q "no/such/file.md" "$tmp/err" || grep -q "CONFIG.md#run" "$tmp/err
   cat "$tmp/err" >&2; echo "FAIL: self-check: wrong link reported" >&2; fail=1
 else
   echo "docs: self-check ok (a broken link is rejected)"
+fi
+{ cat "$ARCH"; printf 'See `src/ppo/no_such_file.cpp`, `no_such_function_xyz(cfg)` and `NoSuchClassXyz::update()`.\n'; } > "$tmp/ARCH.md"
+if check_citations "$tmp/ARCH.md" 2>"$tmp/err"; then
+  echo "FAIL: self-check: a missing file and function passed" >&2; fail=1
+elif ! grep -q "no_such_file.cpp" "$tmp/err" || ! grep -q "no_such_function_xyz" "$tmp/err" \
+     || ! grep -q "NoSuchClassXyz::update" "$tmp/err" || [ "$(wc -l < "$tmp/err")" != 3 ]; then
+  cat "$tmp/err" >&2; echo "FAIL: self-check: wrong citations reported" >&2; fail=1
+else
+  echo "docs: self-check ok (a cited missing file and function are rejected)"
 fi
 exit $fail

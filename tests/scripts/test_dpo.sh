@@ -18,13 +18,7 @@
 # 6. errors: dpo.loss: nope and dpo.label_smoothing: 0.7 fail naming the key.
 # About 15-30 s on 2 cores. Needs jq and mpirun.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-W=$(mktemp -d /tmp/rlhf_dpo.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" dpo "$@"
 ck() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
 wdiff() { "$BIN/rlhf_eval" weights-diff --a "$1" --b "$2" 2>/dev/null | tail -n 1 | jq '.max_abs_diff'; }
 

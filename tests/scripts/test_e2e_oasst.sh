@@ -10,16 +10,11 @@
 #     template (chatml) or none is refused by rm_train with both named.
 # Usage: test_e2e_oasst.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
-BIN=$1; SRC=$2
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" e2e_oasst "$@"
+RUN=$W
 command -v jq >/dev/null || { echo "jq missing (launch/setup.sh installs it)"; exit 1; }
 SHARED=${RLHF_SHARED_DATA:-$SRC/../shared/data}
-source "$SRC/tests/scripts/skip.sh"
 [ -f "$SHARED/oasst/en_100_tree.jsonl" ] || skip "no shared data in $SHARED"
-RUN=$(mktemp -d /tmp/rlhf_e2e_oasst.XXXXXX)
-trap 'rm -rf "$RUN"' EXIT
-fail=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fail=1; }
 
 t0=$(date +%s)
 BIN=$BIN bash "$SRC/launch/pipeline.sh" "$SRC/configs/oasst" "$RUN" > "$RUN/pipeline.log" 2>&1 || {

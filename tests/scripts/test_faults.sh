@@ -16,17 +16,12 @@
 #   5. SIGTERM to launch/mpirun.sh with 2 ranks: the ranks checkpoint and the launcher exits 75.
 # Usage: test_faults.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
-BIN=$1; SRC=$2
-T=$(mktemp -d /tmp/rlhf_faults.XXXXXX)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" faults "$@"
+T=$W
+at_exit 'for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done'
 MOUNTS=()
-cleanup() { for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
 [ -n "${KEEP:-}" ] && trap - EXIT
-fail=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fail=1; }
 crashed() { [ "$1" -ge 128 ]; }  # killed by a signal (139 segfault, 134 abort)
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 RLHF_THREADS=1 OMP_NUM_THREADS=1
 
 small_tmpfs() {  # small_tmpfs DIR SIZE -> 0 when mounted
   mkdir -p "$1"

@@ -11,13 +11,7 @@
 # single-prompt path); a prompts .h5 gives one line per row and sample; a malformed JSONL line is
 # an error naming file:line. About 15 s on 2 cores. Needs jq.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-W=$(mktemp -d /tmp/rlhf_generate.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" generate "$@"
 
 "$BIN/rlhf_prep" synth --out "$W/data" --n-sft 64 --n-sft-eval 8 --n-ranked 8 --n-ranked-eval 4 \
   --n-prompts 8 --n-prompts-eval 5 --pretrain-bytes 4000 --pretrain-eval-bytes 1000 2>/dev/null

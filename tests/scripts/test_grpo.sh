@@ -24,13 +24,7 @@
 # held-out rows, and a failed held-out scoring is skipped with a warning. About 70 s on 2 cores.
 # Needs jq.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-W=$(mktemp -d /tmp/rlhf_grpo.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" grpo "$@"
 
 source "$SRC/tests/scripts/tiny_models.sh"
 tiny_sft_rm "$BIN" "$SRC" "$W"

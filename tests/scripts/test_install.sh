@@ -9,14 +9,9 @@
 # 3-step SFT stage with the installed configs/tiny/sft.yaml, and `rlhf_eval ppl` on its checkpoint.
 # About 10 s on 2 cores.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" install "$@"
+T=$W
 BUILD=$(cd "$BIN/.." && pwd)
-T=$(mktemp -d /tmp/rlhf_install.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
 
 cmake --install "$BUILD" --prefix "$T/prefix" > "$T/install.log" 2>&1 || { tail -5 "$T/install.log"; echo "FAIL cmake --install"; exit 1; }
 P=$T/prefix

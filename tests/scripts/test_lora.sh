@@ -14,14 +14,7 @@
 # 4. errors: a target the family lacks, LoRA from scratch, a missing base.
 # About 40 s on 2 cores.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-BIN=$(cd "$BIN" && pwd)
-W=$(mktemp -d /tmp/rlhf_lora.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" lora "$@"
 wdiff() { "$BIN/rlhf_eval" weights-diff --a "$1" --b "$2" 2>/dev/null | tail -n 1 | jq '.max_abs_diff'; }
 
 "$BIN/rlhf_prep" synth --out "$W/data" --seed 3 --n-sft 64 --n-sft-eval 8 --n-ranked 16 --n-ranked-eval 4 \

@@ -14,13 +14,7 @@
 # writes 2 held-out groups to its samples.jsonl. About 20 s
 # on 2 cores. Needs jq.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-W=$(mktemp -d /tmp/rlhf_ppo_obs.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" ppo_obs "$@"
 
 source "$SRC/tests/scripts/tiny_models.sh"
 tiny_sft_rm "$BIN" "$SRC" "$W"

@@ -17,19 +17,11 @@
 # The load test (8 clients x 200 requests) is the unit test ServeHttp.*. About 60 s on 2 cores.
 # Needs jq; skipped (skip.sh: a ctest skip, a failure under CI=true) when the build has no cpp-httplib.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-W=$(mktemp -d /tmp/rlhf_serve.XXXXXX)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" serve "$@"
+at_exit '[ -z "$SRV" ] || kill "$SRV" 2>/dev/null'
 SRV=
-cleanup() { [ -z "$SRV" ] || kill "$SRV" 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
 
 source "$SRC/tests/scripts/tiny_models.sh"
-source "$SRC/tests/scripts/skip.sh"
 tiny_sft_rm "$BIN" "$SRC" "$W" 1000
 
 "$BIN/rlhf_serve" rm --checkpoint "$W/rm" --port 0 --port-file "$W/port" 2>"$W/serve.log" &

@@ -12,14 +12,7 @@
 # once. The same with RLHF_LAUNCHER=mpirun and 2 ranks (against a 2-rank uninterrupted run).
 # About 30 s on 2 cores.
 set -euo pipefail
-BIN=${1:?usage: $0 BIN_DIR SOURCE_DIR}; SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR}
-BIN=$(cd "$BIN" && pwd)
-W=$(mktemp -d /tmp/rlhf_slurm.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-export RLHF_THREADS=1 OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" slurm "$@"
 
 "$BIN/rlhf_prep" synth --out "$W/data" --n-sft 128 --n-sft-eval 8 --n-ranked 8 --n-ranked-eval 4 \
   --n-prompts 8 --n-prompts-eval 4 --pretrain-bytes 4000 --pretrain-eval-bytes 1000 2>/dev/null

@@ -14,10 +14,7 @@
 # Activation checkpointing is on in every run (stage 3 needs it; numerically a no-op).
 # Usage: test_zero.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
-BIN=$1; SRC=$2
-W=$(mktemp -d /tmp/rlhf_zero.XXXXXX)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" zero "$@"
 "$BIN/rlhf_prep" synth --out "$W/data" --seed 3 --n-sft 64 --n-sft-eval 8 --n-ranked 16 --n-ranked-eval 4 \
   --n-prompts 16 --n-prompts-eval 4 --pretrain-bytes 4000 --pretrain-eval-bytes 1000 2>/dev/null
 COMMON=(--set model.dropout=0 --set model.activation_checkpointing=true --set run.log_every=100 --set ckpt.every=0)
@@ -34,8 +31,6 @@ ppo() { "$@" --config "$SRC/configs/tiny/ppo.yaml" "${COMMON[@]}" --set init="$W
         --set data.pretrain_eval="$W/data/pretrain_eval.h5" --set train.max_steps=2 --set train.warmup_steps=0 \
         --set train.global_batch_size=4 --set train.micro_batch_size=1 --set ppo.minibatch_size=2 --set ppo.ppo_epochs=1 \
         --set ppo.max_new_tokens=8 --set ppo.ptx_coef=0.5 --set ppo.ptx_batch_size=2 --set ppo.ptx_seq_len=16; }
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
 ck() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
 # max |Δw| / max |w| between two model files (or run dirs)
 rel() { "$BIN/rlhf_eval" weights-diff --a "$1" --b "$2" 2>/dev/null | tail -n 1 |

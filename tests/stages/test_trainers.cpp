@@ -332,7 +332,7 @@ TEST_F(Trainers, RmBucketedRewardsEqualOneRowForwards) {
     auto rows = d.group_rows(g);
     for (size_t k = 0; k < rows.size(); ++k) {
       rlhf::SeqBatch b = rlhf::build_seq_batch({rows[k]}, ids, f.cfg.max_seq_len);
-      const float alone = rm->score_last(b.tokens, b.mask).item<float>();
+      const float alone = rm->score_last(b.tokens, b.attention_mask).item<float>();
       EXPECT_NEAR(rewards[d.group_offsets[g] + k], alone, 1e-4 * (1 + std::abs(alone))) << "group " << g << " row " << k;
     }
   }

@@ -182,7 +182,7 @@ std::vector<std::vector<int32_t>> target_runs(const rlhf::SeqBatch& b, int64_t i
   std::vector<std::vector<int32_t>> runs;
   bool in = false;
   for (int64_t t = 0; t < b.tokens.size(1); ++t) {
-    const bool tgt = b.target_mask[i][t].item<bool>();
+    const bool tgt = b.loss_mask[i][t].item<bool>();
     if (tgt && !in) runs.emplace_back();
     if (tgt) runs.back().push_back(static_cast<int32_t>(b.tokens[i][t].item<int64_t>()));
     in = tgt;
@@ -230,7 +230,7 @@ TEST(PrepChat, SftMessagesTargetsDecodeToExactlyTheAssistantTurns) {
   const rlhf::SeqBatch b = rlhf::build_seq_batch({d.row(0), d.row(1)}, ids, 512);
   // Row 0: the whole conversation, token for token; its targets are the two assistant turns.
   std::vector<int32_t> row0;
-  for (int64_t t = 0; t < b.mask[0].sum().item<int64_t>(); ++t) row0.push_back(static_cast<int32_t>(b.tokens[0][t].item<int64_t>()));
+  for (int64_t t = 0; t < b.attention_mask[0].sum().item<int64_t>(); ++t) row0.push_back(static_cast<int32_t>(b.tokens[0][t].item<int64_t>()));
   EXPECT_EQ(row0, tok->encode(kConvChatml));
   const auto runs = target_runs(b, 0);
   ASSERT_EQ(runs.size(), 2u);

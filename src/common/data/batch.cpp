@@ -64,11 +64,11 @@ SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialI
   }
   const int64_t B = static_cast<int64_t>(rows.size());
   b.tokens = torch::full({B, T}, ids.pad, torch::kLong);          // [B, T]
-  b.mask = torch::zeros({B, T}, torch::kBool);                     // [B, T]
-  b.target_mask = torch::zeros({B, T}, torch::kBool);              // [B, T]
+  b.attention_mask = torch::zeros({B, T}, torch::kBool);                     // [B, T]
+  b.loss_mask = torch::zeros({B, T}, torch::kBool);              // [B, T]
   auto tok = b.tokens.accessor<int64_t, 2>();
-  auto msk = b.mask.accessor<bool, 2>();
-  auto tgt = b.target_mask.accessor<bool, 2>();
+  auto msk = b.attention_mask.accessor<bool, 2>();
+  auto tgt = b.loss_mask.accessor<bool, 2>();
   for (int64_t i = 0; i < B; ++i) {
     const auto& s = seqs[i];
     for (int64_t t = 0; t < static_cast<int64_t>(s.size()); ++t) {
@@ -82,7 +82,7 @@ SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialI
     }
   }
   b.positions = torch::arange(T, torch::kLong).unsqueeze(0).expand({B, T}).contiguous()
-                    .masked_fill(b.mask.logical_not(), 0);  // [B, T]
+                    .masked_fill(b.attention_mask.logical_not(), 0);  // [B, T]
   return b;
 }
 
@@ -96,9 +96,9 @@ SeqBatch build_stream_batch(const std::vector<int32_t>& stream, const std::vecto
   auto tok = b.tokens.accessor<int64_t, 2>();
   for (int64_t i = 0; i < B; ++i)
     for (int64_t t = 0; t < seq_len; ++t) tok[i][t] = stream[(starts[i] + t) % n];
-  b.mask = torch::ones({B, seq_len}, torch::kBool);
-  b.target_mask = torch::ones({B, seq_len}, torch::kBool);
-  b.target_mask.select(1, 0).fill_(false);
+  b.attention_mask = torch::ones({B, seq_len}, torch::kBool);
+  b.loss_mask = torch::ones({B, seq_len}, torch::kBool);
+  b.loss_mask.select(1, 0).fill_(false);
   b.target_tokens = B * (seq_len - 1);
   b.positions = torch::arange(seq_len, torch::kLong).unsqueeze(0).expand({B, seq_len}).contiguous();
   return b;

@@ -1,8 +1,8 @@
 // batch.h — turning token rows into model inputs, the same way in every stage.
 //
 // Training sequences (SFT, RM, ptx) are right-padded:  [BOS] prompt response [EOS] pad...
-//   tokens [B, T] int64, mask [B, T] bool (real tokens), positions [B, T] int64 (0..len-1, pads 0),
-//   target_mask [B, T] bool: true at response tokens and the EOS, i.e. the positions whose token
+//   tokens [B, T] int64, attention_mask [B, T] bool (real tokens), positions [B, T] int64 (0..len-1, pads 0),
+//   loss_mask [B, T] bool: true at response tokens and the EOS, i.e. the positions whose token
 //   is predicted (loss on response only; on a row's target spans when it has them — chat rows:
 //   the assistant turns). T = the longest row (<= max_len).
 // Chat rows (DatasetMeta::chat()) are complete: for_rows(ids, meta) turns BOS and EOS off.
@@ -36,10 +36,10 @@ SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m);
 
 struct SeqBatch {
   torch::Tensor tokens;       // [B, T] int64
-  torch::Tensor mask;         // [B, T] bool
+  torch::Tensor attention_mask;  // [B, T] bool: real tokens (pads false)
   torch::Tensor positions;    // [B, T] int64
-  torch::Tensor target_mask;  // [B, T] bool
-  int64_t target_tokens = 0;  // number of true entries in target_mask
+  torch::Tensor loss_mask;    // [B, T] bool: the tokens the loss predicts (targets)
+  int64_t target_tokens = 0;  // number of true entries in loss_mask
   int64_t truncated = 0;      // rows that had to be cut to max_len
 };
 

@@ -120,10 +120,10 @@ class NoiseSource {
 };
 
 // What a generate() call writes, all on the model's device.
-struct Rollout {
+struct DecodeBuffers {
   torch::Tensor tokens;     // [B, P + N] int64, prompts then sampled tokens
-  torch::Tensor key_mask;   // [B, P + N] bool: prompt mask, then true
-  torch::Tensor resp_mask;  // [B, max(N, 1)] bool
+  torch::Tensor attention_mask;   // [B, P + N] bool: prompt mask, then true
+  torch::Tensor response_mask;  // [B, max(N, 1)] bool
   torch::Tensor logprobs;   // [B, max(N, 1)] float
   torch::Tensor finished;   // [B] bool, updated in place
   int64_t P = 0;
@@ -133,7 +133,7 @@ struct Rollout {
 // of every row: the drawn tokens tok [B] and their log-probs under logits [B, V] divided by the
 // sampling temperature (1 when greedy; no top-k/top-p filter); rows already finished get pad_id,
 // mask false and log-prob 0. Returns the recorded tokens [B].
-torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tensor& tok_drawn,
+torch::Tensor record(DecodeBuffers& r, const torch::Tensor& logits, const torch::Tensor& tok_drawn,
                      const torch::Tensor& t_idx, const SamplingConfig& cfg, bool use_eos) {
   auto tok = tok_drawn.masked_fill(r.finished, cfg.pad_id);                         // [B]
   const double temp = cfg.temperature > 0 ? cfg.temperature : 1.0;
@@ -141,7 +141,7 @@ torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tenso
   auto lp = torch::log_softmax(scaled, -1).gather(1, tok.unsqueeze(1));             // [B, 1]
   r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
   r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
-  r.resp_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
+  r.response_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
   if (use_eos) r.finished.logical_or_(stop_mask(tok, cfg));
   return tok;
 }
@@ -151,7 +151,7 @@ torch::Tensor record(Rollout& r, const torch::Tensor& logits, const torch::Tenso
 // = P + its response index). step() feeds response token t and records token t + 1.
 class StaticDecoder {
  public:
-  StaticDecoder(CausalLM& model, KVCache& cache, Rollout& r, const SamplingConfig& cfg,
+  StaticDecoder(CausalLM& model, KVCache& cache, DecodeBuffers& r, const SamplingConfig& cfg,
                 const torch::Tensor& first_tok, const torch::Tensor& first_pos, bool capture)
       : model_(model), cache_(cache), r_(r), cfg_(cfg), capture_(capture),
         use_eos_(cfg.stop_at_eos && cfg.eos_id >= 0) {
@@ -207,7 +207,7 @@ class StaticDecoder {
 
  private:
   void body(int64_t L) {
-    auto valid = r_.key_mask.narrow(1, 0, L).logical_and(slots_.narrow(1, 0, L).le(slot_));  // [B, L]
+    auto valid = r_.attention_mask.narrow(1, 0, L).logical_and(slots_.narrow(1, 0, L).le(slot_));  // [B, L]
     auto h = model_->trunk->decode_static(tok_, pos_, valid, cache_, slot_);  // [B, 1, C]
     auto logits = model_->logits_from_hidden(h).squeeze(1);                   // [B, V]
     auto tok = record(r_, logits, draw(logits, cfg_, noise_), slot_ + (1 - r_.P), cfg_, use_eos_);  // [B]
@@ -254,7 +254,7 @@ class StaticDecoder {
 #endif
   CausalLM& model_;
   KVCache& cache_;
-  Rollout& r_;
+  DecodeBuffers& r_;
   const SamplingConfig& cfg_;
   bool capture_, use_eos_;
   torch::Tensor tok_, pos_, slot_, slots_, noise_;
@@ -333,13 +333,13 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
       mc, B, cap, torch::dtype(KVCache::storage_dtype(dev, params.at(0).scalar_type())).device(dev));
   auto long_opt = torch::dtype(torch::kLong).device(dev);
   auto bool_opt = torch::dtype(torch::kBool).device(dev);
-  Rollout r;
+  DecodeBuffers r;
   r.P = P;
   r.tokens = torch::full({B, cap}, cfg.pad_id, long_opt);                 // [B, P+N]
   r.tokens.narrow(1, 0, P).copy_(prompts);
-  r.key_mask = torch::ones({B, cap}, bool_opt);                           // [B, P+N]
-  r.key_mask.narrow(1, 0, P).copy_(prompt_mask);
-  r.resp_mask = torch::zeros({B, std::max<int64_t>(N, 1)}, bool_opt);
+  r.attention_mask = torch::ones({B, cap}, bool_opt);                           // [B, P+N]
+  r.attention_mask.narrow(1, 0, P).copy_(prompt_mask);
+  r.response_mask = torch::zeros({B, std::max<int64_t>(N, 1)}, bool_opt);
   r.logprobs = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kFloat).device(dev));
   r.finished = torch::zeros({B}, bool_opt);                               // [B]
   const bool use_eos = cfg.stop_at_eos && cfg.eos_id >= 0;
@@ -367,7 +367,7 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
         stat->step(t, noise);
         continue;
       }
-      h = model->trunk(tok.unsqueeze(1), next_pos, r.key_mask.narrow(1, 0, P + t + 1), &cache,
+      h = model->trunk(tok.unsqueeze(1), next_pos, r.attention_mask.narrow(1, 0, P + t + 1), &cache,
                        P + t);                                         // [B, 1, C]
       logits = model->logits_from_hidden(h).squeeze(1);                // [B, V]
       next_pos = next_pos + 1;
@@ -377,7 +377,7 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
   }
   out.new_tokens = n;
   out.tokens = r.tokens.narrow(1, 0, P + n).contiguous();
-  out.response_mask = r.resp_mask.narrow(1, 0, n).contiguous();
+  out.response_mask = r.response_mask.narrow(1, 0, n).contiguous();
   out.logprobs = r.logprobs.narrow(1, 0, n).contiguous();
   out.attention_mask = torch::cat({prompt_mask, out.response_mask}, 1);
   return out;

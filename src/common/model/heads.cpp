@@ -27,9 +27,9 @@ torch::Tensor CausalLMImpl::logits_from_hidden(const torch::Tensor& h) {
 }
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                                    const torch::Tensor& key_mask, KVCache* cache,
+                                    const torch::Tensor& attention_mask, KVCache* cache,
                                     int64_t cache_pos) {
-  return logits_from_hidden(trunk(tokens, positions, key_mask, cache, cache_pos));
+  return logits_from_hidden(trunk(tokens, positions, attention_mask, cache, cache_pos));
 }
 
 ScalarModelImpl::ScalarModelImpl(const ModelConfig& c) : cfg(c) {
@@ -41,8 +41,8 @@ ScalarModelImpl::ScalarModelImpl(const ModelConfig& c) : cfg(c) {
 }
 
 torch::Tensor ScalarModelImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                                       const torch::Tensor& key_mask) {
-  return score(trunk(tokens, positions, key_mask)).squeeze(-1).to(torch::kFloat);  // [B, T]
+                                       const torch::Tensor& attention_mask) {
+  return score(trunk(tokens, positions, attention_mask)).squeeze(-1).to(torch::kFloat);  // [B, T]
 }
 
 torch::Tensor ScalarModelImpl::score_last(const torch::Tensor& tokens, const torch::Tensor& mask) {
@@ -64,10 +64,10 @@ ScalarModelImpl::PromptPrefix ScalarModelImpl::encode_prompts(const torch::Tenso
   const auto dev = prompts.device();
   auto cache_dtype = KVCache::storage_dtype(dev, parameters().at(0).scalar_type());
   PromptPrefix p;
-  p.mask = prompt_mask.to(torch::kBool);
-  p.len = p.mask.to(torch::kLong).sum(1);  // [G]
+  p.attention_mask = prompt_mask.to(torch::kBool);
+  p.len = p.attention_mask.to(torch::kLong).sum(1);  // [G]
   p.cache = KVCache::allocate(cfg, prompts.size(0), prompts.size(1), torch::dtype(cache_dtype).device(dev));
-  trunk(prompts, positions_from_mask(p.mask), p.mask, &p.cache, 0);  // fills the cache
+  trunk(prompts, positions_from_mask(p.attention_mask), p.attention_mask, &p.cache, 0);  // fills the cache
   return p;
 }
 
@@ -91,11 +91,11 @@ torch::Tensor ScalarModelImpl::score_responses(const PromptPrefix& prefix, const
     rc.v.push_back(torch::cat({prefix.cache.v[l].index_select(0, rg), pad}, 2));
   }
   auto rmask = response_mask.to(torch::kBool);
-  auto key_mask = torch::cat({prefix.mask.index_select(0, rg), rmask}, 1);  // [R, Tp+Tr]
+  auto attention_mask = torch::cat({prefix.attention_mask.index_select(0, rg), rmask}, 1);  // [R, Tp+Tr]
   auto pos = (prefix.len.index_select(0, rg).unsqueeze(1) +
               torch::arange(Tr, torch::dtype(torch::kLong).device(dev)))
                  .clamp_max(cfg.max_seq_len - 1);  // [R, Tr]; only pad columns can be clamped
-  auto h = trunk(responses, pos, key_mask, &rc, Tp);               // [R, Tr, C]
+  auto h = trunk(responses, pos, attention_mask, &rc, Tp);               // [R, Tr, C]
   auto idx = last_true_index(rmask);                               // [R]
   auto last = h.index({torch::arange(R, idx.options()), idx});     // [R, C]
   return score(last).squeeze(-1).to(torch::kFloat);                // [R]

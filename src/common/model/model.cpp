@@ -418,7 +418,7 @@ torch::Tensor TransformerImpl::token_embedding_weight() {
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch::Tensor& positions_in,
-                                       const torch::Tensor& key_mask, KVCache* cache,
+                                       const torch::Tensor& attention_mask, KVCache* cache,
                                        int64_t cache_pos) {
   RLHF_CHECK(tokens.dim() == 2, "Transformer::forward: tokens must be [B, T], got {} dims",
              tokens.dim());
@@ -447,11 +447,11 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch:
   }
   // One combined "may attend" mask for all layers (padding + causal, bottom-right aligned, rows
   // without any visible key see everything); undefined = plain causal (flash-eligible).
-  if (key_mask.defined()) {
-    RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == Tk,
-               "Transformer::forward: key_mask must be [B={}, cache_pos+T={}], got {}", B, Tk,
-               shape_str(key_mask));
-    c.mask = key_mask.to(torch::kBool).view({B, 1, 1, Tk});  // [B, 1, 1, Tk]
+  if (attention_mask.defined()) {
+    RLHF_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == Tk,
+               "Transformer::forward: attention_mask must be [B={}, cache_pos+T={}], got {}", B, Tk,
+               shape_str(attention_mask));
+    c.mask = attention_mask.to(torch::kBool).view({B, 1, 1, Tk});  // [B, 1, 1, Tk]
   } else if (cache) {
     c.mask = torch::ones({1, 1, 1, Tk}, torch::dtype(torch::kBool).device(dev));
   }
@@ -469,14 +469,14 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch:
 
 torch::Tensor TransformerImpl::decode_static(const torch::Tensor& tokens,
                                              const torch::Tensor& positions,
-                                             const torch::Tensor& key_mask, KVCache& cache,
+                                             const torch::Tensor& attention_mask, KVCache& cache,
                                              const torch::Tensor& cache_index) {
   const int64_t B = tokens.size(0);
   RLHF_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && positions.sizes() == tokens.sizes(),
              "decode_static: tokens and positions must be [B, 1]");
-  const int64_t L = key_mask.dim() == 2 ? key_mask.size(1) : 0;
-  RLHF_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && L >= 1 && L <= cache.capacity,
-             "decode_static: key_mask must be [B={}, L] with 1 <= L <= capacity={}", B,
+  const int64_t L = attention_mask.dim() == 2 ? attention_mask.size(1) : 0;
+  RLHF_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && L >= 1 && L <= cache.capacity,
+             "decode_static: attention_mask must be [B={}, L] with 1 <= L <= capacity={}", B,
              cache.capacity);
   RLHF_CHECK(cache_index.numel() == 1 && cache_index.scalar_type() == torch::kLong,
              "decode_static: cache_index must be one int64");
@@ -484,7 +484,7 @@ torch::Tensor TransformerImpl::decode_static(const torch::Tensor& tokens,
   c.cache = &cache;
   c.cache_index = cache_index;
   c.static_len = L;
-  auto m = key_mask.view({B, 1, 1, L});                     // [B, 1, 1, L]
+  auto m = attention_mask.view({B, 1, 1, L});                     // [B, 1, 1, L]
   c.mask = m.logical_or(m.any(-1, true).logical_not());
   return run_layers(tokens, positions, c, false);
 }

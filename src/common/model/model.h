@@ -13,12 +13,12 @@
 //            qwen2: q/k/v only, always; qwen3: both or neither; mistral: none), mlp_bias (llama
 //            only), qk_norm (qwen3 only, always: RMSNorm over head_dim on q and k before RoPE).
 //            sliding_window (mistral metadata): 0 = none, else >= max_seq_len, i.e. no effect.
-// - Shapes: tokens/positions [B, T] int64; key_mask [B, Tk] bool (true = real token) with
+// - Shapes: tokens/positions [B, T] int64; attention_mask [B, Tk] bool (true = real token) with
 //   Tk = cache_pos + T; hidden [B, T, d_model]; logits [B, T, V] always float32.
 // - Left padding: pad tokens get position 0 (positions_from_mask) and are never attended to as
 //   keys. A pad *query* row (no real key visible) attends to every key instead of producing NaN;
 //   its output is garbage by design and must be masked out by the caller.
-// - Attention goes through compat::attention: with no key_mask and no cache, plain causal (SDPA's
+// - Attention goes through compat::attention: with no attention_mask and no cache, plain causal (SDPA's
 //   flash path on libtorch 2.x); otherwise one [B, 1, T, Tk] "may attend" mask built once per
 //   forward (padding + causal, bottom-right aligned). GQA decode steps (T == 1) read the cache in
 //   place; longer GQA passes repeat k/v per query head (as HF's repeat_kv).
@@ -143,21 +143,21 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   // = none). REQUIRES: hooks outlive the trunk's use or are unset first.
   const std::vector<std::shared_ptr<torch::nn::Module>>& block_modules() const { return block_ptrs_; }
   void set_block_hooks(BlockParamHooks* hooks);
-  // tokens [B,T] int64, positions [B,T] int64, key_mask [B, Tk] bool where Tk = cache_pos + T
+  // tokens [B,T] int64, positions [B,T] int64, attention_mask [B, Tk] bool where Tk = cache_pos + T
   // (true = real token; undefined tensor = no padding). Causal within the sequence.
   // cache == nullptr: plain full pass. Otherwise new keys/values are written into the cache at
   // [cache_pos, cache_pos + T) and attention covers cache[0, cache_pos + T).
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                        const torch::Tensor& key_mask, KVCache* cache = nullptr,
+                        const torch::Tensor& attention_mask, KVCache* cache = nullptr,
                         int64_t cache_pos = 0);  // -> [B, T, d_model]
   // A decode step whose shapes and host arguments do not change from step to step (so it can be
-  // captured once in a CUDA graph and replayed): tokens/positions [B,1] int64; key_mask
+  // captured once in a CUDA graph and replayed): tokens/positions [B,1] int64; attention_mask
   // [B, L] bool with 1 <= L <= capacity, true = attend (the caller masks the slots not written
   // yet); cache_index [1] int64 on the device = the slot the new key/value goes to, which the
   // caller keeps < L (not checked: that would need a host sync). Attention reads cache slots
   // [0, L) only, so a caller can capture one graph per bucket of L. -> [B, 1, d_model]
   torch::Tensor decode_static(const torch::Tensor& tokens, const torch::Tensor& positions,
-                              const torch::Tensor& key_mask, KVCache& cache,
+                              const torch::Tensor& attention_mask, KVCache& cache,
                               const torch::Tensor& cache_index);
   torch::Tensor token_embedding_weight();        // [V, C], for tied heads
   // LoRA (lora.h; use attach_lora): adapters on the blocks' `targets`, created on `dev`.
@@ -189,7 +189,7 @@ class CausalLMImpl : public torch::nn::Module {
  public:
   explicit CausalLMImpl(const ModelConfig& cfg);
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                        const torch::Tensor& key_mask, KVCache* cache = nullptr,
+                        const torch::Tensor& attention_mask, KVCache* cache = nullptr,
                         int64_t cache_pos = 0);  // -> logits [B, T, V] (float32 under autocast too)
   // Logits from trunk hidden states [B, T, C] -> [B, T, V] float32 (e.g. only the last position).
   torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
@@ -206,7 +206,7 @@ class ScalarModelImpl : public torch::nn::Module {
  public:
   explicit ScalarModelImpl(const ModelConfig& cfg);
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                        const torch::Tensor& key_mask);  // -> [B, T] per-token scalar (float32)
+                        const torch::Tensor& attention_mask);  // -> [B, T] per-token scalar (float32)
   // value at each row's last true mask position -> [B]
   torch::Tensor score_last(const torch::Tensor& tokens, const torch::Tensor& mask);
   // Several responses to one prompt with the prompt forwarded once (the reward model's K
@@ -221,7 +221,7 @@ class ScalarModelImpl : public torch::nn::Module {
   // within cfg.max_seq_len.
   struct PromptPrefix {
     KVCache cache;       // per layer [G, Hkv, Tp, D]
-    torch::Tensor mask;  // [G, Tp] bool
+    torch::Tensor attention_mask;  // [G, Tp] bool: real prompt tokens
     torch::Tensor len;   // [G] int64 real prompt tokens
   };
   PromptPrefix encode_prompts(const torch::Tensor& prompts, const torch::Tensor& prompt_mask);

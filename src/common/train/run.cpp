@@ -64,6 +64,10 @@ RunRequest parse_run_args(const StageSpec& stage, int argc, char** argv) {
   return RunRequest{load_config(stage, config_file, sets), resume, resume_from, dry, ranks};
 }
 
+int run_stage_cli(const StageSpec& stage, int argc, char** argv, int (*run)(const RunRequest&)) {
+  return log_errors([&] { return run(parse_run_args(stage, argc, argv)); });
+}
+
 int RunRequest::planned_ranks() const {
   return dry_run_ranks > 0 ? dry_run_ranks : world().world_size();
 }

@@ -12,6 +12,11 @@
 
 namespace rlhf {
 
+ModelSetup resolve_init_model(const Config& cfg) {
+  if (cfg.init.empty()) return resolve_model(cfg, cfg.init);
+  return from_key("init", [&] { return resolve_model(cfg, cfg.init); });
+}
+
 ModelSetup resolve_model(const Config& cfg, const std::string& init) {
   ModelSetup s;
   if (init.empty()) {
@@ -182,8 +187,8 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
 
 LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev) {
   auto tokens = b.tokens.to(dev);                                       // [B, T]
-  auto h = model->trunk(tokens, b.positions.to(dev), b.mask.to(dev));  // [B, T, C]
-  return fused_lm_loss(h, model->head_weight(), tokens, b.target_mask.to(dev));
+  auto h = model->trunk(tokens, b.positions.to(dev), b.attention_mask.to(dev));  // [B, T, C]
+  return fused_lm_loss(h, model->head_weight(), tokens, b.loss_mask.to(dev));
 }
 
 std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, const SpecialIds& ids,

@@ -32,6 +32,8 @@ struct ModelSetup {
 // init = "" -> cfg.model + cfg.tokenizer (vocab sizes must agree); otherwise the checkpoint's model
 // config and tokenizer (the config's model.dropout and activation_checkpointing still apply).
 ModelSetup resolve_model(const Config& cfg, const std::string& init);
+// A stage's model set-up: resolve_model(cfg, cfg.init), errors about init naming the key.
+ModelSetup resolve_init_model(const Config& cfg);
 SpecialIds special_ids(const TokenizerInfo& t);
 
 // `opt` with its adapter dropout off, for stages whose ratios or margins compare a training
