@@ -183,7 +183,6 @@ int run_dpo(int argc, char** argv) {
 }
 
 int run_dpo(const RunRequest& req) {
-  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
   RLHF_CHECK(!req.cfg.init.empty(), "init is not set: DPO starts from a policy checkpoint (the SFT run)");
   RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;

@@ -127,6 +127,17 @@ PpoModels load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::
   return n;
 }
 
+SpecialIds ppo_special_ids(const Config& cfg, const ModelSetup& ms, const DatasetMeta& prompts) {
+  const PpoSection& pc = ppo_section(cfg);
+  SpecialIds ids = for_rows(special_ids(ms.tok), prompts);
+  if (!pc.stop_token.empty()) {
+    const int32_t s = ms.tokenizer->token_id(pc.stop_token);
+    RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", pc.stop_token, ms.tok.spec);
+    add_stop_id(ids.stops, ids.eos, s);
+  }
+  return ids;
+}
+
 // The SFT checkpoint's model set-up for PPO: sampler checked, dropout off. No dropout in PPO:
 // old log-probs and values are computed without it, so dropout in the update would make the
 // first ratio differ from 1 by noise that clipping then acts on.

@@ -32,6 +32,10 @@ PpoData load_ppo_data(const Config& cfg, const ModelSetup& ms);
 // or a critic-free ppo.advantage); root: this rank logs.
 PpoModels load_ppo_models(const Config& cfg, const ModelSetup& ms, const torch::Device& dev, bool root);
 
+// The ids rollouts are framed and stopped with: data.train's framing (for_rows), plus
+// ppo.stop_token (e.g. a chat model's end of turn), which must be a token of the tokenizer.
+SpecialIds ppo_special_ids(const Config& cfg, const ModelSetup& ms, const DatasetMeta& prompts);
+
 // The SFT checkpoint's model set-up for PPO: sampler checked, dropout off (see ppo_setup.cpp).
 ModelSetup ppo_model_setup(const Config& cfg, bool root);
 

@@ -215,7 +215,6 @@ int run_ppo(int argc, char** argv) {
 }
 
 int run_ppo(const RunRequest& req) {
-  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
   RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;
   const PpoSection& pc = ppo_section(cfg);
@@ -227,13 +226,7 @@ int run_ppo(const RunRequest& req) {
   if (data.ptx.size() > 0) accept_dataset(ms, data.ptx.meta);
   if (data.ptx_eval.size() > 0) accept_dataset(ms, data.ptx_eval.meta);
   if (data.eval.size() > 0) accept_dataset(ms, data.eval.meta);
-  SpecialIds ids = for_rows(special_ids(ms.tok), data.prompts.meta);
-  if (!pc.stop_token.empty()) {  // e.g. a chat model's end of turn
-    const int32_t s = ms.tokenizer->token_id(pc.stop_token);
-    RLHF_CHECK(s >= 0, "ppo.stop_token '{}' is not a token of the tokenizer {}", pc.stop_token,
-               ms.tok.spec);
-    add_stop_id(ids.stops, ids.eos, s);
-  }
+  const SpecialIds ids = ppo_special_ids(cfg, ms, data.prompts.meta);
   PpoModels nets = load_ppo_models(cfg, ms, dev, comm.is_root());
   const RewardSource reward(pc, nets.reward, ids, *ms.tokenizer,
                             cfg.train.global_batch_size * pc.samples_per_prompt / comm.world_size());

@@ -131,7 +131,6 @@ int run_rm(int argc, char** argv) {
 }
 
 int run_rm(const RunRequest& req) {
-  if (req.dry_run) return dry_run(req.cfg, req.planned_ranks());
   RunContext ctx = start_run(req);
   const Config& cfg = ctx.cfg;
   Communicator& comm = *ctx.comm;

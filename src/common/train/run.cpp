@@ -65,7 +65,10 @@ RunRequest parse_run_args(const StageSpec& stage, int argc, char** argv) {
 }
 
 int run_stage_cli(const StageSpec& stage, int argc, char** argv, int (*run)(const RunRequest&)) {
-  return log_errors([&] { return run(parse_run_args(stage, argc, argv)); });
+  return log_errors([&] {
+    const RunRequest req = parse_run_args(stage, argc, argv);
+    return req.dry_run ? dry_run(req.cfg, req.planned_ranks()) : run(req);
+  });
 }
 
 int RunRequest::planned_ranks() const {

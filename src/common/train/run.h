@@ -45,8 +45,9 @@ struct RunRequest {
   int planned_ranks() const;  // dry_run_ranks, else the job's world size
 };
 RunRequest parse_run_args(const StageSpec& stage, int argc, char** argv);
-// A stage executable's whole command line: parse_run_args, then run(request) under log_errors
-// (an error also goes to run.dir/train.log). Returns run's exit code.
+// A stage executable's whole command line: parse_run_args, then --dry-run's report (dry_run.h)
+// or run(request), under log_errors (an error also goes to run.dir/train.log). Returns the exit
+// code. run (run_sft, run_rm, run_ppo, run_dpo) trains; tests call it with their own request.
 int run_stage_cli(const StageSpec& stage, int argc, char** argv, int (*run)(const RunRequest&));
 
 // req.cfg's stage (Config::stage) names the executable and plans the batch.
