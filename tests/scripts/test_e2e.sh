@@ -12,7 +12,8 @@
 #   - with ptx on, the pretraining loss rises less than with ptx off (same seed)
 #   - GRPO (configs/tiny/grpo.yaml, rule reward, no critic) from the same SFT: hidden score >= SFT's
 #     + HIDDEN_MARGIN on the held-out prompts (+0.133 and +0.144 on two seeds since issue 31; docs/TASK.md)
-#   - DPO (configs/tiny/dpo.yaml) from the same SFT on the ranked data: the same (+0.179 measured)
+#   - DPO (configs/tiny/dpo.yaml, here 200 steps at lr 2e-5) from the same SFT on the ranked data:
+#     the same (+0.164 measured; dpo.yaml's 400 steps at 1e-5: +0.179)
 #   - ppo eval_* metrics at steps 20 and 40, 16 rollouts in ppo/samples.jsonl, plots/{sft,rm,ppo,overview}.png
 #   - the pipeline (everything after the build) takes <= 600 s (538 s measured before the PPO
 #     held-out evaluation and the plots were added)
