@@ -1,8 +1,10 @@
 // dpo_train — DPO on ranked data. Usage: dpo_train --config configs/tiny/dpo.yaml [--set k=v ...] [--resume]
 #include "common/dist/dist.h"
+#include "common/train/run.h"
 #include "dpo/dpo_trainer.h"
 
 int main(int argc, char** argv) {
+  rlhf::install_stop_signals();  // first thing: SIGTERM / SIGUSR1 during start-up stop the run cleanly
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&] { return rlhf::run_dpo(argc, argv); });
 }

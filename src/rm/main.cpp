@@ -1,8 +1,10 @@
 // rm_train — stage 2. Usage: rm_train --config configs/tiny/rm.yaml [--set k=v ...] [--resume]
 #include "common/dist/dist.h"
+#include "common/train/run.h"
 #include "rm/rm_trainer.h"
 
 int main(int argc, char** argv) {
+  rlhf::install_stop_signals();  // first thing: SIGTERM / SIGUSR1 during start-up stop the run cleanly
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&] { return rlhf::run_rm(argc, argv); });
 }

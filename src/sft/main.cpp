@@ -1,8 +1,10 @@
 // sft_train — stage 1. Usage: sft_train --config configs/tiny/sft.yaml [--set k=v ...] [--resume]
 #include "common/dist/dist.h"
+#include "common/train/run.h"
 #include "sft/sft_trainer.h"
 
 int main(int argc, char** argv) {
+  rlhf::install_stop_signals();  // first thing: SIGTERM / SIGUSR1 during start-up stop the run cleanly
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&] { return rlhf::run_sft(argc, argv); });
 }

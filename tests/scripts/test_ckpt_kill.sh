@@ -3,7 +3,10 @@
 # is killed with SIGKILL at a random point, and restarted with --resume, ROUNDS times. After each
 # kill: checkpoints/latest (when present) is one complete line naming a step directory that
 # exists with model.h5, optim.h5 and state.yaml; the next --resume resumes from exactly that
-# directory (no silent fallback) and runs. A last resume must finish cleanly (exit 0).
+# directory (no silent fallback) and runs. A last resume must finish cleanly (exit 0). Every kill
+# leaves run.dir/.lock behind, stale: the next run takes it (DirLock: a flock the kernel releases);
+# in round 1 a second run started while the first holds run.dir is refused, naming the holder, and
+# leaves its config.yaml untouched.
 # Usage: test_ckpt_kill.sh BIN_DIR SOURCE_DIR [ROUNDS]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" kill "$@"
@@ -30,6 +33,21 @@ check_latest() {
   echo "$root/$name"
 }
 
+# While run $1 holds run.dir, a second run there is refused naming it, and changes nothing there.
+second_run_refused() {
+  local holder=$1 k before
+  for k in $(seq 1 100); do grep -qs "pid $holder " "$RUN/.lock" && break; sleep 0.1; done
+  before=$(md5sum < "$RUN/config.yaml")
+  if "$BIN/sft_train" "${ARGS[@]}" --resume --set train.learning_rate=1e-3 >"$W/out.second" 2>"$W/log.second"; then
+    bad "a second run in the same run.dir was not refused"
+  elif grep -q "is in use by another run (sft_train, pid $holder on" "$W/log.second"; then
+    ok "a second run in the same run.dir is refused, naming the holder (pid $holder)"
+  else
+    bad "second run: $(tail -n 2 "$W/log.second")"
+  fi
+  [ "$(md5sum < "$RUN/config.yaml")" = "$before" ] || bad "the refused run rewrote run.dir/config.yaml"
+}
+
 kills=0
 early=0
 for i in $(seq 1 "$ROUNDS"); do
@@ -38,6 +56,7 @@ for i in $(seq 1 "$ROUNDS"); do
   pid=$!
   # 1.0 .. 3.5 s: mostly past start-up (or resume), into steps that each write a checkpoint.
   sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 1.0 + 2.5 * rand() }')"
+  if [ "$i" = 1 ]; then second_run_refused "$pid"; fi
   if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; kills=$((kills + 1)); fi
   wait "$pid" 2>/dev/null || true
   # A kill during start-up (before the resume decision is printed) has nothing to check here.

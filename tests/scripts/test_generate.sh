@@ -9,7 +9,8 @@
 # prompt, response, tokens, finish_reason ("length" exactly when max-new-tokens tokens and no stop);
 # greedy (--temperature 0) responses equal `rlhf_eval sample` on the same prompt (an independent
 # single-prompt path); a prompts .h5 gives one line per row and sample; a malformed JSONL line is
-# an error naming file:line. About 15 s on 2 cores. Needs jq.
+# an error naming file:line; --out naming the prompts file (by a link) is refused. About 15 s on 2
+# cores. Needs jq.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" generate "$@"
 
@@ -70,5 +71,12 @@ if "${G[@]}" --prompts "$W/bad.jsonl" --out "$W/bad.out" > /dev/null 2> "$W/bad.
 elif grep -q "bad.jsonl:2" "$W/bad.err"; then ok "bad JSONL: $(grep -o 'bad.jsonl:2[^"]*' "$W/bad.err" | head -1)"
 else bad "bad JSONL error does not name file:line: $(tail -2 "$W/bad.err")"; fi
 [ ! -e "$W/bad.out" ] || bad "an output file was written for bad input"
+
+# --out naming the prompts file (here through a link) is refused before anything is written.
+ln -s p.jsonl "$W/same.jsonl"; before=$(md5sum < "$W/p.jsonl")
+if "${G[@]}" --prompts "$W/p.jsonl" --out "$W/same.jsonl" > /dev/null 2> "$W/same.err"; then bad "--out = the prompts file accepted"
+elif grep -q "is the prompts file" "$W/same.err" && [ "$(md5sum < "$W/p.jsonl")" = "$before" ]; then
+  ok "--out = the prompts file (a link to it) is refused, the prompts untouched"
+else bad "--out = prompts: $(tail -2 "$W/same.err")"; fi
 [ $fail = 0 ] && echo PASS
 exit $fail

@@ -7,8 +7,8 @@
 # A tiny SFT (1000 steps, ~3 s: its samples are ASCII, so their text round-trips through JSON — a
 # policy sampling invalid UTF-8 would have those bytes replaced by U+FFFD on the way, as with any
 # text-based reward) and RM (2 steps); rlhf_serve serves the RM on a free loopback port. Checks:
-# GET /health answers; malformed JSON and a wrong shape get HTTP 400 with a message and the server
-# keeps serving; PPO on 2 ranks with ppo.reward: remote against the server logs the same reward
+# GET /health answers; a second server on the port in use is refused; malformed JSON and a wrong
+# shape get HTTP 400 with a message and the server keeps serving; PPO on 2 ranks with ppo.reward: remote against the server logs the same reward
 # model scores (per iteration and per logged sample, to 1e-4) as the same run with ppo.reward: rm
 # (which scores in-process), and the same held-out eval_reward_mean per step (data.eval: 4
 # prompts, all on rank 0, so rank 1 takes part with no rows); after SIGTERM the server stops cleanly (exit 0, its request count
@@ -45,6 +45,14 @@ http() {  # METHOD PATH [BODY]
   sed -n '1s/^HTTP\/1.1 \([0-9]*\).*/\1/p' <<<"$reply"
   sed '1,/^$/d' <<<"$reply"
 }
+# A second server on the port in use is refused (no SO_REUSEPORT: two models would share queries).
+if timeout 60 "$BIN/rlhf_serve" rm --checkpoint "$W/rm" --port "$PORT" 2>"$W/serve2.log"; then
+  bad "a second rlhf_serve on port $PORT started"
+elif grep -q "cannot bind 127.0.0.1:$PORT: in use" "$W/serve2.log"; then
+  ok "a second rlhf_serve on port $PORT is refused: $(grep -o 'cannot bind[^(]*' "$W/serve2.log" | head -1)"
+else
+  bad "second server: $(tail -n 2 "$W/serve2.log")"
+fi
 out=$(http GET /health)
 [ "$(head -n 1 <<<"$out")" = 200 ] && tail -n 1 <<<"$out" | jq -e '.status == "ok" and .max_seq_len == 64' >/dev/null \
   && ok "GET /health: 200 $(tail -n 1 <<<"$out")" || bad "health: $out"

@@ -6,10 +6,12 @@
 #include <fstream>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <vector>
 
@@ -111,6 +113,46 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     }
     RLHF_CHECK(::close(fd) == 0, "cannot write '{}': {}", path, os_error());
   });
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec, ec2;
+  if (std::filesystem::equivalent(a, b, ec)) return true;
+  const auto ca = std::filesystem::weakly_canonical(a, ec), cb = std::filesystem::weakly_canonical(b, ec2);
+  return !ec && !ec2 && ca == cb;
+}
+
+DirLock::DirLock(const std::string& dir, const std::string& who) {
+  const std::string path = dir + "/.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  RLHF_CHECK(fd_ >= 0, "{}: cannot open the lock file: {}", path, std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::string holder;
+    try {
+      holder = read_file_bytes(path);
+    } catch (const Error&) {
+    }
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    RLHF_CHECK(err != EWOULDBLOCK, "{} is in use by another run ({}): two runs in one directory would mix "
+               "their configs, metrics and checkpoints; wait for it to end or set another run.dir",
+               dir, holder.empty() ? std::string("holder unknown") : holder);
+    RLHF_CHECK(false, "{}: cannot lock: {}", path, std::strerror(err));
+  }
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+  const std::string text = fmt::format("{}, pid {} on {}, since {}\n", who, ::getpid(), host, when);
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+    RLHF_CHECK(false, "{}: cannot write the lock holder: {}", path, std::strerror(errno));
+}
+
+DirLock::~DirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
 }  // namespace rlhf

@@ -27,6 +27,10 @@ void fsync_parent(const std::string& path);
 void fsync_tree(const std::string& dir,
                 const std::function<void(const std::string&)>& sync = fsync_path);
 
+// Whether a and b name the same file: by identity (device and inode: links, other spellings) when
+// both exist, else by their normalised absolute paths.
+bool same_file(const std::string& a, const std::string& b);
+
 // Writes text to path durably (temp file + fsync + rename + directory fsync).
 void write_file_atomic(const std::string& path, const std::string& text);
 
@@ -34,5 +38,20 @@ void write_file_atomic(const std::string& path, const std::string& text);
 // then it is fsync'd and renamed over path, and the directory fsync'd. If write throws, the
 // temporary is removed and the exception propagates.
 void replace_file_atomic(const std::string& path, const std::function<void(const std::string&)>& write);
+
+// An exclusive lock on a directory for the life of the object: flock(2) on DIR/.lock, which the
+// kernel releases on any exit of the process (a crash included), so a lock file left behind is
+// stale exactly when no process holds it. The holder writes who it is (`who`, its host, pid and
+// start time) into the file; a second taker gets rlhf::Error naming the directory and that holder.
+class DirLock {
+ public:
+  DirLock(const std::string& dir, const std::string& who);
+  ~DirLock();
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace rlhf

@@ -85,10 +85,20 @@ RunContext start_run(const RunRequest& req) {
   ctx.config_text = dump_config(ctx.cfg);
   Communicator& comm = *ctx.comm;
   check_consistency(comm, ctx.config_text, 0);
+  // One run per run.dir (issue 32): rank 0 holds run.dir/.lock until the stage ends; a second run
+  // is refused on every rank, naming the holder, before it writes anything there.
+  std::string lock_error;
   if (comm.is_root()) {
     std::filesystem::create_directories(ctx.cfg.run.dir);
-    write_file_atomic(ctx.cfg.run.dir + "/config.yaml", ctx.config_text);
+    try {
+      ctx.run_lock = std::make_unique<DirLock>(ctx.cfg.run.dir, exe);
+    } catch (const Error& e) {
+      lock_error = e.what();
+    }
   }
+  const std::string root_error = comm.all_gather_string(lock_error).front();
+  if (!root_error.empty()) throw Error("run.dir: " + root_error);
+  if (comm.is_root()) write_file_atomic(ctx.cfg.run.dir + "/config.yaml", ctx.config_text);
   comm.barrier();
   log_setup(ctx.cfg.run.log_level, comm.rank(), ctx.cfg.run.dir + "/train.log");
   log_info("# {} resolved config ({} rank{})\n{}", version_line(exe), comm.world_size(),

@@ -2,7 +2,7 @@
 // take a RunRequest (from `--config FILE --set k=v ... [--resume | --resume-from DIR]`, validated),
 // create run.dir, print the resolved config (rank 0) and write run.dir/config.yaml, check that all
 // ranks agree (config hash), pick the device, find the checkpoint to resume from, and handle
-// preemption signals.
+// preemption signals; rank 0 holds a lock on run.dir for the life of the stage (one run per run.dir).
 // Contract: start_run() is collective (every rank calls it with the same arguments).
 #pragma once
 #include <memory>
@@ -11,6 +11,7 @@
 
 #include "common/io/checkpoint.h"
 #include "common/core/compat.h"
+#include "common/core/fs.h"
 #include "common/train/config.h"
 #include "common/train/stage_spec.h"
 #include "common/dist/dist.h"
@@ -31,6 +32,9 @@ struct RunContext {
   // train.precision = bf16 on CUDA: autocast to bfloat16 for the whole run (forward passes,
   // losses, rollouts), fp32 master weights and optimizer state. Null on CPU (fp32 there).
   std::unique_ptr<compat::AutocastScope> autocast;
+  // Rank 0: the lock on run.dir (common/core/fs.h DirLock), held until this context ends; another
+  // run in the same run.dir meanwhile is refused.
+  std::unique_ptr<DirLock> run_lock;
 };
 
 // What a stage is asked to do: the resolved config and how to resume. parse_run_args builds it

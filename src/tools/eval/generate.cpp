@@ -112,6 +112,10 @@ std::vector<std::string> generate_items(LoadedPolicy& p, const std::vector<Promp
 
 int run_generate(const GenerateOptions& o) {
   Communicator& comm = world();
+  // Refused before anything loads: writing would replace the prompts (as rlhf_prep refuses an
+  // --out that is one of its inputs; the same file by identity, not by spelling).
+  RLHF_CHECK(!same_file(o.prompts, o.out), "generate: --out {} is the prompts file (--prompts {}): "
+             "writing it would replace the prompts; choose another output path", o.out, o.prompts);
   LoadedPolicy p(o.checkpoint, o.tokenizer, o.device.empty() ? "auto" : o.device, o.chat, o.chat_template);
   const std::vector<PromptRow> prompts = read_prompts(o, p);
   const int64_t ppo_length = o.max_new_tokens > 0 ? 0 : ppo_response_length(o.checkpoint);

@@ -5,6 +5,7 @@
 
 #include "common/chat/chat_encode.h"
 #include "common/core/check.h"
+#include "common/core/fs.h"
 #include "common/data/data.h"
 #include "tools/prep/sources.h"
 
@@ -17,10 +18,7 @@ std::string source_name(const PrepOptions& o) { return source_format_name(o.form
 void check_out(const PrepOptions& o) {
   RLHF_CHECK(!o.out.empty(), "rlhf_prep: --out FILE.h5 is required");
   for (const auto& in : o.inputs) {
-    std::error_code ec, ec2;
-    const bool same = std::filesystem::equivalent(in, o.out, ec) ||
-                      std::filesystem::weakly_canonical(in, ec) == std::filesystem::weakly_canonical(o.out, ec2);
-    RLHF_CHECK(!same, "rlhf_prep: --out {} is also an input (--in {}): writing it would replace the "
+    RLHF_CHECK(!same_file(in, o.out), "rlhf_prep: --out {} is also an input (--in {}): writing it would replace the "
                "source; choose another output path", o.out, in);
   }
 }

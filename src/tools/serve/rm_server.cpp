@@ -256,13 +256,20 @@ RmServer::~RmServer() = default;
 int RmServer::bind() {
 #ifdef RLHF_WITH_HTTP
   Impl& m = *impl_;
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, with which a second server binds
+  // the same port and the kernel splits the queries between two models (issue 32). Without it a
+  // port in use is refused (a port in TIME_WAIT is still reusable).
+  m.http.set_socket_options([](auto sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
+  });
   int port = m.o.port;
   if (port == 0) {
     port = m.http.bind_to_any_port(m.o.host);
     RLHF_CHECK(port > 0, "rlhf_serve: cannot bind {} on any port", m.o.host);
   } else {
-    RLHF_CHECK(m.http.bind_to_port(m.o.host, port), "rlhf_serve: cannot bind {}:{} (in use, or not an "
-               "address of this machine?)", m.o.host, port);
+    RLHF_CHECK(m.http.bind_to_port(m.o.host, port), "rlhf_serve: cannot bind {}:{}: in use (another "
+               "server?), or not an address of this machine", m.o.host, port);
   }
   return port;
 #else

@@ -3,6 +3,8 @@
 // rank-sharded loop at one rank (dist/dist.h), and checkpoint state files (io/checkpoint.h).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -78,6 +80,26 @@ TEST(Fs, ErrorsNameTheFileAndTheCause) {
 
 // fsync_tree syncs every file (nested too), then every directory deepest first, the root last:
 // the sync function is recorded, and the real one runs without error on the same tree.
+// One run per directory (issue 32): a second DirLock on a held directory is refused, naming the
+// holder; the lock goes with its holder; a lock file whose writer died (content, no flock) is no
+// lock.
+TEST(Fs, DirLockIsExclusiveAndNamesItsHolder) {
+  TempDir d("dirlock");
+  const std::string dir = d.path.string();
+  {
+    DirLock a(dir, "sft_train");
+    EXPECT_NE(read_all(d.at(".lock")).find("sft_train, pid " + std::to_string(::getpid()) + " on "), std::string::npos);
+    const std::string e = error_of([&] { DirLock b(dir, "ppo_train"); });
+    EXPECT_NE(e.find(dir + " is in use by another run (sft_train, pid " + std::to_string(::getpid()) + " on "),
+              std::string::npos) << e;
+    EXPECT_NE(e.find("set another run.dir"), std::string::npos) << e;
+  }
+  EXPECT_NO_THROW(DirLock c(dir, "rm_train"));  // released with a
+  d.write(".lock", "ppo_train, pid 999999 on a-host-that-crashed, since 2026-01-01 00:00:00 UTC\n");
+  EXPECT_NO_THROW(DirLock c(dir, "rm_train"));  // a stale file
+  EXPECT_EQ(read_all(d.at(".lock")).find("a-host-that-crashed"), std::string::npos);  // rewritten
+}
+
 TEST(Fs, FsyncTreeVisitsNestedFiles) {
   TempDir d("fs");
   fs::create_directories(d.path / "x" / "y");
