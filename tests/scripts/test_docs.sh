@@ -19,8 +19,13 @@
 #    tests/, bench/, launch/), and every code span calling a function (`name(...)` or `name()`)
 #    or naming a member (`Scope::name`) must name a function defined or declared under src/ (the
 #    name followed by "(", and the scope as a word).
-# 4. Self-check: a copy of CONFIG.md without one key, a page with a broken link, and an
-#    ARCHITECTURE.md citing a missing file and a missing function must fail.
+# 4. Claims that something is missing: every "not there yet", "not yet" or "no ... yet" in
+#    README.md, docs/*.md (not the dated journal) and configs/**/*.yaml must be listed in YET_OK
+#    below with why it still holds; any other fails (the README said chat templates were "not
+#    there yet" long after they worked, issue 33).
+# 5. Self-check: a copy of CONFIG.md without one key, a page with a broken link, an
+#    ARCHITECTURE.md citing a missing file and a missing function, and a page claiming a
+#    working feature is "not there yet" must fail.
 # BIN_DIR is not used (the script tests share one calling convention). Needs only bash, grep, sed.
 set -euo pipefail
 SRC=${2:?usage: $0 BIN_DIR SOURCE_DIR [CONFIG_MD]}
@@ -105,6 +110,31 @@ check_citations() {
   return $bad
 }
 
+# FILE|PHRASE|why the claim still holds (FILE relative to the repository).
+YET_OK=(
+  "docs/ARCHITECTURE.md|no GPU run yet|tests/gpu/hf_parity.sh has not run on a GPU: bench/gpu/results holds no parity run"
+  "docs/DATA.md|no template yet|a model without a chat template (trained from scratch), not a missing feature"
+  "docs/DISTRIBUTED.md|no checkpoint yet|a run that has not checkpointed, not a missing feature"
+)
+# check_yet FILE...: names every unlisted "yet" claim; returns 1 if any.
+check_yet() {
+  local bad=0 f rel line phrase entry listed
+  for f in "$@"; do
+    rel=${f#"$SRC"/}
+    while IFS= read -r line; do
+      phrase=$(grep -oiE 'not there yet|not yet|no [^.;:,()]{0,40} yet' <<<"$line" | head -n 1)
+      listed=0
+      for entry in "${YET_OK[@]}"; do
+        [ "${entry%%|*}" = "$rel" ] || continue
+        entry=${entry#*|}
+        entry=${entry%%|*}; [[ "${phrase,,}" == "${entry,,}" ]] && listed=1
+      done
+      [ $listed = 1 ] || { echo "docs: $rel says '$phrase': is it still missing? fix the text, or list it in YET_OK with why" >&2; bad=1; }
+    done < <(grep -hiE 'not there yet|not yet|no [^.;:,()]{0,40} yet' "$f" || true)
+  done
+  return $bad
+}
+
 fail=0
 n_keys=$(schema_keys | wc -l)
 if [ "$n_keys" -lt "$MIN_KEYS" ]; then
@@ -131,6 +161,15 @@ if check_links "${pages[@]}"; then
   echo "docs: every relative link in ${#pages[@]} Markdown pages resolves"
 else
   echo "FAIL: broken relative links (see above)" >&2
+  fail=1
+fi
+
+yet_pages=("$SRC/README.md" "$SRC"/docs/*.md)
+while IFS= read -r f; do yet_pages+=("$f"); done < <(find "$SRC/configs" -name '*.yaml' | sort)
+if check_yet "${yet_pages[@]}"; then
+  echo "docs: every 'not yet' claim in ${#yet_pages[@]} pages and configs is listed with its reason"
+else
+  echo "FAIL: unlisted 'not yet' claims (see above)" >&2
   fail=1
 fi
 
@@ -170,5 +209,13 @@ elif ! grep -q "no_such_file.cpp" "$tmp/err" || ! grep -q "no_such_function_xyz"
   cat "$tmp/err" >&2; echo "FAIL: self-check: wrong citations reported" >&2; fail=1
 else
   echo "docs: self-check ok (a cited missing file and function are rejected)"
+fi
+printf 'LoRA is not there yet.\n' > "$tmp/README.md"
+if (SRC=$tmp; check_yet "$tmp/README.md") 2>"$tmp/err"; then
+  echo "FAIL: self-check: an unlisted 'not there yet' passed" >&2; fail=1
+elif ! grep -q "README.md says 'not there yet'" "$tmp/err"; then
+  cat "$tmp/err" >&2; echo "FAIL: self-check: wrong 'yet' report" >&2; fail=1
+else
+  echo "docs: self-check ok (an unlisted 'not there yet' is rejected)"
 fi
 exit $fail
