@@ -188,8 +188,9 @@ UpdateOptions base_update_options(const Config& cfg, const PretrainData& ptx, in
   // micro_batch_size counts rollout rows: ppo.samples_per_prompt per prompt.
   RLHF_CHECK(minibatch % world == 0, "ppo.minibatch_size = {} prompts does not split over {} ranks "
              "(a prompt's group of ppo.samples_per_prompt responses stays on one rank)", minibatch, world);
-  accumulation_steps(minibatch * pc.samples_per_prompt, cfg.train.micro_batch_size, world,
-                     "ppo.minibatch_size");  // checks
+  accumulation_steps(minibatch, cfg.train.micro_batch_size, world,
+                     pc.minibatch_size > 0 ? "ppo.minibatch_size" : "train.global_batch_size",
+                     pc.samples_per_prompt);  // checks
   u.epochs = pc.ppo_epochs;
   u.minibatch_rows = minibatch / world * pc.samples_per_prompt;  // a prompt's group stays together
   u.micro_rows = cfg.train.micro_batch_size;

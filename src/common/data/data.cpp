@@ -1,6 +1,8 @@
 #include "common/data/data.h"
 
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include <unistd.h>
@@ -100,6 +102,22 @@ void check_ragged_consistent(const Ragged& r, const DatasetMeta& m, const std::s
 }  // namespace
 
 // ---- reading --------------------------------------------------------------------------
+// The dataset file `path`, opened for reading; a JSON / JSONL file (the source data, not yet
+// prepared) is refused with the command that prepares it: `rlhf_prep <prep> --in PATH --out ...`.
+static H5File open_dataset(const std::string& path, const char* prep) {
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    int c = 0;
+    while ((c = std::fgetc(f)) != EOF && std::isspace(c)) {
+    }
+    std::fclose(f);
+    const std::string out = std::filesystem::path(path).replace_extension(".h5").string();
+    RLHF_CHECK(c != '{' && c != '[' && c != '"', "'{}' is JSON (source rows), not a dataset: prepare it "
+               "once with `rlhf_prep {} --in {} --out {}` (add --format messages and --chat-template "
+               "for conversations; docs/DATA.md) and give the .h5", path, prep, path, out);
+  }
+  return H5File::open_read(path);
+}
+
 static DatasetMeta read_meta(const H5File& f) {
   DatasetMeta m;
   m.path = f.path();
@@ -137,7 +155,7 @@ static DatasetMeta read_meta(const H5File& f) {
 }
 
 DatasetMeta load_dataset_meta(const std::string& path) {
-  H5File f = H5File::open_read(path);
+  H5File f = open_dataset(path, "sft|ranked|prompts|pretrain");
   return read_meta(f);
 }
 
@@ -189,7 +207,7 @@ static Ragged read_spans(const H5File& f, const DatasetMeta& m, const Ragged& re
 }
 
 SftData SftData::load(const std::string& path, const std::string& identity) {
-  H5File f = H5File::open_read(path);
+  H5File f = open_dataset(path, "sft");
   SftData d;
   d.meta = open_checked(f, DataKind::Sft, identity);
   d.prompt = read_ragged(f, d.meta, "prompt");
@@ -256,7 +274,7 @@ void RankedData::push_group(const std::vector<int32_t>& p,
 }
 
 RankedData RankedData::load(const std::string& path, const std::string& identity) {
-  H5File f = H5File::open_read(path);
+  H5File f = open_dataset(path, "ranked");
   RankedData d;
   d.meta = open_checked(f, DataKind::Ranked, identity);
   d.prompt = read_ragged(f, d.meta, "prompt");
@@ -300,7 +318,7 @@ void RankedData::save(const std::string& path) const {
 }
 
 PromptData PromptData::load(const std::string& path, const std::string& identity) {
-  H5File f = H5File::open_read(path);
+  H5File f = open_dataset(path, "prompts");
   PromptData d;
   d.meta = open_checked(f, DataKind::Prompts, identity);
   d.prompt = read_ragged(f, d.meta, "prompt");
@@ -315,7 +333,7 @@ void PromptData::save(const std::string& path) const {
 }
 
 PretrainData PretrainData::load(const std::string& path, const std::string& identity) {
-  H5File f = H5File::open_read(path);
+  H5File f = open_dataset(path, "pretrain");
   PretrainData d;
   d.meta = open_checked(f, DataKind::Pretrain, identity);
   RLHF_CHECK(f.has("tokens"), "{}: dataset 'tokens' missing", path);

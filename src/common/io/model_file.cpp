@@ -249,6 +249,13 @@ std::string resolve_model_path(const std::string& ckpt) {
                latest.string(), name, model.string());
     return model.string();
   }
+  // A Hugging Face folder where a checkpoint is expected: say the one command that imports it.
+  if (fs::is_regular_file(d / "config.json") &&
+      (fs::is_regular_file(d / "model.safetensors") || fs::is_regular_file(d / "model.safetensors.index.json"))) {
+    const std::string out = (d.has_filename() ? d : d.parent_path()).string() + "-rlhf";
+    throw Error(fmt::format("'{}' is a Hugging Face model folder, not a checkpoint: import it once with "
+                            "`rlhf_convert from-hf --in {} --out {}` and give {} instead", ckpt, ckpt, out, out));
+  }
   throw Error(fmt::format("'{}' is neither a model.h5 file, a checkpoint directory (with model.h5) "
                           "nor a run directory (with checkpoints/latest)", ckpt));
 }

@@ -38,8 +38,9 @@ TrainLoop::TrainLoop(RunContext& ctx, const ModelSetup& ms, std::vector<CkptMode
       opts_(make_optimizers(ctx, trained, &n_params_)),
       sampler_(dataset_size, ctx.cfg.run.seed, ctx.comm->rank(), ctx.comm->world_size()),
       // (micro-batches count rows: StagePlan::rows_per_sample per sample; PPO: rollout rows)
-      accum_(accumulation_steps(ctx.cfg.train.global_batch_size * stage_plan(ctx.cfg).rows_per_sample,
-                                ctx.cfg.train.micro_batch_size, ctx.comm->world_size())),
+      accum_(accumulation_steps(ctx.cfg.train.global_batch_size, ctx.cfg.train.micro_batch_size,
+                                ctx.comm->world_size(), "train.global_batch_size",
+                                stage_plan(ctx.cfg).rows_per_sample)),
       saved_(std::move(saved)),
       extra_(std::move(extra)),
       metrics_(ctx.cfg.run.dir, ctx.comm->is_root(), ctx.cfg.train.max_steps,

@@ -1,6 +1,8 @@
 #include "common/train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "common/core/check.h"
 #include "common/core/compat.h"
@@ -212,14 +214,25 @@ StepResult optimizer_step(AdamW& opt, Communicator& comm, double lr, double grad
   return r;
 }
 
-int64_t accumulation_steps(int64_t global_batch, int64_t micro_batch, int world_size,
-                           const std::string& what) {
-  const int64_t per_step = micro_batch * world_size;
-  RLHF_CHECK(global_batch % per_step == 0,
-             "{} = {} is not divisible by train.micro_batch_size ({}) x ranks ({}) = {}; choose a "
-             "global batch that is a multiple of {}",
-             what, global_batch, micro_batch, world_size, per_step, per_step);
-  return global_batch / per_step;
+int64_t accumulation_steps(int64_t global_samples, int64_t micro_batch, int world_size,
+                           const std::string& what, int64_t rows_per_sample) {
+  const int64_t rows = global_samples * rows_per_sample, per_step = micro_batch * world_size;
+  if (rows % per_step == 0) return rows / per_step;
+  // The error ends with the keys that fix it, with values that work.
+  std::string fix;
+  if (rows % world_size == 0) {
+    const int64_t per_rank = rows / world_size;
+    int64_t d = std::min(micro_batch, per_rank);
+    while (per_rank % d != 0) --d;
+    fix = fmt::format("set train.micro_batch_size to a divisor of the {} rows per rank (e.g. {})", per_rank, d);
+  } else {
+    fix = fmt::format("run on a number of ranks that divides its {} rows", rows);
+  }
+  const int64_t multiple = per_step / std::gcd(per_step, rows_per_sample);
+  throw Error(fmt::format("{} = {}{} is not divisible by train.micro_batch_size ({}) x ranks ({}) = {}: {}, "
+                          "or set {} to a multiple of {}", what, global_samples,
+                          rows_per_sample > 1 ? fmt::format(" ({} rows, {} per sample)", rows, rows_per_sample) : "",
+                          micro_batch, world_size, per_step, fix, what, multiple));
 }
 
 }  // namespace rlhf

@@ -111,8 +111,11 @@ struct StepResult {
 StepResult optimizer_step(AdamW& opt, Communicator& comm, double lr, double grad_clip,
                           double bucket_mb, bool loss_finite);
 
-// micro-batches per rank per step; throws naming the three numbers when they don't divide.
-int64_t accumulation_steps(int64_t global_batch, int64_t micro_batch, int world_size,
-                           const std::string& what = "train.global_batch_size");
+// Micro-batches per rank per step for global_samples samples of rows_per_sample rows each (PPO:
+// prompts of ppo.samples_per_prompt responses), micro_batch rows per forward. When they do not
+// divide, throws naming the numbers and ending with what fixes it: a train.micro_batch_size that
+// divides the rows per rank (the largest one not above today's), or `what` as a multiple.
+int64_t accumulation_steps(int64_t global_samples, int64_t micro_batch, int world_size,
+                           const std::string& what = "train.global_batch_size", int64_t rows_per_sample = 1);
 
 }  // namespace rlhf

@@ -146,6 +146,11 @@ TEST(Data, TruncatedAndForeignFilesGiveClearErrors) {
   EXPECT_NE(msg.find("not an rlhf dataset"), std::string::npos) << msg;
   msg = error_of([&] { rlhf::SftData::load(dir.at("missing.h5")); });
   EXPECT_NE(msg.find("missing.h5"), std::string::npos) << msg;
+  // Source JSONL where a prepared dataset is expected: the error gives the command that prepares it.
+  std::ofstream(dir.at("chosen.jsonl")) << "  {\"prompt\": \"hi\", \"chosen\": \"a\", \"rejected\": \"b\"}\n";
+  msg = error_of([&] { rlhf::RankedData::load(dir.at("chosen.jsonl")); });
+  EXPECT_NE(msg.find("is JSON (source rows), not a dataset: prepare it once with `rlhf_prep ranked --in " +
+                     dir.at("chosen.jsonl") + " --out " + dir.at("chosen.h5") + "`"), std::string::npos) << msg;
 }
 
 TEST(Data, InconsistentOffsetsAndIdsRejected) {

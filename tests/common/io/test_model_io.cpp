@@ -147,6 +147,14 @@ TEST(ModelH5, ResolveModelPath) {
   EXPECT_ERROR_HAS(error_of([&] { resolve_model_path((run / "missing").string()); }), "missing");
   fs::create_directories(run / "empty");
   EXPECT_ERROR_HAS(error_of([&] { resolve_model_path((run / "empty").string()); }), "empty");
+  // A Hugging Face folder where a checkpoint is expected: the error gives the import command.
+  const fs::path hf = run / "Qwen3-0.6B";
+  fs::create_directories(hf);
+  std::ofstream((hf / "config.json").string()) << "{}";
+  std::ofstream((hf / "model.safetensors").string()) << "x";
+  const std::string command = "`rlhf_convert from-hf --in " + hf.string() + " --out " + hf.string() + "-rlhf`";
+  EXPECT_ERROR_HAS(error_of([&] { resolve_model_path(hf.string()); }),
+                   "is a Hugging Face model folder, not a checkpoint: import it once with", command.c_str());
 }
 
 // ---- safetensors ----------------------------------------------------------------------------

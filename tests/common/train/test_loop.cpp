@@ -47,5 +47,25 @@ TEST(TrainLoop, StopsAfterMaxSkippedStepsInARow) {
   EXPECT_FALSE(std::filesystem::exists(d.at("run") + "/checkpoints/latest"));  // nothing saved
 }
 
+// A batch that does not split into micro-batches over the ranks: the error names the numbers and
+// ends with the keys that fix it, with values that work (issue 33: the hint named the wrong knob).
+TEST(TrainLoop, AccumulationErrorSaysWhatFixesIt) {
+  EXPECT_EQ(accumulation_steps(32, 4, 2), 4);
+  EXPECT_EQ(accumulation_steps(8, 8, 2, "ppo.minibatch_size", 4), 2);  // 8 prompts x 4 rows / (8 x 2)
+  std::string e = error_of([] { accumulation_steps(12, 8, 1); });
+  EXPECT_NE(e.find("train.global_batch_size = 12 is not divisible by train.micro_batch_size (8) x ranks (1) = 8: "
+                   "set train.micro_batch_size to a divisor of the 12 rows per rank (e.g. 6), or set "
+                   "train.global_batch_size to a multiple of 8"), std::string::npos) << e;
+  // PPO: 3 prompts x 4 samples = 12 rows on 2 ranks, micro 4: 6 rows per rank -> micro 3; or a
+  // minibatch that is a multiple of 8 / gcd(8, 4) = 2 prompts.
+  e = error_of([] { accumulation_steps(3, 4, 2, "ppo.minibatch_size", 4); });
+  EXPECT_NE(e.find("ppo.minibatch_size = 3 (12 rows, 4 per sample) is not divisible by train.micro_batch_size (4) x "
+                   "ranks (2) = 8: set train.micro_batch_size to a divisor of the 6 rows per rank (e.g. 3), or "
+                   "set ppo.minibatch_size to a multiple of 2"), std::string::npos) << e;
+  e = error_of([] { accumulation_steps(3, 1, 2, "ppo.ptx_batch_size"); });
+  EXPECT_NE(e.find("run on a number of ranks that divides its 3 rows, or set ppo.ptx_batch_size to a multiple of 2"),
+            std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace rlhf
