@@ -227,6 +227,15 @@ TEST(PrepBad, SftEachClassSkippedAndCountedOrStrictError) {
     EXPECT_NE(msg.find(in + ":2:"), std::string::npos) << c.name << ": " << msg;
     EXPECT_FALSE(fs::exists(o.out)) << c.name;
   }
+  // Conversations read as plain rows: the error says the option that reads them (issue 33).
+  for (const std::string line : {R"({"messages": [{"role": "user", "content": "hi"}]})",
+                                 R"({"prompt": [{"role": "user", "content": "hi"}], "completion": "r"})"}) {
+    auto o = opts({dir.write("conv.jsonl", line + "\n")}, dir.at("conv.h5"));
+    o.strict = true;
+    const std::string msg = error_of([&] { rlhf::run_prep_sft(o); });
+    EXPECT_NE(msg.find("is a conversation (a list of {role, content} messages): prepare it with --format messages"),
+              std::string::npos) << msg;
+  }
 }
 
 TEST(PrepBad, RankedEachClassSkippedAndCountedOrStrictError) {

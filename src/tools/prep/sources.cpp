@@ -32,13 +32,17 @@ void for_each_json(const std::string& file, PrepReport& rep,
 // Reads a string field; false (row skipped and counted) if missing or not a string.
 bool get_string(const json& j, const std::string& key, PrepReport& rep, const std::string& w,
                 std::string* out) {
+  // A conversation read as plain rows: say the option that reads it (issue 33).
+  const char* conversation = "; the row is a conversation (a list of {role, content} messages): "
+                             "prepare it with --format messages (and --chat-template auto)";
   if (!j.is_object() || !j.contains(key)) {
-    rep.skip("missing_field", w, fmt::format("field '{}' missing", key));
+    rep.skip("missing_field", w, fmt::format("field '{}' missing{}", key,
+                                             j.is_object() && j.contains("messages") ? conversation : ""));
     return false;
   }
   if (!j[key].is_string()) {
-    rep.skip("bad_field_type", w, fmt::format("field '{}' is {}, expected a string", key,
-                                              j[key].type_name()));
+    rep.skip("bad_field_type", w, fmt::format("field '{}' is {}, expected a string{}", key, j[key].type_name(),
+                                              j[key].is_array() ? conversation : ""));
     return false;
   }
   *out = j[key].get<std::string>();
