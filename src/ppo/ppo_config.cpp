@@ -100,7 +100,7 @@ void resolve_ppo(Config& cfg, const std::set<std::string>& given, const std::str
   require(p.reward != RewardKind::Remote || http_client_available(), origin,
           "ppo.reward: remote: this build has no HTTP client (cpp-httplib, Debian's "
           "libcpp-httplib-dev, was not found when it was configured: install it and rebuild)");
-  require(uses_critic(p.advantage) == false || p.reward == RewardKind::Rm || !p.critic_init.empty(), origin,
+  require(!uses_critic(p.advantage) || p.reward == RewardKind::Rm || !p.critic_init.empty(), origin,
           "ppo.advantage: gae with ppo.reward: {} needs ppo.critic_init (the critic is otherwise "
           "initialised from the reward model, which a {} reward does not load)",
           kRewardNames.name(p.reward), kRewardNames.name(p.reward));

@@ -56,10 +56,6 @@ namespace {
 
 using Field = ConfigField;
 
-std::string scalar_text(const YAML::Node& n) {
-  return n.IsScalar() ? n.Scalar() : (n.IsMap() ? std::string("a mapping") : std::string("a list"));
-}
-
 // The keys of every stage, then stage's own (StageSpec::add_keys), bound into c.
 std::vector<Field> schema(Config& c, const StageSpec& stage) {
   Schema s;
@@ -175,7 +171,7 @@ void walk(const YAML::Node& node, const std::string& prefix, const std::string& 
       if (!val.IsMap()) {
         if (val.IsNull()) continue;  // an empty section
         throw ConfigError(fmt::format("{}: '{}' is a section and must be a mapping, got '{}'", where,
-                                      key, scalar_text(val)));
+                                      key, yaml_scalar_text(val)));
       }
       walk(val, key, where, fields, stage, given);
       continue;

@@ -14,13 +14,10 @@ namespace {
 
 constexpr double kInf = Schema::kInf;
 
-std::string scalar_text(const YAML::Node& n) {
-  return n.IsScalar() ? n.Scalar() : (n.IsMap() ? std::string("a mapping") : std::string("a list"));
-}
 
 [[noreturn]] void bad_value(const std::string& where, const std::string& path, const YAML::Node& n,
                             const std::string& expected) {
-  throw ConfigError(fmt::format("{}: {} = '{}': expected {}", where, path, scalar_text(n), expected));
+  throw ConfigError(fmt::format("{}: {} = '{}': expected {}", where, path, yaml_scalar_text(n), expected));
 }
 
 std::string expand_env(const std::string& s, const std::string& where, const std::string& path) {
@@ -57,6 +54,10 @@ std::string expand_env(const std::string& s, const std::string& where, const std
 }
 
 }  // namespace
+
+std::string yaml_scalar_text(const YAML::Node& n) {
+  return n.IsScalar() ? n.Scalar() : (n.IsMap() ? std::string("a mapping") : std::string("a list"));
+}
 
 void Schema::add_int(const std::string& path, int64_t* p, int64_t lo, int64_t hi) {
   std::string expected = hi == std::numeric_limits<int64_t>::max()

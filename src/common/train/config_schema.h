@@ -28,6 +28,9 @@ struct ConfigField {
   std::function<YAML::Node()> get;
 };
 
+// A YAML node as error text: its scalar, or "a mapping" / "a list".
+std::string yaml_scalar_text(const YAML::Node& n);
+
 class Schema {
  public:
   static constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
