@@ -15,6 +15,7 @@
 
 #include "common/core/check.h"
 #include "common/core/compat.h"
+#include "common/model/rollout_engine.h"
 
 namespace rlhf {
 
@@ -66,30 +67,52 @@ torch::Tensor sampling_probs(const torch::Tensor& logits, const SamplingConfig& 
   return torch::softmax(l, -1);  // [B, V]
 }
 
+}  // namespace
+
 // Exponential race: argmax p_i / E_i with E_i ~ Exp(1) draws i with probability p_i.
-// noise [B, V] float (unused when greedy).
-torch::Tensor draw(const torch::Tensor& logits, const SamplingConfig& cfg,
-                   const torch::Tensor& noise) {
+torch::Tensor draw_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
+                          const torch::Tensor& noise) {
   if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
   return (sampling_probs(logits, cfg) / noise).argmax(-1);
 }
-}  // namespace
+
+torch::Tensor sampled_logprobs(const torch::Tensor& logits, const torch::Tensor& tokens,
+                               const SamplingConfig& cfg) {
+  const double temp = cfg.temperature > 0 ? cfg.temperature : 1.0;
+  auto scaled = temp == 1.0 ? logits : logits.to(torch::kFloat) / temp;          // [B, V]
+  return torch::log_softmax(scaled, -1).gather(1, tokens.unsqueeze(1)).squeeze(1);  // [B]
+}
+
+void check_sampling(const SamplingConfig& cfg) {
+  RLHF_CHECK(cfg.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got {}",
+             cfg.max_new_tokens);
+  RLHF_CHECK(cfg.temperature >= 0, "generate: temperature must be >= 0, got {}", cfg.temperature);
+  RLHF_CHECK(cfg.top_p > 0 && cfg.top_p <= 1, "generate: top_p must be in (0, 1], got {}", cfg.top_p);
+  RLHF_CHECK(cfg.top_k >= 0, "generate: top_k must be >= 0, got {}", cfg.top_k);
+  RLHF_CHECK(cfg.eos_check_every > 0, "generate: eos_check_every must be > 0");
+  RLHF_CHECK(cfg.attend_bucket > 0, "generate: attend_bucket must be > 0, got {}", cfg.attend_bucket);
+  const EngineOptions& e = cfg.engine_opt;
+  RLHF_CHECK(e.max_batch_rows > 0 && e.max_batch_tokens > 0 && e.block_size > 0,
+             "generate: the engine's max_batch_rows ({}), max_batch_tokens ({}) and block_size "
+             "({}) must be > 0", e.max_batch_rows, e.max_batch_tokens, e.block_size);
+}
 
 torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
                             at::Generator& gen) {
   if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
   auto noise = torch::empty(logits.sizes(), logits.options().dtype(torch::kFloat));
   noise.exponential_(1.0, gen);                           // [B, V]
-  return draw(logits, cfg, noise);
+  return draw_tokens(logits, cfg, noise);
 }
 
-namespace {
-at::Generator make_generator(const torch::Device& dev, uint64_t seed) {
+at::Generator sampling_generator(const torch::Device& dev, uint64_t seed) {
   if (dev.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(seed);
   at::Generator g = at::globalContext().defaultGenerator(dev).clone();
   g.set_current_seed(seed);
   return g;
 }
+
+namespace {
 
 // Where the sampling noise of a step comes from: one generator for the whole [B, V] draw, or
 // one per row (row b's draws then depend only on its seed, not on the batch it is in).
@@ -97,7 +120,7 @@ class NoiseSource {
  public:
   NoiseSource(const torch::Device& dev, const std::vector<uint64_t>& seeds, bool per_row)
       : per_row_(per_row) {
-    for (uint64_t s : seeds) gens_.push_back(make_generator(dev, s));
+    for (uint64_t s : seeds) gens_.push_back(sampling_generator(dev, s));
   }
   void fill(torch::Tensor& noise) {  // [B, V]
     if (!per_row_) {
@@ -111,7 +134,7 @@ class NoiseSource {
     if (cfg.temperature == 0.0) return logits.argmax(-1);  // [B]
     auto noise = torch::empty(logits.sizes(), logits.options().dtype(torch::kFloat));
     fill(noise);                                            // [B, V]
-    return draw(logits, cfg, noise);
+    return draw_tokens(logits, cfg, noise);
   }
 
  private:
@@ -136,9 +159,7 @@ struct DecodeBuffers {
 torch::Tensor record(DecodeBuffers& r, const torch::Tensor& logits, const torch::Tensor& tok_drawn,
                      const torch::Tensor& t_idx, const SamplingConfig& cfg, bool use_eos) {
   auto tok = tok_drawn.masked_fill(r.finished, cfg.pad_id);                         // [B]
-  const double temp = cfg.temperature > 0 ? cfg.temperature : 1.0;
-  auto scaled = temp == 1.0 ? logits : logits.to(torch::kFloat) / temp;             // [B, V]
-  auto lp = torch::log_softmax(scaled, -1).gather(1, tok.unsqueeze(1));             // [B, 1]
+  auto lp = sampled_logprobs(logits, tok, cfg).unsqueeze(1);                        // [B, 1]
   r.tokens.index_copy_(1, t_idx + r.P, tok.unsqueeze(1));
   r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
   r.response_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
@@ -210,7 +231,7 @@ class StaticDecoder {
     auto valid = r_.attention_mask.narrow(1, 0, L).logical_and(slots_.narrow(1, 0, L).le(slot_));  // [B, L]
     auto h = model_->trunk->decode_static(tok_, pos_, valid, cache_, slot_);  // [B, 1, C]
     auto logits = model_->logits_from_hidden(h).squeeze(1);                   // [B, V]
-    auto tok = record(r_, logits, draw(logits, cfg_, noise_), slot_ + (1 - r_.P), cfg_, use_eos_);  // [B]
+    auto tok = record(r_, logits, draw_tokens(logits, cfg_, noise_), slot_ + (1 - r_.P), cfg_, use_eos_);  // [B]
     tok_.copy_(tok.unsqueeze(1));
     pos_.add_(1);
     slot_.add_(1);
@@ -308,13 +329,7 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
   const ModelConfig& mc = model->cfg;
   RLHF_CHECK(prompts_in.dim() == 2 && prompt_mask_in.sizes() == prompts_in.sizes(),
              "generate: prompts and prompt_mask must both be [B, P]");
-  RLHF_CHECK(cfg.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got {}",
-             cfg.max_new_tokens);
-  RLHF_CHECK(cfg.temperature >= 0, "generate: temperature must be >= 0, got {}", cfg.temperature);
-  RLHF_CHECK(cfg.top_p > 0 && cfg.top_p <= 1, "generate: top_p must be in (0, 1], got {}", cfg.top_p);
-  RLHF_CHECK(cfg.top_k >= 0, "generate: top_k must be >= 0, got {}", cfg.top_k);
-  RLHF_CHECK(cfg.eos_check_every > 0, "generate: eos_check_every must be > 0");
-  RLHF_CHECK(cfg.attend_bucket > 0, "generate: attend_bucket must be > 0, got {}", cfg.attend_bucket);
+  check_sampling(cfg);
   const auto params = model->parameters();
   const torch::Device dev = params.at(0).device();
   auto prompts = prompts_in.to(dev, torch::kLong);
@@ -376,6 +391,10 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
     if (stat) out.cuda_graphs = stat->graphs_captured();
   }
   out.new_tokens = n;
+  out.prefill_tokens = N > 0 ? B * P : 0;
+  out.decode_steps = std::max<int64_t>(n - 1, 0);
+  out.decode_rows = B * out.decode_steps;
+  for (const auto& t : cache.k) out.peak_kv_bytes += 2 * static_cast<int64_t>(t.nbytes());
   out.tokens = r.tokens.narrow(1, 0, P + n).contiguous();
   out.response_mask = r.response_mask.narrow(1, 0, n).contiguous();
   out.logprobs = r.logprobs.narrow(1, 0, n).contiguous();
@@ -393,6 +412,7 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
 GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
                         const torch::Tensor& prompt_mask, const SamplingConfig& cfg,
                         const std::vector<uint64_t>& row_seeds) {
+  if (cfg.engine == Engine::Paged) return generate_paged(model, prompts, prompt_mask, cfg, row_seeds);
   return generate_with(model, prompts, prompt_mask, cfg, row_seeds, true);
 }
 

@@ -1,4 +1,5 @@
-// generate.h — batched autoregressive sampling with a static KV cache (rollouts, evaluation).
+// generate.h — batched autoregressive sampling (rollouts, evaluation): the static-batch sampler
+// here, and the entry point of the rollout engine (rollout_engine.h), chosen by cfg.engine.
 //
 // Contract:
 // - prompts [B, P] int64 left-padded, prompt_mask [B, P] bool; every row needs >= 1 real token
@@ -48,6 +49,21 @@ enum class DecodeMode { Auto, Eager, Static };
 inline constexpr EnumNames<DecodeMode, 3> kDecodeModeNames{{{DecodeMode::Auto, "auto"},
     {DecodeMode::Eager, "eager"}, {DecodeMode::Static, "static"}}};
 
+// Which sampler runs the per-row-seeded generate() (the single-seed one is always Static):
+// - Paged: the rollout engine (rollout_engine.h): paged KV cache, continuous batching, one
+//   prefill per distinct prompt shared by its samples.
+// - Static: one left-padded batch with a static KV cache that runs until its longest row ends.
+enum class Engine { Paged, Static };
+inline constexpr EnumNames<Engine, 2> kEngineNames{{{Engine::Paged, "paged"},
+    {Engine::Static, "static"}}};
+
+// The rollout engine's limits (Engine::Paged).
+struct EngineOptions {
+  int64_t max_batch_rows = 256;     // rows decoded together; a prompt's samples enter together
+  int64_t max_batch_tokens = 8192;  // token positions of one prefill pass (>= 1 prompt always)
+  int64_t block_size = 16;          // KV positions per cache block
+};
+
 struct SamplingConfig {
   int64_t max_new_tokens = 64;
   double temperature = 1.0;
@@ -62,6 +78,8 @@ struct SamplingConfig {
   // Static decode: attention reads the cache up to the next multiple of this many slots (one
   // CUDA graph per bucket), not the whole cache. Must be > 0.
   int64_t attend_bucket = 64;
+  Engine engine = Engine::Paged;
+  EngineOptions engine_opt;
 };
 
 // True where a token (any shape) ends a row: EOS or one of extra_stop_ids; all false when
@@ -82,6 +100,11 @@ struct GenerateOutput {
   int64_t prompt_len = 0;        // P
   int64_t new_tokens = 0;        // N actually generated (<= max_new_tokens; stops early when all rows hit EOS)
   int64_t cuda_graphs = 0;       // decode-step CUDA graphs captured and replayed (0: none used)
+  // The work done, for benchmarks and logs (both engines fill them):
+  int64_t prefill_tokens = 0;    // prompt positions run through the model (padding included)
+  int64_t decode_rows = 0;       // rows fed through decode steps, summed over the steps
+  int64_t decode_steps = 0;      // decode forward passes
+  int64_t peak_kv_bytes = 0;     // KV memory at its largest (static: the whole cache)
 };
 
 // prompts [B,P] int64 left-padded, prompt_mask [B,P] bool. temperature 0 = greedy.
@@ -89,7 +112,9 @@ GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
                         const torch::Tensor& prompt_mask, const SamplingConfig& cfg, uint64_t seed);
 // The same with one generator per row, seeded with row_seeds[b] (size B): row b's tokens depend
 // on its prompt and seed only, not on the other rows of the batch (up to the round-off of a
-// different padding), so PPO draws the same responses on 1 rank or N ranks.
+// different padding), so PPO draws the same responses on 1 rank or N ranks. cfg.engine Paged
+// runs the rollout engine (same distribution, same per-row streams; N is then the longest
+// response, not rounded up to eos_check_every), Static the static batch.
 GenerateOutput generate(CausalLM& model, const torch::Tensor& prompts,
                         const torch::Tensor& prompt_mask, const SamplingConfig& cfg,
                         const std::vector<uint64_t>& row_seeds);
@@ -110,5 +135,18 @@ DecodeMode resolved_decode_mode(const SamplingConfig& cfg, const torch::Device& 
 // The sampling transform alone (exposed for tests): logits [B, V] float -> token ids [B] int64.
 torch::Tensor sample_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
                             at::Generator& gen);
+// The draw behind every sampler: logits [B, V], noise [B, V] ~ Exp(1) (unused when greedy) ->
+// token ids [B]: argmax of the filtered probabilities / noise (the exponential race).
+torch::Tensor draw_tokens(const torch::Tensor& logits, const SamplingConfig& cfg,
+                          const torch::Tensor& noise);
+// A private generator on `dev` seeded with `seed` (CPU: CPUGeneratorImpl; CUDA: a clone of the
+// device's default generator, reseeded): the per-row sampling streams.
+at::Generator sampling_generator(const torch::Device& dev, uint64_t seed);
+// Log-probs [B] of tokens [B] under log_softmax(logits [B, V] / temperature) (temperature 1 when
+// greedy): what every sampler records.
+torch::Tensor sampled_logprobs(const torch::Tensor& logits, const torch::Tensor& tokens,
+                               const SamplingConfig& cfg);
+// Argument checks shared by the samplers (throws naming the bad knob).
+void check_sampling(const SamplingConfig& cfg);
 
 }  // namespace rlhf

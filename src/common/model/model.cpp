@@ -25,6 +25,8 @@ struct AttnCtx {
   int64_t cache_pos = 0;
   torch::Tensor cache_index;  // [1] int64: decode_static's write slot
   int64_t static_len = 0;     // decode_static: cache slots [0, static_len) are attended
+  PagedKV* paged = nullptr;   // decode_paged: the pool and the step's slots and blocks
+  const PagedStep* step = nullptr;
 };
 }  // namespace detail
 using detail::AttnCtx;
@@ -46,7 +48,16 @@ class BlockBase : public torch::nn::Module {
 torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttnCtx& c,
                      int64_t layer, double dropout, bool training) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
-  if (c.cache && c.cache_index.defined()) {
+  if (c.paged) {  // T == 1: write each row's key/value at its slot, gather its blocks
+    auto& pk = c.paged->k[layer];  // [NB, bs, Hkv, D]
+    auto& pv = c.paged->v[layer];
+    const int64_t NB = pk.size(0), bs = pk.size(1), MB = c.step->block_table.size(1);
+    pk.view({NB * bs, Hkv, D}).index_copy_(0, c.step->write_slot, k.squeeze(2).to(pk.scalar_type()));
+    pv.view({NB * bs, Hkv, D}).index_copy_(0, c.step->write_slot, v.squeeze(2).to(pv.scalar_type()));
+    auto idx = c.step->block_table.reshape({-1});                                // [R * MB]
+    k = pk.index_select(0, idx).view({B, MB * bs, Hkv, D}).transpose(1, 2);      // [R, Hkv, L, D]
+    v = pv.index_select(0, idx).view({B, MB * bs, Hkv, D}).transpose(1, 2);
+  } else if (c.cache && c.cache_index.defined()) {
     auto& ck = c.cache->k[layer];
     auto& cv = c.cache->v[layer];
     ck.index_copy_(2, c.cache_index, k.to(ck.scalar_type()));
@@ -486,6 +497,26 @@ torch::Tensor TransformerImpl::decode_static(const torch::Tensor& tokens,
   c.static_len = L;
   auto m = attention_mask.view({B, 1, 1, L});                     // [B, 1, 1, L]
   c.mask = m.logical_or(m.any(-1, true).logical_not());
+  return run_layers(tokens, positions, c, false);
+}
+
+torch::Tensor TransformerImpl::decode_paged(const torch::Tensor& tokens,
+                                            const torch::Tensor& positions, PagedKV& kv,
+                                            const PagedStep& step) {
+  const int64_t R = tokens.size(0);
+  RLHF_CHECK(tokens.dim() == 2 && tokens.size(1) == 1 && positions.sizes() == tokens.sizes(),
+             "decode_paged: tokens and positions must be [R, 1]");
+  RLHF_CHECK(static_cast<int64_t>(kv.k.size()) == cfg.n_layer,
+             "decode_paged: paged KV has {} layers, model has {}", kv.k.size(), cfg.n_layer);
+  const int64_t L = step.block_table.size(1) * kv.block_size;
+  RLHF_CHECK(step.write_slot.numel() == R && step.block_table.size(0) == R &&
+                 step.attention_mask.sizes() == torch::IntArrayRef({R, L}),
+             "decode_paged: write_slot [R={}], block_table [R, MB] and attention_mask [R, MB*{}] "
+             "disagree", R, kv.block_size);
+  AttnCtx c;
+  c.paged = &kv;
+  c.step = &step;
+  c.mask = step.attention_mask.view({R, 1, 1, L});  // [R, 1, 1, L]
   return run_layers(tokens, positions, c, false);
 }
 

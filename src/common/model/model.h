@@ -103,6 +103,32 @@ struct KVCache {
   static torch::ScalarType storage_dtype(const torch::Device& dev, torch::ScalarType param_dtype);
 };
 
+// Paged KV cache (the rollout engine's, rollout_engine.h): per layer k, v:
+// [num_blocks, block_size, n_kv_head, head_dim]. A sequence's keys live in the blocks its block
+// table lists, in order (logical position i -> block table[i / block_size], offset
+// i % block_size); blocks are handed out and freed by the engine. Block 0 is never handed out:
+// padding entries of a block table point at it and are masked.
+struct PagedKV {
+  std::vector<torch::Tensor> k, v;
+  int64_t block_size = 16;
+  int64_t num_blocks() const { return k.empty() ? 0 : k[0].size(0); }
+  int64_t bytes() const;  // all layers, keys and values
+  // Uninitialised blocks (zero_block before use).
+  static PagedKV allocate(const ModelConfig&, int64_t num_blocks, int64_t block_size,
+                          torch::TensorOptions);
+  void zero_block(int64_t b);
+  // Copies block `from` into block `to` on every layer (copy-on-write of a shared block).
+  void copy_block(int64_t from, int64_t to);
+};
+
+// One paged decode step of R rows (TransformerImpl::decode_paged), all on the model's device.
+struct PagedStep {
+  torch::Tensor write_slot;      // [R] int64: block * block_size + offset of the token fed
+  torch::Tensor block_table;     // [R, MB] int64: each row's blocks in order, padded with 0
+  torch::Tensor attention_mask;  // [R, MB * block_size] bool: the slots a row attends (its
+                                 // filled length, the fed token included)
+};
+
 // RoPE inverse frequencies [head_dim / 2] float32 (CPU) with cfg.rope_scaling applied, computed
 // in the same float32 operation order as transformers' rope init functions.
 torch::Tensor rope_inv_freq(const ModelConfig& cfg);
@@ -159,6 +185,11 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   torch::Tensor decode_static(const torch::Tensor& tokens, const torch::Tensor& positions,
                               const torch::Tensor& attention_mask, KVCache& cache,
                               const torch::Tensor& cache_index);
+  // A decode step over a paged cache: tokens/positions [R, 1] int64; each row's new key/value is
+  // written at step.write_slot and its attention reads the blocks of step.block_table under
+  // step.attention_mask. -> [R, 1, d_model]
+  torch::Tensor decode_paged(const torch::Tensor& tokens, const torch::Tensor& positions,
+                             PagedKV& kv, const PagedStep& step);
   torch::Tensor token_embedding_weight();        // [V, C], for tied heads
   // LoRA (lora.h; use attach_lora): adapters on the blocks' `targets`, created on `dev`.
   // REQUIRES: none attached yet.

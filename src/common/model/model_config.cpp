@@ -288,6 +288,41 @@ KVCache KVCache::allocate(const ModelConfig& cfg, int64_t batch, int64_t capacit
   return c;
 }
 
+PagedKV PagedKV::allocate(const ModelConfig& cfg, int64_t num_blocks, int64_t block_size,
+                          torch::TensorOptions opt) {
+  RLHF_CHECK(num_blocks > 1 && block_size > 0,
+             "PagedKV::allocate: num_blocks ({}) must be > 1 and block_size ({}) > 0", num_blocks,
+             block_size);
+  PagedKV p;
+  p.block_size = block_size;
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    p.k.push_back(torch::empty({num_blocks, block_size, cfg.n_kv_head, cfg.head_dim()}, opt));
+    p.v.push_back(torch::empty({num_blocks, block_size, cfg.n_kv_head, cfg.head_dim()}, opt));
+  }
+  return p;
+}
+
+int64_t PagedKV::bytes() const {
+  int64_t n = 0;
+  for (size_t l = 0; l < k.size(); ++l)
+    n += static_cast<int64_t>(k[l].nbytes() + v[l].nbytes());
+  return n;
+}
+
+void PagedKV::zero_block(int64_t b) {
+  for (size_t l = 0; l < k.size(); ++l) {
+    k[l].select(0, b).zero_();
+    v[l].select(0, b).zero_();
+  }
+}
+
+void PagedKV::copy_block(int64_t from, int64_t to) {
+  for (size_t l = 0; l < k.size(); ++l) {
+    k[l].select(0, to).copy_(k[l].select(0, from));
+    v[l].select(0, to).copy_(v[l].select(0, from));
+  }
+}
+
 torch::ScalarType KVCache::storage_dtype(const torch::Device& dev, torch::ScalarType param_dtype) {
   auto ac = compat::autocast_state();
   return (dev.is_cuda() && ac.enabled) ? ac.dtype : param_dtype;

@@ -229,7 +229,7 @@ TEST(Generate, SeedingAndTopKOneIsGreedy) {
 
 // Per-row seeds: a row's sampled tokens depend on its prompt and seed only. Rows 1 and 2 of a
 // 3-row batch equal the same prompts generated as a 2-row batch with their seeds (PPO on 2 ranks),
-// in eager and static decoding; a single seed for the batch would not give that.
+// in eager and static decoding and in the rollout engine; a single seed for the batch would not give that.
 TEST(Generate, RowSeedsMakeRowsIndependentOfTheBatch) {
   CausalLM m = make_model(Family::Llama, 4, 15);
   SamplingConfig sc;
@@ -237,7 +237,10 @@ TEST(Generate, RowSeedsMakeRowsIndependentOfTheBatch) {
   sc.temperature = 1.0;
   auto [p3, m3] = left_pad({{5, 6}, {7}, {8, 9, 10}}, 0);
   auto [p2, m2] = left_pad({{7}, {8, 9, 10}}, 0);
-  for (DecodeMode mode : {DecodeMode::Eager, DecodeMode::Static}) {
+  for (auto [engine, mode] : {std::pair{Engine::Static, DecodeMode::Eager},
+                              std::pair{Engine::Static, DecodeMode::Static},
+                              std::pair{Engine::Paged, DecodeMode::Auto}}) {
+    sc.engine = engine;
     sc.decode = mode;
     auto all = generate(m, p3, m3, sc, std::vector<uint64_t>{11, 22, 33});
     auto two = generate(m, p2, m2, sc, std::vector<uint64_t>{22, 33});
