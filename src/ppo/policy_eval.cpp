@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "common/core/rng.h"
 #include "common/dist/dist.h"
 #include "common/io/checkpoint.h"
 #include "common/task/synth_task.h"
@@ -72,7 +73,9 @@ Sample sample_batch(CausalLM& policy, CausalLM* reference, const RewardSource& r
                     Communicator& comm, const torch::Device& dev) {
   torch::NoGradGuard ng;
   auto [pt, pm] = prompt_batch(prompts, idx, ids, max_len - sc.max_new_tokens);
-  Rollout r = generate_rollout(policy, pt.to(dev), pm.to(dev), sc, seed);
+  std::vector<uint64_t> row_seeds;  // one stream per row: the rollout engine's draws
+  for (size_t b = 0; b < idx.size(); ++b) row_seeds.push_back(mix_seed(seed, static_cast<int64_t>(b), 0, 6));
+  Rollout r = generate_rollout(policy, pt.to(dev), pm.to(dev), sc, row_seeds);
   Sample s;
   auto len = r.response_mask.sum(1).to(torch::kCPU);
   torch::Tensor kl;

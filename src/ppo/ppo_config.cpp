@@ -57,6 +57,10 @@ void add_ppo_keys(Config& cfg, Schema& s) {
   s.add_int("ppo.log_samples_every", &p.log_samples_every, 0, kMax);
   s.add_enum("ppo.frozen_dtype", &p.frozen_dtype, kPrecisionNames);
   s.add_bool("ppo.offload_frozen", &p.offload_frozen);
+  s.add_enum("ppo.rollout_engine", &p.rollout_engine, kEngineNames);
+  s.add_int("ppo.max_batch_rows", &p.engine.max_batch_rows, 1, kMax);
+  s.add_int("ppo.max_batch_tokens", &p.engine.max_batch_tokens, 1, kMax);
+  s.add_int("ppo.kv_block_size", &p.engine.block_size, 1, 4096);
 }
 
 // Throws ConfigError "origin: message" when `ok` is false.
@@ -212,6 +216,13 @@ UpdateOptions base_update_options(const Config& cfg, const PretrainData& ptx, in
                "ppo.ptx_seq_len", ptx.size());
   }
   return u;
+}
+
+SamplingConfig ppo_sampling(const PpoSection& pc, const SpecialIds& ids) {
+  SamplingConfig sc = sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids);
+  sc.engine = pc.rollout_engine;
+  sc.engine_opt = pc.engine;
+  return sc;
 }
 
 }  // namespace rlhf

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/model/generate.h"
 #include "common/train/config.h"
 #include "common/train/stage_spec.h"
 #include "ppo/advantages.h"
@@ -66,10 +67,16 @@ struct PpoSection : StageSection {
   Precision frozen_dtype = Precision::FP32;  // bf16: reward model + reference in bf16 (ppo/frozen.h)
   bool offload_frozen = false;  // reward model (+ reference) on the CPU between scoring phases
   int64_t log_samples_every = 0;  // 0 = off; every N iterations a few rollouts to run.dir/samples.jsonl
+  Engine rollout_engine = Engine::Paged;  // generate.h: the rollout engine, or the static batch
+  EngineOptions engine;                   // ppo.max_batch_rows / max_batch_tokens / kv_block_size
 };
 
 // ppo_train's stage: its keys, their checks, its plan and models (stage_spec.h).
 const StageSpec& ppo_stage();
+
+// The rollouts' sampling: ppo.max_new_tokens, ppo.temperature, full softmax, the engine keys,
+// stop/pad ids from the tokenizer.
+SamplingConfig ppo_sampling(const PpoSection& pc, const SpecialIds& ids);
 
 // cfg's ppo section (throws for another stage's config).
 PpoSection& ppo_section(Config& cfg);

@@ -152,7 +152,7 @@ class PpoEvaluation {
     const PpoSection& pc = ppo_section(cfg);
     if (data.ptx_eval.size() > pc.ptx_seq_len)
       ptx_windows_ = std::min<int64_t>(64, data.ptx_eval.size() / pc.ptx_seq_len);
-    opt_.sampling = sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids);
+    opt_.sampling = ppo_sampling(pc, ids);
     opt_.seed = static_cast<uint64_t>(cfg.run.seed);
     opt_.max_prompts = cfg.train.eval_batches * cfg.train.global_batch_size;
     opt_.micro_batch = cfg.train.micro_batch_size;
@@ -274,7 +274,7 @@ int run_ppo(const RunRequest& req) {
                                      kKlEstimatorNames.name(pc.kl_estimator), pc.ptx_coef));
   Iteration it{cfg, pc, comm, dev, data, ids, nets, loop.optimizer(0),
                critic ? &loop.optimizer(1) : nullptr, loop.sampler(),
-               sampling_config(pc.max_new_tokens, pc.temperature, 0, 1.0, ids),
+               ppo_sampling(pc, ids),
                experience_options(pc),
                upd, pc.critic_learning_rate > 0 ? pc.critic_learning_rate / cfg.train.learning_rate : 1.0,
                samples, *ms.tokenizer, nets.frozen(), reward};

@@ -83,6 +83,16 @@ torch::Tensor sampled_logprobs(const torch::Tensor& logits, const torch::Tensor&
   return torch::log_softmax(scaled, -1).gather(1, tokens.unsqueeze(1)).squeeze(1);  // [B]
 }
 
+void check_row_limits(const SamplingConfig& cfg, int64_t rows) {
+  if (cfg.row_max_new_tokens.empty()) return;
+  RLHF_CHECK(static_cast<int64_t>(cfg.row_max_new_tokens.size()) == rows,
+             "generate: {} row_max_new_tokens for {} prompt rows", cfg.row_max_new_tokens.size(), rows);
+  for (int64_t n : cfg.row_max_new_tokens)
+    RLHF_CHECK(n >= 1 && n <= cfg.max_new_tokens,
+               "generate: a row_max_new_tokens of {} is outside [1, max_new_tokens = {}]", n,
+               cfg.max_new_tokens);
+}
+
 void check_sampling(const SamplingConfig& cfg) {
   RLHF_CHECK(cfg.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got {}",
              cfg.max_new_tokens);
@@ -149,6 +159,7 @@ struct DecodeBuffers {
   torch::Tensor response_mask;  // [B, max(N, 1)] bool
   torch::Tensor logprobs;   // [B, max(N, 1)] float
   torch::Tensor finished;   // [B] bool, updated in place
+  torch::Tensor limit;      // [B] int64: row_max_new_tokens (undefined: none)
   int64_t P = 0;
 };
 
@@ -164,6 +175,7 @@ torch::Tensor record(DecodeBuffers& r, const torch::Tensor& logits, const torch:
   r.logprobs.index_copy_(1, t_idx, lp.masked_fill(r.finished.unsqueeze(1), 0.0));
   r.response_mask.index_copy_(1, t_idx, r.finished.logical_not().unsqueeze(1));
   if (use_eos) r.finished.logical_or_(stop_mask(tok, cfg));
+  if (r.limit.defined()) r.finished.logical_or_(r.limit.le(t_idx + 1));
   return tok;
 }
 
@@ -358,6 +370,10 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
   r.logprobs = torch::zeros({B, std::max<int64_t>(N, 1)}, torch::dtype(torch::kFloat).device(dev));
   r.finished = torch::zeros({B}, bool_opt);                               // [B]
   const bool use_eos = cfg.stop_at_eos && cfg.eos_id >= 0;
+  check_row_limits(cfg, B);
+  if (!cfg.row_max_new_tokens.empty())
+    r.limit = torch::tensor(cfg.row_max_new_tokens, torch::kLong).to(dev);
+  const bool can_end_early = use_eos || r.limit.defined();
   RLHF_CHECK(!per_row || static_cast<int64_t>(seeds.size()) == B,
              "generate: {} row seeds for {} prompt rows", seeds.size(), B);
   NoiseSource noise(dev, seeds, per_row);
@@ -376,7 +392,7 @@ GenerateOutput generate_with(CausalLM& model, const torch::Tensor& prompts_in,
                                              cuda_graph_enabled(cfg, dev));
     for (int64_t t = 0;; ++t) {  // token t is recorded; feed it unless done
       n = t + 1;
-      if (use_eos && (t + 1) % cfg.eos_check_every == 0 && r.finished.all().item<bool>()) break;
+      if (can_end_early && (t + 1) % cfg.eos_check_every == 0 && r.finished.all().item<bool>()) break;
       if (t + 1 == N) break;
       if (stat) {
         stat->step(t, noise);

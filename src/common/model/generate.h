@@ -80,6 +80,10 @@ struct SamplingConfig {
   int64_t attend_bucket = 64;
   Engine engine = Engine::Paged;
   EngineOptions engine_opt;
+  // Per-row length limits (empty = max_new_tokens for every row; else one per row, each in
+  // [1, max_new_tokens]): row b ends after row_max_new_tokens[b] tokens, as a request's own
+  // max_tokens in a serving engine (benchmarks replay real length distributions with it).
+  std::vector<int64_t> row_max_new_tokens;
 };
 
 // True where a token (any shape) ends a row: EOS or one of extra_stop_ids; all false when
@@ -146,7 +150,9 @@ at::Generator sampling_generator(const torch::Device& dev, uint64_t seed);
 // greedy): what every sampler records.
 torch::Tensor sampled_logprobs(const torch::Tensor& logits, const torch::Tensor& tokens,
                                const SamplingConfig& cfg);
-// Argument checks shared by the samplers (throws naming the bad knob).
+// Argument checks shared by the samplers (throws naming the bad knob); check_row_limits: the
+// row_max_new_tokens of a batch of `rows`.
 void check_sampling(const SamplingConfig& cfg);
+void check_row_limits(const SamplingConfig& cfg, int64_t rows);
 
 }  // namespace rlhf

@@ -69,6 +69,7 @@ struct Row {
   std::vector<int64_t> blocks;  // the row's block table
   int64_t t = 0;                // response tokens recorded
   int64_t last = 0;             // the last recorded token (fed by the next step)
+  int64_t limit = 0;            // response tokens at most (max_new_tokens or the row's own)
 };
 
 class PagedEngine {
@@ -91,6 +92,7 @@ class PagedEngine {
     rows_.resize(B_);
     for (int64_t b = 0; b < B_; ++b) {
       rows_[b].p = mask_cpu_[b].sum().item<int64_t>();
+      rows_[b].limit = cfg.row_max_new_tokens.empty() ? N_ : cfg.row_max_new_tokens[b];
       gens_.push_back(sampling_generator(dev_, seeds[b]));
     }
     kv_opt_ = torch::dtype(KVCache::storage_dtype(dev_, model->parameters().at(0).scalar_type()))
@@ -280,7 +282,7 @@ class PagedEngine {
       r.last = tp[i];
       ++r.t;
       longest_ = std::max(longest_, r.t);
-      if (r.t == N_ || (use_eos_ && is_stop(tp[i]))) {
+      if (r.t == r.limit || (use_eos_ && is_stop(tp[i]))) {
         for (int64_t b : r.blocks) alloc_->release(b);
         r.blocks.clear();
       } else {
@@ -356,6 +358,7 @@ GenerateOutput generate_paged(CausalLM& model, const torch::Tensor& prompts,
              "generate: every prompt row needs at least one real token (mask row all false)");
   RLHF_CHECK(static_cast<int64_t>(row_seeds.size()) == B, "generate: {} row seeds for {} prompt rows",
              row_seeds.size(), B);
+  check_row_limits(cfg, B);
   if (N == 0) {
     GenerateOutput out;
     const auto dev = model->parameters().at(0).device();

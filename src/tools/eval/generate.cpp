@@ -24,6 +24,8 @@ struct GenerateOptions {
   double temperature = 1.0, top_p = 1.0;
   uint64_t seed = 0;
   bool chat = false;
+  std::string engine = "paged";
+  int64_t max_batch_rows = EngineOptions{}.max_batch_rows;
 };
 
 struct PromptRow {
@@ -122,7 +124,9 @@ int run_generate(const GenerateOptions& o) {
   const int64_t length = o.max_new_tokens > 0 ? o.max_new_tokens : ppo_length > 0 ? ppo_length : kSampleDefaultLength;
   RLHF_CHECK(length < p.file.cfg.max_seq_len, "--max-new-tokens {} leaves no room for a prompt in the "
              "model's context of {} tokens", length, p.file.cfg.max_seq_len);
-  const SamplingConfig sc = sampling_config(length, o.temperature, o.top_k, o.top_p, p.sids);
+  SamplingConfig sc = sampling_config(length, o.temperature, o.top_k, o.top_p, p.sids);
+  sc.engine = o.engine == "static" ? Engine::Static : Engine::Paged;
+  sc.engine_opt.max_batch_rows = o.max_batch_rows;
   const int64_t items = static_cast<int64_t>(prompts.size()) * o.n;
   const auto t0 = std::chrono::steady_clock::now();
   int64_t new_tokens = 0;
@@ -166,8 +170,14 @@ void register_eval_generate(CLI::App& app, int* exit_code) {
   c->add_option("--out", o.out, "output JSONL file")->required();
   c->add_option("--n", o.n, "samples per prompt")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   add_sampling_flags(c, o.max_new_tokens, o.temperature, o.top_k, o.top_p, o.seed, kSampleDefaultLength);
-  c->add_option("--micro-batch", o.micro_batch, "sequences per generation batch")->capture_default_str()
+  c->add_option("--micro-batch", o.micro_batch, "sequences per generate call (a prompt's --n samples "
+                "in one call share its prefill)")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  c->add_option("--engine", o.engine, "paged: the rollout engine (paged KV, continuous batching, one "
+                "prefill per prompt); static: one padded batch until its longest row ends")
+      ->capture_default_str()->check(CLI::IsMember({"paged", "static"}));
+  c->add_option("--max-batch-rows", o.max_batch_rows, "paged engine: rows decoded together")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   c->add_option("--max-prompts", o.max_prompts, "only the first N prompts (0 = all)")->check(CLI::NonNegativeNumber);
   c->add_option("--tokenizer", o.tokenizer, "override the checkpoint's tokenizer spec (same identity)");
   c->add_option("--device", o.device, "cpu | cuda | cuda:N (default: cuda when available)");

@@ -68,7 +68,7 @@ std::string sample_text(const SampleOptions& o) {
   const int64_t length = o.max_new_tokens > 0 ? o.max_new_tokens : ppo_length > 0 ? ppo_length : kSampleDefaultLength;
   const SamplingConfig sc = sampling_config(length, o.temperature, o.top_k, o.top_p, p.sids);
   auto t0 = std::chrono::steady_clock::now();
-  GenerateOutput out = generate(p.model, prompts, mask, sc, o.seed);
+  GenerateOutput out = generate(p.model, prompts, mask, sc, std::vector<uint64_t>{o.seed});  // the engine
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto toks = out.tokens[0].to(torch::kCPU);
   auto keep = out.attention_mask[0].to(torch::kCPU);

@@ -174,6 +174,27 @@ TEST(RolloutEngine, SamplesShareOnePrefillAndTheirBlocks) {
   EXPECT_EQ(prompt_groups(p2, m2), (std::vector<int64_t>{0, 1, 0}));
 }
 
+// Per-row length limits end each row at its own length in both samplers, and they agree.
+TEST(RolloutEngine, RowLimitsEndRowsInBothSamplers) {
+  CausalLM m = testing::sharp_model(Family::Llama, 2, 25);
+  Batch b = grouped_prompts(2);  // 10 rows
+  SamplingConfig sc;
+  sc.max_new_tokens = 9;
+  sc.temperature = 1.0;
+  sc.row_max_new_tokens = {1, 9, 3, 4, 5, 6, 7, 8, 2, 5};
+  sc.eos_check_every = 1;
+  sc.engine = Engine::Static;
+  auto stat = generate(m, b.prompts, b.mask, sc, b.seeds);
+  sc.engine = Engine::Paged;
+  auto eng = generate(m, b.prompts, b.mask, sc, b.seeds);
+  expect_same(eng, stat, "row limits");
+  auto lens = eng.response_mask.sum(1);
+  for (int64_t r = 0; r < 10; ++r) EXPECT_EQ(lens[r].item<int64_t>(), sc.row_max_new_tokens[r]) << "row " << r;
+  sc.row_max_new_tokens[3] = 10;
+  EXPECT_NE(testing::error_of([&] { generate(m, b.prompts, b.mask, sc, b.seeds); }).find("row_max_new_tokens of 10"),
+            std::string::npos);
+}
+
 TEST(RolloutEngine, BadLimitsAreNamed) {
   CausalLM m = testing::sharp_model(Family::GPT2, 4, 24);
   auto [pr, pm] = left_pad({{4, 5}}, 0);
