@@ -24,6 +24,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "bench_common.h"
+#include "bench_lengths.h"
 #include "common/core/compat.h"
 #include "common/dist/dist.h"
 #include "common/train/optimizer.h"
@@ -42,6 +43,10 @@ struct PpoArgs {
          lr = 1e-5, grad_clip = 1.0;
   int64_t lora_rank = 0;
   bool frozen_bf16 = false, offload_frozen = false;
+  int64_t samples = 1;              // > 1: GRPO (critic-free, group-normalised), groups of this size
+  std::string engine = "paged";     // paged | static (ppo.rollout_engine)
+  std::string lengths;              // Open Assistant trees: real response lengths (bench_rollout's rule)
+  std::string tokenizer = "../shared/data/gpt2";
 };
 
 static int run(int argc, char** argv) {
@@ -62,6 +67,14 @@ static int run(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_flag("--frozen-bf16", p.frozen_bf16, "frozen weights in bf16 (ppo.frozen_dtype: bf16)");
   app.add_flag("--offload-frozen", p.offload_frozen, "reward model (+ reference) on the CPU between scoring phases");
+  app.add_option("--samples", p.samples, "samples per prompt; > 1 runs GRPO (no critic), --batch "
+                 "then counts prompts")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--engine", p.engine, "paged: the rollout engine and shared-prompt forwards; "
+                 "static: one padded batch, full rows")->check(CLI::IsMember({"paged", "static"}))
+      ->capture_default_str();
+  app.add_option("--lengths", p.lengths, "Open Assistant trees (JSONL): response lengths drawn from "
+                 "their replies, p95 -> --new-tokens (default: every row --new-tokens, no EOS)");
+  app.add_option("--tokenizer", p.tokenizer, "with --lengths: the tokenizer that counts them")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -80,6 +93,8 @@ static int run(int argc, char** argv) {
              p.new_tokens, mc.max_seq_len);
   RLHF_CHECK(p.batch % p.minibatch == 0, "--batch {} must be a multiple of --minibatch {}",
              p.batch, p.minibatch);
+  const bool grpo = p.samples > 1;
+  const int64_t rows = p.batch * p.samples;
 
   // Built on the CPU, adapted and cast as ppo_train does (ppo_setup.cpp), then moved.
   auto make_lm = [&](uint64_t s) {
@@ -120,28 +135,42 @@ static int run(int argc, char** argv) {
     m->eval();
     if (!p.offload_frozen) m->to(dev);
   }
-  PpoModels models{actor, ref, rm, critic};
+  PpoModels models{actor, ref, rm, grpo ? ScalarModel(nullptr) : critic};
   AdamW actor_opt(named_params(*actor), 0.9, 0.95, 1e-8, 0.0);
-  AdamW critic_opt(named_params(*critic), 0.9, 0.95, 1e-8, 0.0);
+  AdamW critic_opt(named_params(*critic), 0.9, 0.95, 1e-8, 0.0);  // unused with GRPO
   Communicator& comm = world();
   const int64_t n_params = count_params(*actor);
   int64_t trained = 0;
   for (const auto& q : named_params(*actor)) trained += q.param.numel();
   for (const auto& q : named_params(*critic)) trained += q.param.numel();
 
-  auto prompts = random_tokens(p.batch, p.prompt_len, mc.vocab_size, a.seed + 1, dev);  // [B, P]
-  auto pmask = torch::ones({p.batch, p.prompt_len}, torch::dtype(torch::kBool).device(dev));
+  // Each prompt `samples` times in a row (a GRPO group); row seeds as ppo_train's.
+  auto distinct = random_tokens(p.batch, p.prompt_len, mc.vocab_size, a.seed + 1, dev);  // [b, P]
+  auto prompts = distinct.repeat_interleave(p.samples, 0);                                 // [B, P]
+  auto pmask = torch::ones({rows, p.prompt_len}, torch::dtype(torch::kBool).device(dev));
   SamplingConfig sc = sampling_config(p.new_tokens, 1.0, 0, 1.0, SpecialIds{-1, -1, 0});  // no EOS
   apply_decode_flags(a, sc);
+  sc.engine = p.engine == "static" ? Engine::Static : Engine::Paged;
+  double mean_len = static_cast<double>(p.new_tokens);
+  if (!p.lengths.empty()) {
+    sc.row_max_new_tokens = real_lengths(p.lengths, p.tokenizer, p.new_tokens, rows, a.seed);
+    mean_len = 0;
+    for (int64_t l : sc.row_max_new_tokens) mean_len += static_cast<double>(l) / static_cast<double>(rows);
+  }
+  std::vector<uint64_t> row_seeds(rows);
   // ppo_train's steps with its defaults where the flags say nothing: k1 KL, fixed β, 1 epoch,
   // micro-batch = minibatch, no ptx. bf16: autocast for the whole iteration, as ppo_train.
   ExperienceOptions exp;
   exp.kl_coef = p.kl_coef;
   exp.gamma = p.gamma;
   exp.gae_lambda = p.lam;
+  if (grpo) {
+    exp.advantage = AdvantageKind::Grpo;
+    exp.group = p.samples;
+  }
   UpdateOptions upd;
-  upd.minibatch_rows = p.minibatch;
-  upd.micro_rows = p.minibatch;
+  upd.minibatch_rows = p.minibatch * p.samples;
+  upd.micro_rows = p.minibatch * p.samples;
   upd.clip_eps = p.clip_eps;
   upd.value_clip = p.value_clip;
   upd.vf_coef = p.vf_coef;
@@ -154,7 +183,8 @@ static int run(int argc, char** argv) {
   double last_pl = 0, last_vl = 0;
   auto iteration = [&](uint64_t seed, bool timed) {
     Timer t(dev);
-    Rollout r = generate_rollout(actor, prompts, pmask, sc, seed);
+    for (int64_t b = 0; b < rows; ++b) row_seeds[b] = seed * 1000003 + static_cast<uint64_t>(b);
+    Rollout r = generate_rollout(actor, prompts, pmask, sc, row_seeds);
     const double g = t.seconds();
     t.reset();
     {
@@ -164,7 +194,7 @@ static int run(int argc, char** argv) {
     const double s = t.seconds();
     t.reset();
     upd.shuffle_seed = seed;
-    UpdateStats st = ppo_update(models, actor_opt, &critic_opt, r, upd, comm, dev);
+    UpdateStats st = ppo_update(models, actor_opt, grpo ? nullptr : &critic_opt, r, upd, comm, dev);
     const double tr = t.seconds();
     last_pl = st.policy_loss / std::max<int64_t>(1, st.optimizer_steps);
     last_vl = st.value_loss / std::max<int64_t>(1, st.optimizer_steps);
@@ -197,10 +227,15 @@ static int run(int argc, char** argv) {
   out["params"]["lora_rank"] = p.lora_rank;
   out["params"]["frozen_dtype"] = p.frozen_bf16 ? "bf16" : "fp32";
   out["params"]["offload_frozen"] = p.offload_frozen;
+  out["params"]["samples_per_prompt"] = p.samples;
+  out["params"]["advantage"] = grpo ? "grpo" : "gae";
+  out["params"]["engine"] = p.engine;
+  out["params"]["lengths"] = p.lengths;
+  out["mean_response_len"] = mean_len;
   out["trained_params"] = trained;  // actor + critic
   out["frozen_params_bf16"] = cast;
   out["model"] = model_json(mc, a, n_params);
-  out["tokens_per_s"] = static_cast<double>(p.batch * p.new_tokens) / total;
+  out["tokens_per_s"] = static_cast<double>(rows) * mean_len / total;  // response tokens
   out["time_generate_s"] = t_gen;
   out["time_score_s"] = t_score;
   out["time_train_s"] = t_train;

@@ -23,6 +23,7 @@
 #include <random>
 
 #include "bench_common.h"
+#include "bench_lengths.h"
 #include "common/dist/dist.h"
 #include "common/model/generate.h"
 #include "common/tokenizer/tokenizer.h"
@@ -30,34 +31,6 @@
 namespace rlhf::bench {
 
 namespace {
-// Token counts of every assistant reply in the message trees of `path` (recursive).
-std::vector<int64_t> reply_lengths(const std::string& path, const Tokenizer& tok) {
-  std::ifstream in(path);
-  RLHF_CHECK(in.good(), "--lengths {}: cannot open (run from the repository root, or pass the "
-             "Open Assistant trees file)", path);
-  std::vector<int64_t> out;
-  std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& m) {
-    if (m.value("role", "") == "assistant" && m.contains("text"))
-      out.push_back(static_cast<int64_t>(tok.encode(m["text"].get<std::string>()).size()));
-    if (m.contains("replies"))
-      for (const auto& r : m["replies"]) walk(r);
-  };
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    RLHF_CHECK(!j.is_discarded() && j.contains("prompt"), "--lengths {}:{}: not a message tree", path, n);
-    walk(j["prompt"]);
-  }
-  RLHF_CHECK(!out.empty(), "--lengths {}: no assistant replies", path);
-  return out;
-}
-
-double quantile(std::vector<int64_t> v, double q) {
-  std::sort(v.begin(), v.end());
-  return static_cast<double>(v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))]);
-}
-
 nlohmann::json result_json(const GenerateOutput& g, double secs, int64_t useful) {
   return {{"seconds", secs}, {"useful_tokens_per_s", static_cast<double>(useful) / secs},
           {"new_tokens", g.new_tokens}, {"prefill_tokens", g.prefill_tokens},
@@ -104,14 +77,10 @@ static int run(int argc, char** argv) {
   const std::vector<int64_t> real = reply_lengths(lengths, *tok);
   const double p95 = quantile(real, 0.95), scale = static_cast<double>(max_new) / p95;
   const int64_t B = prompts_n * samples;
-  std::mt19937_64 rng(a.seed);
-  std::vector<int64_t> limit(B);
+  const std::vector<int64_t> limit = draw_lengths(real, max_new, B, a.seed);
   double mean_resp = 0;
-  for (auto& l : limit) {
-    const double r = static_cast<double>(real[rng() % real.size()]) * scale;
-    l = std::clamp<int64_t>(static_cast<int64_t>(std::lround(r)), 1, max_new);
-    mean_resp += static_cast<double>(l) / static_cast<double>(B);
-  }
+  for (int64_t l : limit) mean_resp += static_cast<double>(l) / static_cast<double>(B);
+  std::mt19937_64 rng(a.seed + 1);
   if (prompt_len == 0) prompt_len = std::max<int64_t>(4, std::lround(4 * mean_resp));
   RLHF_CHECK(prompt_len + max_new <= mc.max_seq_len, "--prompt-len {} + --max-new-tokens {} exceeds "
              "the model's max_seq_len {}", prompt_len, max_new, mc.max_seq_len);

@@ -27,6 +27,7 @@ struct Rollout {
   torch::Tensor positions;       // [B, P+N] int64
   torch::Tensor response_mask;   // [B, N] bool: generated tokens up to and including EOS (actions)
   int64_t P = 0, N = 0;
+  bool share_prompts = true;     // forwards run a prompt shared by rows once (false: full rows)
   torch::Tensor has_eos;         // [B] bool
   torch::Tensor sample_logp;     // [B, N] log-probs generate() recorded while sampling (0 off the mask)
   // the reward (ppo_trainer: reward/source.h; else make_experience's reward model):
@@ -54,7 +55,9 @@ struct RolloutBatch {
 std::pair<torch::Tensor, torch::Tensor> prompt_batch(const PromptData& data, const std::vector<int64_t>& idx,
                                                      const SpecialIds& ids, int64_t max_prompt);
 
-// Generate and fill tokens/attention_mask/positions/response_mask/P/N/has_eos/sample_logp.
+// Generate and fill tokens/attention_mask/positions/response_mask/P/N/has_eos/sample_logp;
+// share_prompts = (sc.engine == Engine::Paged): ppo.rollout_engine: static is the whole padded,
+// per-row path.
 Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
                          const SamplingConfig& sc, uint64_t seed);
 // The same with one sampling stream per row (generate.h): ppo_train seeds row b with its index in
@@ -62,6 +65,11 @@ Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const to
 Rollout generate_rollout(CausalLM& actor, const torch::Tensor& prompts, const torch::Tensor& prompt_mask,
                          const SamplingConfig& sc, const std::vector<uint64_t>& row_seeds);
 
+// The forwards of a rollout run each distinct prompt once when rows share it (a GRPO group):
+// a prompt pass fills a KV cache, a response pass reads it (gradients flow through both), equal
+// to the full pass up to round-off; the heads run on the response window only. Models with
+// activation checkpointing or ZeRO-3 block hooks, and rollouts with share_prompts false, take the
+// full pass.
 // Log-probs (and optionally entropies) of the response tokens under log_softmax(logits /
 // temperature), the distribution generate() samples from (and records) at that temperature:
 // [B, N]. temperature > 0. Builds a graph when grad mode is on.

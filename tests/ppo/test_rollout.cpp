@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "common/model/generate.h"
+#include "common/model/lm_loss.h"
 #include "common/dist/dist.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
@@ -88,6 +89,57 @@ TEST(RolloutAlignment, ValuesAreThoseOfThePrefixAlone) {
     }
   }
   EXPECT_LT(worst, 1e-5);
+}
+
+// A GRPO batch (each prompt 4 times, ragged, rows ending at different steps): the forwards that
+// run each prompt once give the full passes' log-probs, values, reward scores and gradients.
+TEST(SharedPromptForwards, EqualTheFullPassesAndTheirGradients) {
+  for (Family fam : {Family::GPT2, Family::Llama}) {
+    SCOPED_TRACE(family_name(fam));
+    const int64_t kv = fam == Family::Llama ? 2 : 4;
+    CausalLM actor = testing::sharp_model(fam, kv, 8);
+    torch::manual_seed(9);
+    ScalarModel critic(testing::tiny_config(fam, kv));
+    std::vector<std::vector<int32_t>> rows;
+    for (const auto& p : std::vector<std::vector<int32_t>>{{5, 6, 7}, {3, 4, 9, 10, 11}, {12}})
+      for (int i = 0; i < 4; ++i) rows.push_back(p);
+    auto [pt, pm] = left_pad(rows, 0);
+    SamplingConfig sc = sampling_config(10, 1.0, 0, 1.0, SpecialIds{1, 2, 0});
+    std::vector<uint64_t> seeds;
+    for (int i = 0; i < 12; ++i) seeds.push_back(40 + i);
+    sc.row_max_new_tokens = {3, 10, 1, 7, 10, 2, 9, 4, 5, 10, 6, 8};  // EOS (id 2) may end some sooner
+    Rollout ro = generate_rollout(actor, pt, pm, sc, seeds);
+    auto lens = ro.response_mask.sum(1);
+    ASSERT_LT(lens.min().item<int64_t>(), lens.max().item<int64_t>()) << "rows all end together";
+    actor->train();
+    auto full_logp = [&] {
+      auto logits = actor->forward(ro.tokens, ro.positions, ro.attention_mask);  // [B, P+N, V]
+      return token_logprobs(logits.slice(1, ro.P - 1, ro.P + ro.N - 1), ro.tokens.slice(1, ro.P));
+    };
+    auto grads = [&](const torch::Tensor& logp) {
+      actor->zero_grad();
+      (logp * ro.response_mask).sum().backward();
+      std::vector<torch::Tensor> g;
+      for (auto& p : actor->parameters()) g.push_back(p.grad().clone());
+      return g;
+    };
+    auto want = full_logp(), got = response_logprobs(actor, ro, 1.0);
+    auto real = ro.response_mask;
+    EXPECT_LT(((got - want).abs() * real).max().item<double>(), 1e-4);
+    auto gw = grads(want), gg = grads(got);
+    for (size_t i = 0; i < gw.size(); ++i) {
+      const double scale = gw[i].abs().max().item<double>() + 1e-6;
+      EXPECT_LT((gg[i] - gw[i]).abs().max().item<double>() / scale, 1e-4) << "parameter " << i;
+    }
+    torch::NoGradGuard ng;
+    auto vfull = critic->forward(ro.tokens, ro.positions, ro.attention_mask).slice(1, ro.P - 1, ro.P + ro.N - 1);
+    EXPECT_LT(((response_values(critic, ro) - vfull).abs() * real).max().item<double>(), 1e-5);
+    EXPECT_LT((score_rollout(critic, ro) - critic->score_last(ro.tokens, ro.attention_mask)).abs().max().item<double>(), 1e-5);
+    // The prompts did run once each: the scorer counted 12 response rows and no full rows.
+    critic->scored_rows = 0;
+    score_rollout(critic, ro);
+    EXPECT_EQ(critic->scored_rows, 12);
+  }
 }
 
 }  // namespace

@@ -169,6 +169,7 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   // = none). REQUIRES: hooks outlive the trunk's use or are unset first.
   const std::vector<std::shared_ptr<torch::nn::Module>>& block_modules() const { return block_ptrs_; }
   void set_block_hooks(BlockParamHooks* hooks);
+  bool has_block_hooks() const { return hooks_ != nullptr; }
   // tokens [B,T] int64, positions [B,T] int64, attention_mask [B, Tk] bool where Tk = cache_pos + T
   // (true = real token; undefined tensor = no padding). Causal within the sequence.
   // cache == nullptr: plain full pass. Otherwise new keys/values are written into the cache at
