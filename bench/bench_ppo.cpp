@@ -34,6 +34,7 @@
 #include "ppo/ppo_loss.h"
 #include "ppo/ppo_step.h"
 #include "ppo/rollout.h"
+#include "common/core/process.h"
 
 namespace rlhf::bench {
 
@@ -250,6 +251,7 @@ static int run(int argc, char** argv) {
 }  // namespace rlhf::bench
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&] { return rlhf::bench::run(argc, argv); });
 }

@@ -27,6 +27,7 @@
 #include "common/dist/dist.h"
 #include "common/model/generate.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/core/process.h"
 
 namespace rlhf::bench {
 
@@ -167,5 +168,6 @@ static int run(int argc, char** argv) {
 }  // namespace rlhf::bench
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   return rlhf::run_main([&] { return rlhf::bench::run(argc, argv); });
 }

@@ -26,6 +26,7 @@
 
 #include "common/core/check.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/core/process.h"
 
 namespace {
 
@@ -96,6 +97,7 @@ double hf_reference(const std::string& python, const std::string& tokenizer_json
 }  // namespace
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   CLI::App app{"bench_tokenize: encoding throughput (one JSON line per tokenizer)"};
   std::string text = kData + "/corpus/tinyshakespeare.txt", python;
   std::vector<std::string> specs;

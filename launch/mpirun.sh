@@ -5,6 +5,8 @@
 #
 # - Threads: RLHF_THREADS = OMP_NUM_THREADS = max(1, cores / NP) unless already set, so NP ranks
 #   do not oversubscribe the cores (libtorch's intra-op pool per rank).
+# - OMP_WAIT_POLICY=PASSIVE unless set (OpenMP threads sleep at barriers instead of spinning:
+#   spinning ranks starve each other on shared cores; see common/core/process.h).
 # - Binding: --bind-to none (each rank's thread pool may use any core; Open MPI's default binds a
 #   rank to one core when NP <= 2, which would serialise its threads).
 # - --oversubscribe when NP > cores; --allow-run-as-root when run as root (containers).
@@ -37,8 +39,9 @@ THREADS=$(( CORES / NP ))
 [ "$THREADS" -ge 1 ] || THREADS=1
 export RLHF_THREADS=${RLHF_THREADS:-$THREADS}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$RLHF_THREADS}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
-ARGS=(-np "$NP" --bind-to none -x RLHF_THREADS -x OMP_NUM_THREADS
+ARGS=(-np "$NP" --bind-to none -x RLHF_THREADS -x OMP_NUM_THREADS -x OMP_WAIT_POLICY
       --mca orte_abort_on_non_zero_status 1)
 [ "$(id -u)" = 0 ] && ARGS+=(--allow-run-as-root)
 [ "$NP" -gt "$CORES" ] && ARGS+=(--oversubscribe)

@@ -9,6 +9,9 @@
 #        train    GPT-2 124M batch 16 x 1024;  GPT-2 1.5B batch 4 x 1024
 #        generate batch 64, prompt 128, 256 new tokens, top-k 50 sampling; 124M and 1.5B
 #   5. print a table: tokens/s ours and HF, ratio ours/HF, MFU, peak GPU memory.
+#      Rollout cases (issue 34): bench_rollout (engine vs static batch, GRPO shape on Open
+#      Assistant reply lengths) + hf_rollout.py (HF generate, same prompts and lengths), and
+#      bench_ppo GRPO iterations with --engine static | paged; their JSON is in results.jsonl.
 #
 # Every step runs under `timeout`, inside one overall deadline (RLHF_GPU_BUDGET_S, default 480 s),
 # so one hang cannot eat the budget; a step that would start with too little time left is
@@ -237,6 +240,37 @@ if [ -x "$BIN/bench_ppo" ]; then
       --max-seq-len 512 --device "$DEVICE" --dtype bf16 --batch 8 --prompt-len 128 --new-tokens 128 \
       --minibatch 4 --checkpointing --lora-rank 16 --frozen-bf16 --warmup 0 --iters 1
   fi
+fi
+
+# Issue 34: the rollout engine vs the static batch (bench_rollout: GRPO shape, 8 samples per
+# prompt, Open Assistant reply lengths) and Hugging Face generate on the same prompts and lengths
+# (hf_rollout.py reads bench_rollout's --spec); a GRPO iteration, static path vs engine.
+LENGTHS=""
+for f in ../shared/data/oasst/en_100_tree.jsonl shared/data/oasst/en_100_tree.jsonl; do
+  [ -z "$LENGTHS" ] && [ -s "$f" ] && LENGTHS=$f
+done
+if [ -n "$LENGTHS" ] && [ -x "$BIN/bench_rollout" ]; then
+  TOKDIR=$(dirname "$(dirname "$LENGTHS")")/gpt2
+  if [ "$SMALL" = 1 ]; then
+    RARGS=(--threads 1)
+    PARGS=(--threads 1 --n-layer 4 --d-model 256 --d-ff 1024 --max-seq-len 512 --batch 4 --minibatch 4
+           --prompt-len 80 --new-tokens 64)
+  else
+    RARGS=(--preset gpt2-124m --prompts 16 --samples 8 --max-new-tokens 256 --prompt-len 512)
+    PARGS=(--preset gpt2-124m --batch 8 --minibatch 4 --prompt-len 512 --new-tokens 256)
+  fi
+  run_case rollout_grpo ours 120 "$BIN/bench_rollout" --device "$DEVICE" --dtype $DT "${RARGS[@]}" \
+    --lengths "$LENGTHS" --tokenizer "$TOKDIR" --spec "$RES/rollout_spec.json" --warmup 1 --iters 2
+  if [ "${SKIP_HF:-0}" != 1 ] && [ -s "$RES/rollout_spec.json" ]; then
+    run_case rollout_grpo hf 150 "$PY" bench/gpu/hf_rollout.py --spec "$RES/rollout_spec.json" \
+      --device "$DEVICE" --dtype $DT --warmup 1 --iters 2
+  fi
+  for e in static paged; do
+    run_case grpo_iteration "ours_$e" 150 "$BIN/bench_ppo" --device "$DEVICE" --dtype $DT "${PARGS[@]}" \
+      --samples 8 --engine $e --lengths "$LENGTHS" --tokenizer "$TOKDIR" --warmup 1 --iters 2
+  done
+else
+  log "rollout cases: skipped (no Open Assistant trees under ../shared/data or shared/data, or no bench_rollout)"
 fi
 
 # ---- 5. summary --------------------------------------------------------------------------

@@ -116,7 +116,7 @@ StepStats dpo_step(DpoModels& m, const RankedData& train, const std::vector<int6
   for (int64_t a = 0; a < accum; ++a) {
     const std::vector<int64_t> groups(idx.begin() + a * cfg.train.micro_batch_size,
                                       idx.begin() + (a + 1) * cfg.train.micro_batch_size);
-    const GroupBatch gb = ranked_group_batch(train, groups, ids, max_len);
+    const GroupBatch gb = ranked_group_batch(train, groups, ids, max_len, cfg.train.packing);
     const torch::Tensor ref = reference_logprobs(m, gb.seq, dev);  // [R]
     const torch::Tensor pol = sequence_logprobs(m.policy, gb.seq, dev);  // [R]
     DpoLoss l = dpo_loss(pol, ref, gb.offsets, gb.ranks, opt, target_counts(gb.seq));

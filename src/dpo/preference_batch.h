@@ -5,7 +5,8 @@
 // - ranked_group_batch: local (no collectives), host only. Every response of `groups` (dataset
 //   group indices of a RankedData) becomes one training row [BOS] prompt response [EOS] (batch.h's
 //   framing and truncation rule: the prompt loses its start first), in group order; `offsets`
-//   (size G+1) and `ranks` (size R) describe the groups as dpo_loss expects.
+//   (size G+1) and `ranks` (size R) describe the groups as dpo_loss expects. packing
+//   (train.packing): the rows packed padding-free (batch.h pack_rows).
 // - sequence_logprobs: Σ_t log π(tokens[b,t] | tokens[b,<t]) over the row's target positions
 //   (loss_mask: response tokens + EOS; chat rows: the assistant spans) -> [B] float32. Runs the
 //   trunk once; only the target positions go through the LM head (no [B, T, V] logits). Gradients
@@ -30,7 +31,7 @@ struct GroupBatch {
 };
 
 GroupBatch ranked_group_batch(const RankedData& d, const std::vector<int64_t>& groups,
-                              const SpecialIds& ids, int64_t max_len);
+                              const SpecialIds& ids, int64_t max_len, bool packing = false);
 
 torch::Tensor sequence_logprobs(CausalLM& model, const SeqBatch& b, const torch::Device& dev);
 

@@ -54,18 +54,57 @@ SftInputs load_sft_inputs(const Config& cfg, const ModelSetup& ms) {
   return in;
 }
 
-// This rank's share `idx` of a step cut into `accum` micro-batches of `micro` items. Rows are
-// grouped by length first (each is padded to the longest of its micro-batch): the loss is a
-// token-weighted sum over the global batch, so regrouping changes nothing but round-off, and
-// cuts the padding by about a third on the embedded task.
-std::vector<SeqBatch> sft_micro_batches(const SftInputs& in, std::vector<int64_t> idx,
-                                        const SpecialIds& ids, int64_t accum, int64_t micro) {
+// The length build_seq_batch gives a row (framing, then the cut to max_len).
+int64_t framed_len(const PromptResponse& r, const SpecialIds& ids, int64_t max_len) {
+  const int64_t n = (ids.bos >= 0 ? 1 : 0) + r.prompt_len + r.response_len + (ids.add_eos && ids.eos >= 0 ? 1 : 0);
+  return std::min(n, max_len);
+}
+
+// train.max_tokens_per_micro_batch: the rows cut into as many micro-batches as the rank that
+// needs most (so that every rank runs the same number of backward passes), each row into the
+// micro-batch with the fewest tokens so far, longest rows first.
+std::vector<std::vector<PromptResponse>> token_budget_bins(const SftInputs& in, const std::vector<int64_t>& idx,
+                                                           const SpecialIds& ids, int64_t budget,
+                                                           Communicator& comm) {
+  std::vector<int64_t> len;
+  int64_t total = 0;
+  for (int64_t i : idx) total += len.emplace_back(framed_len(in.train.row(i), ids, in.max_len));
+  const double need = std::ceil(static_cast<double>(total) / static_cast<double>(budget));
+  const int64_t m = std::min<int64_t>(static_cast<int64_t>(idx.size()),
+                                      static_cast<int64_t>(comm.all_reduce_scalar(need, ReduceOp::Max)));
+  std::vector<size_t> order(idx.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return len[a] > len[b]; });
+  std::vector<std::vector<PromptResponse>> bins(m);
+  std::vector<int64_t> tokens(m, 0);
+  for (size_t o : order) {
+    const size_t k = static_cast<size_t>(std::min_element(tokens.begin(), tokens.end()) - tokens.begin());
+    bins[k].push_back(in.train.row(idx[o]));
+    tokens[k] += len[o];
+  }
+  return bins;
+}
+
+// This rank's share `idx` of a step cut into micro-batches: `accum` of `micro` rows, or with
+// train.packing and train.max_tokens_per_micro_batch by tokens. Rows are grouped by length first
+// (each is padded to the longest of its micro-batch): the loss is a token-weighted sum over the
+// global batch, so regrouping changes nothing but round-off, and cuts the padding by about a
+// third on the embedded task. train.packing: each micro-batch packed, no padding at all (token
+// streams are full windows already).
+std::vector<SeqBatch> sft_micro_batches(const SftInputs& in, std::vector<int64_t> idx, const SpecialIds& ids,
+                                        int64_t accum, int64_t micro, const TrainSection& tc,
+                                        Communicator& comm) {
   if (!in.stream)
     std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
       const PromptResponse ra = in.train.row(a), rb = in.train.row(b);
       return ra.prompt_len + ra.response_len < rb.prompt_len + rb.response_len;
     });
   std::vector<SeqBatch> out;
+  if (!in.stream && tc.packing && tc.max_tokens_per_micro_batch > 0) {
+    for (const auto& rows : token_budget_bins(in, idx, ids, tc.max_tokens_per_micro_batch, comm))
+      out.push_back(pack_rows(build_seq_batch(rows, ids, in.max_len)));
+    return out;
+  }
   for (int64_t a = 0; a < accum; ++a) {
     if (in.stream) {
       std::vector<int64_t> starts;
@@ -74,7 +113,8 @@ std::vector<SeqBatch> sft_micro_batches(const SftInputs& in, std::vector<int64_t
     } else {
       std::vector<PromptResponse> rows;
       for (int64_t j = a * micro; j < (a + 1) * micro; ++j) rows.push_back(in.train.row(idx[j]));
-      out.push_back(build_seq_batch(rows, ids, in.max_len));
+      SeqBatch b = build_seq_batch(rows, ids, in.max_len);
+      out.push_back(tc.packing ? pack_rows(b) : std::move(b));
     }
   }
   return out;
@@ -149,6 +189,11 @@ int run_sft(const RunRequest& req) {
   init.tensors.clear();
   TrainLoop loop(ctx, ms, {{"model.h5", model.get(), "causal_lm", {}}}, {{model.get(), "policy"}}, in.n_items);
   const int64_t accum = loop.accum();
+  RLHF_CHECK(cfg.train.max_tokens_per_micro_batch == 0 || in.stream ||
+                 (cfg.train.packing && cfg.train.max_tokens_per_micro_batch >= max_len),
+             "train.max_tokens_per_micro_batch = {} needs train.packing: true and must hold the longest "
+             "row ({} tokens, the data's max_len); set it >= {} or 0 (micro-batches by rows)",
+             cfg.train.max_tokens_per_micro_batch, max_len, max_len);
   loop.metrics().message(fmt::format("# sft: {} params, {} train {}, {} ranks x {} micro x {} accum",
                                      loop.n_params(), in.n_items, in.stream ? "windows (pretraining)" : "rows",
                                      comm.world_size(), cfg.train.micro_batch_size, accum));
@@ -175,7 +220,7 @@ int run_sft(const RunRequest& req) {
   const int exit_code = loop.run([&]() -> StepStats {
     // 1. this rank's share of the global batch, cut into micro-batches
     std::vector<SeqBatch> micro = sft_micro_batches(in, loop.sampler().next(cfg.train.global_batch_size),
-                                                    ids, accum, cfg.train.micro_batch_size);
+                                                    ids, accum, cfg.train.micro_batch_size, cfg.train, comm);
     int64_t local_targets = 0;
     for (const auto& b : micro) local_targets += b.target_tokens;
     // 2. token-weighted mean over the GLOBAL batch: each micro-batch contributes sum_nll / N_global,

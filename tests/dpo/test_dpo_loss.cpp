@@ -224,5 +224,39 @@ TEST(DpoSequenceLogprobs, MatchesLmLossAndIsPerRow) {
   expect_vec(target_counts(b), {3, 5}, kTol);
 }
 
+// train.packing: the same rows packed padding-free give the same per-row log-prob sums, target
+// counts and gradients (GQA Llama, ragged rows).
+TEST(DpoSequenceLogprobs, PackedRowsEqualPaddedRows) {
+  torch::manual_seed(4);
+  CausalLM m(testing::tiny_config(Family::Llama, 2));
+  m->train();
+  std::vector<std::vector<int32_t>> p, r;
+  for (int i = 0; i < 5; ++i) {
+    p.emplace_back(1 + (5 * i) % 13, 3 + i);
+    r.emplace_back(1 + (9 * i + 4) % 17, 7 + i);
+  }
+  std::vector<PromptResponse> rows;
+  for (int i = 0; i < 5; ++i)
+    rows.push_back({p[i].data(), static_cast<int64_t>(p[i].size()), r[i].data(), static_cast<int64_t>(r[i].size())});
+  SpecialIds ids;
+  ids.bos = 1;
+  ids.eos = 2;
+  const SeqBatch pad = build_seq_batch(rows, ids, 64), pk = pack_rows(pad);
+  auto grads = [&](const torch::Tensor& loss) {
+    m->zero_grad();
+    loss.backward();
+    std::vector<torch::Tensor> g;
+    for (auto& q : m->parameters()) g.push_back(q.grad().clone());
+    return g;
+  };
+  const torch::Tensor sp = sequence_logprobs(m, pad, torch::kCPU), sk = sequence_logprobs(m, pk, torch::kCPU);
+  EXPECT_LT((sk - sp).abs().max().item<double>(), 1e-4);
+  EXPECT_TRUE(torch::equal(target_counts(pk), target_counts(pad)));
+  const auto gp = grads(sp.pow(2).sum()), gk = grads(sk.pow(2).sum());
+  for (size_t i = 0; i < gp.size(); ++i)
+    EXPECT_LT((gk[i] - gp[i]).abs().max().item<double>() / (gp[i].abs().max().item<double>() + 1e-8), 1e-5)
+        << "parameter " << i;
+}
+
 }  // namespace
 }  // namespace rlhf

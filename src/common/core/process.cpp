@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <tuple>
@@ -167,6 +169,18 @@ ShellResult run_shell(const std::string& command, const std::string& input, doub
     r.timed_out = true;
   }
   return r;
+}
+
+void choose_omp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  const char* reexec = std::getenv("RLHF_OMP_REEXEC");
+  ::setenv("OMP_WAIT_POLICY", kOmpWaitPolicy, 1);
+  if (reexec && std::string(reexec) == "0") return;
+  ::execv("/proc/self/exe", argv);
+  // No /proc (or exec refused): run on with the runtime's default, saying so once.
+  std::fprintf(stderr, "warning: could not re-execute with OMP_WAIT_POLICY=%s (%s); OpenMP threads "
+               "will spin at barriers, slow on a shared machine: export OMP_WAIT_POLICY\n",
+               kOmpWaitPolicy, std::strerror(errno));
 }
 
 }  // namespace rlhf

@@ -15,6 +15,17 @@
 
 namespace rlhf {
 
+// The OpenMP wait policy every binary runs with (issue 34, docs/PERFORMANCE.md): OpenMP worker
+// threads that spin at barriers (the runtime's default) take a shared machine's cores from the
+// thread they wait for, 10-100x slower steps with one competing process; PASSIVE threads sleep.
+// The runtime reads OMP_WAIT_POLICY once, when it loads (before main), so a binary started
+// without it set re-executes itself (same pid and arguments, before MPI or any thread starts)
+// with OMP_WAIT_POLICY=kOmpWaitPolicy; a value the user set is kept. The launchers
+// (launch/*.sh) export it so that nothing re-executes. RLHF_OMP_REEXEC=0 turns the re-exec off.
+// Call first thing in main.
+inline constexpr const char* kOmpWaitPolicy = "PASSIVE";
+void choose_omp_wait_policy(char** argv);
+
 inline constexpr std::chrono::milliseconds kGraceAfterExit{200};
 
 struct ShellResult {

@@ -104,4 +104,53 @@ SeqBatch build_stream_batch(const std::vector<int32_t>& stream, const std::vecto
   return b;
 }
 
+PackedRows PackedRows::to(const torch::Device& dev) const {
+  PackedRows p = *this;
+  p.gather = gather.to(dev);
+  p.scatter = scatter.to(dev);
+  p.key_mask = key_mask.to(dev);
+  p.row_of = row_of.to(dev);
+  return p;
+}
+
+SeqBatch pack_rows(const SeqBatch& padded) {
+  RLHF_CHECK(!padded.packed.defined(), "pack_rows: the batch is packed already");
+  auto mask = padded.attention_mask.to(torch::kCPU, torch::kBool).contiguous();  // [B, L]
+  const int64_t B = mask.size(0), L = mask.size(1);
+  const bool* m = mask.data_ptr<bool>();
+  std::vector<int64_t> gather(B * L), scatter, row_of;
+  int64_t T = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < L; ++i)
+      if (m[b * L + i]) {
+        RLHF_CHECK(i == 0 || m[b * L + i - 1], "pack_rows: row {} is not right-padded", b);
+        ++T;
+      }
+  int64_t at = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < L; ++i) {
+      gather[b * L + i] = m[b * L + i] ? at : T;
+      if (m[b * L + i]) {
+        scatter.push_back(b * L + i);
+        row_of.push_back(b);
+        ++at;
+      }
+    }
+  auto sel = [&](const torch::Tensor& t) { return t.masked_select(mask).unsqueeze(0); };  // [1, T]
+  SeqBatch out;
+  out.tokens = sel(padded.tokens.to(torch::kCPU));
+  out.positions = sel(padded.positions.to(torch::kCPU));
+  out.loss_mask = sel(padded.loss_mask.to(torch::kCPU));
+  out.attention_mask = torch::ones({1, T}, torch::kBool);
+  out.target_tokens = padded.target_tokens;
+  out.truncated = padded.truncated;
+  out.packed.gather = torch::tensor(gather, torch::kLong);
+  out.packed.scatter = torch::tensor(scatter, torch::kLong);
+  out.packed.row_of = torch::tensor(row_of, torch::kLong).unsqueeze(0);
+  out.packed.key_mask = mask;
+  out.packed.rows = B;
+  out.packed.longest = L;
+  return out;
+}
+
 }  // namespace rlhf

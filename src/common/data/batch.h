@@ -34,6 +34,20 @@ void add_stop_id(std::vector<int64_t>& stops, int64_t eos, int64_t id);
 // (the template wrote them) and their end-of-turn id joins the stops.
 SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m);
 
+// Where the rows of a packed batch lie (padding-free training, train.packing): the rows' real
+// tokens back to back on one line [1, T]; attention stays inside each row (model.h,
+// TransformerImpl::forward_packed: it lays q/k/v out per row for attention only). L = the
+// longest row, B the rows.
+struct PackedRows {
+  torch::Tensor gather;    // [B * L] int64: packed index of row b's token i (i < its length), else T
+  torch::Tensor scatter;   // [T] int64: b * L + i of each packed token
+  torch::Tensor key_mask;  // [B, L] bool: row b's real tokens
+  torch::Tensor row_of;    // [1, T] int64: the row of each packed token
+  int64_t rows = 0, longest = 0;
+  bool defined() const { return gather.defined(); }
+  PackedRows to(const torch::Device& dev) const;
+};
+
 struct SeqBatch {
   torch::Tensor tokens;       // [B, T] int64
   torch::Tensor attention_mask;  // [B, T] bool: real tokens (pads false)
@@ -41,7 +55,14 @@ struct SeqBatch {
   torch::Tensor loss_mask;    // [B, T] bool: the tokens the loss predicts (targets)
   int64_t target_tokens = 0;  // number of true entries in loss_mask
   int64_t truncated = 0;      // rows that had to be cut to max_len
+  // Defined: the fields above are one packed line [1, T] (pack_rows), positions restarting at 0
+  // in each row, attention_mask all true, loss_mask the rows' targets.
+  PackedRows packed;
 };
+
+// The rows of a right-padded batch packed back to back (same tokens, positions and targets, no
+// pads): [B, Tpad] -> [1, T], T = its real tokens.
+SeqBatch pack_rows(const SeqBatch& padded);
 
 SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialIds& ids,
                          int64_t max_len);

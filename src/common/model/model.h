@@ -40,6 +40,7 @@
 #include <torch/torch.h>
 
 #include "common/core/strings.h"
+#include "common/data/batch.h"
 #include "common/model/lora.h"
 
 namespace rlhf {
@@ -186,6 +187,13 @@ class TransformerImpl : public torch::nn::Module {  // the trunk (embeddings, bl
   torch::Tensor decode_static(const torch::Tensor& tokens, const torch::Tensor& positions,
                               const torch::Tensor& attention_mask, KVCache& cache,
                               const torch::Tensor& cache_index);
+  // Packed rows (padding-free training; batch.h PackedRows): tokens/positions [1, T] are the
+  // rows' real tokens back to back, positions restarting in each row. Every layer runs on the T
+  // tokens; attention lays q/k/v out per row ([rows, longest], causal, keys inside the row) and
+  // back, so each row sees exactly what it sees in a padded batch. -> [1, T, d_model]. Works
+  // with activation checkpointing, dropout, LoRA and block hooks as forward() does.
+  torch::Tensor forward_packed(const torch::Tensor& tokens, const torch::Tensor& positions,
+                               const PackedRows& packed);
   // A decode step over a paged cache: tokens/positions [R, 1] int64; each row's new key/value is
   // written at step.write_slot and its attention reads the blocks of step.block_table under
   // step.attention_mask. -> [R, 1, d_model]

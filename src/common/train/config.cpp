@@ -97,6 +97,8 @@ std::vector<Field> schema(Config& c, const StageSpec& stage) {
   s.add_int("train.max_skipped_steps", &c.train.max_skipped_steps, 0, kMax);
   s.add_int("train.global_batch_size", &c.train.global_batch_size, 1, kMax);
   s.add_int("train.micro_batch_size", &c.train.micro_batch_size, 0, kMax);  // 0 = auto (run.cpp)
+  s.add_bool("train.packing", &c.train.packing);
+  s.add_int("train.max_tokens_per_micro_batch", &c.train.max_tokens_per_micro_batch, 0, kMax);
   s.add_double("train.learning_rate", &c.train.learning_rate, 0, 10, true);
   s.add_double("train.min_lr_ratio", &c.train.min_lr_ratio, 0, 1);
   s.add_int("train.warmup_steps", &c.train.warmup_steps, 0, kMax);

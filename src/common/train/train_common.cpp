@@ -185,10 +185,15 @@ nlohmann::json load_training_checkpoint(const std::string& dir, Communicator& co
   return state;
 }
 
+torch::Tensor batch_hidden(Transformer& trunk, const SeqBatch& b, const torch::Device& dev) {
+  if (b.packed.defined())
+    return trunk->forward_packed(b.tokens.to(dev), b.positions.to(dev), b.packed.to(dev));  // [1, T, C]
+  return trunk(b.tokens.to(dev), b.positions.to(dev), b.attention_mask.to(dev));           // [B, T, C]
+}
+
 LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev) {
-  auto tokens = b.tokens.to(dev);                                       // [B, T]
-  auto h = model->trunk(tokens, b.positions.to(dev), b.attention_mask.to(dev));  // [B, T, C]
-  return fused_lm_loss(h, model->head_weight(), tokens, b.loss_mask.to(dev));
+  auto h = batch_hidden(model->trunk, b, dev);
+  return fused_lm_loss(h, model->head_weight(), b.tokens.to(dev), b.loss_mask.to(dev));
 }
 
 std::pair<double, int64_t> eval_lm_loss(CausalLM& model, const SftData& data, const SpecialIds& ids,

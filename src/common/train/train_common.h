@@ -109,6 +109,8 @@ Cursor cursor_from_json(const nlohmann::json& j);
 // The masked LM loss of a batch (moved to `dev`): trunk, then fused_lm_loss on the head weight
 // (no [B, T, V] logits). Gradients flow when grad mode is on.
 LmLoss batch_lm_loss(CausalLM& model, const SeqBatch& b, const torch::Device& dev);
+// The trunk's hidden states of a batch, padded [B, T, C] or packed [1, T, C] (b.packed).
+torch::Tensor batch_hidden(Transformer& trunk, const SeqBatch& b, const torch::Device& dev);
 
 // Held-out LM loss over the first `max_rows` rows of an SFT dataset (sharded over ranks).
 // Returns {loss, tokens}. Runs under NoGradGuard in eval mode.

@@ -4,8 +4,10 @@
 #include "common/core/version.h"
 #include "common/dist/dist.h"
 #include "tools/convert/convert.h"
+#include "common/core/process.h"
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&] {
     CLI::App app{"rlhf_convert: import/export models (Hugging Face, llama2.c) to/from model.h5"};

@@ -8,8 +8,10 @@
 #include "tools/eval/generate.h"
 #include "tools/eval/sample.h"
 #include "tools/eval/stage.h"
+#include "common/core/process.h"
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&] {
     CLI::App app{"rlhf_eval: evaluate checkpoints (JSON on the last stdout line)"};

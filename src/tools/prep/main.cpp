@@ -12,6 +12,7 @@
 #include "tools/prep/commands.h"
 #include "tools/prep/encode.h"
 #include "tools/prep/synth.h"
+#include "common/core/process.h"
 
 namespace {
 
@@ -55,6 +56,7 @@ void add_common(CLI::App* sub, CommonFlags& f, bool with_format, bool with_lengt
 }  // namespace
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   rlhf::DistRuntime rt(&argc, &argv);
   return rlhf::run_main([&]() -> int {
     CLI::App app{"rlhf_prep: raw data -> tokenized HDF5 datasets"};

@@ -28,6 +28,7 @@
 #include "common/train/train_common.h"
 #include "common/tokenizer/reward_query.h"
 #include "tools/serve/rm_server.h"
+#include "common/core/process.h"
 
 namespace {
 
@@ -102,6 +103,7 @@ int serve_rm(const RmOpts& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rlhf::choose_omp_wait_policy(argv);  // first: the OpenMP runtime reads it at load (process.h)
   const sigset_t stop = stop_signals();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   rlhf::DistRuntime rt(&argc, &argv);
