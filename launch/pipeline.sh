@@ -27,6 +27,7 @@ fi
 NP=${NP:-1}
 export RLHF_RUN=$RUN_DIR RLHF_DATA=$RUN_DIR/data RLHF_BIN=$BIN RLHF_ROOT=$ROOT
 export RLHF_SHARED_DATA=${RLHF_SHARED_DATA:-$(cd "$ROOT/.." && pwd)/shared/data}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # OpenMP threads sleep at barriers (common/core/process.h)
 mkdir -p "$RLHF_DATA"
 for f in sft.yaml rm.yaml ppo.yaml prep.sh; do
   [ -f "$CONFIG_DIR/$f" ] || { echo "pipeline.sh: $CONFIG_DIR/$f is missing" >&2; exit 2; }

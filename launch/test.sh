@@ -41,6 +41,7 @@ elif [ "$CUDA_BUILD" = "auto" ]; then
 fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # OpenMP threads sleep at barriers (common/core/process.h)
 case "$TEST_TORCH" in
   debian) cd "$BUILD_DIR" ;;
   pip) cd "$CUDA_DIR" ;;

@@ -16,6 +16,7 @@ SRC=${3:?usage: $0 BIN_DIR SOURCE_DIR}
 BIN=$(cd "$BIN" && pwd)
 W=$(mktemp -d "/tmp/rlhf_${LIB_NAME}.XXXXXX")
 export RLHF_THREADS=${RLHF_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # as the launchers (process.h): no re-exec per binary
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fail=0
 LIB_AT_EXIT=()

@@ -19,6 +19,7 @@ if [ "${1:-}" = "--check" ]; then
   exit $missing
 fi
 bin=$1; suite=$2
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}  # as the launchers (process.h): no re-exec per suite
 out=$("$bin" --gtest_filter="$suite.*:*/$suite.*:$suite/*" 2>&1); rc=$?
 printf '%s\n' "$out"
 [ $rc = 0 ] || exit $rc

@@ -16,6 +16,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/core/fs.h"
+#include "common/core/process.h"
 #include "common/core/rng.h"
 #include "common/core/strings.h"
 #include "common/dist/dist.h"
@@ -118,6 +119,24 @@ TEST(Fs, FsyncTreeVisitsNestedFiles) {
 }
 
 // Reference values of splitmix64 from state 0 (Vigna's splitmix64.c): the first outputs.
+// The OpenMP wait policy (process.h): a binary started without OMP_WAIT_POLICY runs with
+// PASSIVE (re-executed before anything starts); a value the user set is kept. The child is this
+// test binary running only the probe below, which prints what its process sees.
+TEST(OmpWaitPolicy, ChosenUnlessTheUserSetIt) {
+  if (const char* probe = std::getenv("RLHF_OMP_PROBE"); probe && std::string(probe) == "1") {
+    const char* v = std::getenv("OMP_WAIT_POLICY");
+    std::printf("probe: OMP_WAIT_POLICY=%s\n", v ? v : "(unset)");
+    return;
+  }
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  auto child = [&](const std::string& env) {
+    return run_shell(env + " RLHF_OMP_PROBE=1 '" + self + "' --gtest_filter=OmpWaitPolicy.ChosenUnlessTheUserSetIt",
+                     "", 60.0, "probe").out;
+  };
+  EXPECT_NE(child("env -u OMP_WAIT_POLICY").find("probe: OMP_WAIT_POLICY=PASSIVE"), std::string::npos);
+  EXPECT_NE(child("OMP_WAIT_POLICY=ACTIVE").find("probe: OMP_WAIT_POLICY=ACTIVE"), std::string::npos);
+}
+
 TEST(Rng, SplitMix64MatchesTheReferenceStream) {
   uint64_t s = 0;
   EXPECT_EQ(splitmix64(s), 0xE220A8397B1DCDAFULL);
