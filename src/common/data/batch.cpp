@@ -106,9 +106,11 @@ SeqBatch build_stream_batch(const std::vector<int32_t>& stream, const std::vecto
 
 PackedRows PackedRows::to(const torch::Device& dev) const {
   PackedRows p = *this;
-  p.gather = gather.to(dev);
+  for (auto& g : p.groups) {
+    g.gather = g.gather.to(dev);
+    g.key_mask = g.key_mask.to(dev);
+  }
   p.scatter = scatter.to(dev);
-  p.key_mask = key_mask.to(dev);
   p.row_of = row_of.to(dev);
   return p;
 }
@@ -118,38 +120,57 @@ SeqBatch pack_rows(const SeqBatch& padded) {
   auto mask = padded.attention_mask.to(torch::kCPU, torch::kBool).contiguous();  // [B, L]
   const int64_t B = mask.size(0), L = mask.size(1);
   const bool* m = mask.data_ptr<bool>();
-  std::vector<int64_t> gather(B * L), scatter, row_of;
+  std::vector<int64_t> len(B, 0), start(B, 0), row_of;
   int64_t T = 0;
-  for (int64_t b = 0; b < B; ++b)
+  for (int64_t b = 0; b < B; ++b) {
+    start[b] = T;
     for (int64_t i = 0; i < L; ++i)
       if (m[b * L + i]) {
         RLHF_CHECK(i == 0 || m[b * L + i - 1], "pack_rows: row {} is not right-padded", b);
-        ++T;
-      }
-  int64_t at = 0;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < L; ++i) {
-      gather[b * L + i] = m[b * L + i] ? at : T;
-      if (m[b * L + i]) {
-        scatter.push_back(b * L + i);
+        ++len[b];
         row_of.push_back(b);
-        ++at;
       }
-    }
-  auto sel = [&](const torch::Tensor& t) { return t.masked_select(mask).unsqueeze(0); };  // [1, T]
+    T += len[b];
+  }
+  std::vector<int64_t> order(B);
+  for (int64_t b = 0; b < B; ++b) order[b] = b;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return len[x] > len[y]; });
   SeqBatch out;
+  std::vector<int64_t> scatter(T);
+  int64_t offset = 0;  // of the current group in the groups' layouts end to end
+  for (size_t k = 0; k < order.size();) {
+    const int64_t longest = std::max<int64_t>(len[order[k]], 1);
+    size_t e = k;
+    while (e < order.size() && 4 * len[order[e]] >= 3 * longest) ++e;
+    PackedRows::Group g;
+    g.rows = static_cast<int64_t>(e - k);
+    g.longest = longest;
+    std::vector<int64_t> gather(g.rows * longest);
+    g.key_mask = torch::zeros({g.rows, longest}, torch::kBool);
+    for (int64_t r = 0; r < g.rows; ++r) {
+      const int64_t b = order[k + r];
+      for (int64_t i = 0; i < longest; ++i) {
+        const bool real = i < len[b];
+        gather[r * longest + i] = real ? start[b] + i : T;
+        if (real) scatter[start[b] + i] = offset + r * longest + i;
+      }
+      g.key_mask[r].narrow(0, 0, len[b]).fill_(true);
+    }
+    g.gather = torch::tensor(gather, torch::kLong);
+    offset += g.rows * longest;
+    out.packed.groups.push_back(std::move(g));
+    k = e;
+  }
+  auto sel = [&](const torch::Tensor& t) { return t.masked_select(mask).unsqueeze(0); };  // [1, T]
   out.tokens = sel(padded.tokens.to(torch::kCPU));
   out.positions = sel(padded.positions.to(torch::kCPU));
   out.loss_mask = sel(padded.loss_mask.to(torch::kCPU));
   out.attention_mask = torch::ones({1, T}, torch::kBool);
   out.target_tokens = padded.target_tokens;
   out.truncated = padded.truncated;
-  out.packed.gather = torch::tensor(gather, torch::kLong);
   out.packed.scatter = torch::tensor(scatter, torch::kLong);
   out.packed.row_of = torch::tensor(row_of, torch::kLong).unsqueeze(0);
-  out.packed.key_mask = mask;
   out.packed.rows = B;
-  out.packed.longest = L;
   return out;
 }
 

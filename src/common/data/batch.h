@@ -36,15 +36,21 @@ SpecialIds for_rows(SpecialIds ids, const DatasetMeta& m);
 
 // Where the rows of a packed batch lie (padding-free training, train.packing): the rows' real
 // tokens back to back on one line [1, T]; attention stays inside each row (model.h,
-// TransformerImpl::forward_packed: it lays q/k/v out per row for attention only). L = the
-// longest row, B the rows.
+// TransformerImpl::forward_packed lays q/k/v out per row for attention only). Rows are grouped by
+// length (longest first; a new group where a row is shorter than 3/4 of its group's longest), and
+// each group's attention runs on [its rows, its longest row], so attention's padding stays small
+// too.
 struct PackedRows {
-  torch::Tensor gather;    // [B * L] int64: packed index of row b's token i (i < its length), else T
-  torch::Tensor scatter;   // [T] int64: b * L + i of each packed token
-  torch::Tensor key_mask;  // [B, L] bool: row b's real tokens
-  torch::Tensor row_of;    // [1, T] int64: the row of each packed token
-  int64_t rows = 0, longest = 0;
-  bool defined() const { return gather.defined(); }
+  struct Group {
+    torch::Tensor gather;    // [R * L] int64: packed index of the group's row r, token i (i < its length), else T
+    torch::Tensor key_mask;  // [R, L] bool: the rows' real tokens
+    int64_t rows = 0, longest = 0;  // R, L
+  };
+  std::vector<Group> groups;
+  torch::Tensor scatter;  // [T] int64: where each packed token lies in the groups' [R * L] layouts end to end
+  torch::Tensor row_of;   // [1, T] int64: the batch row of each packed token
+  int64_t rows = 0;       // B
+  bool defined() const { return scatter.defined(); }
   PackedRows to(const torch::Device& dev) const;
 };
 

@@ -27,7 +27,8 @@ struct AttnCtx {
   int64_t static_len = 0;     // decode_static: cache slots [0, static_len) are attended
   PagedKV* paged = nullptr;   // decode_paged: the pool and the step's slots and blocks
   const PagedStep* step = nullptr;
-  PackedRows packed;          // forward_packed: where each row lies (mask: [rows, 1, L, L])
+  PackedRows packed;          // forward_packed: where each row lies
+  std::vector<torch::Tensor> packed_masks;  // forward_packed: per length group [R, 1, L, L]
 };
 }  // namespace detail
 using detail::AttnCtx;
@@ -49,21 +50,27 @@ class BlockBase : public torch::nn::Module {
 torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, const AttnCtx& c,
                      int64_t layer, double dropout, bool training) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
-  if (c.packed.defined()) {  // [1, h, T, D] -> per row [rows, h, L, D], attend, and back
-    const int64_t R = c.packed.rows, L = c.packed.longest;
-    auto per_row = [&](const torch::Tensor& x) {
+  if (c.packed.defined()) {  // [1, h, T, D] -> per length group [R, h, L, D], attend, and back
+    std::vector<torch::Tensor> outs;
+    auto flat = [&](const torch::Tensor& x) {
       auto f = x.squeeze(0).transpose(0, 1);                                      // [T, h, D]
-      f = torch::cat({f, torch::zeros({1, f.size(1), D}, f.options())}, 0);       // [T + 1, h, D]
-      return f.index_select(0, c.packed.gather).view({R, L, x.size(1), D}).transpose(1, 2);
+      return torch::cat({f, torch::zeros({1, f.size(1), D}, f.options())}, 0);    // [T + 1, h, D]
     };
-    auto qr = per_row(q), kr = per_row(k), vr = per_row(v);                       // [R, h, L, D]
-    if (Hkv != H) {
-      kr = kr.repeat_interleave(H / Hkv, 1);
-      vr = vr.repeat_interleave(H / Hkv, 1);
+    auto qf = flat(q), kf = flat(k), vf = flat(v);
+    for (size_t i = 0; i < c.packed.groups.size(); ++i) {
+      const auto& g = c.packed.groups[i];
+      auto per_row = [&](const torch::Tensor& f) {
+        return f.index_select(0, g.gather).view({g.rows, g.longest, f.size(1), D}).transpose(1, 2);
+      };
+      auto qr = per_row(qf), kr = per_row(kf), vr = per_row(vf);                  // [R, h, L, D]
+      if (Hkv != H) {
+        kr = kr.repeat_interleave(H / Hkv, 1);
+        vr = vr.repeat_interleave(H / Hkv, 1);
+      }
+      auto y = compat::attention(qr, kr, vr, c.packed_masks[i], false, dropout, training);  // [R, H, L, D]
+      outs.push_back(y.transpose(1, 2).reshape({g.rows * g.longest, H * D}));
     }
-    auto y = compat::attention(qr, kr, vr, c.mask, false, dropout, training);     // [R, H, L, D]
-    y = y.transpose(1, 2).reshape({R * L, H * D}).index_select(0, c.packed.scatter);  // [T, H*D]
-    return y.unsqueeze(0);                                                        // [1, T, H*D]
+    return torch::cat(outs, 0).index_select(0, c.packed.scatter).unsqueeze(0);  // [1, T, H*D]
   }
   if (c.paged) {  // T == 1: write each row's key/value at its slot, gather its blocks
     auto& pk = c.paged->k[layer];  // [NB, bs, Hkv, D]
@@ -290,12 +297,17 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
     ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
     ctx->saved_data["has_mask"] = c->mask.defined();
     if (c->mask.defined()) ctx->saved_data["mask"] = c->mask;
-    ctx->saved_data["packed"] = c->packed.defined();
+    ctx->saved_data["packed"] = static_cast<int64_t>(c->packed.groups.size());
     if (c->packed.defined()) {
-      ctx->saved_data["p_gather"] = c->packed.gather;
       ctx->saved_data["p_scatter"] = c->packed.scatter;
-      ctx->saved_data["p_rows"] = c->packed.rows;
-      ctx->saved_data["p_longest"] = c->packed.longest;
+      for (size_t i = 0; i < c->packed.groups.size(); ++i) {
+        const auto& g = c->packed.groups[i];
+        const std::string k = "p" + std::to_string(i);
+        ctx->saved_data[k + "_gather"] = g.gather;
+        ctx->saved_data[k + "_mask"] = c->packed_masks[i];
+        ctx->saved_data[k + "_rows"] = g.rows;
+        ctx->saved_data[k + "_longest"] = g.longest;
+      }
     }
     ctx->saved_data["has_rope"] = c->cos.defined();
     if (c->cos.defined()) {
@@ -325,11 +337,18 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
     auto* block = reinterpret_cast<BlockBase*>(ctx->saved_data["block"].toInt());
     AttnCtx c;
     if (ctx->saved_data["has_mask"].toBool()) c.mask = ctx->saved_data["mask"].toTensor();
-    if (ctx->saved_data["packed"].toBool()) {
-      c.packed.gather = ctx->saved_data["p_gather"].toTensor();
+    const int64_t n_groups = ctx->saved_data["packed"].toInt();
+    if (n_groups > 0) {
       c.packed.scatter = ctx->saved_data["p_scatter"].toTensor();
-      c.packed.rows = ctx->saved_data["p_rows"].toInt();
-      c.packed.longest = ctx->saved_data["p_longest"].toInt();
+      for (int64_t i = 0; i < n_groups; ++i) {
+        const std::string k = "p" + std::to_string(i);
+        PackedRows::Group g;
+        g.gather = ctx->saved_data[k + "_gather"].toTensor();
+        g.rows = ctx->saved_data[k + "_rows"].toInt();
+        g.longest = ctx->saved_data[k + "_longest"].toInt();
+        c.packed.groups.push_back(g);
+        c.packed_masks.push_back(ctx->saved_data[k + "_mask"].toTensor());
+      }
     }
     if (ctx->saved_data["has_rope"].toBool()) {
       c.cos = ctx->saved_data["cos"].toTensor();
@@ -536,17 +555,22 @@ torch::Tensor TransformerImpl::forward_packed(const torch::Tensor& tokens,
   RLHF_CHECK(tokens.dim() == 2 && tokens.size(0) == 1 && positions.sizes() == tokens.sizes(),
              "forward_packed: tokens and positions must be [1, T], got {} and {}", shape_str(tokens),
              shape_str(positions));
-  const int64_t T = tokens.size(1), R = packed.rows, L = packed.longest;
-  RLHF_CHECK(packed.defined() && packed.gather.numel() == R * L && packed.scatter.numel() == T &&
-                 packed.key_mask.sizes() == torch::IntArrayRef({R, L}),
-             "forward_packed: PackedRows of {} rows x {} does not describe {} packed tokens", R, L, T);
+  const int64_t T = tokens.size(1);
+  RLHF_CHECK(packed.defined() && packed.scatter.numel() == T,
+             "forward_packed: PackedRows of {} tokens does not describe {} packed tokens",
+             packed.defined() ? packed.scatter.numel() : 0, T);
   AttnCtx c;
   c.packed = packed;
-  // Causal inside each row, keys of the row only; a pad query (past a row's end) sees every key
-  // (its output is never scattered back).
-  auto causal = torch::ones({L, L}, torch::dtype(torch::kBool).device(tokens.device())).tril();
-  c.mask = packed.key_mask.view({R, 1, 1, L}).logical_and(causal);  // [R, 1, L, L]
-  c.mask = c.mask.logical_or(c.mask.any(-1, true).logical_not());
+  // Per length group: causal inside each row, keys of the row only; a pad query (past a row's
+  // end) sees every key (its output is never scattered back).
+  for (const auto& g : packed.groups) {
+    RLHF_CHECK(g.gather.numel() == g.rows * g.longest &&
+                   g.key_mask.sizes() == torch::IntArrayRef({g.rows, g.longest}),
+               "forward_packed: a length group of {} rows x {} disagrees with its tensors", g.rows, g.longest);
+    auto causal = torch::ones({g.longest, g.longest}, torch::dtype(torch::kBool).device(tokens.device())).tril();
+    auto m = g.key_mask.view({g.rows, 1, 1, g.longest}).logical_and(causal);  // [R, 1, L, L]
+    c.packed_masks.push_back(m.logical_or(m.any(-1, true).logical_not()));
+  }
   const bool ckpt = cfg.activation_checkpointing && is_training() && torch::GradMode::is_enabled();
   return run_layers(tokens, positions, c, ckpt);
 }

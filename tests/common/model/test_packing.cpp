@@ -69,10 +69,19 @@ TEST(PackRows, LaysRowsBackToBackWithRestartingPositions) {
   EXPECT_TRUE(torch::equal(pk.loss_mask, torch::tensor({0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1}, torch::kBool).unsqueeze(0)));
   EXPECT_TRUE(torch::equal(pk.packed.row_of, torch::tensor({0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, torch::kLong).unsqueeze(0)));
   EXPECT_EQ(pk.packed.rows, 2);
-  EXPECT_EQ(pk.packed.longest, 6);
-  // Row 0's 6 slots: packed 0..4 then the zero row (11); row 1's: packed 5..10.
-  EXPECT_TRUE(torch::equal(pk.packed.gather, torch::tensor({0, 1, 2, 3, 4, 11, 5, 6, 7, 8, 9, 10}, torch::kLong)));
-  EXPECT_TRUE(torch::equal(pk.packed.scatter, torch::tensor({0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11}, torch::kLong)));
+  // Lengths 5 and 6: one length group (5 >= 3/4 of 6), longest row first: row 1 then row 0.
+  ASSERT_EQ(pk.packed.groups.size(), 1u);
+  const auto& g = pk.packed.groups[0];
+  EXPECT_EQ(g.rows, 2);
+  EXPECT_EQ(g.longest, 6);
+  EXPECT_TRUE(torch::equal(g.gather, torch::tensor({5, 6, 7, 8, 9, 10, 0, 1, 2, 3, 4, 11}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(pk.packed.scatter, torch::tensor({6, 7, 8, 9, 10, 0, 1, 2, 3, 4, 5}, torch::kLong)));
+  // Lengths 12 and 5 fall in two groups.
+  const std::vector<int32_t> r2 = {3, 4, 5, 6, 7, 8, 9, 10, 11};
+  SeqBatch two = pack_rows(build_seq_batch({{p0.data(), 1, r2.data(), 9}, {p1.data(), 1, r0.data(), 1}}, ids_12(), 16));
+  ASSERT_EQ(two.packed.groups.size(), 2u);
+  EXPECT_EQ(two.packed.groups[0].longest, 12);
+  EXPECT_EQ(two.packed.groups[1].longest, 4);
   EXPECT_EQ(pk.target_tokens, pad.target_tokens);
 }
 
