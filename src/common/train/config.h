@@ -49,7 +49,7 @@ struct TrainSection {
   int64_t max_skipped_steps = 10;  // stop (error) after this many skipped steps in a row; 0 = never
   int64_t global_batch_size = 32;  // sequences (SFT), prompt groups (RM), prompts (PPO) per step, all ranks
   int64_t micro_batch_size = 8;    // per rank per forward/backward; 0 = auto (start_run)
-  bool packing = false;            // SFT and DPO: micro-batches packed padding-free (batch.h)
+  bool packing = true;             // SFT and DPO: micro-batches packed padding-free (batch.h)
   int64_t max_tokens_per_micro_batch = 0;  // with packing (SFT): micro-batches by tokens, 0 = by rows
   double learning_rate = 3e-4;
   double min_lr_ratio = 0.1;    // cosine decays to learning_rate * min_lr_ratio
