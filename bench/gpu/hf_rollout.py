@@ -41,7 +41,7 @@ def main():
                      n_layer=m["n_layer"], n_head=m["n_head"], n_inner=m["d_ff"],
                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
                      attn_pdrop=0.0, layer_norm_epsilon=m["norm_eps"], tie_word_embeddings=True,
-                     eos_token_id=eos, pad_token_id=eos)
+                     bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     dev = torch.device(a.device)
     torch.manual_seed(spec["seed"])
     model = GPT2LMHeadModel(cfg).to(dev).eval()
