@@ -123,6 +123,16 @@ cp "$T/p.jsonl" "$T/same.jsonl"; before=$(md5sum < "$T/same.jsonl")
 "$BIN/rlhf_convert" to-hf --in "$T/ck_init" --out "$T/hf_out" --force > /dev/null 2>&1 \
   && [ "$(ls "$T/hf_out" | grep -c safetensors)" -eq 1 ] && ok "... --force replaces it, no stale shards left" \
   || bad "to-hf --force: $(ls "$T/hf_out" | tr '\n' ' ')"
+# A --force export that fails part way (its tokenizer cannot be copied) leaves the previous export
+# byte for byte, and no staging folder behind.
+"$BIN/rlhf_convert" init --family gpt2 --tokenizer "$SRC/../shared/data/gpt2" --out "$T/ck_gpt2tok" > /dev/null 2>&1 \
+  || bad "convert init with the gpt2 tokenizer"
+rm -f "$T/ck_gpt2tok/tokenizer/merges.txt"
+before=$(cd "$T/hf_out" && md5sum * | md5sum)
+"$BIN/rlhf_convert" to-hf --in "$T/ck_gpt2tok" --out "$T/hf_out" --force > /dev/null 2> "$T/tf.err"; rc=$?
+[ "$rc" -ne 0 ] && grep -q "the folder was left as it was" "$T/tf.err" && [ "$(cd "$T/hf_out" && md5sum * | md5sum)" = "$before" ] \
+  && [ -z "$(ls -d "$T"/hf_out.rlhf-* 2>/dev/null)" ] && ok "a failed to-hf --force leaves the previous export untouched" \
+  || { tail -2 "$T/tf.err"; ls "$T"; bad "failed to-hf --force (exit $rc)"; }
 
 # Absurd sizes fail fast, naming the key: from YAML and from a Hugging Face config.json.
 start=$(date +%s)

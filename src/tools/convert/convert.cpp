@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "common/core/check.h"
 #include "common/dist/dist.h"
 #include "common/io/hf_folder.h"
@@ -84,20 +86,37 @@ int to_hf(const std::string& in, const std::string& out, const HfExportOptions& 
              "{} already holds a Hugging Face model (config.json): choose a new --out folder, or "
              "pass --force to replace its config and weights", out);
   ModelFile f = read_model_h5(path);
-  if (force && fs::is_directory(out)) {
-    // Weights of the model being replaced would otherwise sit beside the new ones (a stale
-    // shard index makes loaders read the old shards).
-    for (const auto& e : fs::directory_iterator(out)) {
-      const std::string n = e.path().filename().string();
-      if (n == "model.safetensors.index.json" ||
-          (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0))
-        fs::remove(e.path());
+  // Written into a staging folder beside `out` and swapped in only when complete: a failed
+  // export (full disk, a tokenizer that cannot be copied) leaves the previous export as it was.
+  const fs::path dst = fs::absolute(out).lexically_normal();
+  const fs::path stage = dst.parent_path() / (dst.filename().string() + ".rlhf-staging-" + std::to_string(::getpid()));
+  fs::remove_all(stage);
+  try {
+    export_hf_folder(f, stage.string(), opt);
+    if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
+      copy_tokenizer(f.tok.spec, stage.string(), /*flat=*/true);  // llama2.c's .bin means nothing to HF
+    if (!f.tok.chat_template.empty()) write_chat_template(stage.string(), f.tok);
+    if (fs::is_directory(dst)) {
+      // The user's other files stay; the replaced model's weights and shard index do not (a stale
+      // index makes loaders read old shards).
+      for (const auto& e : fs::directory_iterator(dst)) {
+        const std::string n = e.path().filename().string();
+        const bool weights = n == "model.safetensors.index.json" ||
+                             (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0);
+        if (!weights && !fs::exists(stage / n)) fs::copy(e.path(), stage / n, fs::copy_options::recursive);
+      }
+      const fs::path old = dst.parent_path() / (dst.filename().string() + ".rlhf-old-" + std::to_string(::getpid()));
+      fs::rename(dst, old);
+      fs::rename(stage, dst);
+      fs::remove_all(old);
+    } else {
+      fs::rename(stage, dst);
     }
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove_all(stage, ec);
+    RLHF_CHECK(false, "to-hf --out {}: {} (the folder was left as it was)", out, e.what());
   }
-  export_hf_folder(f, out, opt);
-  if (f.tok.spec != "byte" && f.tok.identity.rfind("llama2c:", 0) != 0)
-    copy_tokenizer(f.tok.spec, out, /*flat=*/true);  // llama2.c's .bin means nothing to HF
-  if (!f.tok.chat_template.empty()) write_chat_template(out, f.tok);
   std::cerr << fmt::format("wrote {}: config.json and the weights of {} ({} {} tensors)\n", out,
                            path, f.tensors.size(), f.kind);
   return 0;
