@@ -22,7 +22,7 @@ void add_ppo_keys(Config& cfg, Schema& s) {
   s.add_enum("ppo.reward", &p.reward, kRewardNames);
   s.add_string("ppo.reward_rule", &p.reward_rule);
   s.add_string("ppo.reward_command", &p.reward_command);
-  s.add_double("ppo.reward_timeout_s", &p.reward_timeout_s, 0, kInf, true);
+  s.add_double("ppo.reward_timeout_s", &p.reward_timeout_s, 0, 86400, true);  // at most a day
   s.add_string("ppo.reward_url", &p.reward_url);
   s.add_int("ppo.reward_retries", &p.reward_retries, 0, 100);
   s.add_int("ppo.reward_batch_size", &p.reward_batch_size, 1, kMax);

@@ -32,9 +32,13 @@ std::string parse_answers(const std::string& text, size_t rows, std::vector<doub
     char* stop = nullptr;
     errno = 0;
     const double v = s.empty() ? NAN : std::strtod(s.c_str(), &stop);
-    if (s.empty() || stop != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v))
-      return fmt::format("stdout line {}: '{}' is not one finite number (expected one number per "
-                         "line, one line per JSON line of stdin)", line, s.substr(0, 80));
+    const bool decimal = s.find_first_not_of("0123456789+-.eE") == std::string::npos;  // no hex
+    if (s.empty() || !decimal || stop != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v))
+      return fmt::format("stdout line {}: '{}' is not one finite number (expected one decimal number "
+                         "per line, one line per JSON line of stdin)", line, s.substr(0, 80));
+    if (std::abs(v) > kMaxRewardMagnitude)
+      return fmt::format("stdout line {}: {} is beyond ±{:g} (rewards this large overflow the "
+                         "returns and advantages; scale them down)", line, s.substr(0, 80), kMaxRewardMagnitude);
     out.push_back(v);
   }
   if (out.size() != rows)

@@ -2,7 +2,8 @@
 // iteration, on each rank for its own rows (the held-out evaluation: in runs of at most that many
 // rows), `/bin/sh -c "$ppo.reward_command"` gets one JSON line per row on stdin,
 //   {"prompt": "<decoded prompt>", "response": "<decoded response, up to EOS>", "eos": true}
-// (invalid UTF-8 replaced by U+FFFD), and must answer on stdout with one finite number per line,
+// (invalid UTF-8 replaced by U+FFFD), and must answer on stdout with one decimal number per line
+// (no hex, |x| <= kMaxRewardMagnitude),
 // in order, one line per row, then exit with status 0 — all within ppo.reward_timeout_s seconds.
 // The number is the raw score that the no-EOS penalty and score clip act on, as a reward model's.
 // Its answer is complete when the shell exits: background children it leaves holding stdout get
@@ -27,6 +28,11 @@
 #include "ppo/rollout.h"
 
 namespace rlhf {
+
+// The largest |reward| an external reward (command, remote) may answer: far beyond any real
+// reward scale, and small enough that returns, advantages and their squares stay finite (a reward
+// of 1e308 made every step non-finite and skipped). A larger value is refused, naming it.
+inline constexpr double kMaxRewardMagnitude = 1e6;
 
 struct CommandOutcome {
   std::vector<double> scores;  // one per input line when error is empty

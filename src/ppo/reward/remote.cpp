@@ -38,6 +38,9 @@ std::string parse_rewards(const std::string& body, size_t n, std::vector<double>
   for (size_t i = 0; i < n; ++i) {
     if (!r[i].is_number() || !std::isfinite(r[i].get<double>()))
       return fmt::format("rewards[{}] is {}, not a finite number", i, r[i].dump());
+    if (std::abs(r[i].get<double>()) > kMaxRewardMagnitude)
+      return fmt::format("rewards[{}] is {}, beyond ±{:g} (rewards this large overflow the returns "
+                         "and advantages; scale them down)", i, r[i].dump(), kMaxRewardMagnitude);
     out.push_back(r[i].get<double>());
   }
   return {};

@@ -39,6 +39,13 @@ TEST(RewardCommand, GarbageNamesTheLine) {
   EXPECT_TRUE(contains(n.error, "'nan' is not one finite number")) << n.error;
   const CommandOutcome two = run_reward_command("cat >/dev/null; echo '1 2'", 10, "x\n", 1);
   EXPECT_TRUE(contains(two.error, "'1 2' is not one finite number")) << two.error;
+  // Hex is not a decimal reward (strtod would read 0x10 as 16); 1e308 overflows the advantages.
+  const CommandOutcome hex = run_reward_command("cat >/dev/null; echo 0x10", 10, "x\n", 1);
+  EXPECT_TRUE(contains(hex.error, "'0x10' is not one finite number")) << hex.error;
+  const CommandOutcome huge = run_reward_command("cat >/dev/null; echo 1e308", 10, "x\n", 1);
+  EXPECT_TRUE(contains(huge.error, "stdout line 1: 1e308 is beyond ±1e+06")) << huge.error;
+  EXPECT_EQ(run_reward_command("cat >/dev/null; echo -1e6", 10, "x\n", 1).scores,
+            (std::vector<double>{-1e6}));
 }
 
 TEST(RewardCommand, WrongLineCount) {

@@ -132,6 +132,9 @@ TEST(RewardRemote, BadAnswersNameWhatWasWrong) {
   StubServer text(answer(R"({"rewards": [1.0, "x"]})"));
   EXPECT_TRUE(contains(post_reward_queries({text.url(), 5, 0, 64}, queries(2)).error,
                        "rewards[1] is \"x\", not a finite number"));
+  StubServer huge(answer(R"({"rewards": [1.0, 1e308]})"));
+  EXPECT_TRUE(contains(post_reward_queries({huge.url(), 5, 0, 64}, queries(2)).error,
+                       "rewards[1] is 1e+308, beyond ±1e+06"));
   StubServer html(answer("<html>hello</html>"));
   EXPECT_TRUE(contains(post_reward_queries({html.url(), 5, 0, 64}, queries(2)).error,
                        "not a JSON object with a \"rewards\" array: '<html>hello</html>'"));
