@@ -133,6 +133,11 @@ struct Proj {
   void add_lora(const LoraState* st, const torch::Device& dev) {
     const int64_t in = base->options.in_features(), out = base->options.out_features();
     const int64_t r = st->info.opt.rank;
+    RLHF_CHECK(r <= std::min(in, out),
+               "model.lora.rank = {} exceeds the smaller side of a {} x {} projection: an adapter "
+               "B·A of that rank cannot exist there (its rank is at most {}); set model.lora.rank <= {} "
+               "or leave that projection out of model.lora.targets", r, out, in, std::min(in, out),
+               std::min(in, out));
     auto a = torch::nn::Linear(torch::nn::LinearOptions(in, r).bias(false));  // kaiming-uniform
     auto b = torch::nn::Linear(torch::nn::LinearOptions(r, out).bias(false));
     {

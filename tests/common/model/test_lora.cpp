@@ -87,6 +87,18 @@ TEST(Lora, ParameterCountEqualsTheAdaptersAttached) {
   }
 }
 
+// A rank above a projection's smaller side is refused, naming the key and the largest rank.
+TEST(Lora, RankLargerThanAProjectionIsRefused) {
+  ModelConfig c = cfg_of(Family::Llama);
+  ScalarModel m(c);
+  const int64_t side = std::min(c.d_model, c.n_kv_head * c.head_dim());  // k_proj: the smallest
+  const std::string e = error_of([&] { attach_lora(*m, info_of(side + 1, 2, "k")); });
+  EXPECT_NE(e.find(fmt::format("model.lora.rank = {} exceeds the smaller side", side + 1)), std::string::npos) << e;
+  EXPECT_NE(e.find(fmt::format("set model.lora.rank <= {}", side)), std::string::npos) << e;
+  ScalarModel ok(c);
+  attach_lora(*ok, info_of(side, 2, "k"));  // the largest rank that exists
+}
+
 TEST(Lora, FreshAdaptersLeaveOutputsUnchanged) {
   for (Family f : {Family::GPT2, Family::Llama}) {
     torch::manual_seed(1);
