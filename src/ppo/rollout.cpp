@@ -101,21 +101,6 @@ std::optional<SharedPrompts> shared_prompts(const TransformerImpl& trunk, const 
   return SharedPrompts{torch::tensor(g, torch::kLong).to(dev), torch::tensor(first, torch::kLong).to(dev)};
 }
 
-// Rows sorted by response length (longest first), cut where a row is shorter than 3/4 of its
-// bucket's longest: each bucket is padded to its own longest row, so a pass computes at most a
-// third more positions than the rows' real tokens. -> buckets of row indices.
-std::vector<std::vector<int64_t>> length_buckets(const std::vector<int64_t>& len) {
-  std::vector<int64_t> order(len.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return len[x] > len[y]; });
-  std::vector<std::vector<int64_t>> out;
-  for (int64_t b : order) {
-    if (out.empty() || 4 * len[b] < 3 * len[out.back().front()]) out.emplace_back();
-    out.back().push_back(b);
-  }
-  return out;
-}
-
 // The trunk's hidden states at positions [P - 1, P + N - 1) — those that predict the response
 // tokens — with each distinct prompt run once: a prompt pass over the G prompts fills a KV cache;
 // response passes (one per length bucket, each as wide as its longest row) feed every row's
@@ -134,7 +119,7 @@ torch::Tensor grouped_response_hidden(TransformerImpl& trunk, const Rollout& r, 
   std::vector<int64_t> len(len_t.data_ptr<int64_t>(), len_t.data_ptr<int64_t>() + len_t.numel());
   std::vector<torch::Tensor> parts;
   std::vector<int64_t> order;
-  for (const auto& bucket : length_buckets(len)) {
+  for (const auto& bucket : length_groups(len)) {  // padding <= 1/3 per pass
     const int64_t L = len[bucket.front()], R = static_cast<int64_t>(bucket.size());
     auto rows = torch::tensor(bucket, torch::kLong).to(dev);                      // [R]
     auto rg = s.row_group.index_select(0, rows);                                  // [R]

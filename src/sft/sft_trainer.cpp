@@ -54,12 +54,6 @@ SftInputs load_sft_inputs(const Config& cfg, const ModelSetup& ms) {
   return in;
 }
 
-// The length build_seq_batch gives a row (framing, then the cut to max_len).
-int64_t framed_len(const PromptResponse& r, const SpecialIds& ids, int64_t max_len) {
-  const int64_t n = (ids.bos >= 0 ? 1 : 0) + r.prompt_len + r.response_len + (ids.add_eos && ids.eos >= 0 ? 1 : 0);
-  return std::min(n, max_len);
-}
-
 // train.max_tokens_per_micro_batch: the rows cut into as many micro-batches as the rank that
 // needs most (so that every rank runs the same number of backward passes), each row into the
 // micro-batch with the fewest tokens so far, longest rows first.
@@ -68,7 +62,7 @@ std::vector<std::vector<PromptResponse>> token_budget_bins(const SftInputs& in, 
                                                            Communicator& comm) {
   std::vector<int64_t> len;
   int64_t total = 0;
-  for (int64_t i : idx) total += len.emplace_back(framed_len(in.train.row(i), ids, in.max_len));
+  for (int64_t i : idx) total += len.emplace_back(framed_length(in.train.row(i), ids, in.max_len));
   const double need = std::ceil(static_cast<double>(total) / static_cast<double>(budget));
   const int64_t m = std::min<int64_t>(static_cast<int64_t>(idx.size()),
                                       static_cast<int64_t>(comm.all_reduce_scalar(need, ReduceOp::Max)));

@@ -115,6 +115,23 @@ PackedRows PackedRows::to(const torch::Device& dev) const {
   return p;
 }
 
+int64_t framed_length(const PromptResponse& r, const SpecialIds& ids, int64_t max_len) {
+  const int64_t n = (ids.bos >= 0 ? 1 : 0) + r.prompt_len + r.response_len + (ids.add_eos && ids.eos >= 0 ? 1 : 0);
+  return std::min(n, max_len);
+}
+
+std::vector<std::vector<int64_t>> length_groups(const std::vector<int64_t>& len) {
+  std::vector<int64_t> order(len.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return len[x] > len[y]; });
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t b : order) {
+    if (out.empty() || 4 * len[b] < 3 * len[out.back().front()]) out.emplace_back();
+    out.back().push_back(b);
+  }
+  return out;
+}
+
 SeqBatch pack_rows(const SeqBatch& padded) {
   RLHF_CHECK(!padded.packed.defined(), "pack_rows: the batch is packed already");
   auto mask = padded.attention_mask.to(torch::kCPU, torch::kBool).contiguous();  // [B, L]
@@ -132,34 +149,27 @@ SeqBatch pack_rows(const SeqBatch& padded) {
       }
     T += len[b];
   }
-  std::vector<int64_t> order(B);
-  for (int64_t b = 0; b < B; ++b) order[b] = b;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return len[x] > len[y]; });
   SeqBatch out;
   std::vector<int64_t> scatter(T);
   int64_t offset = 0;  // of the current group in the groups' layouts end to end
-  for (size_t k = 0; k < order.size();) {
-    const int64_t longest = std::max<int64_t>(len[order[k]], 1);
-    size_t e = k;
-    while (e < order.size() && 4 * len[order[e]] >= 3 * longest) ++e;
+  for (const std::vector<int64_t>& rows : length_groups(len)) {
     PackedRows::Group g;
-    g.rows = static_cast<int64_t>(e - k);
-    g.longest = longest;
-    std::vector<int64_t> gather(g.rows * longest);
-    g.key_mask = torch::zeros({g.rows, longest}, torch::kBool);
+    g.rows = static_cast<int64_t>(rows.size());
+    g.longest = std::max<int64_t>(len[rows.front()], 1);
+    std::vector<int64_t> gather(g.rows * g.longest);
+    g.key_mask = torch::zeros({g.rows, g.longest}, torch::kBool);
     for (int64_t r = 0; r < g.rows; ++r) {
-      const int64_t b = order[k + r];
-      for (int64_t i = 0; i < longest; ++i) {
+      const int64_t b = rows[r];
+      for (int64_t i = 0; i < g.longest; ++i) {
         const bool real = i < len[b];
-        gather[r * longest + i] = real ? start[b] + i : T;
-        if (real) scatter[start[b] + i] = offset + r * longest + i;
+        gather[r * g.longest + i] = real ? start[b] + i : T;
+        if (real) scatter[start[b] + i] = offset + r * g.longest + i;
       }
       g.key_mask[r].narrow(0, 0, len[b]).fill_(true);
     }
     g.gather = torch::tensor(gather, torch::kLong);
-    offset += g.rows * longest;
+    offset += g.rows * g.longest;
     out.packed.groups.push_back(std::move(g));
-    k = e;
   }
   auto sel = [&](const torch::Tensor& t) { return t.masked_select(mask).unsqueeze(0); };  // [1, T]
   out.tokens = sel(padded.tokens.to(torch::kCPU));

@@ -66,12 +66,19 @@ struct SeqBatch {
   PackedRows packed;
 };
 
+// Row indices grouped by length, the one rule for padding-bounded passes (packed attention,
+// PPO's response passes): rows sorted longest first (stable), a new group where a row is shorter
+// than 3/4 of its group's longest, so padding a group to its longest row adds at most a third.
+std::vector<std::vector<int64_t>> length_groups(const std::vector<int64_t>& len);
+
 // The rows of a right-padded batch packed back to back (same tokens, positions and targets, no
 // pads): [B, Tpad] -> [1, T], T = its real tokens.
 SeqBatch pack_rows(const SeqBatch& padded);
 
 SeqBatch build_seq_batch(const std::vector<PromptResponse>& rows, const SpecialIds& ids,
                          int64_t max_len);
+// The tokens build_seq_batch gives a row: its framing (BOS, EOS), then the cut to max_len.
+int64_t framed_length(const PromptResponse& row, const SpecialIds& ids, int64_t max_len);
 
 // Contiguous windows of a token stream (pretraining / ptx): rows of exactly seq_len tokens
 // starting at the given offsets (wrapping around the end of the stream); every token is a target

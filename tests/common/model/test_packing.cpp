@@ -83,6 +83,10 @@ TEST(PackRows, LaysRowsBackToBackWithRestartingPositions) {
   EXPECT_EQ(two.packed.groups[0].longest, 12);
   EXPECT_EQ(two.packed.groups[1].longest, 4);
   EXPECT_EQ(pk.target_tokens, pad.target_tokens);
+  // framed_length is the length build_seq_batch gives a row: 5 and 6 here; cut to max_len.
+  EXPECT_EQ(framed_length({p0.data(), 2, r0.data(), 1}, ids_12(), 16), 5);
+  EXPECT_EQ(framed_length({p1.data(), 1, r1.data(), 3}, ids_12(), 16), 6);
+  EXPECT_EQ(framed_length({p1.data(), 1, r1.data(), 3}, ids_12(), 4), 4);
 }
 
 class PackedFamily : public ::testing::TestWithParam<std::pair<Family, int64_t>> {};
